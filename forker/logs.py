@@ -1,18 +1,19 @@
 """Logging: the error log through the stdlib `logging` module, and the access log.
 
-    setup(config)          # configure both, in the master before fork
-    set_worker_id(3)       # in a worker after fork: its lines say "[worker 3]"
-    access_logger(request, status, body_bytes_sent, request_time_seconds)
-    flush()                # before a worker exits: write out buffered access lines
-    reopen()               # on USR1: reopen log files (after rotation)
+    setup(config)                       # the master, before fork: error log + level
+    set_worker_id(3)                    # a worker after fork: lines say "[worker 3]"
+    log = access_logger(config, 3)      # a worker: its access logger, or None when off
+    log(request, status, body_bytes_sent, request_time_seconds)
+    log.flush()                         # on the loop's tick; log.close() before exit
+    reopen()                            # on USR1: reopen log files (after rotation)
 
 Error log lines look like
 
     [2026-11-26 11:01:35 +0000] [4242] [worker 3] [INFO] message
 
-Access lines are formatted by the request's own thread and appended to an
-in-memory buffer; the buffer is written out with one write(2) when it grows
-past 64 KiB and at least once a second by a background thread, so logging a
+Access lines are formatted by the thread that ran the request and appended to
+an in-memory buffer, written out with one write(2) when it passes 64 KiB, on
+flush(), and at least once a second by a background thread, so logging a
 request never waits on the disk. Formats: "common", "combined" (Apache), "json",
 or a custom format of gunicorn-style atoms such as '%(h)s "%(r)s" %(s)s %(D)s'.
 """
@@ -25,6 +26,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from typing import Any, Callable, Dict, List, Optional
 
 log = logging.getLogger("forker")
@@ -50,12 +52,12 @@ ERROR_FORMAT = "[%(asctime)s] [%(process)d] [%(worker)s] [%(levelname)s] %(messa
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
 
 _error_handler: Optional[logging.Handler] = None
-_access: Optional["AccessLog"] = None
+_access_logs: "weakref.WeakSet[AccessLog]" = weakref.WeakSet()
 
 
 def setup(config: Any) -> None:
-    """Configure the error log and the access log from config. Idempotent."""
-    global _error_handler, _access
+    """Configure the error log from config (error_log, log_level). Idempotent."""
+    global _error_handler
     if _error_handler is not None:
         log.removeHandler(_error_handler)
         _error_handler.close()
@@ -63,35 +65,30 @@ def setup(config: Any) -> None:
     if path in (None, "", "-"):
         handler: logging.Handler = logging.StreamHandler(sys.stderr)
     else:
-        handler = logging.FileHandler(path, encoding="utf-8", delay=False)
+        handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(ERROR_FORMAT, DATE_FORMAT))
     handler.addFilter(WorkerFilter())
     log.addHandler(handler)
     log.setLevel(config.log_level.upper())
     log.propagate = False
     _error_handler = handler
-    if _access is not None:
-        _access.close()
-    _access = AccessLog(config.access_log, config.access_log_format) if config.access_log else None
 
 
-def access_logger(request: Any, status: int, sent: int, request_time: float) -> None:
-    """The engine's per-response hook (only installed when access_log is set)."""
-    if _access is not None:
-        _access.log(request, status, sent, request_time)
-
-
-def make_access_logger(config: Any) -> Optional[Callable[[Any, int, int, float], None]]:
-    """A bound access logger for config, or None when the access log is off."""
+def access_logger(config: Any, worker_id: Optional[int] = None) -> Optional["AccessLog"]:
+    """This worker's access logger (None when config.access_log is off): call it
+    as log(request, status, body_bytes_sent, request_time_seconds) after each
+    response. Giving worker_id also marks the process's error log lines."""
+    if worker_id is not None:
+        set_worker_id(worker_id)
     if not config.access_log:
         return None
-    return AccessLog(config.access_log, config.access_log_format).log
+    return AccessLog(config.access_log, config.access_log_format)
 
 
 def flush() -> None:
-    """Write out buffered access log lines (a worker calls this before exiting)."""
-    if _access is not None:
-        _access.flush()
+    """Write out buffered log lines (a worker calls this before exiting)."""
+    for access in list(_access_logs):
+        access.flush()
     if _error_handler is not None:
         _error_handler.flush()
 
@@ -107,8 +104,8 @@ def reopen() -> None:
             handler.stream = handler._open()
         finally:
             handler.release()
-    if _access is not None:
-        _access.reopen()
+    for access in list(_access_logs):
+        access.reopen()
 
 
 class ErrorStream:
@@ -259,10 +256,11 @@ class _Atoms(dict):  # type: ignore[type-arg]
 
 
 class AccessLog:
-    """Formats access lines and buffers them for _Writer."""
+    """Formats access lines and buffers them for _Writer. Call it per response."""
 
     def __init__(self, path: str, fmt: str = "combined") -> None:
         self._writer = _Writer(path)
+        _access_logs.add(self)
         self._clock = _Clock()
         if fmt == "common":
             self._format = self._common
@@ -274,7 +272,8 @@ class AccessLog:
             self._custom = fmt
             self._format = self._custom_line
 
-    def log(self, request: Any, status: int, sent: int, request_time: float) -> None:
+    def __call__(self, request: Any, status: int, sent: int = 0,
+                 request_time: float = 0.0) -> None:
         try:
             line = self._format(request, status, sent, request_time)
         except Exception:
