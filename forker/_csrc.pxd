@@ -1,6 +1,7 @@
 # Declarations of the C core in csrc/, shared by every .pyx of forker.
 from libc.stdint cimport int64_t, uint64_t
-from posix.types cimport ssize_t
+cdef extern from "sys/types.h":
+    ctypedef long ssize_t
 
 cdef extern from "fk_common.h" nogil:
     enum:
@@ -66,3 +67,102 @@ cdef extern from "fk_chunked.h" nogil:
         int hex_digits
     void fk_chunked_init(fk_chunked *d)
     ssize_t fk_chunked_decode(fk_chunked *d, char *buf, size_t *len)
+
+cdef extern from "fk_buf.h" nogil:
+    ctypedef struct fk_buf:
+        char *data
+        size_t off
+        size_t len
+        size_t cap
+
+cdef extern from "fk_write.h" nogil:
+    enum:
+        FK_BODY_CHUNKED
+        FK_BODY_UNTIL_CLOSE
+        FK_RESP_CLOSE
+        FK_RESP_HAS_DATE
+        FK_RESP_HAS_SERVER
+    ctypedef struct fk_response:
+        int status
+        const char *reason
+        size_t reason_len
+        const char *fields
+        size_t fields_len
+        int64_t content_length
+        unsigned flags
+    int fk_field_check(const char *name, size_t name_len, const char *value, size_t value_len)
+
+cdef extern from "fk_conn.h" nogil:
+    enum fk_conn_state:
+        FK_CONN_FREE
+        FK_CONN_HEAD
+        FK_CONN_BODY
+        FK_CONN_READY
+        FK_CONN_HANDLING
+        FK_CONN_STREAMING
+        FK_CONN_LINGER
+        FK_CONN_CLOSED
+    ctypedef struct fk_conn:
+        int fd
+        int listener
+        unsigned int index
+        unsigned int generation
+        fk_conn_state state
+        int keep_alive
+        int py_owned
+        fk_buf in_ "in"
+        size_t head_len
+        size_t body_off
+        size_t body_len
+        fk_request req
+        fk_header *headers
+    void fk_conn_peer(const fk_conn *c, char *host, size_t size, int *port)
+
+cdef extern from "fk_loop.h" nogil:
+    ctypedef struct fk_loop_config:
+        size_t max_connections
+        size_t max_fields
+        fk_limits limits
+        uint64_t max_body_size
+        uint64_t keepalive_ms
+        uint64_t header_timeout_ms
+        uint64_t request_timeout_ms
+        uint64_t write_timeout_ms
+        uint64_t graceful_ms
+        uint64_t max_requests
+        int wake_fd
+        int notify_fd
+        int parent_pid
+        uint64_t *slot
+        const char *server
+        size_t server_len
+
+    enum:
+        FK_EV_REQUEST
+        FK_EV_WAKE
+        FK_EV_NOTIFY
+        FK_EV_WRITABLE
+        FK_EV_CLOSED
+        FK_EV_TICK
+        FK_EV_DONE
+
+    ctypedef struct fk_event:
+        int type
+        fk_conn *conn
+
+    ctypedef struct fk_loop:
+        pass
+
+    fk_loop *fk_loop_create(const fk_loop_config *cfg)
+    void fk_loop_destroy(fk_loop *l)
+    int fk_loop_add_listener(fk_loop *l, int fd)
+    int fk_loop_next(fk_loop *l, fk_event *ev)
+    int fk_loop_respond(fk_loop *l, fk_conn *c, const fk_response *r, const char *body,
+                        size_t len, int complete)
+    int fk_loop_send(fk_loop *l, fk_conn *c, const char *data, size_t len, int last)
+    void fk_loop_release(fk_loop *l, fk_conn *c)
+    void fk_loop_stop(fk_loop *l, int graceful)
+    fk_conn *fk_loop_conn(fk_loop *l, unsigned int index, unsigned int generation)
+    uint64_t fk_loop_served(const fk_loop *l)
+    size_t fk_loop_open(const fk_loop *l)
+    uint64_t fk_now_ms()

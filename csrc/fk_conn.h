@@ -1,0 +1,63 @@
+/* One client connection: its socket, buffers, parse state and deadline. */
+#ifndef FK_CONN_H
+#define FK_CONN_H
+
+#include <sys/socket.h>
+#include "fk_buf.h"
+#include "fk_chunked.h"
+#include "fk_parse.h"
+
+enum fk_conn_state {
+    FK_CONN_FREE = 0,   /* slot unused */
+    FK_CONN_HEAD,       /* waiting for (the rest of) a request head */
+    FK_CONN_BODY,       /* head parsed, reading the body */
+    FK_CONN_READY,      /* complete request queued for the handler */
+    FK_CONN_HANDLING,   /* handed to Python; the loop does not read it */
+    FK_CONN_STREAMING,  /* response body being produced by Python in pieces */
+    FK_CONN_LINGER,     /* response sent, write side shut: discarding input until EOF */
+    FK_CONN_CLOSED,     /* socket closed while Python still holds the slot */
+};
+
+typedef struct fk_conn {
+    int fd;
+    int listener;       /* index of the listener that accepted it */
+    uint32_t index;     /* slot in the loop's slab */
+    uint32_t generation; /* bumped on reuse: stale references are detected */
+    enum fk_conn_state state;
+    int readable;       /* edge-triggered: data may wait in the socket */
+    int keep_alive;     /* the current request allows reuse */
+    int close_after;    /* close once out is flushed */
+    int head_only;      /* current request is HEAD: bodies are not sent */
+    int py_owned;       /* Python holds state for the slot (must be told when it closes) */
+    int fresh;          /* accepted, no request answered yet */
+    int stream_chunked; /* streaming body uses chunk framing */
+    int watermark;      /* Python waits for out to drain before producing more */
+    int64_t stream_left; /* identity-framed stream: bytes the handler still owes */
+    uint64_t deadline;  /* CLOCK_MONOTONIC ms after which the connection is closed; 0 none */
+    uint64_t started;   /* ms when the current request's first byte arrived */
+    fk_buf in;          /* received bytes; the current request starts at in.off */
+    fk_buf out;         /* bytes waiting to be written */
+    size_t last_len;    /* bytes of the head the parser already saw */
+    size_t head_len;    /* length of the current request's head */
+    size_t body_off;    /* offset in in.data where the (decoded) body begins */
+    size_t body_len;    /* body bytes available at body_off */
+    size_t raw_len;     /* chunked: undecoded bytes following the decoded body */
+    fk_chunked chunked;
+    fk_request req;     /* current request; slices point into in.data */
+    fk_header *headers; /* the current request's fields (copied from the loop's scratch) */
+    size_t headers_cap;
+    struct fk_conn *next_ready;  /* link in the loop's queue of requests for Python */
+    struct fk_conn *next_dirty;  /* link in the loop's queue of buffers to flush */
+    struct fk_conn *next_notify; /* link in the loop's queue of notifications */
+    int dirty;           /* on the dirty queue */
+    int notify;          /* pending notification for Python (an FK_EV_* type), 0 none */
+    int linger;          /* on close, shut the write side and drain input first */
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+} fk_conn;
+
+/* Formats the peer address into host (size >= 46) and sets *port; unix
+ * sockets give an empty host and port 0. */
+void fk_conn_peer(const fk_conn *c, char *host, size_t size, int *port);
+
+#endif

@@ -1,0 +1,968 @@
+#define _GNU_SOURCE
+#include "fk_loop.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_LISTENERS 64
+#define MAX_EVENTS 256
+#define ACCEPT_BATCH 64
+#define READ_CHUNK 16384       /* free space wanted before each read */
+#define BUF_KEEP 65536         /* buffers larger than this are freed when empty */
+#define HIGH_WATER (256 * 1024) /* streamed output above this pauses the producer */
+#define LINGER_MS 2000         /* how long we drain a client's input before closing */
+#define LINGER_MAX (1 << 20)   /* and how much of it */
+#define TICK_MS 1000
+#define EMFILE_PAUSE_MS 100
+
+/* epoll_event.data.u64: listeners and control fds are tagged in the top bits;
+ * connections carry generation << 32 | slot index. */
+#define TAG_LISTENER (1ULL << 63)
+#define TAG_WAKE (1ULL << 62)
+#define TAG_NOTIFY (1ULL << 61)
+#define TAG_MASK (TAG_LISTENER | TAG_WAKE | TAG_NOTIFY)
+
+struct fk_loop {
+    fk_loop_config cfg;
+    int epfd;
+    int listeners[MAX_LISTENERS];
+    int nlisteners;
+    int listening;             /* listeners registered in epoll */
+    int stopping;              /* 0 running, 1 graceful, 2 fast */
+    int nodelay_inherited;     /* -1 unknown, 0 set per connection, 1 inherited */
+    uint64_t stop_deadline;
+    uint64_t accept_resume;    /* ms after which accepting resumes after EMFILE */
+    uint64_t now;
+    uint64_t next_tick;
+    uint64_t served;
+    size_t nconns;
+    fk_conn *conns;            /* slab of max_connections slots */
+    uint32_t *free_slots;      /* stack of free slot indexes */
+    size_t nfree;
+    size_t high_slot;          /* slots at or above this were never used */
+    fk_conn *ready_head, *ready_tail;
+    fk_conn *dirty_head;
+    fk_conn *notify_head, *notify_tail;
+    int wake_pending, notify_pending, tick_pending;
+    fk_header *scratch;        /* parser output, copied to the connection on success */
+    fk_date date;
+    struct epoll_event events[MAX_EVENTS];
+};
+
+uint64_t fk_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void refresh_clock(fk_loop *l)
+{
+    l->now = fk_now_ms();
+    fk_date_update(&l->date, time(NULL));
+    if (l->cfg.slot)
+        l->cfg.slot[0] = l->now;
+}
+
+fk_loop *fk_loop_create(const fk_loop_config *cfg)
+{
+    fk_loop *l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        return NULL;
+    l->cfg = *cfg;
+    l->epfd = -1;
+    l->nodelay_inherited = -1;
+    if (l->cfg.max_connections == 0)
+        l->cfg.max_connections = 1000;
+    if (l->cfg.max_fields == 0)
+        l->cfg.max_fields = 100;
+    l->conns = calloc(l->cfg.max_connections, sizeof(fk_conn));
+    l->free_slots = malloc(l->cfg.max_connections * sizeof(uint32_t));
+    l->scratch = malloc(l->cfg.max_fields * sizeof(fk_header));
+    if (l->conns == NULL || l->free_slots == NULL || l->scratch == NULL)
+        goto fail;
+    l->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (l->epfd < 0)
+        goto fail;
+    struct epoll_event ev = {.events = EPOLLIN};
+    if (cfg->wake_fd >= 0) {
+        ev.data.u64 = TAG_WAKE;
+        if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, cfg->wake_fd, &ev) != 0)
+            goto fail;
+    }
+    if (cfg->notify_fd >= 0) {
+        ev.data.u64 = TAG_NOTIFY;
+        if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, cfg->notify_fd, &ev) != 0)
+            goto fail;
+    }
+    refresh_clock(l);
+    l->next_tick = l->now + TICK_MS;
+    return l;
+fail:
+    fk_loop_destroy(l);
+    return NULL;
+}
+
+int fk_loop_add_listener(fk_loop *l, int fd)
+{
+    if (l->nlisteners >= MAX_LISTENERS)
+        return -EMFILE;
+    /* EPOLLEXCLUSIVE: a connection on the shared socket wakes one worker only. */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE,
+                             .data.u64 = TAG_LISTENER | (uint64_t)l->nlisteners};
+    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+        return -errno;
+    l->listeners[l->nlisteners++] = fd;
+    l->listening = 1;
+    return 0;
+}
+
+static void set_listening(fk_loop *l, int on)
+{
+    if (l->listening == on)
+        return;
+    for (int i = 0; i < l->nlisteners; i++) {
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE,
+                                 .data.u64 = TAG_LISTENER | (uint64_t)i};
+        epoll_ctl(l->epfd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, l->listeners[i], &ev);
+    }
+    l->listening = on;
+}
+
+/* ---- queues ---------------------------------------------------------------- */
+
+static void push_ready(fk_loop *l, fk_conn *c)
+{
+    c->state = FK_CONN_READY;
+    c->next_ready = NULL;
+    if (l->ready_tail)
+        l->ready_tail->next_ready = c;
+    else
+        l->ready_head = c;
+    l->ready_tail = c;
+}
+
+static void push_dirty(fk_loop *l, fk_conn *c)
+{
+    if (c->dirty)
+        return;
+    c->dirty = 1;
+    c->next_dirty = l->dirty_head;
+    l->dirty_head = c;
+}
+
+static void push_notify(fk_loop *l, fk_conn *c, int type)
+{
+    if (c->notify) {
+        if (type == FK_EV_CLOSED)
+            c->notify = type; /* closing supersedes writable */
+        return;
+    }
+    c->notify = type;
+    c->next_notify = NULL;
+    if (l->notify_tail)
+        l->notify_tail->next_notify = c;
+    else
+        l->notify_head = c;
+    l->notify_tail = c;
+}
+
+/* ---- closing --------------------------------------------------------------- */
+
+static void free_slot(fk_loop *l, fk_conn *c)
+{
+    fk_buf_free(&c->in);
+    fk_buf_free(&c->out);
+    free(c->headers);
+    c->headers = NULL;
+    c->headers_cap = 0;
+    c->state = FK_CONN_FREE;
+    c->generation++;
+    l->free_slots[l->nfree++] = c->index;
+}
+
+static void conn_close(fk_loop *l, fk_conn *c)
+{
+    if (c->fd >= 0) {
+        close(c->fd); /* also removes it from the epoll set */
+        c->fd = -1;
+        l->nconns--;
+        if (!l->listening && !l->stopping && l->accept_resume == 0 &&
+            l->nconns < l->cfg.max_connections)
+            set_listening(l, 1);
+    }
+    if (c->py_owned) {
+        c->state = FK_CONN_CLOSED;
+        push_notify(l, c, FK_EV_CLOSED);
+        return;
+    }
+    if (c->state == FK_CONN_READY) {
+        /* unlink from the ready queue: only a client that hangs up gets here */
+        fk_conn *prev = NULL, *p = l->ready_head;
+        while (p != NULL && p != c) {
+            prev = p;
+            p = p->next_ready;
+        }
+        if (p != NULL) {
+            if (prev)
+                prev->next_ready = c->next_ready;
+            else
+                l->ready_head = c->next_ready;
+            if (l->ready_tail == c)
+                l->ready_tail = prev;
+        }
+    }
+    if (c->dirty) {
+        c->state = FK_CONN_CLOSED; /* freed when the dirty queue is drained */
+        return;
+    }
+    free_slot(l, c);
+}
+
+/* Shuts our side and drains the client's input briefly, so that unread request
+ * bytes do not make the kernel reset the connection before the client has read
+ * our final response (nginx's lingering close). */
+static void conn_linger(fk_loop *l, fk_conn *c)
+{
+    shutdown(c->fd, SHUT_WR);
+    c->state = FK_CONN_LINGER;
+    c->readable = 1;
+    c->deadline = l->now + LINGER_MS;
+    c->body_len = 0;
+}
+
+/* ---- writing --------------------------------------------------------------- */
+
+/* Writes what out holds. Returns 1 when out is empty, 0 when the socket is full
+ * (EPOLLOUT will tell), -1 when the connection failed and was closed. */
+static int conn_flush(fk_loop *l, fk_conn *c)
+{
+    while (fk_buf_pending(&c->out) > 0) {
+        ssize_t n = send(c->fd, c->out.data + c->out.off, fk_buf_pending(&c->out), MSG_NOSIGNAL);
+        if (n > 0) {
+            fk_buf_consume(&c->out, (size_t)n);
+            c->deadline = l->now + l->cfg.write_timeout_ms;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        conn_close(l, c);
+        return -1;
+    }
+    fk_buf_trim(&c->out, BUF_KEEP);
+    if (c->state == FK_CONN_HEAD && fk_buf_pending(&c->in) == 0)
+        c->deadline = l->now + l->cfg.keepalive_ms;
+    if (c->close_after && c->state != FK_CONN_STREAMING && c->state != FK_CONN_HANDLING &&
+        c->state != FK_CONN_READY) {
+        if (c->linger || fk_buf_pending(&c->in) > 0)
+            conn_linger(l, c);
+        else
+            conn_close(l, c);
+        return -1;
+    }
+    if (c->watermark) {
+        c->watermark = 0;
+        push_notify(l, c, FK_EV_WRITABLE);
+    }
+    return 1;
+}
+
+static void fail_request(fk_loop *l, fk_conn *c, int status)
+{
+    c->close_after = 1;
+    c->linger = 1;
+    c->state = FK_CONN_HEAD;
+    fk_buf_consume(&c->in, fk_buf_pending(&c->in));
+    if (fk_write_error(&c->out, status, &l->date, l->cfg.server, l->cfg.server_len) != 0) {
+        conn_close(l, c);
+        return;
+    }
+    conn_flush(l, c);
+}
+
+/* ---- reading and parsing --------------------------------------------------- */
+
+static uint64_t request_deadline(fk_loop *l, fk_conn *c, uint64_t phase_ms)
+{
+    uint64_t d = l->now + phase_ms;
+    if (l->cfg.request_timeout_ms != 0) {
+        uint64_t whole = c->started + l->cfg.request_timeout_ms;
+        if (whole < d)
+            d = whole;
+    }
+    return d;
+}
+
+static void process_input(fk_loop *l, fk_conn *c);
+
+static void parse_head(fk_loop *l, fk_conn *c)
+{
+    const char *data = c->in.data + c->in.off;
+    size_t len = fk_buf_pending(&c->in);
+    if (len == 0)
+        return;
+    if (c->started == 0) {
+        c->started = l->now;
+        c->deadline = request_deadline(l, c, l->cfg.header_timeout_ms);
+    }
+    fk_request *req = &c->req;
+    req->headers = l->scratch;
+    req->num_headers = l->cfg.max_fields;
+    int r = fk_parse_request(data, len, c->last_len, req, &l->cfg.limits);
+    if (r == FK_NEED_MORE) {
+        c->last_len = len;
+        return;
+    }
+    if (r < 0) {
+        fail_request(l, c, fk_status_http_code(r));
+        return;
+    }
+    if (req->num_headers > c->headers_cap) {
+        size_t cap = req->num_headers < 16 ? 16 : req->num_headers;
+        fk_header *h = realloc(c->headers, cap * sizeof(fk_header));
+        if (h == NULL) {
+            fail_request(l, c, 500);
+            return;
+        }
+        c->headers = h;
+        c->headers_cap = cap;
+    }
+    memcpy(c->headers, l->scratch, req->num_headers * sizeof(fk_header));
+    req->headers = c->headers;
+    c->head_len = (size_t)r;
+    c->body_off = (size_t)r;
+    c->body_len = 0;
+    c->raw_len = 0;
+    c->head_only = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+    c->keep_alive = (req->flags & FK_REQ_KEEP_ALIVE) && l->cfg.keepalive_ms != 0 && !l->stopping;
+    if (!(req->flags & FK_REQ_HAS_BODY)) {
+        push_ready(l, c);
+        return;
+    }
+    if (req->flags & FK_REQ_CHUNKED) {
+        fk_chunked_init(&c->chunked);
+        c->raw_len = len - (size_t)r;
+    } else if (l->cfg.max_body_size != 0 && (uint64_t)req->content_length > l->cfg.max_body_size) {
+        fail_request(l, c, 413);
+        return;
+    }
+    c->state = FK_CONN_BODY;
+    c->deadline = request_deadline(l, c, l->cfg.header_timeout_ms);
+    if ((req->flags & FK_REQ_EXPECT_CONTINUE) && len - (size_t)r == 0) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        if (fk_buf_append(&c->out, cont, sizeof(cont) - 1) != 0 || conn_flush(l, c) < 0)
+            return;
+    }
+    process_input(l, c);
+}
+
+static void parse_body(fk_loop *l, fk_conn *c)
+{
+    size_t pending = fk_buf_pending(&c->in);
+    if (!(c->req.flags & FK_REQ_CHUNKED)) {
+        size_t avail = pending - c->body_off;
+        uint64_t want = (uint64_t)c->req.content_length;
+        c->body_len = avail < want ? avail : (size_t)want;
+        if (c->body_len == want)
+            push_ready(l, c);
+        return;
+    }
+    if (c->raw_len == 0)
+        return;
+    char *raw = c->in.data + c->in.off + c->body_off + c->body_len;
+    size_t n = c->raw_len;
+    ssize_t r = fk_chunked_decode(&c->chunked, raw, &n);
+    if (r < 0 && r != FK_NEED_MORE) {
+        fail_request(l, c, fk_status_http_code((int)r));
+        return;
+    }
+    c->body_len += n;
+    c->raw_len = 0;
+    /* decoded data was compacted in place: the buffer now ends after it, plus the
+     * bytes of the next request when the body is complete */
+    c->in.len = c->in.off + c->body_off + c->body_len + (r >= 0 ? (size_t)r : 0);
+    if (l->cfg.max_body_size != 0 && c->body_len > l->cfg.max_body_size) {
+        fail_request(l, c, 413);
+        return;
+    }
+    if (r >= 0)
+        push_ready(l, c);
+}
+
+static void process_input(fk_loop *l, fk_conn *c)
+{
+    if (c->state == FK_CONN_HEAD)
+        parse_head(l, c);
+    else if (c->state == FK_CONN_BODY)
+        parse_body(l, c);
+}
+
+/* Room wanted before the next read: enough for the rest of a known body (in
+ * steps, so a large Content-Length is not allocated before the bytes arrive). */
+static size_t read_room(const fk_conn *c)
+{
+    if (c->state == FK_CONN_BODY && !(c->req.flags & FK_REQ_CHUNKED)) {
+        uint64_t left = (uint64_t)c->req.content_length - c->body_len;
+        if (left > READ_CHUNK && left < 4u * 1024 * 1024)
+            return (size_t)left;
+        if (left >= 4u * 1024 * 1024)
+            return 4u * 1024 * 1024;
+    }
+    return READ_CHUNK;
+}
+
+/* The request's slices point into c->in, and growing the buffer may move it.
+ * Around a reallocation the slices are held as offsets from the request's
+ * start (stored in the pointer fields as integers), so no pointer into the
+ * freed block is ever used. */
+#define TO_OFFSET(field, base)                                                    \
+    do {                                                                          \
+        if ((field) != NULL)                                                      \
+            (field) = (const char *)(uintptr_t)((field) - (base) + 1);            \
+    } while (0)
+#define FROM_OFFSET(field, base)                                                  \
+    do {                                                                          \
+        if ((field) != NULL)                                                      \
+            (field) = (base) + ((uintptr_t)(field) - 1);                          \
+    } while (0)
+
+/* Reserves room in c->in, keeping the current request's slices valid. */
+static int reserve_input(fk_conn *c, size_t room)
+{
+    if (c->state != FK_CONN_BODY || c->in.cap - c->in.len >= room)
+        return fk_buf_reserve(&c->in, room, 0);
+    fk_request *r = &c->req;
+    const char *base = c->in.data + c->in.off;
+    TO_OFFSET(r->method, base);
+    TO_OFFSET(r->target, base);
+    TO_OFFSET(r->path, base);
+    TO_OFFSET(r->query, base);
+    TO_OFFSET(r->host, base);
+    for (size_t i = 0; i < r->num_headers; i++) {
+        TO_OFFSET(c->headers[i].name, base);
+        TO_OFFSET(c->headers[i].value, base);
+    }
+    int status = fk_buf_reserve(&c->in, room, 0);
+    base = c->in.data + c->in.off;
+    FROM_OFFSET(r->method, base);
+    FROM_OFFSET(r->target, base);
+    FROM_OFFSET(r->path, base);
+    FROM_OFFSET(r->query, base);
+    FROM_OFFSET(r->host, base);
+    for (size_t i = 0; i < r->num_headers; i++) {
+        FROM_OFFSET(c->headers[i].name, base);
+        FROM_OFFSET(c->headers[i].value, base);
+    }
+    return status;
+}
+
+static void conn_read(fk_loop *l, fk_conn *c)
+{
+    while (c->readable) {
+        if (c->state == FK_CONN_LINGER) {
+            char sink[16384];
+            ssize_t n = recv(c->fd, sink, sizeof(sink), 0);
+            if (n > 0) {
+                c->body_len += (size_t)n;
+                if (c->body_len > LINGER_MAX)
+                    conn_close(l, c);
+                continue;
+            }
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                c->readable = 0;
+                return;
+            }
+            conn_close(l, c);
+            return;
+        }
+        if (c->state != FK_CONN_HEAD && c->state != FK_CONN_BODY)
+            return; /* busy with a request: read later */
+        size_t room = read_room(c);
+        if (reserve_input(c, room) != 0) {
+            fail_request(l, c, 500);
+            return;
+        }
+        room = c->in.cap - c->in.len;
+        ssize_t n = recv(c->fd, c->in.data + c->in.len, room, 0);
+        if (n > 0) {
+            c->in.len += (size_t)n;
+            if (c->state == FK_CONN_BODY && (c->req.flags & FK_REQ_CHUNKED))
+                c->raw_len += (size_t)n;
+            if ((size_t)n < room)
+                c->readable = 0; /* drained: edge-triggered epoll reports new data */
+            if (c->state == FK_CONN_BODY)
+                c->deadline = request_deadline(l, c, l->cfg.header_timeout_ms);
+            process_input(l, c);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->readable = 0;
+            return;
+        }
+        /* EOF or error. A client that half-closes after a complete pipeline still
+         * gets its responses: only close when nothing is in progress. */
+        c->readable = 0;
+        if (n == 0 && fk_buf_pending(&c->out) > 0 && c->state == FK_CONN_HEAD &&
+            fk_buf_pending(&c->in) == 0) {
+            c->close_after = 1;
+            return;
+        }
+        conn_close(l, c);
+        return;
+    }
+}
+
+/* ---- accepting ------------------------------------------------------------- */
+
+static void accept_from(fk_loop *l, int index)
+{
+    int fd = l->listeners[index];
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        if (l->nconns >= l->cfg.max_connections) {
+            set_listening(l, 0); /* the other workers take the load */
+            return;
+        }
+        fk_conn *c;
+        uint32_t slot;
+        if (l->nfree > 0)
+            slot = l->free_slots[--l->nfree];
+        else
+            slot = (uint32_t)l->high_slot++;
+        c = &l->conns[slot];
+        c->peer_len = sizeof(c->peer);
+        int cfd = accept4(fd, (struct sockaddr *)&c->peer, &c->peer_len,
+                          SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+            l->free_slots[l->nfree++] = slot;
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* out of descriptors: stop polling the listener for a moment
+                 * instead of spinning on a level-triggered event */
+                set_listening(l, 0);
+                l->accept_resume = l->now + EMFILE_PAUSE_MS;
+            }
+            return;
+        }
+        if (c->peer.ss_family != AF_UNIX) {
+            if (l->nodelay_inherited < 0) {
+                int on = 0;
+                socklen_t len = sizeof(on);
+                getsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &on, &len);
+                l->nodelay_inherited = on != 0;
+            }
+            if (!l->nodelay_inherited) {
+                int on = 1;
+                setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+            }
+        }
+        uint32_t generation = c->generation;
+        memset(c, 0, offsetof(fk_conn, peer));
+        c->generation = generation;
+        c->index = slot;
+        c->fd = cfd;
+        c->listener = index;
+        c->state = FK_CONN_HEAD;
+        c->fresh = 1;
+        c->readable = 1; /* try at once: the request often arrives with the handshake */
+        c->deadline = l->now + l->cfg.header_timeout_ms;
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                                 .data.u64 = ((uint64_t)generation << 32) | slot};
+        if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, cfd, &ev) != 0) {
+            close(cfd);
+            c->fd = -1;
+            free_slot(l, c);
+            continue;
+        }
+        l->nconns++;
+        conn_read(l, c);
+    }
+}
+
+/* ---- stopping and timeouts ------------------------------------------------- */
+
+static int conn_idle(const fk_conn *c)
+{
+    return c->state == FK_CONN_HEAD && !c->fresh && fk_buf_pending(&c->in) == 0 &&
+           fk_buf_pending(&c->out) == 0;
+}
+
+void fk_loop_stop(fk_loop *l, int graceful)
+{
+    if (!graceful) {
+        l->stopping = 2;
+        return;
+    }
+    if (l->stopping)
+        return;
+    /* serve what the kernel already queued for us, then stop listening */
+    if (l->listening)
+        for (int i = 0; i < l->nlisteners; i++)
+            accept_from(l, i);
+    l->stopping = 1;
+    l->stop_deadline = l->now + l->cfg.graceful_ms;
+    set_listening(l, 0);
+    for (size_t i = 0; i < l->high_slot; i++) {
+        fk_conn *c = &l->conns[i];
+        if (c->state == FK_CONN_FREE || c->fd < 0)
+            continue;
+        c->keep_alive = 0;
+        if (conn_idle(c))
+            conn_close(l, c);
+    }
+}
+
+static void sweep(fk_loop *l)
+{
+    if (l->cfg.parent_pid != 0 && getppid() != l->cfg.parent_pid)
+        fk_loop_stop(l, 1); /* orphaned: the master is gone */
+    if (l->accept_resume != 0 && l->now >= l->accept_resume) {
+        l->accept_resume = 0;
+        if (!l->stopping && l->nconns < l->cfg.max_connections)
+            set_listening(l, 1);
+    }
+    for (size_t i = 0; i < l->high_slot; i++) {
+        fk_conn *c = &l->conns[i];
+        if (c->fd < 0 || c->state == FK_CONN_FREE || c->deadline == 0 || l->now < c->deadline)
+            continue;
+        switch (c->state) {
+        case FK_CONN_HEAD:
+            if (fk_buf_pending(&c->out) == 0 && fk_buf_pending(&c->in) > 0)
+                fail_request(l, c, 408); /* a head dribbled too slowly */
+            else
+                conn_close(l, c); /* idle keep-alive, or a stalled reader */
+            break;
+        case FK_CONN_BODY:
+            fail_request(l, c, 408);
+            break;
+        case FK_CONN_READY:
+        case FK_CONN_HANDLING:
+            break; /* the handler's own timeout belongs to the master */
+        default:
+            if (c->state == FK_CONN_LINGER || fk_buf_pending(&c->out) > 0)
+                conn_close(l, c);
+            else
+                c->deadline = 0; /* a slow producer is not a slow client */
+            break;
+        }
+    }
+}
+
+/* ---- answering ------------------------------------------------------------- */
+
+/* The request is answered: account for it and go on with the connection. */
+static void finish_request(fk_loop *l, fk_conn *c)
+{
+    l->served++;
+    if (l->cfg.slot) {
+        l->cfg.slot[1] = l->served;
+        l->cfg.slot[2] = 0;
+    }
+    if (l->cfg.max_requests != 0 && l->served >= l->cfg.max_requests && !l->stopping)
+        fk_loop_stop(l, 1);
+    c->py_owned = 0;
+    c->fresh = 0;
+    fk_buf_consume(&c->in, c->body_off + c->body_len);
+    c->state = FK_CONN_HEAD;
+    c->last_len = 0;
+    c->started = 0;
+    if (!c->keep_alive || l->stopping)
+        c->close_after = 1;
+    push_dirty(l, c);
+    if (c->close_after)
+        return;
+    c->deadline = l->now + l->cfg.keepalive_ms;
+    fk_buf_trim(&c->in, BUF_KEEP);
+    if (fk_buf_pending(&c->in) > 0)
+        process_input(l, c); /* pipelined: the next request may be complete already */
+}
+
+static int after_write(fk_loop *l, fk_conn *c)
+{
+    if (c->fd < 0)
+        return -1;
+    if (fk_buf_pending(&c->out) > HIGH_WATER) {
+        int r = conn_flush(l, c);
+        if (r < 0)
+            return -1;
+        if (r == 0 && c->state == FK_CONN_STREAMING && fk_buf_pending(&c->out) > HIGH_WATER) {
+            c->watermark = 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int fk_loop_respond(fk_loop *l, fk_conn *c, const fk_response *r, const char *body, size_t len,
+                    int complete)
+{
+    if (c->fd < 0)
+        return -1;
+    if (r->flags & FK_RESP_CLOSE)
+        c->keep_alive = 0;
+    if (r->content_length == FK_BODY_UNTIL_CLOSE)
+        c->keep_alive = 0;
+    if (l->stopping)
+        c->keep_alive = 0;
+    int has_body = fk_status_has_body(r->status) && !c->head_only;
+    if (fk_write_head(&c->out, r, c->req.minor_version, c->keep_alive, &l->date, l->cfg.server,
+                      l->cfg.server_len) != 0) {
+        conn_close(l, c);
+        return -1;
+    }
+    if (!complete) {
+        c->state = FK_CONN_STREAMING;
+        c->py_owned = 1;
+        c->stream_chunked = r->content_length == FK_BODY_CHUNKED && has_body;
+        c->stream_left = has_body ? r->content_length : 0;
+        if (!has_body) {
+            c->stream_chunked = 0;
+            c->head_only = 1;
+        }
+        push_dirty(l, c);
+        return after_write(l, c);
+    }
+    if (has_body && len != 0 && fk_buf_append(&c->out, body, len) != 0) {
+        conn_close(l, c);
+        return -1;
+    }
+    finish_request(l, c);
+    return after_write(l, c);
+}
+
+int fk_loop_send(fk_loop *l, fk_conn *c, const char *data, size_t len, int last)
+{
+    if (c->fd < 0 || c->state != FK_CONN_STREAMING)
+        return -1;
+    int failed = 0;
+    if (!c->head_only && len != 0) {
+        if (c->stream_chunked) {
+            failed = fk_write_chunk(&c->out, data, len);
+        } else {
+            if (c->stream_left >= 0) {
+                if ((uint64_t)c->stream_left < len) {
+                    len = (size_t)c->stream_left; /* more than Content-Length said */
+                    c->keep_alive = 0;
+                }
+                c->stream_left -= (int64_t)len;
+            }
+            failed = fk_buf_append(&c->out, data, len);
+        }
+    }
+    if (!failed && last) {
+        if (c->stream_chunked && !c->head_only)
+            failed = fk_write_last_chunk(&c->out);
+        else if (c->stream_left > 0 && !c->head_only)
+            c->keep_alive = 0; /* fewer bytes than promised: only a close can tell */
+    }
+    if (failed) {
+        c->py_owned = 0;
+        conn_close(l, c);
+        return -1;
+    }
+    push_dirty(l, c);
+    if (last) {
+        c->watermark = 0;
+        finish_request(l, c);
+    }
+    return after_write(l, c);
+}
+
+void fk_loop_release(fk_loop *l, fk_conn *c)
+{
+    c->py_owned = 0;
+    if (c->state == FK_CONN_FREE)
+        return;
+    if (c->notify) {
+        c->notify = 0; /* unlink lazily: fk_loop_next skips it */
+    }
+    if (c->fd >= 0) {
+        c->keep_alive = 0;
+        c->close_after = 1;
+        c->state = FK_CONN_HEAD;
+        conn_close(l, c);
+        return;
+    }
+    if (!c->dirty)
+        free_slot(l, c);
+}
+
+fk_conn *fk_loop_conn(fk_loop *l, uint32_t index, uint32_t generation)
+{
+    if (index >= l->high_slot)
+        return NULL;
+    fk_conn *c = &l->conns[index];
+    return c->generation == generation && c->state != FK_CONN_FREE ? c : NULL;
+}
+
+uint64_t fk_loop_served(const fk_loop *l) { return l->served; }
+size_t fk_loop_open(const fk_loop *l) { return l->nconns; }
+
+/* ---- the loop -------------------------------------------------------------- */
+
+static void flush_dirty(fk_loop *l)
+{
+    while (l->dirty_head) {
+        fk_conn *c = l->dirty_head;
+        l->dirty_head = c->next_dirty;
+        c->dirty = 0;
+        if (c->fd < 0) {
+            if (c->state == FK_CONN_CLOSED && !c->py_owned)
+                free_slot(l, c);
+            continue;
+        }
+        if (conn_flush(l, c) == 1 && c->state == FK_CONN_HEAD && c->readable)
+            conn_read(l, c); /* data that arrived while the handler ran */
+    }
+}
+
+static void on_conn_event(fk_loop *l, uint64_t data, uint32_t events)
+{
+    uint32_t slot = (uint32_t)data;
+    if (slot >= l->high_slot)
+        return;
+    fk_conn *c = &l->conns[slot];
+    if (c->generation != (uint32_t)(data >> 32) || c->fd < 0)
+        return; /* closed earlier in this batch */
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        c->readable = 1;
+    if ((events & EPOLLOUT) && fk_buf_pending(&c->out) > 0) {
+        if (conn_flush(l, c) < 0)
+            return;
+    }
+    if (c->readable && (events & (EPOLLHUP | EPOLLERR)) && c->state != FK_CONN_HEAD &&
+        c->state != FK_CONN_BODY && c->state != FK_CONN_LINGER) {
+        conn_close(l, c); /* gone while its request is with the handler */
+        return;
+    }
+    if (c->readable)
+        conn_read(l, c);
+}
+
+int fk_loop_next(fk_loop *l, fk_event *ev)
+{
+    for (;;) {
+        if (l->stopping == 2) {
+            ev->type = FK_EV_DONE;
+            ev->conn = NULL;
+            return FK_EV_DONE;
+        }
+        while (l->notify_head) {
+            fk_conn *c = l->notify_head;
+            l->notify_head = c->next_notify;
+            if (l->notify_head == NULL)
+                l->notify_tail = NULL;
+            int type = c->notify;
+            c->notify = 0;
+            if (type == 0 || c->state == FK_CONN_FREE)
+                continue;
+            ev->type = type;
+            ev->conn = c;
+            return type;
+        }
+        if (l->ready_head) {
+            fk_conn *c = l->ready_head;
+            l->ready_head = c->next_ready;
+            if (l->ready_head == NULL)
+                l->ready_tail = NULL;
+            c->state = FK_CONN_HANDLING;
+            if (l->cfg.slot)
+                l->cfg.slot[2] = l->now;
+            ev->type = FK_EV_REQUEST;
+            ev->conn = c;
+            return FK_EV_REQUEST;
+        }
+        if (l->wake_pending || l->notify_pending || l->tick_pending) {
+            int type = l->wake_pending ? FK_EV_WAKE : l->notify_pending ? FK_EV_NOTIFY : FK_EV_TICK;
+            if (type == FK_EV_WAKE)
+                l->wake_pending = 0;
+            else if (type == FK_EV_NOTIFY)
+                l->notify_pending = 0;
+            else
+                l->tick_pending = 0;
+            ev->type = type;
+            ev->conn = NULL;
+            return type;
+        }
+        flush_dirty(l);
+        if (l->ready_head || l->notify_head)
+            continue;
+        if (l->stopping == 1 && (l->nconns == 0 || l->now >= l->stop_deadline)) {
+            ev->type = FK_EV_DONE;
+            ev->conn = NULL;
+            return FK_EV_DONE;
+        }
+        int timeout = (int)(l->next_tick > l->now ? l->next_tick - l->now : 0);
+        int n = epoll_wait(l->epfd, l->events, MAX_EVENTS, timeout);
+        refresh_clock(l);
+        if (n < 0) {
+            if (errno == EINTR) {
+                l->wake_pending = 1;
+                continue;
+            }
+            ev->type = FK_EV_DONE; /* epoll itself failed: nothing sane left to do */
+            ev->conn = NULL;
+            return FK_EV_DONE;
+        }
+        for (int i = 0; i < n; i++) {
+            uint64_t data = l->events[i].data.u64;
+            if (!(data & TAG_MASK))
+                on_conn_event(l, data, l->events[i].events);
+            else if (data & TAG_LISTENER) {
+                if (l->listening)
+                    accept_from(l, (int)(data & 0xffff));
+            } else if (data & TAG_WAKE) {
+                char sink[64];
+                while (read(l->cfg.wake_fd, sink, sizeof(sink)) > 0) {
+                }
+                l->wake_pending = 1;
+            } else if (data & TAG_NOTIFY) {
+                uint64_t value;
+                if (read(l->cfg.notify_fd, &value, sizeof(value)) < 0 && errno != EAGAIN) {
+                    /* nothing to recover: the flag below still makes Python look */
+                }
+                l->notify_pending = 1;
+            }
+        }
+        if (l->now >= l->next_tick) {
+            l->next_tick = l->now + TICK_MS;
+            sweep(l);
+            l->tick_pending = 1;
+        }
+    }
+}
+
+void fk_loop_destroy(fk_loop *l)
+{
+    if (l == NULL)
+        return;
+    if (l->conns) {
+        for (size_t i = 0; i < l->high_slot; i++) {
+            fk_conn *c = &l->conns[i];
+            if (c->fd >= 0 && c->state != FK_CONN_FREE)
+                close(c->fd);
+            fk_buf_free(&c->in);
+            fk_buf_free(&c->out);
+            free(c->headers);
+        }
+    }
+    if (l->epfd >= 0)
+        close(l->epfd);
+    free(l->conns);
+    free(l->free_slots);
+    free(l->scratch);
+    free(l);
+}

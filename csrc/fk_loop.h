@@ -1,0 +1,92 @@
+/* The worker's event loop: epoll, accept, read, parse, write, timeouts.
+ *
+ * The loop never calls Python. fk_loop_next() runs without the GIL until it has
+ * something for the caller (a complete request, a signal, a notification) and
+ * returns it as an fk_event; the caller answers requests with fk_loop_respond()
+ * (and fk_loop_send() for bodies produced in pieces), then calls fk_loop_next()
+ * again. Every function must be called from the loop's thread. */
+#ifndef FK_LOOP_H
+#define FK_LOOP_H
+
+#include <sys/types.h>
+#include "fk_conn.h"
+#include "fk_write.h"
+
+typedef struct {
+    size_t max_connections;
+    size_t max_fields;           /* header fields per request (431 beyond) */
+    fk_limits limits;
+    uint64_t max_body_size;      /* bytes; 0 unlimited (413 beyond) */
+    uint64_t keepalive_ms;       /* idle keep-alive; 0 disables keep-alive */
+    uint64_t header_timeout_ms;  /* from a request's first byte to its complete head */
+    uint64_t request_timeout_ms; /* from first byte to complete body; 0 none */
+    uint64_t write_timeout_ms;   /* longest stall of a client not reading */
+    uint64_t graceful_ms;        /* drain time after a graceful stop */
+    uint64_t max_requests;       /* stop gracefully after that many; 0 never */
+    int wake_fd;                 /* readable when a signal arrived; -1 none */
+    int notify_fd;               /* eventfd written by handler threads; -1 none */
+    pid_t parent_pid;            /* stop gracefully when getppid() changes; 0 no check */
+    volatile uint64_t *slot;     /* shared with the master: heartbeat, served, busy_since */
+    const char *server;          /* Server field value; length 0 for none */
+    size_t server_len;
+} fk_loop_config;
+
+enum fk_event_type {
+    FK_EV_REQUEST = 1, /* conn holds a complete request for the handler */
+    FK_EV_WAKE,        /* a signal arrived: run the Python signal handlers */
+    FK_EV_NOTIFY,      /* notify_fd was written: collect handler threads' results */
+    FK_EV_WRITABLE,    /* conn's output drained: produce more of its streamed body */
+    FK_EV_CLOSED,      /* conn that Python holds was closed: drop its state, release it */
+    FK_EV_TICK,        /* about once a second: periodic duties */
+    FK_EV_DONE,        /* stopped: every connection finished (or the grace time ran out) */
+};
+
+typedef struct {
+    int type;
+    fk_conn *conn;
+} fk_event;
+
+typedef struct fk_loop fk_loop;
+
+/* Creates a loop; NULL with errno set on failure. cfg is copied; the strings it
+ * points to must outlive the loop. */
+fk_loop *fk_loop_create(const fk_loop_config *cfg);
+
+/* Closes every connection and frees the loop (not the listeners nor wake_fd). */
+void fk_loop_destroy(fk_loop *l);
+
+/* Adds a listening socket (non-blocking, owned by the caller). Returns 0 or -errno. */
+int fk_loop_add_listener(fk_loop *l, int fd);
+
+/* Runs until there is an event for the caller. Returns its type (also in ev). */
+int fk_loop_next(fk_loop *l, fk_event *ev);
+
+/* Answers c's current request. With complete, body is the whole body and the
+ * request is finished; otherwise only the head is queued and the body follows
+ * through fk_loop_send(). Returns 0 to go on, 1 when the caller should wait for
+ * FK_EV_WRITABLE before sending more, -1 when the connection is gone. */
+int fk_loop_respond(fk_loop *l, fk_conn *c, const fk_response *r, const char *body,
+                    size_t len, int complete);
+
+/* Sends a piece of a streamed body (framed as the head said); last ends it.
+ * Returns as fk_loop_respond(). */
+int fk_loop_send(fk_loop *l, fk_conn *c, const char *data, size_t len, int last);
+
+/* Python is done with a connection it held (after FK_EV_CLOSED, or to abort a
+ * stream it cannot finish): closes it if still open and frees the slot. */
+void fk_loop_release(fk_loop *l, fk_conn *c);
+
+/* Begins a graceful stop (drain) or, with graceful == 0, a fast one. */
+void fk_loop_stop(fk_loop *l, int graceful);
+
+/* The connection in slot index if its generation matches, else NULL. */
+fk_conn *fk_loop_conn(fk_loop *l, uint32_t index, uint32_t generation);
+
+/* Requests answered so far, and connections open now. */
+uint64_t fk_loop_served(const fk_loop *l);
+size_t fk_loop_open(const fk_loop *l);
+
+/* CLOCK_MONOTONIC in milliseconds. */
+uint64_t fk_now_ms(void);
+
+#endif

@@ -1,0 +1,224 @@
+#include "fk_write.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* RFC 9110 §5.6.2 tchar */
+static const unsigned char token_char[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
+    ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
+
+void fk_date_update(fk_date *d, time_t now)
+{
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    struct tm tm;
+    if (d->len != 0 && d->second == now)
+        return;
+    gmtime_r(&now, &tm);
+    int n = snprintf(d->line, sizeof(d->line), "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
+                     days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
+                     tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    d->len = (n > 0 && (size_t)n < sizeof(d->line)) ? (size_t)n : 0;
+    d->second = now;
+}
+
+const char *fk_status_reason(int status, size_t *len)
+{
+    const char *r;
+    switch (status) {
+    case 100: r = "Continue"; break;
+    case 101: r = "Switching Protocols"; break;
+    case 200: r = "OK"; break;
+    case 201: r = "Created"; break;
+    case 202: r = "Accepted"; break;
+    case 203: r = "Non-Authoritative Information"; break;
+    case 204: r = "No Content"; break;
+    case 205: r = "Reset Content"; break;
+    case 206: r = "Partial Content"; break;
+    case 300: r = "Multiple Choices"; break;
+    case 301: r = "Moved Permanently"; break;
+    case 302: r = "Found"; break;
+    case 303: r = "See Other"; break;
+    case 304: r = "Not Modified"; break;
+    case 307: r = "Temporary Redirect"; break;
+    case 308: r = "Permanent Redirect"; break;
+    case 400: r = "Bad Request"; break;
+    case 401: r = "Unauthorized"; break;
+    case 402: r = "Payment Required"; break;
+    case 403: r = "Forbidden"; break;
+    case 404: r = "Not Found"; break;
+    case 405: r = "Method Not Allowed"; break;
+    case 406: r = "Not Acceptable"; break;
+    case 407: r = "Proxy Authentication Required"; break;
+    case 408: r = "Request Timeout"; break;
+    case 409: r = "Conflict"; break;
+    case 410: r = "Gone"; break;
+    case 411: r = "Length Required"; break;
+    case 412: r = "Precondition Failed"; break;
+    case 413: r = "Content Too Large"; break;
+    case 414: r = "URI Too Long"; break;
+    case 415: r = "Unsupported Media Type"; break;
+    case 416: r = "Range Not Satisfiable"; break;
+    case 417: r = "Expectation Failed"; break;
+    case 421: r = "Misdirected Request"; break;
+    case 422: r = "Unprocessable Content"; break;
+    case 426: r = "Upgrade Required"; break;
+    case 428: r = "Precondition Required"; break;
+    case 429: r = "Too Many Requests"; break;
+    case 431: r = "Request Header Fields Too Large"; break;
+    case 451: r = "Unavailable For Legal Reasons"; break;
+    case 500: r = "Internal Server Error"; break;
+    case 501: r = "Not Implemented"; break;
+    case 502: r = "Bad Gateway"; break;
+    case 503: r = "Service Unavailable"; break;
+    case 504: r = "Gateway Timeout"; break;
+    case 505: r = "HTTP Version Not Supported"; break;
+    default: r = "Unknown"; break;
+    }
+    *len = strlen(r);
+    return r;
+}
+
+/* Appends to a buffer whose room the caller reserved; returns the new end. */
+static inline char *put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+#define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
+
+static char *put_u64(char *p, uint64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (n > 0)
+        *p++ = tmp[--n];
+    return p;
+}
+
+int fk_write_head(fk_buf *out, const fk_response *r, int minor_version, int keep_alive,
+                  const fk_date *date, const char *server, size_t server_len)
+{
+    size_t reason_len = r->reason_len;
+    const char *reason = r->reason;
+    if (reason == NULL)
+        reason = fk_status_reason(r->status, &reason_len);
+    /* status line + fields + date + server + framing + connection, generously */
+    size_t need = 16 + reason_len + r->fields_len + sizeof(date->line) + server_len + 128;
+    if (fk_buf_reserve(out, need, 0) != 0)
+        return -1;
+    char *p = out->data + out->len;
+    int status = r->status;
+    p = PUT_LIT(p, "HTTP/1.1 ");
+    *p++ = (char)('0' + status / 100 % 10);
+    *p++ = (char)('0' + status / 10 % 10);
+    *p++ = (char)('0' + status % 10);
+    *p++ = ' ';
+    p = put(p, reason, reason_len);
+    p = PUT_LIT(p, "\r\n");
+    if (!(r->flags & FK_RESP_HAS_SERVER) && server_len != 0) {
+        p = PUT_LIT(p, "Server: ");
+        p = put(p, server, server_len);
+        p = PUT_LIT(p, "\r\n");
+    }
+    if (!(r->flags & FK_RESP_HAS_DATE))
+        p = put(p, date->line, date->len);
+    if (r->fields_len != 0)
+        p = put(p, r->fields, r->fields_len);
+    if (fk_status_has_body(status)) {
+        if (r->content_length >= 0) {
+            p = PUT_LIT(p, "Content-Length: ");
+            p = put_u64(p, (uint64_t)r->content_length);
+            p = PUT_LIT(p, "\r\n");
+        } else if (r->content_length == FK_BODY_CHUNKED) {
+            p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
+        }
+    }
+    if (!keep_alive)
+        p = PUT_LIT(p, "Connection: close\r\n");
+    else if (minor_version == 0)
+        p = PUT_LIT(p, "Connection: keep-alive\r\n");
+    p = PUT_LIT(p, "\r\n");
+    out->len = (size_t)(p - out->data);
+    return 0;
+}
+
+int fk_write_chunk(fk_buf *out, const char *data, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (n == 0)
+        return 0;
+    if (fk_buf_reserve(out, n + 24, 0) != 0)
+        return -1;
+    char tmp[16];
+    size_t digits = 0;
+    for (size_t v = n; v != 0; v >>= 4)
+        tmp[digits++] = hex[v & 15];
+    char *p = out->data + out->len;
+    while (digits > 0)
+        *p++ = tmp[--digits];
+    p = PUT_LIT(p, "\r\n");
+    p = put(p, data, n);
+    p = PUT_LIT(p, "\r\n");
+    out->len = (size_t)(p - out->data);
+    return 0;
+}
+
+int fk_write_last_chunk(fk_buf *out)
+{
+    return fk_buf_append(out, "0\r\n\r\n", 5);
+}
+
+int fk_write_error(fk_buf *out, int status, const fk_date *date, const char *server,
+                   size_t server_len)
+{
+    size_t reason_len;
+    const char *reason = fk_status_reason(status, &reason_len);
+    char body[64];
+    int body_len = snprintf(body, sizeof(body), "%d %s\n", status, reason);
+    if (body_len < 0 || (size_t)body_len >= sizeof(body))
+        return -1;
+    static const char type[] = "Content-Type: text/plain; charset=utf-8\r\n";
+    fk_response r = {
+        .status = status,
+        .fields = type,
+        .fields_len = sizeof(type) - 1,
+        .content_length = body_len,
+    };
+    if (fk_write_head(out, &r, 1, 0, date, server, server_len) != 0)
+        return -1;
+    return fk_buf_append(out, body, (size_t)body_len);
+}
+
+int fk_field_check(const char *name, size_t name_len, const char *value, size_t value_len)
+{
+    if (name_len == 0)
+        return -1;
+    for (size_t i = 0; i < name_len; i++)
+        if (!token_char[(unsigned char)name[i]])
+            return -1;
+    for (size_t i = 0; i < value_len; i++) {
+        unsigned char ch = (unsigned char)value[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,27 @@
+"""forker: a prefork HTTP/1.1 server with a Cython/C worker loop.
+
+    from forker import serve
+
+    def greeting(request):
+        return b"greeting!!!"
+
+    serve(greeting, ":8080")
+"""
+
+from ._version import __version__
+from .response import Response
+
+__all__ = ["serve", "Response", "__version__"]
+
+
+def serve(app, address=None, **options):  # type: ignore[no-untyped-def]
+    """Serve app on address (":8080", "127.0.0.1:8080", "[::1]:8080",
+    "unix:/run/app.sock") with one worker process per CPU core until stopped.
+
+    Keyword options are those of forker.config.OPTIONS (workers=4, ...).
+    Imported lazily so that `import forker` stays cheap and side-effect free."""
+    from .master import run
+
+    if address is not None:
+        options["bind"] = address
+    return run(app, options)

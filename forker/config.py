@@ -1,0 +1,378 @@
+"""One validated configuration object, filled alike by `serve(...)` keywords,
+the command line and FORKER_* environment variables.
+
+Each option is a row of OPTIONS: its name, default, converter (which validates
+and raises ConfigError naming the option), command-line flag and help text. The
+command line (forker/cli.py) is generated from this table, so adding a row here
+is all it takes to add an option everywhere."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
+
+from .errors import ConfigError
+
+
+def _int_range(lo: Optional[int] = None, hi: Optional[int] = None) -> Callable[[str, Any], int]:
+    def convert(name: str, value: Any) -> int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+        if lo is not None and number < lo:
+            raise ConfigError(f"{name}: must be at least {lo}, got {number}")
+        if hi is not None and number > hi:
+            raise ConfigError(f"{name}: must be at most {hi}, got {number}")
+        return number
+
+    return convert
+
+
+def _float_range(lo: float = 0.0, hi: Optional[float] = None) -> Callable[[str, Any], float]:
+    def convert(name: str, value: Any) -> float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name}: expected a number of seconds, got {value!r}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from None
+        if number != number or number < lo or (hi is not None and number > hi):
+            allowed = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+            raise ConfigError(f"{name}: must be {allowed}, got {value!r}")
+        return number
+
+    return convert
+
+
+def _bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+    raise ConfigError(f"{name}: expected true or false, got {value!r}")
+
+
+def _str_or_none(name: str, value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    if isinstance(value, (str, os.PathLike)):
+        return os.fspath(value)
+    raise ConfigError(f"{name}: expected a string, got {value!r}")
+
+
+def _choice(*choices: str) -> Callable[[str, Any], str]:
+    def convert(name: str, value: Any) -> str:
+        if value not in choices:
+            raise ConfigError(f"{name}: must be one of {', '.join(choices)}; got {value!r}")
+        return str(value)
+
+    return convert
+
+
+def _bind_list(name: str, value: Any) -> List[str]:
+    if isinstance(value, str):
+        items = [part.strip() for part in value.split(",")] if "," in value else [value]
+    elif isinstance(value, Iterable):
+        items = list(value)
+    else:
+        raise ConfigError(f"{name}: expected an address or a list of addresses, got {value!r}")
+    if not items or not all(isinstance(item, str) and item for item in items):
+        raise ConfigError(f"{name}: expected non-empty address strings, got {value!r}")
+    from .sockets import parse_address  # late: sockets imports nothing heavy, but keep config first
+
+    for item in items:
+        parse_address(item, option=name)
+    return items
+
+
+def _ip_list(name: str, value: Any) -> List[str]:
+    """"*" (trust every peer) or comma-separated IP addresses and CIDR networks."""
+    import ipaddress
+
+    if isinstance(value, str):
+        items = [part.strip() for part in value.split(",") if part.strip()]
+    elif isinstance(value, Iterable):
+        items = [str(part).strip() for part in value]
+    else:
+        raise ConfigError(f"{name}: expected '*' or comma-separated IPs/networks, got {value!r}")
+    for item in items:
+        if item == "*":
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"{name}: {item!r} is not an IP address or network") from None
+    return items
+
+
+def _root_path(name: str, value: Any) -> str:
+    if not isinstance(value, str) or (value and not value.startswith("/")):
+        raise ConfigError(f"{name}: expected a path starting with '/', got {value!r}")
+    return value.rstrip("/")
+
+
+def _access_log_format(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name}: expected common, combined, json or a %(h)s-style format")
+    if value not in ("common", "combined", "json"):
+        from collections import defaultdict
+
+        try:
+            value % defaultdict(str)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ConfigError(f"{name}: bad format {value!r}: {exc}") from None
+    return value
+
+
+def _file_mode(name: str, value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    elif isinstance(value, str) and value.strip():
+        try:
+            mode = int(value.strip(), 8)
+        except ValueError:
+            raise ConfigError(f"{name}: expected octal permission bits such as 660, got {value!r}") from None
+    else:
+        raise ConfigError(f"{name}: expected octal permission bits such as 660, got {value!r}")
+    if not 0 <= mode <= 0o7777:
+        raise ConfigError(f"{name}: permission bits must be within 0 and 7777 (octal), got {oct(mode)}")
+    return mode
+
+
+def _user(name: str, value: Any) -> Optional[int]:
+    """A user name or uid, checked to exist; stored as the uid."""
+    if value is None:
+        return None
+    import pwd
+
+    if isinstance(value, int) and not isinstance(value, bool) or isinstance(value, str) and value.isdigit():
+        return int(value)
+    if isinstance(value, str) and value:
+        try:
+            return pwd.getpwnam(value).pw_uid
+        except KeyError:
+            raise ConfigError(f"{name}: no such user {value!r}") from None
+    raise ConfigError(f"{name}: expected a user name or uid, got {value!r}")
+
+
+def _group(name: str, value: Any) -> Optional[int]:
+    """A group name or gid, checked to exist; stored as the gid."""
+    if value is None:
+        return None
+    import grp
+
+    if isinstance(value, int) and not isinstance(value, bool) or isinstance(value, str) and value.isdigit():
+        return int(value)
+    if isinstance(value, str) and value:
+        try:
+            return grp.getgrnam(value).gr_gid
+        except KeyError:
+            raise ConfigError(f"{name}: no such group {value!r}") from None
+    raise ConfigError(f"{name}: expected a group name or gid, got {value!r}")
+
+
+def _owner(name: str, value: Any) -> Optional[tuple]:
+    """'USER[:GROUP]' (names or ids) -> (uid, gid); gid -1 keeps the group."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or value.startswith(":"):
+        raise ConfigError(f"{name}: expected USER[:GROUP], got {value!r}")
+    user, _, group = value.partition(":")
+    return (_user(name, user), _group(name, group) if group else -1)
+
+
+def _hook(name: str, value: Any) -> Optional[Callable[..., Any]]:
+    """A callable, or 'module:function' naming one."""
+    if value is None or callable(value):
+        return value
+    if isinstance(value, str) and value.count(":") == 1:
+        import importlib
+
+        module_name, _, attr = value.partition(":")
+        try:
+            hook = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"{name}: cannot load {value!r}: {exc}") from None
+        if callable(hook):
+            return hook
+    raise ConfigError(f"{name}: expected a callable or 'module:function', got {value!r}")
+
+
+def _default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    default: Any  # a value, or a zero-argument callable computing it
+    convert: Callable[[str, Any], Any]
+    help: str
+    flag: Optional[str] = None  # command-line flag; None for API-only options
+    metavar: Optional[str] = None
+    repeatable: bool = False  # flag may be given several times (accumulates a list)
+
+    def default_value(self) -> Any:
+        return self.default() if callable(self.default) else self.default
+
+
+MiB = 1024 * 1024
+
+OPTIONS: List[Option] = [
+    Option("bind", ["0.0.0.0:8080"], _bind_list,
+           "Address to listen on: HOST:PORT, :PORT (all interfaces), [IPv6]:PORT or unix:PATH.",
+           "--bind", "ADDRESS", repeatable=True),
+    Option("workers", _default_workers, _int_range(1, 1024),
+           "Number of worker processes (default: one per CPU core).", "--workers", "N"),
+    Option("backlog", 2048, _int_range(1, 65535),
+           "Length of the kernel's queue of connections not yet accepted.", "--backlog", "N"),
+    Option("keepalive", 5.0, _float_range(0.0, 3600.0),
+           "Seconds an idle keep-alive connection is kept open (0 disables keep-alive).",
+           "--keep-alive", "SECONDS"),
+    Option("graceful_timeout", 30.0, _float_range(0.0, 86400.0),
+           "Seconds workers get to finish in-flight requests on a graceful stop.",
+           "--graceful-timeout", "SECONDS"),
+    Option("header_timeout", 10.0, _float_range(0.1, 3600.0),
+           "Seconds a client has to send a complete request head.", "--header-timeout", "SECONDS"),
+    Option("request_timeout", 60.0, _float_range(0.0, 86400.0),
+           "Seconds a client has to send a whole request, head and body (0: no limit).",
+           "--request-timeout", "SECONDS"),
+    Option("write_timeout", 60.0, _float_range(0.1, 86400.0),
+           "Seconds a client may stall reading a response before it is closed.",
+           "--write-timeout", "SECONDS"),
+    Option("limit_request_line", 8190, _int_range(64, 1 << 20),
+           "Longest request line in bytes (414 beyond).", "--limit-request-line", "BYTES"),
+    Option("limit_request_field_size", 8190, _int_range(64, 1 << 20),
+           "Longest header field line in bytes (431 beyond).", "--limit-request-field-size", "BYTES"),
+    Option("limit_request_fields", 100, _int_range(1, 32768),
+           "Most header fields in a request (431 beyond).", "--limit-request-fields", "N"),
+    Option("max_body_size", 100 * MiB, _int_range(0, 1 << 62),
+           "Largest request body in bytes (413 beyond; 0 means unlimited).", "--max-body-size", "BYTES"),
+    Option("max_connections", 1000, _int_range(1, 1 << 20),
+           "Most open connections per worker; at the limit the worker stops accepting.",
+           "--max-connections", "N"),
+    Option("server_header", "forker", _str_or_none,
+           "Value of the Server response header (empty string: no Server header).",
+           "--server-header", "TEXT"),
+    Option("log_level", "info", _choice("debug", "info", "warning", "error", "critical"),
+           "Level of the error log.", "--log-level", "LEVEL"),
+    Option("interface", "native", _choice("native", "wsgi"),
+           "How to call the application: native (handler(request)) or wsgi (PEP 3333).",
+           "--interface", "{native,wsgi}"),
+    Option("threads", 1, _int_range(1, 1024),
+           "Handler threads per worker (1: handlers run on the worker's loop thread).",
+           "--threads", "N"),
+    Option("access_log", None, _str_or_none,
+           "Write an access log line per request to FILE ('-': standard output). Off by default.",
+           "--access-log", "FILE"),
+    Option("access_log_format", "combined", _access_log_format,
+           "Access log format: common, combined, json, or a custom format of %(h)s-style atoms.",
+           "--access-log-format", "FORMAT"),
+    Option("error_log", "-", _str_or_none,
+           "Write the error log to FILE ('-': standard error).", "--error-log", "FILE"),
+    Option("forwarded_allow_ips", ["127.0.0.1"], _ip_list,
+           "Peers trusted to set X-Forwarded-For/-Proto/-Host and Forwarded: comma-separated "
+           "IPs or networks, or '*' for all.", "--forwarded-allow-ips", "IPS"),
+    Option("root_path", "", _root_path,
+           "Path prefix the application is mounted under (WSGI SCRIPT_NAME).",
+           "--root-path", "PATH"),
+    Option("chdir", None, _str_or_none,
+           "Change to DIR before loading the application (also put on sys.path).",
+           "--chdir", "DIR"),
+    Option("timeout", 30.0, _float_range(0.0, 86400.0),
+           "Seconds a worker may go without a heartbeat (a handler running that long) "
+           "before the master kills and replaces it (0: never).", "--timeout", "SECONDS"),
+    Option("max_requests", 0, _int_range(0, 1 << 62),
+           "Requests a worker serves before it is recycled gracefully (0: never).",
+           "--max-requests", "N"),
+    Option("max_requests_jitter", 0, _int_range(0, 1 << 62),
+           "Up to this many requests added at random to max_requests per worker, so that "
+           "workers do not recycle together.", "--max-requests-jitter", "N"),
+    Option("max_worker_memory", 0, _int_range(0, 1 << 40),
+           "Resident memory in MiB past which the master recycles a worker gracefully (0: no limit).",
+           "--max-worker-memory", "MIB"),
+    Option("reuse_port", False, _bool,
+           "One SO_REUSEPORT listening socket per worker instead of one shared by all.",
+           "--reuse-port"),
+    Option("cpu_affinity", False, _bool,
+           "Pin worker i to CPU i mod N; with reuse_port, steer each connection to the worker "
+           "on the CPU that received it.", "--cpu-affinity"),
+    Option("preload", False, _bool,
+           "Import the application in the master before forking the workers.", "--preload"),
+    Option("pidfile", None, _str_or_none, "File to write the master's process id to.",
+           "--pid", "FILE"),
+    Option("user", None, _user, "Workers switch to this user (name or uid) after binding.",
+           "--user", "USER"),
+    Option("group", None, _group, "Workers switch to this group (name or gid) after binding.",
+           "--group", "GROUP"),
+    Option("unix_socket_mode", None, _file_mode,
+           "Permission bits of unix listening sockets, in octal (e.g. 660).",
+           "--unix-socket-mode", "MODE"),
+    Option("unix_socket_owner", None, _owner, "Owner of unix listening sockets, USER[:GROUP].",
+           "--unix-socket-owner", "USER[:GROUP]"),
+    Option("proc_name", None, _str_or_none,
+           "Name shown in process titles, 'forker: master [NAME]' (default: the application).",
+           "--name", "NAME"),
+    Option("on_starting", None, _hook,
+           "Hook on_starting(config), called in the master before it binds."),
+    Option("post_fork", None, _hook,
+           "Hook post_fork(worker_id), called in each worker right after fork."),
+    Option("worker_exit", None, _hook,
+           "Hook worker_exit(worker_id, status), called in the master when a worker has exited: "
+           "status is its exit code, or minus the number of the signal that killed it."),
+]
+
+OPTIONS_BY_NAME: Dict[str, Option] = {option.name: option for option in OPTIONS}
+ENV_PREFIX = "FORKER_"
+
+
+class Config:
+    """Every option, validated. Attribute access by option name: `config.workers`."""
+
+    def __init__(self, **values: Any) -> None:
+        self._values: Dict[str, Any] = {}
+        for option in OPTIONS:
+            self._values[option.name] = option.convert(option.name, option.default_value())
+        self.update(values)
+
+    def update(self, values: Mapping[str, Any]) -> "Config":
+        for name, value in values.items():
+            option = OPTIONS_BY_NAME.get(name)
+            if option is None:
+                raise ConfigError(f"{name}: unknown option")
+            self._values[name] = option.convert(name, value)
+        return self
+
+    def update_from_env(self, environ: Optional[Mapping[str, str]] = None) -> "Config":
+        """Apply FORKER_<NAME> environment variables (FORKER_WORKERS=4, ...)."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for option in OPTIONS:
+            raw = environ.get(ENV_PREFIX + option.name.upper())
+            if raw is not None:
+                values[option.name] = raw
+        return self.update(values)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["_values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def as_dict(self) -> Dict[str, Any]:
+        return dict(self._values)
+
+    def __repr__(self) -> str:
+        return f"Config({self._values!r})"

@@ -1,0 +1,91 @@
+"""The worker process: everything a forked child does, from setup to exit.
+
+Contract with the master (forker/master.py):
+
+    run_worker(app, config, listeners, worker_id, slot) -> int
+
+is called in the child right after fork and returns the process exit status
+(the master's child code then leaves with os._exit(status)). `app` is the
+handler (already wrapped for its interface), `listeners` the list of listening
+sockets inherited from the master, `worker_id` a small int (0..workers-1,
+reused by a respawn), `slot` a writable 64-byte memoryview into memory shared
+with the master (None when run without a master), where the C loop stores, as
+native-endian uint64 at these offsets:
+    0  heartbeat: CLOCK_MONOTONIC milliseconds, written every loop turn
+    8  requests served so far
+    16 busy_since: CLOCK_MONOTONIC ms when the running handler call started, 0 idle
+Signals in the worker: TERM = graceful stop (drain the accept queue briefly,
+finish in-flight requests, close idle connections, exit 0 within
+config.graceful_timeout), INT and QUIT = fast stop (exit at once).
+"""
+
+from __future__ import annotations
+
+
+
+import logging
+import os
+import random
+import signal
+from typing import Any, List, Optional
+
+log = logging.getLogger("forker.error")
+
+
+def _max_requests(config: Any) -> int:
+    limit = int(getattr(config, "max_requests", 0) or 0)
+    jitter = int(getattr(config, "max_requests_jitter", 0) or 0)
+    if limit > 0 and jitter > 0:
+        limit += random.randint(0, jitter)
+    return limit
+
+
+def _access_logger(config: Any, worker_id: int) -> Optional[Any]:
+    if not getattr(config, "access_log", None):
+        return None
+    from . import logs
+
+    return logs.access_logger(config, worker_id)
+
+
+def run_worker(app: Any, config: Any, listeners: List[Any], worker_id: int,
+               slot: Optional[memoryview] = None) -> int:
+    """Serve on the inherited listeners until told to stop; returns the exit status."""
+    from ._worker import Engine
+
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    access_log = _access_logger(config, worker_id)
+    tick = getattr(access_log, "flush", None)
+    engine = Engine(app, config, listeners, slot=slot, wake_fd=wake_r,
+                    parent_pid=os.getppid(), max_requests=_max_requests(config),
+                    access_log=access_log, tick=tick)
+
+    def graceful(signum: int, frame: Any) -> None:
+        engine.stop(graceful=True)
+
+    def fast(signum: int, frame: Any) -> None:
+        engine.stop(graceful=False)
+
+    def reopen(signum: int, frame: Any) -> None:
+        try:
+            from . import logs
+
+            logs.reopen()
+        except Exception:  # logging must never take a worker down
+            log.exception("reopening log files failed")
+
+    signal.signal(signal.SIGTERM, graceful)
+    signal.signal(signal.SIGINT, fast)
+    signal.signal(signal.SIGQUIT, fast)
+    signal.signal(signal.SIGUSR1, reopen)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the master reloads; workers are replaced
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    try:
+        engine.run()
+    finally:
+        signal.set_wakeup_fd(-1)
+        if access_log is not None:
+            getattr(access_log, "close", lambda: None)()
+        os.close(wake_r)
+        os.close(wake_w)
+    return 0
