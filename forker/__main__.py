@@ -1,0 +1,6 @@
+"""python -m forker [OPTIONS] [APP]"""
+
+from .cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())
