@@ -1,0 +1,107 @@
+"""Plain WSGI applications for the server tests (served as tests.apps.wsgiapps:NAME
+or, with --chdir tests/apps, as wsgiapps:NAME)."""
+
+import json
+import sys
+import threading
+import time
+import wsgiref.validate
+
+SAFE_KEYS = (
+    "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "RAW_URI", "REQUEST_URI",
+    "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL", "REMOTE_ADDR", "REMOTE_PORT",
+    "CONTENT_TYPE", "CONTENT_LENGTH", "wsgi.url_scheme", "wsgi.multithread",
+    "wsgi.multiprocess", "wsgi.run_once", "wsgi.input_terminated", "HTTPS",
+)
+
+
+def environ_app(environ, start_response):
+    """Echoes the environ (its plain values) and the body as JSON."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length)
+    out = {key: environ[key] for key in SAFE_KEYS if key in environ}
+    out.update({key: value for key, value in environ.items() if key.startswith("HTTP_")})
+    out["wsgi.version"] = list(environ["wsgi.version"])
+    out["body"] = body.decode("latin-1")
+    out["thread"] = threading.get_ident()
+    data = json.dumps(out).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(data)))])
+    return [data]
+
+
+validated_environ_app = wsgiref.validate.validator(environ_app)
+
+
+def stream_app(environ, start_response):
+    """A chunked response: no Content-Length, several chunks with pauses."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    for i in range(5):
+        yield b"chunk %d\n" % i
+        time.sleep(0.01)
+
+
+validated_stream_app = wsgiref.validate.validator(stream_app)
+
+
+class Tracked:
+    def __init__(self, chunks):
+        self.chunks = chunks
+
+    def __iter__(self):
+        return iter(self.chunks)
+
+    def close(self):
+        sys.stderr.write("iterable closed\n")
+        sys.stderr.flush()
+
+
+def misc_app(environ, start_response):
+    """Routes exercising the response side of PEP 3333."""
+    path = environ["PATH_INFO"]
+    if path == "/write":
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"written;")
+        return [b"returned"]
+    if path == "/inject":
+        start_response("200 OK", [("X-Evil", "a\r\nSet-Cookie: pwned=1")])
+        return [b"should not be seen"]
+    if path == "/hop":
+        start_response("200 OK", [("Connection", "close")])
+        return [b"should not be seen"]
+    if path == "/raise":
+        raise RuntimeError("application failure")
+    if path == "/file":
+        f = open(__file__, "rb")
+        start_response("200 OK", [("Content-Type", "text/x-python")])
+        return environ["wsgi.file_wrapper"](f, 1024)
+    if path == "/closed":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Tracked([b"a", b"b"])
+    if path == "/infinite":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Tracked(iter(lambda: b"x" * 65536, None))
+    if path == "/head":
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+        return [] if environ["REQUEST_METHOD"] == "HEAD" else [b"hello"]
+    if path == "/sleep":
+        time.sleep(0.1)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"slept"]
+    start_response("404 Not Found", [("Content-Type", "text/plain")])
+    return [b"not found"]
+
+
+def factory(greeting="hello", punctuation="!"):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [(greeting + punctuation).encode()]
+    return app
+
+
+def native(request):
+    """A native handler, for --interface native."""
+    return f"native {request.method} {request.path}".encode()
+
+
+application = factory("module default")
