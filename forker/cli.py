@@ -9,6 +9,7 @@ of that name. Precedence, lowest first: defaults, FORKER_* variables, the
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import runpy
 import sys
@@ -24,7 +25,6 @@ GUNICORN_NAMES = {
     "accesslog": "access_log",
     "errorlog": "error_log",
     "loglevel": "log_level",
-    "pidfile": "pid",
 }
 
 DESCRIPTION = """\
@@ -77,11 +77,10 @@ def _message(option_name: str, exc: ConfigError) -> str:
     return text[len(prefix):] if text.startswith(prefix) else text
 
 
-def configure(args: argparse.Namespace, parser: argparse.ArgumentParser,
-              settings: Optional[Dict[str, Any]] = None,
-              environ: Optional[Dict[str, str]] = None) -> Config:
+def collect(args: argparse.Namespace, settings: Optional[Dict[str, Any]] = None,
+            environ: Optional[Dict[str, str]] = None) -> Config:
     """Defaults < FORKER_* environment < settings (of the --config file) < flags.
-    A bad value exits with status 2, naming where it came from."""
+    A bad value raises ConfigError naming where it came from."""
     environ = dict(os.environ) if environ is None else environ
     config = Config()
     for option in OPTIONS:
@@ -90,32 +89,45 @@ def configure(args: argparse.Namespace, parser: argparse.ArgumentParser,
             try:
                 config.update({option.name: environ[variable]})
             except ConfigError as exc:
-                parser.error(f"environment variable {variable}: {_message(option.name, exc)}")
-    if settings:
-        for key, value in settings.items():
-            name = GUNICORN_NAMES.get(key, key)
-            if name in OPTIONS_BY_NAME:
-                try:
-                    config.update({name: value})
-                except ConfigError as exc:
-                    parser.error(f"{args.config}: {key}: {_message(name, exc)}")
+                raise ConfigError(f"environment variable {variable}: "
+                                  f"{_message(option.name, exc)}") from None
+    for key, value in (settings or {}).items():
+        name = GUNICORN_NAMES.get(key, key)
+        if name in OPTIONS_BY_NAME:
+            try:
+                config.update({name: value})
+            except ConfigError as exc:
+                raise ConfigError(f"{args.config}: {key}: {_message(name, exc)}") from None
     given = vars(args)
     for option in OPTIONS:
         if option.flag is not None and option.name in given:
             try:
                 config.update({option.name: given[option.name]})
             except ConfigError as exc:
-                parser.error(f"argument {option.flag}: {_message(option.name, exc)}")
+                raise ConfigError(f"argument {option.flag}: "
+                                  f"{_message(option.name, exc)}") from None
     return config
 
 
-def _read_config_file(path: str, parser: argparse.ArgumentParser) -> Dict[str, Any]:
+def configure(args: argparse.Namespace, parser: argparse.ArgumentParser,
+              settings: Optional[Dict[str, Any]] = None,
+              environ: Optional[Dict[str, str]] = None) -> Config:
+    """collect(), with errors reported by the parser (exit status 2)."""
+    try:
+        return collect(args, settings, environ)
+    except ConfigError as exc:
+        parser.error(str(exc))
+
+
+def read_config_file(path: str) -> Dict[str, Any]:
+    """The public module-level names a Python settings file defines."""
     if not os.path.isfile(path):
-        parser.error(f"argument --config: no such file: {path}")
+        raise ConfigError(f"argument --config: no such file: {path}")
     try:
         namespace = runpy.run_path(path, run_name="__config__")
     except Exception:
-        parser.error(f"argument --config: {path} raised an error:\n{traceback.format_exc()}")
+        raise ConfigError(f"argument --config: {path} raised an error:\n"
+                          f"{traceback.format_exc()}") from None
     return {key: value for key, value in namespace.items() if not key.startswith("_")}
 
 
@@ -124,33 +136,67 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
+def _check_importable(spec: str) -> None:
+    """Fail early, in the command line, on an APP whose module does not exist;
+    anything else about it is reported by whoever imports it (see --preload)."""
+    module = spec.partition(":")[0].strip()
+    if not module:
+        raise AppImportError(f"{spec!r}: expected MODULE, MODULE:NAME or MODULE:FACTORY(ARGS)")
+    try:
+        found = importlib.util.find_spec(module)
+    except ModuleNotFoundError:
+        found = None
+    except Exception:
+        return
+    if found is None:
+        raise AppImportError(f"no module named {module!r} (looked in {os.getcwd()})")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    settings = _read_config_file(args.config, parser) if args.config is not None else {}
+    try:
+        settings = read_config_file(args.config) if args.config is not None else {}
+    except ConfigError as exc:
+        parser.error(str(exc))
     config = configure(args, parser, settings)
     spec = args.app if args.app is not None else settings.get("wsgi_app")  # gunicorn's name
 
     from . import logs
-    from .app import as_handler, greeting, load
+    from .app import greeting
 
     logs.setup(config)
+    if config.chdir:
+        try:
+            os.chdir(config.chdir)
+        except OSError as exc:
+            _fail(f"argument --chdir: cannot change directory to {config.chdir!r}: {exc.strerror}")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    app: Any
     if spec is None:
-        if config.chdir:
-            try:
-                os.chdir(config.chdir)
-            except OSError as exc:
-                _fail(f"argument --chdir: cannot change directory to {config.chdir!r}: {exc.strerror}")
-        app: Any = greeting
+        app = greeting
         config.update({"interface": "native"})  # the greeting is a native handler
     else:
+        app = spec  # imported by the master (--preload) or by each worker
         try:
-            app = load(spec, config.chdir)
+            _check_importable(spec)
         except AppImportError as exc:
             _fail(f"cannot load the application {spec!r}: {exc}")
-    handler = as_handler(app, config)
+    options = config.as_dict()
+    options["chdir"] = None  # done: a reload must not apply a relative path twice
+
+    def reload_options() -> Dict[str, Any]:
+        """HUP: the environment and the --config file again, under the same flags."""
+        fresh = collect(args, read_config_file(args.config) if args.config else {})
+        fresh.update({"chdir": None, "interface": config.interface})
+        return fresh.as_dict()
 
     from .master import run
 
-    status = run(handler, config.as_dict())
+    try:
+        status = run(app, options, reload_options)
+    except AppImportError as exc:  # --preload: the master imports it
+        _fail(f"cannot load the application {spec!r}: {exc}")
     return status if isinstance(status, int) else 0
