@@ -9,7 +9,7 @@ from cpython.exc cimport PyErr_CheckSignals
 from cpython.ref cimport PyObject
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.stdint cimport int64_t, uint64_t
-from libc.string cimport memcpy
+from libc.string cimport memcmp
 
 from forker._csrc cimport *
 
@@ -112,6 +112,17 @@ cdef class Request:
         if self._conn == NULL:
             raise RuntimeError("request data read after the request was answered")
         return self._conn
+
+    cdef bint _is_head(self):
+        if self._conn == NULL:
+            return self._method == "HEAD"
+        return self._conn.req.method_len == 4 and memcmp(self._conn.req.method, b"HEAD", 4) == 0
+
+    cdef void _detach_if_needed(self, bint always, Py_ssize_t own_refs):
+        """Detaches when logging needs it or someone beyond the engine's own
+        own_refs references kept the request."""
+        if always or Py_REFCNT(self) > own_refs:
+            self._detach()
 
     cdef void _detach(self):
         """Copies what is still lazy before the loop reuses the buffer."""
@@ -231,21 +242,101 @@ cdef class Request:
         return f"<Request {self.method} {self.target} {self.version}>"
 
 
+cdef class Plan:
+    """A handler's answer, validated and framed, ready for the loop."""
+    cdef int status
+    cdef bytes reason
+    cdef bytes fields
+    cdef unsigned flags
+    cdef int64_t length
+    cdef bytes body      # the whole body, or None when streamed
+    cdef object source   # the iterable a streamed body comes from
+
+
+cdef Plan ERROR_PLAN = Plan()
+ERROR_PLAN.status = 500
+ERROR_PLAN.fields = ERROR_FIELDS
+ERROR_PLAN.flags = FK_RESP_CLOSE
+ERROR_PLAN.length = len(ERROR_BODY)
+ERROR_PLAN.body = ERROR_BODY
+
+
+cdef inline bytes as_bytes(object item):
+    if type(item) is bytes:
+        return <bytes>item
+    if isinstance(item, str):
+        return (<str>item).encode("utf-8")
+    return bytes(item)
+
+
+cdef Plan make_plan(object result, int minor_version, bint head):
+    """Turns what a handler returned into a Plan; raises on an invalid answer."""
+    cdef Plan plan = Plan()
+    plan.status = 200
+    plan.length = -1
+    body = result
+    if isinstance(result, Response):
+        plan.status = result.status
+        if not 200 <= plan.status <= 999:
+            raise ValueError(f"status {plan.status!r} is not a final status code (200 to 999)")
+        if result.reason is not None:
+            plan.reason = result.reason.encode("latin-1")
+            if b"\r" in plan.reason or b"\n" in plan.reason or b"\0" in plan.reason:
+                raise ValueError(f"invalid reason phrase {result.reason!r}")
+        if result.headers:
+            plan.fields, plan.flags, plan.length = build_fields(result.headers)
+        body = result.body
+    if body is None:
+        body = b""
+    if isinstance(body, (bytes, str, bytearray, memoryview)):
+        plan.body = as_bytes(body)
+        if not (head and plan.length >= 0 and len(plan.body) == 0):
+            plan.length = len(plan.body)  # HEAD may state the GET's length
+        return plan
+    plan.source = body
+    if plan.length < 0:
+        plan.length = FK_BODY_CHUNKED if minor_version == 1 else FK_BODY_UNTIL_CLOSE
+    return plan
+
+
 cdef class Stream:
-    """A response body produced in pieces by an iterable."""
+    """A response body produced in pieces by an iterable, pumped by the loop."""
     cdef object iterator
     cdef object source  # the object whose close() we owe (PEP 3333)
-    cdef unsigned int index, generation
+    cdef unsigned int generation
 
     cdef void close(self):
-        close = getattr(self.source, "close", None)
+        close_body(self.source)
         self.source = None
         self.iterator = None
-        if close is not None:
-            try:
-                close()
-            except Exception:
-                log.exception("error closing a response body")
+
+
+cdef void close_body(object source):
+    close = getattr(source, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            log.exception("error closing a response body")
+
+
+cdef class Job:
+    """A request handed to a handler thread, and what came back of it."""
+    cdef fk_conn *conn
+    cdef Request req
+    cdef bint cancelled  # the client went away; release the slot when the thread is done
+    cdef bint paused     # the client's buffer is full: the window is held until writable
+    cdef object window   # semaphore bounding the chunks in flight
+
+
+# kinds of completions posted by handler threads
+cdef enum:
+    DONE_PLAN = 0   # the answer (complete, or the head of a streamed body)
+    DONE_CHUNK = 1  # a piece of a streamed body
+    DONE_END = 2    # the streamed body ended
+    DONE_ABORT = 3  # the streamed body failed: close the connection
+
+STREAM_WINDOW = 8
 
 
 cdef class Engine:
@@ -256,22 +347,30 @@ cdef class Engine:
     cdef object access_log
     cdef bytes server
     cdef readonly list listen_addrs
-    cdef dict streams
+    cdef dict streams      # slot index -> Stream (loop-thread streaming)
+    cdef dict jobs         # slot index -> Job (handler threads)
     cdef public int stop_requested  # 1 graceful, 2 fast; set by signal handlers
     cdef fk_response resp
     cdef object tick_callback
+    cdef int threads
+    cdef int notify_fd
+    cdef object job_queue, completions, threads_list
+    cdef bint notified
 
     def __cinit__(self):
         self.loop = NULL
+        self.notify_fd = -1
 
     def __init__(self, app, config, listeners, slot=None, int wake_fd=-1, int parent_pid=0,
-                 int max_requests=0, access_log=None, tick=None):
+                 int max_requests=0, access_log=None, tick=None, int threads=1):
         cdef fk_loop_config cfg
         cdef unsigned char[:] view
         self.app = app
         self.access_log = access_log
         self.tick_callback = tick
         self.streams = {}
+        self.jobs = {}
+        self.threads = threads
         self.server = (config.server_header or "").encode("latin-1")
         cfg.max_connections = config.max_connections
         cfg.max_fields = config.limit_request_fields
@@ -285,7 +384,6 @@ cdef class Engine:
         cfg.graceful_ms = <uint64_t>(config.graceful_timeout * 1000)
         cfg.max_requests = max_requests
         cfg.wake_fd = wake_fd
-        cfg.notify_fd = -1
         cfg.parent_pid = parent_pid
         cfg.slot = NULL
         if slot is not None:
@@ -295,6 +393,10 @@ cdef class Engine:
             cfg.slot = <uint64_t *>&view[0]
         cfg.server = PyBytes_AS_STRING(self.server)
         cfg.server_len = PyBytes_GET_SIZE(self.server)
+        cfg.notify_fd = -1
+        if threads > 1:
+            self.notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            cfg.notify_fd = self.notify_fd
         self.loop = fk_loop_create(&cfg)
         if self.loop == NULL:
             raise MemoryError("cannot create the event loop")
@@ -313,6 +415,9 @@ cdef class Engine:
         if self.loop != NULL:
             fk_loop_destroy(self.loop)
             self.loop = NULL
+        if self.notify_fd >= 0:
+            os.close(self.notify_fd)
+            self.notify_fd = -1
 
     @property
     def served(self):
@@ -330,58 +435,80 @@ cdef class Engine:
         cdef fk_event ev
         cdef int kind
         cdef fk_loop *loop = self.loop
-        while True:
-            with nogil:
-                kind = fk_loop_next(loop, &ev)
-            if kind == FK_EV_REQUEST:
-                self._handle(ev.conn)
-            elif kind == FK_EV_WRITABLE:
-                self._resume(ev.conn)
-            elif kind == FK_EV_CLOSED:
-                self._drop(ev.conn)
-            elif kind == FK_EV_WAKE:
-                PyErr_CheckSignals()
-            elif kind == FK_EV_TICK:
-                if self.tick_callback is not None:
-                    self.tick_callback()
-            elif kind == FK_EV_DONE:
-                break
-            if self.stop_requested:
-                fk_loop_stop(loop, 1 if self.stop_requested == 1 else 0)
-        for stream in list(self.streams.values()):
-            (<Stream>stream).close()
-        self.streams.clear()
+        if self.threads > 1:
+            self._start_threads()
+        try:
+            while True:
+                with nogil:
+                    kind = fk_loop_next(loop, &ev)
+                if kind == FK_EV_REQUEST:
+                    if self.threads > 1:
+                        self._submit(ev.conn)
+                    else:
+                        self._handle(ev.conn)
+                elif kind == FK_EV_NOTIFY:
+                    self._collect()
+                elif kind == FK_EV_WRITABLE:
+                    self._writable(ev.conn)
+                elif kind == FK_EV_CLOSED:
+                    self._closed(ev.conn)
+                elif kind == FK_EV_WAKE:
+                    PyErr_CheckSignals()
+                elif kind == FK_EV_TICK:
+                    if self.tick_callback is not None:
+                        self.tick_callback()
+                elif kind == FK_EV_DONE:
+                    break
+                if self.stop_requested:
+                    fk_loop_stop(loop, 1 if self.stop_requested == 1 else 0)
+        finally:
+            for stream in list(self.streams.values()):
+                (<Stream>stream).close()
+            self.streams.clear()
+            self._stop_threads()
 
-    # ---- requests ---------------------------------------------------------------
+    # ---- requests on the loop thread ----------------------------------------------
 
     cdef void _handle(self, fk_conn *c):
         cdef Request req = Request.__new__(Request)
+        cdef Plan plan
+        cdef bytes body
         req._bind(self, c)
         try:
             result = self.app(req)
         except Exception:
             log.exception("error in handler for %s %s", req.method, req.target)
-            result = None
-            self._error(c)
+            plan = ERROR_PLAN
         else:
-            if self.access_log is not None or Py_REFCNT(req) > 1:
-                req._detach()  # kept by the handler (or logged): copy before reuse
-            self._answer(c, result)
+            if type(result) is bytes:  # the fast path: no Plan
+                body = <bytes>result
+                req._detach_if_needed(self.access_log is not None, 1)
+                self._set_resp(200, None, None, 0, PyBytes_GET_SIZE(body))
+                fk_loop_respond(self.loop, c, &self.resp, PyBytes_AS_STRING(body),
+                                PyBytes_GET_SIZE(body), 1)
+                self._log(req)
+                req._conn = NULL
+                return
+            try:
+                plan = make_plan(result, c.req.minor_version, req._is_head())
+            except Exception:
+                log.exception("invalid response from handler for %s %s", req.method, req.target)
+                close_body(result)
+                plan = ERROR_PLAN
+        req._detach_if_needed(self.access_log is not None, 1)
+        self._deliver(c, plan, None)
+        self._log(req)
+        req._conn = NULL
+
+    cdef void _log(self, Request req):
         if self.access_log is not None:
-            req._detach()
             try:
                 self.access_log(req, self.resp.status)
             except Exception:
                 log.exception("access log failed")
-        req._conn = NULL
 
-    cdef void _error(self, fk_conn *c):
-        self._set_resp(500, None, ERROR_FIELDS, len(ERROR_BODY), FK_RESP_CLOSE)
-        fk_loop_respond(self.loop, c, &self.resp, PyBytes_AS_STRING(ERROR_BODY),
-                        PyBytes_GET_SIZE(ERROR_BODY), 1)
-
-    cdef void _set_resp(self, int status, bytes reason, bytes fields, int64_t length,
-                        unsigned flags):
+    cdef void _set_resp(self, int status, bytes reason, bytes fields, unsigned flags,
+                        int64_t length):
         self.resp.status = status
         if reason is None:
             self.resp.reason = NULL
@@ -398,75 +525,30 @@ cdef class Engine:
         self.resp.content_length = length
         self.resp.flags = flags
 
-    cdef void _answer(self, fk_conn *c, object result):
-        cdef bytes body
-        if type(result) is bytes:
-            body = <bytes>result
-            self._set_resp(200, None, None, PyBytes_GET_SIZE(body), 0)
-            fk_loop_respond(self.loop, c, &self.resp, PyBytes_AS_STRING(body),
-                            PyBytes_GET_SIZE(body), 1)
+    cdef void _deliver(self, fk_conn *c, Plan plan, Job job):
+        """Answers c with plan; a streamed body is pumped here (no job) or fed by
+        the job's thread."""
+        cdef Stream stream
+        self._set_resp(plan.status, plan.reason, plan.fields, plan.flags, plan.length)
+        if plan.body is not None:
+            fk_loop_respond(self.loop, c, &self.resp, PyBytes_AS_STRING(plan.body),
+                            PyBytes_GET_SIZE(plan.body), 1)
             return
-        try:
-            if isinstance(result, str):
-                self._answer_bytes(c, 200, None, None, 0, (<str>result).encode("utf-8"))
-            elif isinstance(result, Response):
-                self._answer_response(c, result)
-            elif result is None:
-                self._answer_bytes(c, 200, None, None, 0, b"")
-            elif isinstance(result, (bytearray, memoryview)):
-                self._answer_bytes(c, 200, None, None, 0, bytes(result))
-            else:
-                self._start_stream(c, 200, None, None, FK_BODY_CHUNKED, 0, result)
-        except Exception:
-            log.exception("bad response from handler")
-            self._error(c)
-
-    cdef void _answer_bytes(self, fk_conn *c, int status, bytes reason, bytes fields,
-                            unsigned flags, bytes body):
-        self._set_resp(status, reason, fields, PyBytes_GET_SIZE(body), flags)
-        fk_loop_respond(self.loop, c, &self.resp, PyBytes_AS_STRING(body),
-                        PyBytes_GET_SIZE(body), 1)
-
-    cdef void _answer_response(self, fk_conn *c, object response) except *:
-        cdef int status = response.status
-        cdef unsigned flags = 0
-        cdef int64_t length = -1
-        cdef bytes reason = None
-        if not 200 <= status <= 999:
-            raise ValueError(f"status {status!r} is not a final status code (200 to 999)")
-        if response.reason is not None:
-            reason = response.reason.encode("latin-1")
-            if b"\r" in reason or b"\n" in reason or b"\0" in reason:
-                raise ValueError(f"invalid reason phrase {response.reason!r}")
-        fields, flags, length = build_fields(response.headers)
-        body = response.body
-        if isinstance(body, str):
-            body = (<str>body).encode("utf-8")
-        elif body is None:
-            body = b""
-        elif isinstance(body, (bytearray, memoryview)):
-            body = bytes(body)
-        if type(body) is bytes:
-            self._answer_bytes(c, status, reason, fields, flags, body)
-        else:
-            if length < 0:
-                length = FK_BODY_CHUNKED if c.req.minor_version == 1 else FK_BODY_UNTIL_CLOSE
-            self._start_stream(c, status, reason, fields, length, flags, body)
-
-    # ---- streamed bodies ----------------------------------------------------------
-
-    cdef void _start_stream(self, fk_conn *c, int status, bytes reason, bytes fields,
-                            int64_t length, unsigned flags, object body) except *:
-        cdef Stream stream = Stream()
-        if length == FK_BODY_CHUNKED and c.req.minor_version == 0:
-            length = FK_BODY_UNTIL_CLOSE
-        stream.source = body
-        stream.iterator = iter(body)
-        stream.index = c.index
-        stream.generation = c.generation
-        self._set_resp(status, reason, fields, length, flags)
         if fk_loop_respond(self.loop, c, &self.resp, NULL, 0, 0) < 0:
+            if job is None:
+                close_body(plan.source)
+            return
+        if job is not None:
+            return  # the thread sends the chunks
+        stream = Stream()
+        stream.source = plan.source
+        stream.generation = c.generation
+        try:
+            stream.iterator = iter(plan.source)
+        except Exception:
+            log.exception("response body is not iterable")
             stream.close()
+            fk_loop_release(self.loop, c)
             return
         self.streams[c.index] = stream
         self._pump(c, stream)
@@ -477,41 +559,172 @@ cdef class Engine:
         cdef bytes chunk
         while True:
             try:
-                item = next(stream.iterator)
+                chunk = as_bytes(next(stream.iterator))
             except StopIteration:
                 fk_loop_send(self.loop, c, NULL, 0, 1)
                 break
             except Exception:
                 log.exception("error while streaming a response body")
-                self.streams.pop(stream.index, None)
+                self.streams.pop(c.index, None)
                 stream.close()
-                fk_loop_release(self.loop, c)  # cannot end the body cleanly: close
+                fk_loop_release(self.loop, c)  # the body cannot end cleanly: close
                 return
-            if isinstance(item, str):
-                chunk = (<str>item).encode("utf-8")
-            elif type(item) is bytes:
-                chunk = <bytes>item
-            else:
-                chunk = bytes(item)
             rc = fk_loop_send(self.loop, c, PyBytes_AS_STRING(chunk), PyBytes_GET_SIZE(chunk), 0)
             if rc == 1:
                 return  # resumed on FK_EV_WRITABLE
             if rc < 0:
                 break
-        self.streams.pop(stream.index, None)
+        self.streams.pop(c.index, None)
         stream.close()
 
-    cdef void _resume(self, fk_conn *c):
+    cdef void _writable(self, fk_conn *c):
         stream = self.streams.get(c.index)
         if stream is not None and (<Stream>stream).generation == c.generation:
             self._pump(c, <Stream>stream)
+            return
+        job = self.jobs.get(c.index)
+        if job is not None and (<Job>job).paused:
+            (<Job>job).paused = False
+            (<Job>job).window.release()
 
-    cdef void _drop(self, fk_conn *c):
+    cdef void _closed(self, fk_conn *c):
         stream = self.streams.get(c.index)
         if stream is not None and (<Stream>stream).generation == c.generation:
             del self.streams[c.index]
             (<Stream>stream).close()
+        job = self.jobs.get(c.index)
+        if job is not None:
+            # The thread may still read the request: the slot is released when
+            # its last completion arrives.
+            (<Job>job).cancelled = True
+            (<Job>job).window.release()
+            return
         fk_loop_release(self.loop, c)
+
+    # ---- handler threads ----------------------------------------------------------
+
+    cdef void _start_threads(self):
+        import collections
+        import queue
+        import threading
+        self.job_queue = queue.SimpleQueue()
+        self.completions = collections.deque()
+        self.threads_list = []
+        for i in range(self.threads):
+            thread = threading.Thread(target=self._work, name=f"forker-handler-{i}", daemon=True)
+            thread.start()
+            self.threads_list.append(thread)
+
+    cdef void _stop_threads(self):
+        if not self.threads_list:
+            return
+        for _ in self.threads_list:
+            self.job_queue.put(None)
+        for thread in self.threads_list:
+            thread.join(0.1)
+        self.threads_list = []
+
+    cdef void _submit(self, fk_conn *c):
+        cdef Job job = Job()
+        cdef Request req = Request.__new__(Request)
+        req._bind(self, c)
+        job.conn = c
+        job.req = req
+        job.window = _semaphore(STREAM_WINDOW)
+        c.py_owned = 1  # the slot outlives a client that leaves while the thread runs
+        self.jobs[c.index] = job
+        self.job_queue.put(job)
+
+    def _work(self):
+        """A handler thread: runs handlers and posts what they return."""
+        cdef Job job
+        cdef Plan plan
+        cdef Request req
+        while True:
+            item = self.job_queue.get()
+            if item is None:
+                return
+            job = <Job>item
+            req = job.req
+            result = None
+            try:
+                result = self.app(req)
+                plan = make_plan(result, req._minor, req._is_head())
+            except Exception:
+                log.exception("error in handler for %s %s", req.method, req.target)
+                close_body(result)
+                plan = ERROR_PLAN
+            result = None
+            req._detach_if_needed(self.access_log is not None, 2)  # job.req and req
+            self._post(DONE_PLAN, job, plan)
+            if plan.source is not None:
+                self._feed(job, plan.source)
+
+    cdef void _feed(self, Job job, object source):
+        """Iterates a streamed body on the handler thread, a window at a time."""
+        try:
+            for item in source:
+                chunk = as_bytes(item)
+                job.window.acquire()
+                if job.cancelled:
+                    break
+                self._post(DONE_CHUNK, job, chunk)
+            else:
+                self._post(DONE_END, job, None)
+                return
+            self._post(DONE_END, job, None)
+        except Exception:
+            log.exception("error while streaming a response body")
+            self._post(DONE_ABORT, job, None)
+        finally:
+            close_body(source)
+
+    cdef void _post(self, int kind, Job job, object payload):
+        self.completions.append((kind, job, payload))
+        if not self.notified:
+            self.notified = True
+            os.eventfd_write(self.notify_fd, 1)
+
+    cdef void _collect(self):
+        """Delivers what handler threads finished (FK_EV_NOTIFY)."""
+        cdef Job job
+        cdef int kind, rc
+        cdef fk_conn *c
+        cdef bytes chunk
+        self.notified = False
+        while self.completions:
+            kind, item, payload = self.completions.popleft()
+            job = <Job>item
+            c = job.conn
+            final = kind != DONE_CHUNK and not (kind == DONE_PLAN and (<Plan>payload).source is not None)
+            if job.cancelled:
+                if final:
+                    self.jobs.pop(c.index, None)
+                    fk_loop_release(self.loop, c)
+                continue
+            if kind == DONE_PLAN:
+                self._deliver(c, <Plan>payload, job)
+                self._log(job.req)
+                if final:
+                    self.jobs.pop(c.index, None)
+            elif kind == DONE_CHUNK:
+                chunk = <bytes>payload
+                rc = fk_loop_send(self.loop, c, PyBytes_AS_STRING(chunk), PyBytes_GET_SIZE(chunk), 0)
+                if rc == 1:
+                    job.paused = True
+                else:
+                    job.window.release()
+            elif kind == DONE_END:
+                self.jobs.pop(c.index, None)
+                fk_loop_send(self.loop, c, NULL, 0, 1)
+            else:
+                self.jobs.pop(c.index, None)
+                fk_loop_release(self.loop, c)
+
+
+def _semaphore(int n):
+    import threading
+    return threading.Semaphore(n)
 
 
 cdef tuple build_fields(object headers):
@@ -531,7 +744,7 @@ cdef tuple build_fields(object headers):
             raise ValueError(f"invalid response header {name!r}: {value!r}")
         lower = n.lower()
         if lower == b"content-length":
-            if not v.isdigit():
+            if not v.isdigit() or len(v) > 18:
                 raise ValueError(f"invalid Content-Length {value!r}")
             length = int(v)
             continue

@@ -58,7 +58,8 @@ def run_worker(app: Any, config: Any, listeners: List[Any], worker_id: int,
     tick = getattr(access_log, "flush", None)
     engine = Engine(app, config, listeners, slot=slot, wake_fd=wake_r,
                     parent_pid=os.getppid(), max_requests=_max_requests(config),
-                    access_log=access_log, tick=tick)
+                    access_log=access_log, tick=tick,
+                    threads=int(getattr(config, "threads", 1)))
 
     def graceful(signum: int, frame: Any) -> None:
         engine.stop(graceful=True)
