@@ -1,0 +1,242 @@
+"""WSGI through real sockets: `python -m forker --interface wsgi APP` in a
+subprocess, raw sockets and http.client as clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from cli_server import APPS, Server, dechunk, split_response  # noqa: E402
+
+
+@pytest.fixture(scope="module", params=["1", "4"], ids=["threads1", "threads4"])
+def environ_server(request):
+    with Server("--interface", "wsgi", "--threads", request.param,
+                "wsgiapps:validated_environ_app") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def misc_server():
+    with Server("--interface", "wsgi", "wsgiapps:misc_app") as server:
+        yield server
+
+
+def environ_of(server, raw: bytes) -> dict:
+    status, headers, body = split_response(server.raw(raw))
+    assert status.startswith("HTTP/1.1 200"), (status, body)
+    return json.loads(body)
+
+
+def get(target: str, *headers: str, version: str = "HTTP/1.1") -> bytes:
+    lines = [f"GET {target} {version}"] + list(headers) + ["Connection: close", "", ""]
+    return "\r\n".join(lines).encode("latin-1")
+
+
+# -- the environ, for tricky targets and fields ---------------------------------------
+
+@pytest.mark.parametrize("target, path_info, query", [
+    ("/plain", "/plain", ""),
+    ("/a%2Fb/c", "/a/b/c", ""),
+    ("/caf%C3%A9?x=%C3%A9", "/caf\xc3\xa9", "x=%C3%A9"),
+    ("/sp%20ace", "/sp ace", ""),
+    ("/empty?", "/empty", ""),
+    ("/q?a=1&a=2&b", "/q", "a=1&a=2&b"),
+])
+def test_environ_paths(environ_server, target, path_info, query):
+    env = environ_of(environ_server, get(target, "Host: example.com"))
+    assert env["PATH_INFO"] == path_info
+    assert env["QUERY_STRING"] == query
+    assert env["RAW_URI"] == env["REQUEST_URI"] == target
+    assert env["SCRIPT_NAME"] == ""
+
+
+def test_environ_fixed_values(environ_server):
+    env = environ_of(environ_server, get("/", "Host: example.com:8000"))
+    assert env["REQUEST_METHOD"] == "GET"
+    assert env["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert env["SERVER_NAME"] == "example.com" and env["SERVER_PORT"] == "8000"
+    assert env["REMOTE_ADDR"] == "127.0.0.1" and int(env["REMOTE_PORT"]) > 0
+    assert env["wsgi.url_scheme"] == "http"
+    assert env["wsgi.version"] == [1, 0]
+    assert env["wsgi.run_once"] is False
+    assert env["wsgi.multiprocess"] is False  # --workers 1
+    assert "CONTENT_LENGTH" not in env and "CONTENT_TYPE" not in env
+
+
+def test_environ_multithread_follows_threads(environ_server):
+    env = environ_of(environ_server, get("/", "Host: h"))
+    threads = [a for a in environ_server.argv if a.isdigit()][-1]
+    assert env["wsgi.multithread"] is (threads != "1")
+
+
+def test_environ_absolute_form(environ_server):
+    env = environ_of(environ_server, get("http://other.example:8080/abs/path?k=v",
+                                         "Host: example.com"))
+    assert env["PATH_INFO"] == "/abs/path" and env["QUERY_STRING"] == "k=v"
+    assert env["HTTP_HOST"] == "other.example:8080"
+    assert env["SERVER_NAME"] == "other.example" and env["SERVER_PORT"] == "8080"
+    assert env["RAW_URI"] == "http://other.example:8080/abs/path?k=v"
+
+
+def test_environ_repeated_and_underscore_headers(environ_server):
+    env = environ_of(environ_server, get("/", "Host: h", "X-Multi: one", "x-multi: two",
+                                         "Accept: a/b", "ACCEPT: c/d", "Cookie: a=1",
+                                         "Cookie: b=2", "X_Forwarded_For: 6.6.6.6"))
+    assert env["HTTP_X_MULTI"] == "one, two"
+    assert env["HTTP_ACCEPT"] == "a/b, c/d"
+    assert env["HTTP_COOKIE"] == "a=1; b=2"
+    assert "HTTP_X_FORWARDED_FOR" not in env
+    assert env["REMOTE_ADDR"] == "127.0.0.1"
+
+
+def test_environ_http10_without_host(environ_server):
+    env = environ_of(environ_server, get("/old", version="HTTP/1.0").replace(
+        b"Connection: close\r\n", b""))
+    assert env["SERVER_PROTOCOL"] == "HTTP/1.0"
+    assert "HTTP_HOST" not in env
+    assert env["SERVER_NAME"] == "127.0.0.1"
+    assert env["SERVER_PORT"] == str(environ_server.port)
+
+
+def test_environ_post_body(environ_server):
+    status, _, body = environ_server.request(
+        "POST", "/submit", body=b"a=1&b=2",
+        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    env = json.loads(body)
+    assert status == 200
+    assert env["CONTENT_TYPE"] == "application/x-www-form-urlencoded"
+    assert env["CONTENT_LENGTH"] == "7"
+    assert env["body"] == "a=1&b=2"
+
+
+def test_environ_chunked_request_body(environ_server):
+    raw = (b"POST /chunked HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
+           b"Connection: close\r\n\r\n5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\n\r\n")
+    env = environ_of(environ_server, raw)
+    assert env["body"] == "hello, world"
+    assert env["CONTENT_LENGTH"] == "12"  # the body arrives whole: frameworks see its length
+
+
+def test_forwarded_headers_from_localhost_are_trusted_by_default(environ_server):
+    env = environ_of(environ_server, get("/", "Host: internal", "X-Forwarded-For: 203.0.113.9",
+                                         "X-Forwarded-Proto: https",
+                                         "X-Forwarded-Host: public.example"))
+    assert env["REMOTE_ADDR"] == "203.0.113.9"
+    assert env["wsgi.url_scheme"] == "https"
+    assert env["HTTP_HOST"] == "public.example" and env["SERVER_PORT"] == "443"
+    env = environ_of(environ_server, get("/", "Host: internal",
+                                         'Forwarded: for="[2001:db8::5]:1234";proto=https'))
+    assert env["REMOTE_ADDR"] == "2001:db8::5" and env["wsgi.url_scheme"] == "https"
+
+
+def test_keep_alive_serves_several_requests(environ_server):
+    conn = environ_server.connection()
+    try:
+        ports = set()
+        for i in range(5):
+            conn.request("GET", f"/k{i}", headers={"Host": "h"})
+            response = conn.getresponse()
+            env = json.loads(response.read())
+            assert env["PATH_INFO"] == f"/k{i}"
+            ports.add(env["REMOTE_PORT"])
+        assert len(ports) == 1
+    finally:
+        conn.close()
+
+
+# -- responses -----------------------------------------------------------------------
+
+def test_streaming_response_is_chunked_on_http11():
+    with Server("--interface", "wsgi", "wsgiapps:validated_stream_app") as server:
+        status, headers, body = split_response(server.raw(get("/", "Host: h")))
+        assert status == "HTTP/1.1 200 OK"
+        assert headers.get("transfer-encoding") == "chunked"
+        assert "content-length" not in headers
+        assert dechunk(body) == b"".join(b"chunk %d\n" % i for i in range(5))
+
+        status, headers, body = split_response(server.raw(get("/", version="HTTP/1.0")))
+        assert status.startswith("HTTP/1.0 200") or status.startswith("HTTP/1.1 200")
+        assert "transfer-encoding" not in headers and "content-length" not in headers
+        assert body == b"".join(b"chunk %d\n" % i for i in range(5))  # close-delimited
+
+
+def test_write_callable(misc_server):
+    status, headers, body = misc_server.request("GET", "/write")
+    assert (status, body) == (200, b"written;returned")
+    assert headers["Content-Length"] == str(len(body))
+
+
+def test_404(misc_server):
+    status, _, body = misc_server.request("GET", "/nowhere")
+    assert (status, body) == (404, b"not found")
+
+
+def test_application_exception_is_500(misc_server):
+    status, _, body = misc_server.request("GET", "/raise")
+    assert status == 500
+    misc_server.wait_for(r"RuntimeError: application failure")
+
+
+def test_header_injection_is_refused(misc_server):
+    data = misc_server.raw(get("/inject", "Host: h"))
+    status, headers, body = split_response(data)
+    assert status.startswith("HTTP/1.1 500")
+    assert b"pwned" not in data and "x-evil" not in headers
+    assert b"should not be seen" not in data
+
+
+def test_hop_by_hop_header_is_refused_and_logged(misc_server):
+    status, _, body = misc_server.request("GET", "/hop")
+    assert status == 500 and b"should not be seen" not in body
+    misc_server.wait_for(r"hop-by-hop header 'Connection' is not allowed")
+
+
+def test_file_wrapper(misc_server):
+    status, _, body = misc_server.request("GET", "/file")
+    with open(os.path.join(APPS, "wsgiapps.py"), "rb") as f:
+        assert (status, body) == (200, f.read())
+
+
+def test_head_keeps_the_applications_content_length(misc_server):
+    conn = misc_server.connection()
+    try:
+        conn.request("HEAD", "/head")
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.headers["Content-Length"] == "5"
+        assert response.read() == b""
+        conn.request("GET", "/head")  # the connection is still in sync
+        response = conn.getresponse()
+        assert response.read() == b"hello"
+    finally:
+        conn.close()
+
+
+def test_iterable_close_is_called(misc_server):
+    before = misc_server.stderr.count("iterable closed")
+    status, _, body = misc_server.request("GET", "/closed")
+    assert (status, body) == (200, b"ab")
+    deadline = time.monotonic() + 5
+    while misc_server.stderr.count("iterable closed") <= before:
+        assert time.monotonic() < deadline, misc_server.stderr
+        time.sleep(0.02)
+
+
+def test_iterable_close_is_called_on_client_disconnect(misc_server):
+    before = misc_server.stderr.count("iterable closed")
+    with socket.create_connection(("127.0.0.1", misc_server.port), timeout=10) as sock:
+        sock.sendall(get("/infinite", "Host: h"))
+        assert sock.recv(65536)
+    deadline = time.monotonic() + 10
+    while misc_server.stderr.count("iterable closed") <= before:
+        assert time.monotonic() < deadline, misc_server.stderr
+        time.sleep(0.05)
+    assert misc_server.request("GET", "/write")[0] == 200  # the worker is fine
