@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -240,3 +241,14 @@ def test_iterable_close_is_called_on_client_disconnect(misc_server):
         assert time.monotonic() < deadline, misc_server.stderr
         time.sleep(0.05)
     assert misc_server.request("GET", "/write")[0] == 200  # the worker is fine
+
+
+def test_threads_overlap_blocking_handlers():
+    with Server("--interface", "wsgi", "--threads", "8", "wsgiapps:misc_app") as server:
+        server.request("GET", "/sleep")  # warm up
+        start = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda _: server.request("GET", "/sleep"), range(8)))
+        elapsed = time.monotonic() - start
+        assert all(status == 200 and body == b"slept" for status, _, body in results)
+        assert elapsed < 0.5, f"8 requests sleeping 100 ms took {elapsed:.2f}s with 8 threads"
