@@ -1,0 +1,2 @@
+# CL.TE: Content-Length and Transfer-Encoding together (RFC 9112 6.1).
+status = 400

@@ -1,0 +1,2 @@
+# TE.CL: the same, other order.
+status = 400

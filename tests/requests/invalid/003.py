@@ -1,0 +1,2 @@
+# Transfer-Encoding continued with obs-fold.
+status = 400

@@ -1,0 +1,2 @@
+# Vertical tab after chunked.
+status = 400

@@ -1,0 +1,2 @@
+# Whitespace between field name and colon (RFC 9112 5.1).
+status = 400

@@ -1,0 +1,2 @@
+# Content-Length with a sign.
+status = 400

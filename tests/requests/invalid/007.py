@@ -1,0 +1,2 @@
+# Content-Length as a list.
+status = 400

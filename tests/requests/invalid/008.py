@@ -1,0 +1,2 @@
+# NUL in a field value.
+status = 400

@@ -1,0 +1,2 @@
+# Bare CR in a field value.
+status = 400

@@ -1,0 +1,2 @@
+# Bare LF ending a field line.
+status = 400

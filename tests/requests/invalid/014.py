@@ -1,0 +1,2 @@
+# Trailing space after the version.
+status = 400

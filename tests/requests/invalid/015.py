@@ -1,0 +1,2 @@
+# The version name is case-sensitive.
+status = 400

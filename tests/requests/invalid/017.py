@@ -1,0 +1,2 @@
+# Two Host fields.
+status = 400

@@ -1,0 +1,2 @@
+# Space inside the target.
+status = 400

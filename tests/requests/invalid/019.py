@@ -1,0 +1,2 @@
+# Method with a non-token byte.
+status = 400

@@ -1,0 +1,2 @@
+# Chunk size overflowing 63 bits.
+status = 400

@@ -1,0 +1,2 @@
+# Junk after the chunk size.
+status = 400

@@ -1,0 +1,2 @@
+# No CRLF after the chunk data.
+status = 400

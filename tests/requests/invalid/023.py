@@ -1,0 +1,2 @@
+# Trailer field with whitespace before the colon.
+status = 400

@@ -1,0 +1,2 @@
+# Unterminated quoted-string in a chunk extension.
+status = 400

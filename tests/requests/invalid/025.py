@@ -1,0 +1,2 @@
+# A coding other than chunked before it: not implemented.
+status = 501

@@ -1,0 +1,2 @@
+# chunked applied twice.
+status = 400

@@ -1,0 +1,2 @@
+# Empty Transfer-Encoding.
+status = 400

@@ -1,0 +1,2 @@
+# Empty list element after chunked.
+status = 400

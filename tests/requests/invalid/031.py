@@ -1,0 +1,2 @@
+# A coding that only contains the word chunked.
+status = 400

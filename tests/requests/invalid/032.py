@@ -1,0 +1,2 @@
+# Content-Length fields that disagree.
+status = 400

@@ -1,0 +1,2 @@
+# Negative Content-Length.
+status = 400

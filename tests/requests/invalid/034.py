@@ -1,0 +1,2 @@
+# Content-Length of 19 digits.
+status = 400

@@ -1,0 +1,2 @@
+# Hexadecimal Content-Length.
+status = 400

@@ -1,0 +1,2 @@
+# Empty Content-Length.
+status = 400

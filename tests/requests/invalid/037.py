@@ -1,0 +1,2 @@
+# Space inside a field name.
+status = 400

@@ -1,0 +1,2 @@
+# Field line without a colon.
+status = 400

@@ -1,0 +1,2 @@
+# Empty field name.
+status = 400

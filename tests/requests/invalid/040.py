@@ -1,0 +1,2 @@
+# DEL in the target.
+status = 400

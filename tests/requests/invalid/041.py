@@ -1,0 +1,2 @@
+# Non-ASCII byte in the target.
+status = 400

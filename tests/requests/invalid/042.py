@@ -1,0 +1,2 @@
+# Target that is none of the four forms.
+status = 400

@@ -1,0 +1,2 @@
+# asterisk-form with a method other than OPTIONS.
+status = 400

@@ -1,0 +1,2 @@
+# CONNECT without a port.
+status = 400

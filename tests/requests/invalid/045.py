@@ -1,0 +1,2 @@
+# CONNECT with an origin-form target.
+status = 400

@@ -1,0 +1,2 @@
+# absolute-form with userinfo (RFC 9110 4.2.4).
+status = 400

@@ -1,0 +1,2 @@
+# absolute-form with an empty authority (RFC 9110 4.2.1).
+status = 400

@@ -1,0 +1,2 @@
+# Space in Host.
+status = 400

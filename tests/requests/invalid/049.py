@@ -1,0 +1,2 @@
+# userinfo in Host.
+status = 400

@@ -1,0 +1,2 @@
+# Path in Host.
+status = 400

@@ -1,0 +1,2 @@
+# Two spaces between method and target.
+status = 400

@@ -1,0 +1,2 @@
+# Tab as the request-line separator.
+status = 400

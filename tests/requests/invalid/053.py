@@ -1,0 +1,2 @@
+# Whitespace before the request line.
+status = 400

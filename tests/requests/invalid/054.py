@@ -1,0 +1,2 @@
+# Nine empty lines before the request line.
+status = 400

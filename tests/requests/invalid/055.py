@@ -1,0 +1,2 @@
+# Bare LF before the request line.
+status = 400

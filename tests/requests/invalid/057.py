@@ -1,0 +1,2 @@
+# Two-digit minor version.
+status = 400

@@ -1,0 +1,2 @@
+# HTTP/2 connection preface.
+status = 505

@@ -1,0 +1,2 @@
+# Chunk size with 0x prefix.
+status = 400

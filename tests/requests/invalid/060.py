@@ -1,0 +1,2 @@
+# Negative chunk size.
+status = 400

@@ -1,0 +1,2 @@
+# Bare LF after the chunk size.
+status = 400

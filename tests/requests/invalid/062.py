@@ -1,0 +1,2 @@
+# Chunk data longer than its size.
+status = 400

@@ -1,0 +1,2 @@
+# obs-fold in the trailer section.
+status = 400

@@ -1,0 +1,2 @@
+# NUL in a chunk extension.
+status = 400

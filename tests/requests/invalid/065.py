@@ -1,0 +1,2 @@
+# Request line over 8190 bytes.
+status = 414

@@ -1,0 +1,2 @@
+# Field line over 8190 bytes.
+status = 431

@@ -1,0 +1,2 @@
+# More than 100 fields.
+status = 431

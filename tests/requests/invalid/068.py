@@ -1,0 +1,2 @@
+# Connection element that is not a token.
+status = 400

@@ -1,0 +1,2 @@
+# Content-Length with inner space.
+status = 400

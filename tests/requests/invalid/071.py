@@ -1,0 +1,2 @@
+# Non-ASCII byte in a field name.
+status = 400

@@ -1,0 +1,2 @@
+# identity alone is not chunked final.
+status = 400

@@ -1,0 +1,2 @@
+# Bare CR ending the request line.
+status = 400

@@ -1,0 +1,2 @@
+# Whitespace at the start of the first field line.
+status = 400

@@ -1,0 +1,2 @@
+# Unknown coding on its own field line before chunked: not implemented.
+status = 501

@@ -1,0 +1,2 @@
+# Whitespace after the chunk size without an extension.
+status = 400

@@ -1,0 +1,2 @@
+# chunked on two field lines.
+status = 400

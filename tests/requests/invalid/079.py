@@ -1,0 +1,2 @@
+# Bare LF after chunk data.
+status = 400

@@ -1,0 +1,20 @@
+# OWS around field values is not part of them.
+request = {
+    "method": b'GET',
+    "target": b'/',
+    "path": b'/',
+    "query": None,
+    "host": b'example.com',
+    "version": 'HTTP/1.1',
+    "headers": [
+        (b'Host', b'example.com'),
+        (b'X-Spaces', b'a  b'),
+    ],
+    "content_length": None,
+    "chunked": False,
+    "keep_alive": True,
+    "expect_continue": False,
+    "upgrade": False,
+    "absolute_form": False,
+    "body": b'',
+}

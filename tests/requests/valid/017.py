@@ -1,0 +1,21 @@
+# Empty field values.
+request = {
+    "method": b'GET',
+    "target": b'/',
+    "path": b'/',
+    "query": None,
+    "host": b'example.com',
+    "version": 'HTTP/1.1',
+    "headers": [
+        (b'Host', b'example.com'),
+        (b'X-Empty', b''),
+        (b'X-Blank', b''),
+    ],
+    "content_length": None,
+    "chunked": False,
+    "keep_alive": True,
+    "expect_continue": False,
+    "upgrade": False,
+    "absolute_form": False,
+    "body": b'',
+}

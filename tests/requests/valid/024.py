@@ -1,0 +1,19 @@
+# Methods are case-sensitive tokens: 'get' is simply another method.
+request = {
+    "method": b'get',
+    "target": b'/',
+    "path": b'/',
+    "query": None,
+    "host": b'example.com',
+    "version": 'HTTP/1.1',
+    "headers": [
+        (b'Host', b'example.com'),
+    ],
+    "content_length": None,
+    "chunked": False,
+    "keep_alive": True,
+    "expect_continue": False,
+    "upgrade": False,
+    "absolute_form": False,
+    "body": b'',
+}
