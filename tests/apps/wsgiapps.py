@@ -2,6 +2,7 @@
 or, with --chdir tests/apps, as wsgiapps:NAME)."""
 
 import json
+import os
 import sys
 import threading
 import time
@@ -24,6 +25,7 @@ def environ_app(environ, start_response):
     out["wsgi.version"] = list(environ["wsgi.version"])
     out["body"] = body.decode("latin-1")
     out["thread"] = threading.get_ident()
+    out["pid"] = os.getpid()
     data = json.dumps(out).encode()
     start_response("200 OK", [("Content-Type", "application/json"),
                               ("Content-Length", str(len(data)))])
