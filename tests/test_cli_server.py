@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from cli_server import APPS, ROOT, Server, free_port, run_cli, split_response  # noqa: E402
+from cli_server import Server, free_port, run_cli, split_response  # noqa: E402
 
 ENVIRON_APP = "wsgiapps:environ_app"
 
