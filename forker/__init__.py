@@ -11,7 +11,16 @@
 from ._version import __version__
 from .response import Response
 
-__all__ = ["serve", "Response", "__version__"]
+__all__ = ["serve", "Forker", "Response", "__version__"]
+
+
+def __getattr__(name: str):  # type: ignore[no-untyped-def]
+    """Forker, imported on first use so that `import forker` stays cheap."""
+    if name == "Forker":
+        from .master import Forker
+
+        return Forker
+    raise AttributeError(f"module 'forker' has no attribute {name!r}")
 
 
 def serve(app, address=None, **options):  # type: ignore[no-untyped-def]

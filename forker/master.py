@@ -1,0 +1,821 @@
+"""The master: binds, forks the workers and supervises them until stopped.
+
+    run(app, options) -> exit status      # what forker.serve() calls
+    Forker(handler, workers=4).listen_and_serve(":8080")
+
+Signals (the master acts on them between loop turns; handlers only queue them):
+    TERM         graceful stop: workers finish what they hold, SIGKILL after graceful_timeout
+    INT, QUIT    fast stop (a second one during a graceful stop makes it fast)
+    HUP          reload: re-read the configuration, re-import the application, start new
+                 workers, and once they serve, stop the old ones gracefully
+    TTIN, TTOU   one worker more, one fewer
+    USR1         reopen log files, in the master and in every worker
+    USR2         upgrade: re-execute the master with the listening sockets inherited;
+                 TERM to the old master then retires it
+    CHLD         reap, and replace what died
+
+A worker is a forked child running forker.worker.run_worker(); the two share a
+64-byte slot of memory (forker/shm.py) through which the master sees each
+worker's heartbeat, request count and the start of the handler call running.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import importlib
+import logging
+import os
+import select
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+from . import process
+from .config import Config
+from .errors import AppImportError
+from .shm import SlotTable
+from .sockets import UPGRADE_ENV, Listeners, attach_cpu_steering, enable_request_migration
+
+log = logging.getLogger("forker.master")
+
+WORKER_BOOT_ERROR = 3  # a worker could not load the application: not worth a fork loop
+BOOT_FAILURES_MAX = 5  # consecutive boot failures within BOOT_WINDOW make the master give up
+BOOT_WINDOW = 60.0
+BACKOFF_FIRST, BACKOFF_MAX = 0.1, 4.0
+FAST_STOP_SECONDS = 2.0  # INT/QUIT: how long workers get before SIGKILL
+DUMP_SECONDS = 0.3  # a timed-out worker gets this long to print its stack before SIGKILL
+MEMORY_CHECK_SECONDS = 1.0
+SLOT_CAPACITY = 4096  # 1024 workers, a reload's second generation, and room to spare
+
+HANDLED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGTTIN,
+           signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD)
+# What a worker must not inherit from the master's dispositions: these would stop
+# (TTIN/TTOU) or kill (HUP) it if they reached its process group.
+WORKER_IGNORES = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
+RESTART_ONLY = ("bind", "reuse_port", "backlog", "user", "group", "pidfile",
+                "unix_socket_mode", "unix_socket_owner")
+
+
+class Worker:
+    """The master's record of one worker process."""
+
+    __slots__ = ("id", "slot", "generation", "pid", "born", "booted", "retiring",
+                 "deadline", "kill_at", "timed_out")
+
+    def __init__(self, worker_id: int, slot: int, generation: int) -> None:
+        self.id = worker_id
+        self.slot = slot
+        self.generation = generation
+        self.pid = 0
+        self.born = time.monotonic()
+        self.booted = False  # its loop has written a heartbeat
+        self.retiring = False  # sent TERM: it drains and exits, a successor may be running
+        self.deadline = 0.0  # retiring: SIGKILL after this
+        self.kill_at = 0.0  # timed out: SIGKILL after its stack dump
+        self.timed_out = False
+
+
+class _Reload:
+    """What a HUP replaced, to go back to if the new workers cannot boot."""
+
+    def __init__(self, arbiter: "Arbiter") -> None:
+        self.generation = arbiter.generation
+        self.config = arbiter.config
+        self.app = arbiter.app
+        self.num_workers = arbiter.num_workers
+
+
+class Arbiter:
+    """Keeps num_workers workers serving the listeners until told to stop."""
+
+    def __init__(self, app: Any, options: Mapping[str, Any],
+                 reload_options: Optional[Callable[[], Mapping[str, Any]]] = None) -> None:
+        self.app_spec = app  # a callable, or "module:attr" for forker.app.load
+        self.options = dict(options)
+        self.reload_options = reload_options
+        self.config = self._read_config()
+        self.num_workers = self.config.workers
+        self.app: Any = None  # the handler, when loaded in the master
+        self.pid = os.getpid()
+        self.cwd = os.environ.get("PWD") or os.getcwd()
+        self.workers: Dict[int, Worker] = {}
+        self.generation = 0
+        self._next_generation = 1
+        self.listeners: Optional[Listeners] = None
+        self.slots: Optional[SlotTable] = None
+        self.pidfile: Optional[process.Pidfile] = None
+        self.cpus = process.usable_cpus()
+        self.migrate = False
+        self._signals: List[int] = []
+        self._pipe = (-1, -1)
+        self._saved_signals: Dict[int, Any] = {}
+        self._saved_wakeup = -1
+        self._stopping: Optional[str] = None  # "graceful" or "fast"
+        self._exit_status = 0
+        self._reload: Optional[_Reload] = None
+        self._boot_failures: List[float] = []
+        self._spawn_after = 0.0
+        self._upgrade_pid = 0
+        self._last_memory_check = 0.0
+
+    # -- configuration and application ---------------------------------------
+
+    def _read_config(self) -> Config:
+        options = self.options if self.reload_options is None else self.reload_options()
+        config = Config()
+        config.update_from_env()
+        return config.update(options)
+
+    def _load_app(self, config: Config, fresh: bool) -> Any:
+        """The handler: self.app_spec imported (again, if fresh) and wrapped for
+        config.interface. Raises AppImportError."""
+        spec = self.app_spec
+        if isinstance(spec, str):
+            from .app import load
+
+            if fresh:
+                _forget_module(spec.partition(":")[0].strip())
+            app = load(spec)
+        else:
+            app = _reimport(spec) if fresh else spec
+        if getattr(config, "interface", None) is None:
+            return app
+        from .app import as_handler
+
+        return as_handler(app, config)
+
+    def _title(self) -> str:
+        name = self.config.proc_name
+        if name is None:
+            spec = self.app_spec
+            name = spec if isinstance(spec, str) else _describe(spec)
+        return name
+
+    # -- the loop ---------------------------------------------------------------
+
+    def run(self) -> int:
+        """Start, supervise until stopped, return the exit status."""
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("the forker master must run in the main thread (it owns signals)")
+        self._start()
+        try:
+            self._loop()
+        finally:
+            self._cleanup()
+        return self._exit_status
+
+    def _start(self) -> None:
+        """Starting: hooks, logging, preload, bind, pidfile, slots, signals."""
+        config = self.config
+        _setup_logging(config)
+        if config.on_starting is not None:
+            config.on_starting(config)
+        if config.preload:
+            self.app = self._load_app(config, fresh=False)  # fails fast, before binding
+        elif not isinstance(self.app_spec, str):
+            self.app = self._load_app(config, fresh=False)
+        self.listeners = Listeners.open(config, os.environ)
+        try:
+            self._start_listeners()
+            if config.pidfile:
+                self.pidfile = process.Pidfile(config.pidfile)
+                self.pidfile.create(self.pid)
+            self.slots = SlotTable(SLOT_CAPACITY)
+            self._install_signals()
+        except BaseException:
+            self.listeners.close()
+            raise
+        process.set_title(f"forker: master [{self._title()}]")
+        log.info("forker master pid %d: %d workers, %s", self.pid, self.num_workers,
+                 "preloaded application" if config.preload else "workers import the application")
+
+    def _start_listeners(self) -> None:
+        """Starting: per-worker sockets, request migration and CPU steering."""
+        listeners = self.listeners
+        assert listeners is not None
+        listeners.ensure(self.num_workers)
+        for address, per_worker in zip(listeners.addresses(), listeners.per_worker):
+            mode = "one SO_REUSEPORT socket per worker" if per_worker else "shared by the workers"
+            log.info("listening on %s (%s, %s)", address, mode, listeners.source)
+        if self.config.reuse_port:
+            if not any(listeners.per_worker):
+                log.warning("reuse_port: no socket supports SO_REUSEPORT; they are shared")
+            self.migrate, message = enable_request_migration()
+            (log.info if self.migrate else log.warning)("reuse_port: %s", message)
+        self._steer()
+
+    def _steer(self) -> None:
+        """cpu_affinity in reuse_port mode: steer each group by receiving CPU."""
+        if self.config.cpu_affinity and self.listeners is not None:
+            for group in self.listeners.reuse_port_groups():
+                log.info("cpu_affinity: %s", attach_cpu_steering(group[: self.num_workers], self.cpus))
+
+    def _loop(self) -> None:
+        while True:
+            self._wait(self._timeout())
+            self._dispatch()
+            self._reap()
+            if self._stopping is not None:
+                break
+            self._check_workers()
+            if self._stopping is not None:  # gave up on boot failures
+                break
+            self._manage_workers()
+        self._stop()
+
+    def _timeout(self) -> float:
+        now = time.monotonic()
+        wake = now + 1.0
+        if self._spawn_after > now:
+            wake = min(wake, self._spawn_after)
+        for worker in self.workers.values():
+            if worker.kill_at:
+                wake = min(wake, worker.kill_at)
+        if self._reload is not None:
+            wake = min(wake, now + 0.05)  # watch the new generation boot
+        return max(0.0, wake - now)
+
+    def _wait(self, timeout: float) -> None:
+        """Block until a signal arrives or timeout seconds pass."""
+        if self._signals:
+            timeout = 0.0
+        try:
+            ready, _, _ = select.select([self._pipe[0]], [], [], timeout)
+        except InterruptedError:
+            return
+        if ready:
+            try:
+                while os.read(self._pipe[0], 4096):
+                    pass
+            except (BlockingIOError, InterruptedError):
+                pass
+
+    # -- signals ------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._pipe = (read_end, write_end)
+        for signum in HANDLED:
+            self._saved_signals[signum] = signal.signal(signum, self._enqueue)
+        self._saved_wakeup = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+
+    def _enqueue(self, signum: int, frame: Any) -> None:
+        if len(self._signals) < 16:
+            self._signals.append(signum)
+
+    def _dispatch(self) -> None:
+        while self._signals:
+            signum = self._signals.pop(0)
+            handler = getattr(self, f"_on_{signal.Signals(signum).name[3:].lower()}", None)
+            if handler is not None:
+                handler()
+
+    def _on_term(self) -> None:
+        """TERM: graceful stop."""
+        if self._stopping is None:
+            log.info("TERM: stopping gracefully (graceful_timeout %gs)", self.config.graceful_timeout)
+            self._stopping = "graceful"
+
+    def _on_int(self) -> None:
+        """INT: fast stop."""
+        if self._stopping != "fast":
+            log.info("%s: stopping fast", "INT" if self._stopping is None else "again")
+            self._stopping = "fast"
+
+    _on_quit = _on_int
+
+    def _on_chld(self) -> None:
+        """CHLD: nothing here; the loop reaps next."""
+
+    def _on_ttin(self) -> None:
+        """TTIN: one worker more."""
+        self.num_workers += 1
+        log.info("TTIN: %d workers", self.num_workers)
+        if self.listeners is not None and self.listeners.ensure(self.num_workers):
+            self._steer()
+
+    def _on_ttou(self) -> None:
+        """TTOU: one worker fewer (never below one)."""
+        if self.num_workers <= 1:
+            log.info("TTOU: already at one worker")
+            return
+        self.num_workers -= 1
+        log.info("TTOU: %d workers", self.num_workers)
+        if self._reload is None:
+            self._steer()  # stop steering to the departing worker's socket first
+
+    def _on_usr1(self) -> None:
+        """USR1: reopen log files here and in the workers."""
+        log.info("USR1: reopening log files")
+        _reopen_logs()
+        self._signal_workers(signal.SIGUSR1)
+
+    def _on_hup(self) -> None:
+        """HUP: reload configuration and application, then replace the workers."""
+        if self._reload is not None:
+            log.warning("HUP: a reload is already under way")
+            return
+        try:
+            config = self._read_config()
+        except ValueError as exc:
+            log.error("HUP: bad configuration, keeping the current one: %s", exc)
+            return
+        for name in RESTART_ONLY:
+            if getattr(config, name) != getattr(self.config, name):
+                log.warning("HUP: %s changed; that takes an upgrade (USR2) or a restart", name)
+                config.update({name: getattr(self.config, name)})
+        try:
+            app = (self._load_app(config, fresh=True)
+                   if config.preload or not isinstance(self.app_spec, str) else None)
+        except AppImportError as exc:
+            log.error("HUP: cannot load the application, keeping the current workers: %s", exc)
+            return
+        self._reload = _Reload(self)
+        self.config, self.app, self.num_workers = config, app, config.workers
+        self.generation, self._next_generation = self._next_generation, self._next_generation + 1
+        if self.listeners is not None:
+            self.listeners.ensure(max(self.num_workers, self._reload.num_workers))
+        self._spawn_after = 0.0
+        log.info("HUP: reloading; starting %d new workers", self.num_workers)
+
+    def _on_usr2(self) -> None:
+        """USR2: re-execute the master with the listening sockets inherited."""
+        if self._upgrade_pid:
+            log.warning("USR2: the new master pid %d is already running", self._upgrade_pid)
+            return
+        assert self.listeners is not None
+        fds = [sock.fileno() for sock in self.listeners.sockets()]
+        argv = list(getattr(sys, "orig_argv", [])) or [sys.executable] + sys.argv
+        if self.pidfile is not None:
+            self.pidfile.rename(".oldbin")
+        pid = os.fork()
+        if pid == 0:
+            try:
+                for fd in fds:
+                    os.set_inheritable(fd, True)
+                environ = dict(os.environ, **{UPGRADE_ENV: ",".join(map(str, fds))})
+                self._restore_signals()
+                os.chdir(self.cwd)
+                os.execve(sys.executable, [sys.executable] + argv[1:], environ)
+            except BaseException as exc:
+                sys.stderr.write(f"forker: USR2: cannot re-execute the master: {exc}\n")
+            finally:
+                os._exit(1)
+        self._upgrade_pid = pid
+        log.info("USR2: new master pid %d started with %d inherited sockets; "
+                 "send TERM to this master (pid %d) to retire it", pid, len(fds), self.pid)
+
+    # -- workers ------------------------------------------------------------------
+
+    def _reap(self) -> None:
+        """Reap every exited child; account for each worker."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            except InterruptedError:
+                continue
+            if pid == 0:
+                return
+            code = os.waitstatus_to_exitcode(status)
+            if pid == self._upgrade_pid:
+                self._upgrade_pid = 0
+                log.error("USR2: the new master pid %d exited (%s); this master goes on serving",
+                          pid, process.describe_exit(code))
+                if self.pidfile is not None:
+                    self.pidfile.rename(".oldbin", back=True)
+                continue
+            worker = self.workers.pop(pid, None)
+            if worker is not None:
+                self._worker_exited(worker, code)
+
+    def _worker_exited(self, worker: Worker, code: int) -> None:
+        """A worker is gone: report it, count boot failures, free its slot."""
+        assert self.slots is not None
+        state = self.slots.read(worker.slot)
+        self.slots.free(worker.slot)
+        how = process.describe_exit(code)
+        if self._stopping is not None:
+            log.info("worker %d pid %d served %d requests", worker.id, worker.pid, state.requests)
+        elif worker.timed_out and worker.booted:
+            log.info("worker %d pid %d killed after its timeout, having served %d requests",
+                     worker.id, worker.pid, state.requests)
+        elif worker.retiring and not worker.timed_out:
+            log.info("worker %d pid %d retired (%s) after %d requests",
+                     worker.id, worker.pid, how, state.requests)
+        elif code == WORKER_BOOT_ERROR or not (worker.booted or state.heartbeat_ms):
+            self._boot_failed(worker, code)
+        elif code == 0:
+            log.info("worker %d pid %d exited after %d requests; replacing it",
+                     worker.id, worker.pid, state.requests)
+        else:
+            log.warning("worker %d pid %d died (%s) after %d requests; replacing it",
+                        worker.id, worker.pid, how, state.requests)
+        hook = self.config.worker_exit
+        if hook is not None:
+            try:
+                hook(worker.id, code)
+            except Exception:
+                log.exception("worker_exit hook failed")
+
+    def _boot_failed(self, worker: Worker, code: int) -> None:
+        """A worker died before serving: back off, abort a reload, or give up."""
+        why = ("the application could not be loaded" if code == WORKER_BOOT_ERROR
+               else process.describe_exit(code))
+        if self._reload is not None and worker.generation == self.generation:
+            log.error("HUP: a new worker failed to boot (%s); keeping the old workers", why)
+            self._abort_reload()
+            return
+        now = time.monotonic()
+        self._boot_failures = [t for t in self._boot_failures if now - t < BOOT_WINDOW] + [now]
+        count = len(self._boot_failures)
+        if count >= BOOT_FAILURES_MAX:
+            log.error("worker %d failed to boot %d times in a row within %.0f s (last: %s); "
+                      "giving up", worker.id, count, now - self._boot_failures[0], why)
+            self._stopping = "fast"
+            self._exit_status = WORKER_BOOT_ERROR
+            return
+        delay = min(BACKOFF_FIRST * 2 ** (count - 1), BACKOFF_MAX)
+        self._spawn_after = max(self._spawn_after, now + delay)
+        log.error("worker %d pid %d failed to boot (%s); retrying in %.1f s",
+                  worker.id, worker.pid, why, delay)
+
+    def _abort_reload(self) -> None:
+        """HUP failed: retire the new generation, go back to the old one."""
+        previous = self._reload
+        assert previous is not None
+        self._reload = None
+        for worker in list(self.workers.values()):
+            if worker.generation == self.generation and not worker.retiring:
+                self._retire(worker)
+        self.generation, self.config = previous.generation, previous.config
+        self.app, self.num_workers = previous.app, previous.num_workers
+
+    def _check_workers(self) -> None:
+        """Heartbeats, deadlines and memory of every worker."""
+        assert self.slots is not None
+        now = time.monotonic()
+        now_ms = now * 1000.0
+        timeout_ms = self.config.timeout * 1000.0
+        memory_limit = self.config.max_worker_memory * 1024 * 1024
+        check_memory = memory_limit and now - self._last_memory_check >= MEMORY_CHECK_SECONDS
+        if check_memory:
+            self._last_memory_check = now
+        for worker in list(self.workers.values()):
+            state = self.slots.read(worker.slot)
+            if state.heartbeat_ms and not worker.booted:
+                worker.booted = True
+                if worker.generation == self.generation:
+                    self._boot_failures.clear()
+            if worker.kill_at:
+                if now >= worker.kill_at:
+                    worker.kill_at = 0.0
+                    _kill(worker.pid, signal.SIGKILL)
+                continue
+            if worker.retiring and now > worker.deadline:
+                log.warning("worker %d pid %d still running %g s after TERM; killing it",
+                            worker.id, worker.pid, self.config.graceful_timeout)
+                worker.deadline = float("inf")
+                _kill(worker.pid, signal.SIGKILL)
+                continue
+            last_ms = state.heartbeat_ms or worker.born * 1000.0
+            if timeout_ms and not worker.timed_out and now_ms - last_ms > timeout_ms:
+                self._timed_out(worker, state, now_ms)
+            elif check_memory and not worker.retiring:
+                rss = process.rss_bytes(worker.pid)
+                if rss is not None and rss > memory_limit:
+                    log.warning("worker %d pid %d uses %d MiB > max_worker_memory %d MiB; "
+                                "recycling it", worker.id, worker.pid, rss >> 20,
+                                self.config.max_worker_memory)
+                    self._retire(worker)
+
+    def _timed_out(self, worker: Worker, state: Any, now_ms: float) -> None:
+        """A worker missed its heartbeat by more than timeout: log, dump, kill."""
+        assert self.slots is not None
+        if state.busy_since_ms:
+            request = self.slots.request_text(worker.slot)
+            log.error("worker %d pid %d: handler running for %.1f s > timeout %g s on request "
+                      "#%d%s; killing it (its stack follows)", worker.id, worker.pid,
+                      (now_ms - state.busy_since_ms) / 1000.0, self.config.timeout,
+                      state.requests + 1, f" ({request})" if request else "")
+        elif state.heartbeat_ms:
+            log.error("worker %d pid %d: no heartbeat for %.1f s > timeout %g s; killing it",
+                      worker.id, worker.pid, (now_ms - state.heartbeat_ms) / 1000.0,
+                      self.config.timeout)
+        else:
+            log.error("worker %d pid %d did not boot within timeout %g s; killing it",
+                      worker.id, worker.pid, self.config.timeout)
+        worker.timed_out = True
+        worker.retiring = True  # its successor starts now
+        _kill(worker.pid, signal.SIGUSR2)  # faulthandler prints its stack
+        worker.kill_at = time.monotonic() + DUMP_SECONDS
+
+    def _retire(self, worker: Worker) -> None:
+        """Ask a worker to stop gracefully; a successor may start at once."""
+        worker.retiring = True
+        worker.deadline = time.monotonic() + self.config.graceful_timeout + 1.0
+        _kill(worker.pid, signal.SIGTERM)
+
+    def _manage_workers(self) -> None:
+        """Keep num_workers workers of the current generation; finish a reload."""
+        active = [w for w in self.workers.values()
+                  if w.generation == self.generation and not w.retiring]
+        for worker in sorted(active, key=lambda w: -w.id):
+            if worker.id >= self.num_workers:
+                self._retire(worker)
+        if self.listeners is not None and self._reload is None:
+            self.listeners.shrink(self.num_workers)
+        if time.monotonic() < self._spawn_after:
+            return
+        taken = {w.id for w in active}
+        for worker_id in range(self.num_workers):
+            if worker_id not in taken:
+                self._spawn(worker_id)
+        if self._reload is not None:
+            current = [w for w in self.workers.values()
+                       if w.generation == self.generation and not w.retiring]
+            if len(current) >= self.num_workers and all(w.booted for w in current):
+                old = [w for w in self.workers.values()
+                       if w.generation != self.generation and not w.retiring]
+                log.info("HUP: %d new workers serving; stopping %d old ones gracefully",
+                         len(current), len(old))
+                for worker in old:
+                    self._retire(worker)
+                self._reload = None
+                self._steer()
+
+    def _spawn(self, worker_id: int) -> None:
+        """Fork worker worker_id of the current generation."""
+        assert self.slots is not None and self.listeners is not None
+        try:
+            slot = self.slots.allocate()
+        except LookupError as exc:
+            log.error("cannot start worker %d: %s", worker_id, exc)
+            return
+        worker = Worker(worker_id, slot, self.generation)
+        listeners = self.listeners.for_worker(worker_id)
+        # Blocked across fork: a TERM meant for the child must not reach the
+        # master's handler copy in it before it has reset its dispositions.
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
+            self.slots.free(slot)
+            log.error("cannot fork worker %d: %s", worker_id, exc.strerror)
+            self._spawn_after = time.monotonic() + 1.0
+            return
+        if pid:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
+            worker.pid = pid
+            self.workers[pid] = worker
+            return
+        status = 1
+        try:
+            status = self._worker_main(worker, listeners)
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            log.exception("worker %d crashed", worker_id)
+        finally:
+            _flush_and_exit(status)
+
+    def _worker_main(self, worker: Worker, listeners: List[Any]) -> int:
+        """In the child: set up, load the application, run the loop."""
+        process.set_parent_death_signal(signal.SIGTERM)
+        if os.getppid() != self.pid:
+            return 0  # the master died before we could ask to be told
+        self._child_signals()
+        assert self.listeners is not None and self.slots is not None
+        keep = {id(sock) for sock in listeners}
+        for sock in self.listeners.sockets():
+            if id(sock) not in keep:
+                sock.close()  # another worker's reuse_port socket: its queue is not ours
+        try:
+            from . import logs
+
+            logs.set_worker_id(worker.id)
+        except ImportError:
+            pass
+        process.set_title(f"forker: worker {worker.id} [{self._title()}]")
+        config = self.config
+        if config.cpu_affinity:
+            process.pin_to_cpu(worker.id, self.cpus)
+        process.drop_privileges(config.user, config.group)
+        if config.post_fork is not None:
+            config.post_fork(worker.id)
+        app = self.app
+        try:
+            if app is None:
+                app = self._load_app(config, fresh=False)
+            from .worker import run_worker
+        except (AppImportError, ImportError) as exc:
+            log.error("worker %d: cannot load the application: %s", worker.id, exc)
+            return WORKER_BOOT_ERROR
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
+        return run_worker(app, config, listeners, worker.id, self.slots.view(worker.slot))
+
+    def _child_signals(self) -> None:
+        """In the child: drop the master's handlers, wakeup fd and pipe."""
+        signal.set_wakeup_fd(-1)
+        for fd in self._pipe:
+            os.close(fd)
+        for signum in HANDLED:
+            signal.signal(signum, signal.SIG_IGN if signum in WORKER_IGNORES else signal.SIG_DFL)
+        signal.signal(signal.SIGUSR1, lambda signum, frame: _reopen_logs())
+        try:
+            faulthandler.register(signal.SIGUSR2, file=sys.stderr, all_threads=True)
+        except (AttributeError, ValueError, OSError, RuntimeError):
+            signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # no usable stderr to dump to
+
+    def _signal_workers(self, signum: int) -> None:
+        for pid in list(self.workers):
+            _kill(pid, signum)
+
+    # -- stopping -------------------------------------------------------------------
+
+    def _stop(self) -> None:
+        """Stopping: close listeners, TERM (or INT), reap until the deadline, KILL."""
+        assert self.listeners is not None
+        self.listeners.close()
+        graceful = self._stopping == "graceful"
+        self._signal_workers(signal.SIGTERM if graceful else signal.SIGINT)
+        limit = self.config.graceful_timeout if graceful else FAST_STOP_SECONDS
+        deadline = time.monotonic() + limit
+        while self.workers and time.monotonic() < deadline:
+            self._wait(min(0.5, max(0.0, deadline - time.monotonic())))
+            self._dispatch()
+            if graceful and self._stopping == "fast":
+                graceful = False
+                self._signal_workers(signal.SIGINT)
+                deadline = min(deadline, time.monotonic() + FAST_STOP_SECONDS)
+            self._reap()
+        for pid, worker in list(self.workers.items()):
+            log.warning("worker %d pid %d still running after %g s; killing it",
+                        worker.id, pid, limit)
+            _kill(pid, signal.SIGKILL)
+        for pid in list(self.workers):
+            try:
+                _, status = os.waitpid(pid, 0)
+            except ChildProcessError:
+                status = 0
+            self._worker_exited(self.workers.pop(pid), os.waitstatus_to_exitcode(status))
+        if self._upgrade_pid:
+            log.info("the new master pid %d goes on serving", self._upgrade_pid)
+        log.info("master pid %d exiting with status %d", self.pid, self._exit_status)
+
+    def _cleanup(self) -> None:
+        """Stopped: pidfile, signal dispositions, pipe, shared memory."""
+        if self.pidfile is not None:
+            self.pidfile.unlink(self.pid)
+        self._restore_signals()
+        for fd in self._pipe:
+            if fd >= 0:
+                os.close(fd)
+        self._pipe = (-1, -1)
+        if self.listeners is not None:
+            self.listeners.close()
+        if self.slots is not None:
+            self.slots.close()
+
+    def _restore_signals(self) -> None:
+        if self._pipe[1] >= 0:
+            signal.set_wakeup_fd(self._saved_wakeup)
+        for signum, previous in self._saved_signals.items():
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        self._saved_signals = {}
+
+
+def _kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _flush_and_exit(status: int) -> None:
+    """Leave a worker: never return into the master's code."""
+    try:
+        from . import logs
+
+        logs.flush()
+    except Exception:
+        pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(status & 0xFF if status >= 0 else 1)
+
+
+def _setup_logging(config: Config) -> None:
+    """Make sure the master's lines reach stderr when nobody configured logging."""
+    forker_log = logging.getLogger("forker")
+    if forker_log.handlers or logging.getLogger().handlers:
+        return
+    try:
+        from . import logs
+
+        logs.setup(config)
+        return
+    except (ImportError, AttributeError):
+        pass
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"))
+    forker_log.addHandler(handler)
+    forker_log.setLevel(config.log_level.upper())
+
+
+def _reopen_logs() -> None:
+    try:
+        from . import logs
+    except ImportError:
+        return
+    reopen = getattr(logs, "reopen", None)
+    if reopen is not None:
+        try:
+            reopen()
+        except OSError as exc:
+            log.error("cannot reopen the log files: %s", exc)
+
+
+def _describe(app: Any) -> str:
+    module = getattr(app, "__module__", None) or type(app).__module__
+    name = getattr(app, "__qualname__", None) or type(app).__qualname__
+    return f"{module}:{name}"
+
+
+def _forget_module(name: str) -> None:
+    """Drop a module from sys.modules so that the next import reads its file."""
+    sys.modules.pop(name, None)
+    importlib.invalidate_caches()
+
+
+def _reimport(app: Any) -> Any:
+    """The object named like app, imported again from its module's file; app
+    itself when it has no importable name (defined in __main__, a closure...)."""
+    module_name = getattr(app, "__module__", None)
+    qualname = getattr(app, "__qualname__", None)
+    if (not module_name or not qualname or module_name == "__main__" or "<" in qualname
+            or module_name.split(".")[0] == "forker"):
+        log.info("HUP: %r has no importable name; new workers run the same object", app)
+        return app
+    _forget_module(module_name)
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for attr in qualname.split("."):
+            obj = getattr(obj, attr)
+    except Exception as exc:
+        raise AppImportError(f"re-importing {module_name}:{qualname} failed: {exc!r}") from exc
+    return obj
+
+
+def run(app: Any, options: Mapping[str, Any],
+        reload_options: Optional[Callable[[], Mapping[str, Any]]] = None) -> int:
+    """Serve app with the options of forker.config until stopped; the exit status.
+
+    app is a handler (or a WSGI application with interface="wsgi"), or a
+    "module:attr" string that the master (preload) or each worker imports.
+    reload_options, when given, is called on HUP for the options to reload."""
+    return Arbiter(app, options, reload_options).run()
+
+
+class Forker:
+    """The object form of serve(): Forker(handler, workers=4, reuse_port=True, ...).
+
+    listen_and_serve(address) runs the master in this process until it is
+    stopped and returns its exit status; meanwhile (from another thread or a
+    hook) num_workers is the number of workers kept and worker_pids the process
+    ids of the live workers, true across respawns, reloads and scaling."""
+
+    def __init__(self, handler: Any, **options: Any) -> None:
+        Config(**options)  # a bad option fails here, naming it
+        self.handler = handler
+        self.options = options
+        self._arbiter: Optional[Arbiter] = None
+
+    def listen_and_serve(self, address: Optional[Any] = None) -> int:
+        options = dict(self.options)
+        if address is not None:
+            options["bind"] = address
+        self._arbiter = Arbiter(self.handler, options)
+        return self._arbiter.run()
+
+    @property
+    def num_workers(self) -> int:
+        if self._arbiter is None:
+            return Config(**self.options).workers
+        return self._arbiter.num_workers
+
+    @property
+    def worker_pids(self) -> List[int]:
+        if self._arbiter is None:
+            return []
+        return sorted(list(self._arbiter.workers))  # list(dict) is atomic under the GIL
+
+
+__all__ = ["run", "Forker", "Arbiter", "WORKER_BOOT_ERROR"]
