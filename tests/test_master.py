@@ -1,0 +1,640 @@
+"""The master under real process trees on 127.0.0.1: respawn, signals, reload,
+upgrade, timeouts, recycling, hooks. Every server runs in its own session and
+is killed with its whole process group when the test ends, passed or not.
+
+The load is bounded: a few client threads, one connection per request, a few
+hundred to a few thousand requests per test."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = ROOT / "tests" / "apps"
+TEST_SECONDS = 60  # no test may run longer
+
+
+# -- harness ---------------------------------------------------------------------
+
+
+def children(pid: int) -> List[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as listing:
+            return sorted(int(p) for p in listing.read().split())
+    except OSError:
+        return []
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, step: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(step)
+
+
+def split_address(address: str) -> Tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def get(address: str, path: str = "/", timeout: float = 5.0) -> Tuple[int, str]:
+    """One request on a fresh connection; (status, body)."""
+    if address.startswith("unix:"):
+        conn: http.client.HTTPConnection = _UnixHTTPConnection(address[5:], timeout)
+    else:
+        host, port = split_address(address)
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+class Server:
+    """`python -c` running forker.master.run(app, options) in its own session."""
+
+    def __init__(self, tmp_path: Path, options: Dict, app: str = "master_app:app",
+                 env: Optional[Dict[str, str]] = None, code: Optional[str] = None,
+                 argv: Optional[List[str]] = None, **popen) -> None:
+        self.log_path = tmp_path / f"server-{id(self)}.log"
+        self._log = open(self.log_path, "wb")
+        code = code or f"import sys; from forker.master import run; sys.exit(run({app!r}, {options!r}))"
+        environ = dict(os.environ)
+        path = [str(ROOT), str(APPS), str(tmp_path)]
+        if environ.get("PYTHONPATH"):
+            path.append(environ["PYTHONPATH"])
+        environ.update(PYTHONPATH=os.pathsep.join(path), PYTHONDONTWRITEBYTECODE="1")
+        environ.update(env or {})
+        self.proc = subprocess.Popen(
+            argv or [sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=self._log,
+            stderr=subprocess.STDOUT, env=environ, cwd=str(tmp_path), start_new_session=True,
+            **popen)
+        self.pid = self.proc.pid
+        self.address = ""
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def start(self, workers: int, timeout: float = 15.0) -> "Server":
+        """Wait until it listens and `workers` workers answer."""
+        def listening():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            return re.findall(r"listening on (\S+)", self.log())
+        self.addresses = wait_for(listening, timeout, "the listening line")
+        self.address = self.addresses[0]
+        self.wait_workers(workers, timeout)
+        wait_for(lambda: self.answers(), timeout, "a first response")
+        return self
+
+    def answers(self, path: str = "/") -> Optional[str]:
+        try:
+            status, body = get(self.address, path, timeout=2)
+        except OSError:
+            return None
+        return body if status == 200 else None
+
+    def wait_all_serving(self, count: int, timeout: float = 10.0) -> None:
+        """Until `count` distinct workers have answered (all have loaded the app)."""
+        seen = set()
+
+        def more():  # concurrent slow requests: a busy worker leaves the next to another
+            bodies: List[Optional[str]] = [None] * count
+            def one(index: int) -> None:
+                bodies[index] = self.answers("/sleep?0.2")
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            seen.update(body.split()[0] for body in bodies if body)
+            return len(seen) >= count
+        wait_for(more, timeout, f"{count} workers to answer")
+
+    def workers(self) -> List[int]:
+        return children(self.pid)
+
+    def wait_workers(self, count: int, timeout: float = 10.0) -> List[int]:
+        return wait_for(lambda: len(self.workers()) == count and self.workers(), timeout,
+                        f"{count} workers (have {self.workers()})")
+
+    def signal(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+    def wait(self, timeout: float = 10.0) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"server still running after {timeout} s:\n{self.log()}") from None
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        self._log.close()
+
+
+@pytest.fixture
+def servers(tmp_path):
+    """Start servers with servers(options, ...); all are killed at the end."""
+    started: List[Server] = []
+
+    def start(options: Dict, **kwargs) -> Server:
+        server = Server(tmp_path, options, **kwargs)
+        started.append(server)
+        return server
+
+    previous = signal.signal(signal.SIGALRM, _too_long)
+    signal.alarm(TEST_SECONDS)
+    try:
+        yield start
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        for server in started:
+            server.kill()
+
+
+def _too_long(signum, frame):
+    raise TimeoutError(f"test ran longer than {TEST_SECONDS} s")
+
+
+def group_gone(pgid: int) -> bool:
+    """No process of the process group pgid is left (zombies aside)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z" and int(fields[2]) == pgid:
+                return False
+    return True
+
+
+class Load:
+    """Client threads sending one request per connection until stopped."""
+
+    def __init__(self, address: str, threads: int = 2, path: str = "/", pause: float = 0.002,
+                 limit: int = 4000) -> None:
+        self.address, self.path, self.pause, self.limit = address, path, pause, limit
+        self.ok = 0
+        self.failures: List[str] = []
+        self.bodies: List[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def __enter__(self) -> "Load":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)
+
+    @property
+    def total(self) -> int:
+        return self.ok + len(self.failures)
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and self.total < self.limit:
+            try:
+                status, body = get(self.address, self.path)
+                outcome = None if status == 200 else f"status {status}"
+            except (OSError, http.client.HTTPException) as exc:
+                outcome, body = f"{type(exc).__name__}: {exc}", ""
+            with self._lock:
+                if outcome is None:
+                    self.ok += 1
+                    self.bodies.append(body)
+                else:
+                    self.failures.append(outcome)
+            time.sleep(self.pause)
+
+    def served_by(self) -> set:
+        with self._lock:
+            return {int(body.split()[0]) for body in self.bodies}
+
+    def wait_requests(self, count: int, timeout: float = 20.0) -> None:
+        target = self.total + count
+        wait_for(lambda: self.total >= target, timeout, f"{count} more requests")
+
+
+def record(name: str, load: Load, extra: str = "") -> None:
+    """Print the load held and failures counted (collected for RELIABILITY.md)."""
+    print(f"\n[reliability] {name}: {load.total} requests, {len(load.failures)} failed "
+          f"{sorted(set(load.failures))[:3]} {extra}")
+
+
+# -- lifecycle -------------------------------------------------------------------
+
+
+def test_workers_serve_then_term_exits_cleanly_with_per_worker_counts(servers):
+    server = servers({"bind": "127.0.0.1:0", "workers": 2}).start(2)
+    for _ in range(20):
+        assert server.answers()
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0
+    assert wait_for(lambda: group_gone(server.pid), 5, "every process to exit")
+    lines = re.findall(r"worker (\d+) pid (\d+) served (\d+) requests", server.log())
+    assert sorted(int(w) for w, _, _ in lines) == [0, 1]
+    assert sum(int(n) for _, _, n in lines) >= 20
+
+
+def test_sigkill_worker_under_load_is_replaced_within_a_second(servers):
+    server = servers({"bind": "127.0.0.1:0", "workers": 2}).start(2)
+    with Load(server.address, threads=2) as load:
+        load.wait_requests(100)
+        victim = server.workers()[0]
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
+        replaced = wait_for(lambda: len(set(server.workers()) - {victim}) == 2 and server.workers(),
+                            1.0, "a replacement worker")
+        new_pid = (set(replaced) - {victim} - set(replaced[:0])).pop()
+        wait_for(lambda: new_pid in load.served_by(), 3.0, "the replacement to serve")
+        serving_after = time.monotonic() - killed_at
+        load.wait_requests(200)
+    record("SIGKILL a worker", load, f"(replacement serving after {serving_after:.2f} s)")
+    # Only what the killed worker held may fail: at most one request per client.
+    assert len(load.failures) <= 2, load.failures
+    assert serving_after < 3.0
+
+
+def test_term_lets_a_sleeping_handler_finish(servers):
+    server = servers({"bind": "127.0.0.1:0", "workers": 2, "graceful_timeout": 10}).start(2)
+    result: Dict[str, object] = {}
+
+    def slow():
+        try:
+            result["response"] = get(server.address, "/sleep?2", timeout=10)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            result["error"] = exc
+
+    client = threading.Thread(target=slow)
+    client.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    client.join(10)
+    assert "error" not in result, result
+    status, body = result["response"]
+    assert status == 200 and body.split()[1] == str(server.pid)
+    assert server.wait(10) == 0
+    assert time.monotonic() - started < 5
+    assert wait_for(lambda: group_gone(server.pid), 5, "every process to exit")
+
+
+def test_int_stops_fast(servers):
+    server = servers({"bind": "127.0.0.1:0", "workers": 2, "graceful_timeout": 30}).start(2)
+    threading.Thread(target=lambda: _ignore(get, server.address, "/sleep?20", 30),
+                     daemon=True).start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    server.signal(signal.SIGINT)
+    assert server.wait(10) == 0
+    assert time.monotonic() - started < 4
+    assert wait_for(lambda: group_gone(server.pid), 5, "every process to exit")
+
+
+def _ignore(function, *args):
+    try:
+        function(*args)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def test_master_sigkill_leaves_no_worker_behind(servers):
+    server = servers({"bind": "127.0.0.1:0", "workers": 3}).start(3)
+    workers = server.workers()
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait(5)
+    wait_for(lambda: not any(alive(pid) for pid in workers), 5, "the orphaned workers to exit")
+
+
+# -- scaling, reload, upgrade ----------------------------------------------------------
+
+
+def test_ttin_ttou_change_the_worker_count(servers):
+    server = servers({"bind": "127.0.0.1:0", "workers": 2}).start(2)
+    for count in (3, 4):
+        server.signal(signal.SIGTTIN)
+        server.wait_workers(count, 5)
+    for count in (3, 2, 1):  # one at a time: a signal pending twice is delivered once
+        server.signal(signal.SIGTTOU)
+        server.wait_workers(count, 5)
+    server.signal(signal.SIGTTOU)  # never below one
+    time.sleep(0.3)
+    assert len(server.workers()) == 1
+    assert server.answers()
+
+
+RELOADABLE = '''
+import os
+VERSION = {version!r}
+def app(request):
+    return f"{{os.getpid()}} {{os.getppid()}} {{VERSION}}"
+'''
+
+
+@pytest.mark.parametrize("preload", [False, True])
+def test_hup_under_load_replaces_every_worker_with_new_code(servers, tmp_path, preload):
+    module = tmp_path / "reloadable.py"
+    module.write_text(RELOADABLE.format(version="one"))
+    server = servers({"bind": "127.0.0.1:0", "workers": 2, "preload": preload},
+                     app="reloadable:app").start(2)
+    server.wait_all_serving(2)
+    old = set(server.workers())
+    assert server.answers().split()[2] == "one"
+    with Load(server.address, threads=3) as load:
+        load.wait_requests(150)
+        module.write_text(RELOADABLE.format(version="two, longer"))
+        server.signal(signal.SIGHUP)
+        wait_for(lambda: len(server.workers()) == 2 and not old & set(server.workers()), 10,
+                 "every worker replaced")
+        load.wait_requests(300)
+    record(f"HUP under load (preload={preload})", load)
+    assert load.failures == []
+    assert server.answers().split(None, 2)[2] == "two, longer"
+    assert load.bodies[-1].split(None, 2)[2] == "two, longer"
+
+
+def test_hup_with_a_broken_application_keeps_the_old_workers(servers, tmp_path):
+    module = tmp_path / "reloadable.py"
+    module.write_text(RELOADABLE.format(version="one"))
+    server = servers({"bind": "127.0.0.1:0", "workers": 2}, app="reloadable:app").start(2)
+    server.wait_all_serving(2)
+    old = set(server.workers())
+    module.write_text("raise ImportError('broken on purpose')\n")
+    server.signal(signal.SIGHUP)
+    wait_for(lambda: "keeping the old workers" in server.log(), 10, "the reload to fail")
+    time.sleep(0.5)
+    assert set(server.workers()) == old, server.log()
+    assert server.answers().split()[2] == "one"
+
+
+def test_usr2_then_term_old_master_serves_throughout(servers, tmp_path):
+    pidfile = tmp_path / "forker.pid"
+    server = servers({"bind": "127.0.0.1:0", "workers": 2, "pidfile": str(pidfile)}).start(2)
+    assert int(pidfile.read_text()) == server.pid
+    with Load(server.address, threads=3) as load:
+        load.wait_requests(100)
+        server.signal(signal.SIGUSR2)
+        new_master = wait_for(lambda: _read_pid(pidfile) not in (None, server.pid)
+                              and _read_pid(pidfile), 10, "the new master's pidfile")
+        assert _read_pid(Path(f"{pidfile}.oldbin")) == server.pid
+        wait_for(lambda: len(children(new_master)) == 2, 10, "the new master's workers")
+        load.wait_requests(100)
+        server.signal(signal.SIGTERM)
+        assert server.wait(10) == 0
+        load.wait_requests(200)
+        served_by_new = set(children(new_master))
+        assert served_by_new & load.served_by()
+    record("USR2 upgrade then TERM to the old master", load)
+    assert load.failures == []
+    assert get(server.address)[1].split()[1] == str(new_master)
+    os.kill(new_master, signal.SIGTERM)
+    wait_for(lambda: not alive(new_master), 10, "the new master to stop")
+    assert not pidfile.exists()
+
+
+def _read_pid(path: Path) -> Optional[int]:
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# -- liveness and recycling --------------------------------------------------------
+
+
+def test_handler_in_an_endless_loop_is_killed_after_timeout(servers):
+    server = servers({"bind": "127.0.0.1:0", "workers": 2, "timeout": 1}).start(2)
+    before = set(server.workers())
+    threading.Thread(target=lambda: _ignore(get, server.address, "/loop", 10), daemon=True).start()
+    wait_for(lambda: "killing it" in server.log(), 5, "the timeout to fire")
+    wait_for(lambda: len(set(server.workers()) - before) == 1 and len(server.workers()) == 2, 3,
+             "the stuck worker replaced")
+    log = server.log()
+    assert re.search(r"handler running for [\d.]+ s > timeout 1 s on request #\d+", log), log
+    assert "master_app.py" in log  # the stuck worker's stack, printed before SIGKILL
+    assert server.answers()
+
+
+def test_max_requests_recycles_workers(servers):
+    server = servers({"bind": "127.0.0.1:0", "workers": 2, "max_requests": 20,
+                      "max_requests_jitter": 5}).start(2)
+    with Load(server.address, threads=2, limit=300) as load:
+        wait_for(lambda: load.total >= 300, 30, "300 requests")
+    record("max_requests=20 recycling", load, f"({len(load.served_by())} worker pids)")
+    assert load.failures == []
+    assert len(load.served_by()) >= 300 // 25
+    assert len(server.workers()) == 2
+
+
+def test_max_worker_memory_recycles_a_growing_worker(servers):
+    server = servers({"bind": "127.0.0.1:0", "workers": 1, "max_worker_memory": 60}).start(1)
+    first = server.workers()[0]
+    for _ in range(4):
+        get(server.address, "/grow?20")
+    wait_for(lambda: first not in server.workers() and len(server.workers()) == 1, 5,
+             "the grown worker recycled")
+    assert "max_worker_memory 60 MiB; recycling it" in server.log()
+    assert server.answers()
+
+
+def test_boot_crash_backs_off_then_exits_with_a_message(servers):
+    server = servers({"bind": "127.0.0.1:0", "workers": 2},
+                     env={"MASTER_APP_BROKEN": "1"})
+    status = server.wait(20)
+    log = server.log()
+    assert status == 3, log
+    assert "retrying in 0.1 s" in log and "retrying in 0.4 s" in log
+    assert re.search(r"failed to boot 5 times in a row within [\d.]+ s \(last: the application "
+                     r"could not be loaded\); giving up", log), log
+    assert log.count("this application fails to import") >= 5
+    assert group_gone(server.pid)
+
+
+def test_preload_import_error_fails_before_forking(servers):
+    server = servers({"bind": "127.0.0.1:0", "workers": 2, "preload": True},
+                     env={"MASTER_APP_BROKEN": "1"})
+    assert server.wait(10) != 0
+    assert "this application fails to import" in server.log()
+    assert "listening on" not in server.log()
+
+
+# -- options and the object API ------------------------------------------------------
+
+
+HOOKS = '''
+import os
+def _note(text):
+    with open(os.environ["HOOK_LOG"], "a") as out:
+        out.write(text + "\\n")
+def on_starting(config):
+    _note(f"starting {config.workers}")
+def post_fork(worker_id):
+    _note(f"post_fork {worker_id} {os.getpid()}")
+def worker_exit(worker_id, status):
+    _note(f"worker_exit {worker_id} {status}")
+'''
+
+
+def test_hooks_pidfile_and_process_titles(servers, tmp_path):
+    (tmp_path / "hooks.py").write_text(HOOKS)
+    hook_log = tmp_path / "hooks.log"
+    pidfile = tmp_path / "run" / "forker.pid"
+    pidfile.parent.mkdir()
+    server = servers({"bind": "127.0.0.1:0", "workers": 2, "pidfile": str(pidfile),
+                      "on_starting": "hooks:on_starting", "post_fork": "hooks:post_fork",
+                      "worker_exit": "hooks:worker_exit", "proc_name": "titled"},
+                     env={"HOOK_LOG": str(hook_log)}).start(2)
+    assert int(pidfile.read_text()) == server.pid
+    victim = server.workers()[0]
+    os.kill(victim, signal.SIGKILL)
+    server.wait_workers(2)
+    wait_for(lambda: "worker_exit" in hook_log.read_text(), 5, "the worker_exit hook")
+    try:
+        import setproctitle  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        with open(f"/proc/{server.pid}/cmdline", "rb") as cmdline:
+            assert cmdline.read().startswith(b"forker: master [titled]")
+        with open(f"/proc/{server.workers()[0]}/cmdline", "rb") as cmdline:
+            assert re.match(rb"forker: worker \d \[titled\]", cmdline.read())
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0
+    lines = hook_log.read_text().splitlines()
+    assert lines[0] == "starting 2"
+    assert sum(line.startswith("post_fork") for line in lines) == 3
+    assert f"worker_exit {_id_of(lines, victim)} -9" in lines
+    assert sum(line.startswith("worker_exit") for line in lines) == 3
+    assert not pidfile.exists()
+
+
+def _id_of(lines: List[str], pid: int) -> str:
+    return next(line.split()[1] for line in lines if line.endswith(f" {pid}"))
+
+
+FORKER_API = '''
+import json, os, sys, threading, time
+from forker import Forker
+from master_app import app
+forker = Forker(app, workers=2)
+def report():
+    while True:
+        with open("pids.json.tmp", "w") as out:
+            json.dump({{"num": forker.num_workers, "pids": forker.worker_pids}}, out)
+        os.rename("pids.json.tmp", "pids.json")
+        time.sleep(0.05)
+threading.Thread(target=report, daemon=True).start()
+sys.exit(forker.listen_and_serve({address!r}))
+'''
+
+
+def test_forker_object_keeps_worker_pids_true(servers, tmp_path):
+    import json
+
+    server = servers({}, code=FORKER_API.format(address="127.0.0.1:0")).start(2)
+
+    def reported():
+        try:
+            return json.loads((tmp_path / "pids.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def agrees():
+        state = reported()
+        return state and state["pids"] == server.workers() and len(state["pids"]) == state["num"]
+
+    wait_for(agrees, 5, "worker_pids to match the live workers")
+    os.kill(server.workers()[0], signal.SIGKILL)
+    time.sleep(0.2)
+    wait_for(agrees, 5, "worker_pids to follow the respawn")
+    server.signal(signal.SIGTTIN)
+    wait_for(lambda: agrees() and reported()["num"] == 3, 5, "worker_pids to follow TTIN")
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0
+
+
+def test_bad_options_name_the_option():
+    from forker.config import Config
+    from forker.errors import ConfigError
+    from forker.master import Forker
+
+    cases = {"timeout": -1, "workers": 0, "max_requests": "many", "reuse_port": "maybe",
+             "user": "no-such-user-here", "unix_socket_mode": "999", "bind": "nowhere",
+             "max_worker_memory": -5, "post_fork": 42}
+    for name, value in cases.items():
+        with pytest.raises(ConfigError, match=rf"^{name}: "):
+            Config(**{name: value})
+    with pytest.raises(ConfigError, match=r"^workers: must be at least 1"):
+        Forker(lambda request: b"", workers=0)
+
+
+def test_usr1_reopens_the_log_file(servers, tmp_path):
+    error_log = tmp_path / "error.log"
+    server = servers({"bind": "127.0.0.1:0", "workers": 1, "error_log": str(error_log)})
+    wait_for(lambda: error_log.exists() and "listening on" in error_log.read_text(), 10,
+             "the error log")
+    error_log.rename(tmp_path / "error.log.1")
+    server.signal(signal.SIGUSR1)
+    wait_for(lambda: error_log.exists(), 5, "a new error log")
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0
+    assert "served" in error_log.read_text()
+    assert "USR1: reopening log files" in (tmp_path / "error.log.1").read_text()
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-v"]))
