@@ -22,7 +22,7 @@ import logging
 import re
 from http import HTTPStatus
 from io import BytesIO
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple, Union
 from urllib.parse import unquote_to_bytes
 
 from ._version import __version__
@@ -222,7 +222,8 @@ class WSGIHandler:
         self._trusted = trusted
         self._trust_cache: Dict[str, bool] = {}
         self._keys: Dict[str, str] = {}
-        self._names: Dict[str, str] = {}
+        self._hosts: Dict[str, Tuple[str, str]] = {}  # Host -> (SERVER_NAME, SERVER_PORT)
+        self._valid: Set[Tuple[str, str]] = set()  # response header pairs found valid
         self._statuses: Dict[str, Tuple[int, Optional[str]]] = {}
 
     # -- per request --------------------------------------------------------
@@ -274,7 +275,13 @@ class WSGIHandler:
                 default_port = "443"
         if host:
             if ":" in host:
-                environ["SERVER_NAME"], environ["SERVER_PORT"] = _split_host(host, default_port)
+                hosts = self._hosts if default_port == "80" else {}
+                split = hosts.get(host)
+                if split is None:
+                    split = _split_host(host, default_port)
+                    if len(hosts) < _CACHE_LIMIT:
+                        hosts[host] = split
+                environ["SERVER_NAME"], environ["SERVER_PORT"] = split
             else:
                 environ["SERVER_NAME"] = host
                 environ["SERVER_PORT"] = default_port
@@ -286,8 +293,6 @@ class WSGIHandler:
     def _run(self, environ: Dict[str, Any]) -> Response:
         status: Optional[Tuple[int, Optional[str]]] = None
         headers: Optional[List[Tuple[str, str]]] = None
-        length: Optional[str] = None
-        length_at = -1
         written: List[bytes] = []
         sent = False
 
@@ -300,7 +305,7 @@ class WSGIHandler:
 
         def start_response(status_text: str, response_headers: List[Tuple[str, str]],
                            exc_info: Any = None) -> Callable[[bytes], None]:
-            nonlocal status, headers, length, length_at
+            nonlocal status, headers
             if exc_info is not None:
                 try:
                     if sent:
@@ -312,7 +317,7 @@ class WSGIHandler:
             parsed = self._statuses.get(status_text)
             if parsed is None:
                 parsed = self._parse_status(status_text)
-            length, length_at = self._check_headers(response_headers)
+            self._check_headers(response_headers)
             status, headers = parsed, response_headers
             return write
 
@@ -357,11 +362,8 @@ class WSGIHandler:
                 return self._error(environ, "bad response body")
             if kind is not list and kind is not tuple:
                 _close(result)
-            if length is not None:
-                if length == str(len(data)):
-                    headers = headers[:length_at] + headers[length_at + 1:]  # the engine adds it
-                else:  # HEAD, or a short body: let the engine frame by the app's length
-                    return Response((data,), code, headers, reason)
+            # The engine frames bytes by their length; an application's own
+            # Content-Length stands only on a HEAD answer without a body.
             return Response(data, code, headers, reason)
         if chunks is None:  # FileWrapper
             return Response(result, code, headers, reason)
@@ -398,31 +400,27 @@ class WSGIHandler:
             self._statuses[text] = parsed
         return parsed
 
-    def _check_headers(self, headers: Any) -> Tuple[Optional[str], int]:
-        """Validate the application's header list; return its Content-Length
-        value and index (None, -1 without one)."""
+    def _check_headers(self, headers: Any) -> None:
+        """Validate the application's header list (PEP 3333: when start_response
+        is called, so the application sees the error). Pairs already seen valid
+        are remembered: most are constants of the application."""
         if type(headers) is not list:
             raise TypeError(f"response headers must be a list, got {type(headers).__name__}")
-        names = self._names
-        length, length_at = None, -1
-        for index, item in enumerate(headers):
-            if type(item) is not tuple or len(item) != 2:
-                raise TypeError(f"response header must be a (name, value) tuple, got {item!r}")
-            name, value = item
-            lowered = names.get(name)
-            if lowered is None:
-                if type(name) is not str or not _token(name):
-                    raise ValueError(f"invalid response header name {name!r}")
-                lowered = name.lower()
-                if lowered in HOP_BY_HOP:
-                    raise WSGIError(f"hop-by-hop header {name!r} is not allowed in a WSGI response")
-                if len(names) < _CACHE_LIMIT:
-                    names[name] = lowered
+        valid = self._valid
+        for pair in headers:
+            if pair in valid:
+                continue
+            if type(pair) is not tuple or len(pair) != 2:
+                raise TypeError(f"response header must be a (name, value) tuple, got {pair!r}")
+            name, value = pair
+            if type(name) is not str or not _token(name):
+                raise ValueError(f"invalid response header name {name!r}")
+            if name.lower() in HOP_BY_HOP:
+                raise WSGIError(f"hop-by-hop header {name!r} is not allowed in a WSGI response")
             if type(value) is not str or _bad_value(value):
                 raise ValueError(f"invalid value for response header {name!r}: {value!r}")
-            if lowered == "content-length":
-                length, length_at = value.strip(), index
-        return length, length_at
+            if len(valid) < _CACHE_LIMIT:
+                valid.add(pair)
 
     def _is_trusted(self, addr: str) -> bool:
         if self._trust_all or addr in self._trusted:
