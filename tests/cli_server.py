@@ -30,18 +30,22 @@ class Server:
     """`python -m forker ARGS` until stop(); collects stdout and stderr lines."""
 
     def __init__(self, *args: str, env: Optional[Dict[str, str]] = None, cwd: str = ROOT,
-                 port: Optional[int] = None, wait: bool = True) -> None:
+                 port: Optional[int] = None, wait: bool = True,
+                 code: Optional[str] = None) -> None:
+        """code: run `python -c code` (which calls forker.serve) instead of the CLI."""
         argv = list(args)
-        if "--workers" not in argv:
+        if code is None and "--workers" not in argv:
             argv[:0] = ["--workers", "1"]
-        if port is None and "--bind" not in argv and not any(a.startswith("--bind=") for a in argv):
+        if (code is None and port is None and "--bind" not in argv
+                and not any(a.startswith("--bind=") for a in argv)):
             argv[:0] = ["--bind", "127.0.0.1:0"]
         self.port = port
         environ = dict(os.environ)
         environ["PYTHONPATH"] = os.pathsep.join(
             [ROOT, APPS] + [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p])
         environ.update(env or {})
-        self.argv = [sys.executable, "-m", "forker"] + argv
+        self.argv = ([sys.executable, "-c", code] if code is not None
+                     else [sys.executable, "-m", "forker"] + argv)
         self.proc = subprocess.Popen(self.argv, cwd=cwd, env=environ, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.out: List[str] = []

@@ -262,6 +262,19 @@ def test_precedence_env_then_file_then_flags(tmp_path):
         assert e["REMOTE_ADDR"] == "127.0.0.1"        # env over default (localhost untrusted)
 
 
+def test_hup_rereads_the_config_file(tmp_path):
+    config = tmp_path / "settings.py"
+    config.write_text('root_path = "/first"\n')
+    with Server("--config", str(config), "--interface", "wsgi", ENVIRON_APP) as server:
+        assert environ(server, "/first/x")["SCRIPT_NAME"] == "/first"
+        config.write_text('root_path = "/second"\n')
+        server.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        while environ(server, "/second/x")["SCRIPT_NAME"] != "/second":
+            assert time.monotonic() < deadline, server.stderr
+            time.sleep(0.1)
+
+
 # -- errors ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, fragment", [

@@ -153,6 +153,17 @@ def test_keep_alive_serves_several_requests(environ_server):
         conn.close()
 
 
+def test_serve_with_interface_wsgi():
+    code = ("import wsgiapps\n"
+            "from forker import serve\n"
+            "serve(wsgiapps.environ_app, '127.0.0.1:0', interface='wsgi', workers=1, threads=2)\n")
+    with Server(code=code) as server:
+        status, _, body = server.request("GET", "/served?x=1")
+        env = json.loads(body)
+        assert (status, env["PATH_INFO"], env["QUERY_STRING"]) == (200, "/served", "x=1")
+        assert env["wsgi.multithread"] is True
+
+
 # -- responses -----------------------------------------------------------------------
 
 def test_streaming_response_is_chunked_on_http11():
