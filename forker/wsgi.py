@@ -285,8 +285,9 @@ class WSGIHandler:
             else:
                 environ["SERVER_NAME"] = host
                 environ["SERVER_PORT"] = default_port
-        else:
-            environ["SERVER_NAME"] = request.server_addr or "localhost"
+        else:  # HTTP/1.0 without Host: the listener's address ("localhost" for unix sockets)
+            server = request.server_addr
+            environ["SERVER_NAME"] = server if server and server[0] != "/" else "localhost"
             environ["SERVER_PORT"] = str(request.server_port)
         return self._run(environ)
 

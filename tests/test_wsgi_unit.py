@@ -160,6 +160,9 @@ def test_server_name_from_host(host, name, port):
 def test_unix_socket_peer():
     env = environ_for(Request(remote_addr="", remote_port=0))
     assert env["REMOTE_ADDR"] == "" and env["REMOTE_PORT"] == "0"
+    env = environ_for(Request(version="HTTP/1.0", headers=[], remote_addr="", remote_port=0,
+                              server_addr="/run/app.sock", server_port=0))
+    assert env["SERVER_NAME"] == "localhost" and env["SERVER_PORT"] == "0"
 
 
 @pytest.mark.parametrize("target, script, path", [
