@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import textwrap
 import time
@@ -16,7 +17,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from cli_server import Server, free_port, run_cli, split_response  # noqa: E402
+from cli_server import ROOT, Server, free_port, run_cli, split_response  # noqa: E402
 
 ENVIRON_APP = "wsgiapps:environ_app"
 
@@ -317,16 +318,15 @@ def test_preload_reports_a_failing_factory(tmp_path):
 
 
 def test_console_script_entry_point():
-    from importlib.metadata import PackageNotFoundError, entry_points
-
-    try:
-        scripts = entry_points(group="console_scripts")
-    except PackageNotFoundError:  # pragma: no cover
-        scripts = []
-    found = [ep for ep in scripts if ep.name == "forker"]
-    if not found:
-        pytest.skip("forker is not installed; the entry point is declared in pyproject.toml")
-    assert found[0].value == "forker.cli:main"
+    with open(os.path.join(ROOT, "pyproject.toml")) as f:
+        assert re.search(r'^forker = "forker\.cli:main"$', f.read(), re.M)
+    code = "import sys; from forker.cli import main; sys.exit(main(sys.argv[1:]))"
+    result = subprocess.run([sys.executable, "-c", code, "--version"], capture_output=True,
+                            text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0 and result.stdout.startswith("forker ")
+    result = subprocess.run([sys.executable, "-c", code, "--bogus"], capture_output=True,
+                            text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 2 and "--bogus" in result.stderr
 
 
 # -- engine and master flags reach the server ---------------------------------------
