@@ -1,4 +1,5 @@
 /* HTTP/1.1 request-head parser (RFC 9112 §2-§3, §5-§6; RFC 9110 §5, §7.2). */
+#define _GNU_SOURCE /* memrchr */
 #include "fk_parse.h"
 
 #include <limits.h>
@@ -592,6 +593,7 @@ static int check_open_line(const char *buf, const char *end, size_t line_max, si
     const char *p = buf, *lend, *nl, *lo, *q;
     int empty = 0;
 
+    /* bounded scans only: this runs on every read of a slowly sent head */
     while (end - p >= 2 && p[0] == '\r' && p[1] == '\n' && empty++ < MAX_EMPTY_LINES)
         p += 2;
     lend = line_limit(p, end, line_max);
@@ -599,9 +601,8 @@ static int check_open_line(const char *buf, const char *end, size_t line_max, si
     if (nl == NULL)
         return open_line(p, lend, line_max, FK_ERR_URI_TOO_LONG);
     lo = (size_t)(end - (nl + 1)) > field_max + 2 ? end - (field_max + 2) : nl + 1;
-    for (q = end; q > lo && q[-1] != '\n'; q--)
-        ;
-    return open_line(q, end, field_max, FK_ERR_FIELD_TOO_LARGE);
+    q = memrchr(lo, '\n', (size_t)(end - lo));
+    return open_line(q != NULL ? q + 1 : lo, end, field_max, FK_ERR_FIELD_TOO_LARGE);
 }
 
 static size_t limit_or_default(size_t v)
