@@ -407,6 +407,33 @@ def test_hup_under_load_replaces_every_worker_with_new_code(servers, tmp_path, p
     assert load.bodies[-1].split(None, 2)[2] == "two, longer"
 
 
+RELOAD_OPTIONS = '''
+import json, sys
+from forker.master import run
+def options():
+    with open("options.json") as source:
+        return json.load(source)
+sys.exit(run("master_app:app", options(), options))
+'''
+
+
+def test_hup_rereads_the_configuration(servers, tmp_path):
+    import json
+
+    options = tmp_path / "options.json"
+    options.write_text(json.dumps({"bind": "127.0.0.1:0", "workers": 2}))
+    server = servers({}, code=RELOAD_OPTIONS).start(2)
+    old = set(server.workers())
+    options.write_text(json.dumps({"bind": "127.0.0.1:1", "workers": 3, "timeout": 5}))
+    server.signal(signal.SIGHUP)
+    wait_for(lambda: len(server.workers()) == 3 and not old & set(server.workers()), 10,
+             "three new workers")
+    log = server.log()
+    assert "HUP: bind changed; that takes an upgrade (USR2) or a restart" in log
+    assert "HUP: reloading; starting 3 new workers" in log
+    assert server.answers()  # still on the address it was started with
+
+
 def test_hup_with_a_broken_application_keeps_the_old_workers(servers, tmp_path):
     module = tmp_path / "reloadable.py"
     module.write_text(RELOADABLE.format(version="one"))
@@ -421,9 +448,11 @@ def test_hup_with_a_broken_application_keeps_the_old_workers(servers, tmp_path):
     assert server.answers().split()[2] == "one"
 
 
-def test_usr2_then_term_old_master_serves_throughout(servers, tmp_path):
+@pytest.mark.parametrize("reuse_port", [False, True])
+def test_usr2_then_term_old_master_serves_throughout(servers, tmp_path, reuse_port):
     pidfile = tmp_path / "forker.pid"
-    server = servers({"bind": "127.0.0.1:0", "workers": 2, "pidfile": str(pidfile)}).start(2)
+    server = servers({"bind": "127.0.0.1:0", "workers": 2, "pidfile": str(pidfile),
+                      "reuse_port": reuse_port}).start(2)
     assert int(pidfile.read_text()) == server.pid
     with Load(server.address, threads=3) as load:
         load.wait_requests(100)
@@ -438,7 +467,9 @@ def test_usr2_then_term_old_master_serves_throughout(servers, tmp_path):
         load.wait_requests(200)
         served_by_new = set(children(new_master))
         assert served_by_new & load.served_by()
-    record("USR2 upgrade then TERM to the old master", load)
+    record(f"USR2 upgrade then TERM to the old master (reuse_port={reuse_port})", load)
+    if reuse_port:
+        assert "2 inherited sockets" in server.log()
     assert load.failures == []
     assert get(server.address)[1].split()[1] == str(new_master)
     os.kill(new_master, signal.SIGTERM)
@@ -541,8 +572,8 @@ def test_hooks_pidfile_and_process_titles(servers, tmp_path):
     assert int(pidfile.read_text()) == server.pid
     victim = server.workers()[0]
     os.kill(victim, signal.SIGKILL)
-    server.wait_workers(2)
-    wait_for(lambda: "worker_exit" in hook_log.read_text(), 5, "the worker_exit hook")
+    wait_for(lambda: hook_log.read_text().count("post_fork") == 3, 5, "the respawn's post_fork")
+    assert "worker_exit" in hook_log.read_text()
     try:
         import setproctitle  # noqa: F401
     except ImportError:
@@ -605,6 +636,25 @@ def test_forker_object_keeps_worker_pids_true(servers, tmp_path):
     wait_for(lambda: agrees() and reported()["num"] == 3, 5, "worker_pids to follow TTIN")
     server.signal(signal.SIGTERM)
     assert server.wait() == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_workers_switch_user_and_group_after_binding(servers):
+    import pwd
+
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user nobody")
+    server = servers({"bind": "127.0.0.1:0", "workers": 1,
+                      "user": "nobody", "preload": True}).start(1)
+    with open(f"/proc/{server.workers()[0]}/status") as status:
+        text = status.read()
+    assert re.search(rf"Uid:\s+{nobody.pw_uid}\s", text)
+    assert re.search(rf"Gid:\s+{nobody.pw_gid}\s", text)
+    with open(f"/proc/{server.pid}/status") as status:
+        assert re.search(r"Uid:\s+0\s", status.read())  # the master keeps its rights
+    assert server.answers()
 
 
 def test_bad_options_name_the_option():
