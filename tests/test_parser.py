@@ -6,9 +6,9 @@ with last_len set, then the chunked decoder with each new piece of the body.
 """
 
 import pathlib
+import runpy
 
 import pytest
-
 from forker._parser import ChunkedDecoder, ParseError, parse_request
 
 CORPUS = pathlib.Path(__file__).parent / "requests"
@@ -17,8 +17,7 @@ CORPUS = pathlib.Path(__file__).parent / "requests"
 def load(kind):
     cases = []
     for http in sorted((CORPUS / kind).glob("*.http")):
-        expectation = {}
-        exec(http.with_suffix(".py").read_text(), expectation)
+        expectation = runpy.run_path(str(http.with_suffix(".py")))
         cases.append(pytest.param(http.read_bytes(), expectation, id=f"{kind}/{http.stem}"))
     return cases
 

@@ -8,10 +8,9 @@
 
 import string
 
+from forker._parser import ChunkedDecoder, ParseError, parse_request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from forker._parser import ChunkedDecoder, ParseError, parse_request
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -60,7 +59,7 @@ def chunked_bodies(draw):
     chunks = draw(st.lists(st.binary(min_size=1, max_size=40), max_size=5))
     wire = b""
     for chunk in chunks:
-        size = "%0*x" % (draw(st.integers(1, 4)), len(chunk))
+        size = f"{len(chunk):0{draw(st.integers(1, 4))}x}"
         size = size.upper() if draw(st.booleans()) else size
         wire += b(size + draw(chunk_extensions())) + b"\r\n" + chunk + b"\r\n"
     wire += b("0" + draw(chunk_extensions())) + b"\r\n"
@@ -90,15 +89,15 @@ def requests(draw):
         fields.append(("Transfer-Encoding", "chunked"))
     ows = draw(st.sampled_from(["", " ", "\t", "  "]))
     head = "".join("\r\n" for _ in range(draw(st.integers(0, 2))))
-    head += "%s %s HTTP/1.%d\r\n" % (method, target, minor)
-    head += "".join("%s:%s%s%s\r\n" % (n, ows, v, ows) for n, v in fields) + "\r\n"
+    head += f"{method} {target} HTTP/1.{minor}\r\n"
+    head += "".join(f"{n}:{ows}{v}{ows}\r\n" for n, v in fields) + "\r\n"
     expected = {
         "method": b(method),
         "target": b(target),
         "path": b(path),
         "query": None if query is None else b(query),
         "host": None if host is None else b(host),
-        "version": "HTTP/1.%d" % minor,
+        "version": f"HTTP/1.{minor}",
         "headers": [(b(n), b(v)) for n, v in fields],
         "content_length": length,
         "chunked": framing == "chunked",
