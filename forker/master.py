@@ -162,6 +162,11 @@ class Arbiter:
         self._start()
         try:
             self._loop()
+        except BaseException:
+            log.exception("the master failed; stopping the workers")
+            self._stopping, self._exit_status = "fast", 1
+            self._stop()
+            raise
         finally:
             self._cleanup()
         return self._exit_status
@@ -510,6 +515,7 @@ class Arbiter:
                       worker.id, worker.pid, self.config.timeout)
         worker.timed_out = True
         worker.retiring = True  # its successor starts now
+        worker.deadline = float("inf")  # kill_at below is its deadline
         _kill(worker.pid, signal.SIGUSR2)  # faulthandler prints its stack
         worker.kill_at = time.monotonic() + DUMP_SECONDS
 
@@ -696,20 +702,20 @@ def _kill(pid: int, signum: int) -> None:
         pass
 
 
-def _flush_and_exit(status: int) -> None:
+def _flush_and_exit(status: Any) -> None:
     """Leave a worker: never return into the master's code."""
     try:
         from . import logs
 
         logs.flush()
-    except Exception:
-        pass
-    for stream in (sys.stdout, sys.stderr):
-        try:
+        for stream in (sys.stdout, sys.stderr):
             stream.flush()
-        except Exception:
-            pass
-    os._exit(status & 0xFF if status >= 0 else 1)
+    except BaseException:
+        pass
+    finally:
+        if status is None:
+            status = 0
+        os._exit(status & 0xFF if isinstance(status, int) and status >= 0 else 1)
 
 
 def _setup_logging(config: Config) -> None:
