@@ -7,6 +7,7 @@ hundred to a few thousand requests per test."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import re
@@ -176,9 +177,10 @@ class Server:
         self._log.close()
 
 
-@pytest.fixture
-def servers(tmp_path):
-    """Start servers with servers(options, ...); all are killed at the end."""
+@contextlib.contextmanager
+def server_pool(tmp_path: Path):
+    """start(options, ...) -> Server; every server's process group is killed at
+    the end, and the whole block may not last more than TEST_SECONDS."""
     started: List[Server] = []
 
     def start(options: Dict, **kwargs) -> Server:
@@ -195,6 +197,12 @@ def servers(tmp_path):
         signal.signal(signal.SIGALRM, previous)
         for server in started:
             server.kill()
+
+
+@pytest.fixture
+def servers(tmp_path):
+    with server_pool(tmp_path) as start:
+        yield start
 
 
 def _too_long(signum, frame):

@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import stat
 import sys
 import threading
-import time
 
 import pytest
-from test_master import Load, get, record, servers, wait_for  # noqa: F401 (fixture)
+from test_master import Load, get, record, server_pool, wait_for
+
+
+@pytest.fixture
+def servers(tmp_path):
+    with server_pool(tmp_path) as start:
+        yield start
 
 
 def _has_ipv6() -> bool:
@@ -67,9 +73,35 @@ def test_reuse_port_ttou_under_load_resets_nothing(servers):
         server.signal(signal.SIGTTIN)
         server.wait_workers(2, 5)
         load.wait_requests(150)
-    migrate = "on" if "tcp_migrate_req=1" in server.log() else "off"
+    migrate = "off" if "reuse_port: net.ipv4.tcp_migrate_req=0" in server.log() else "on"
     record("reuse_port, TTOU twice then TTIN", load, f"(tcp_migrate_req {migrate})")
     assert load.failures == []
+
+
+SYSCTL = "/proc/sys/net/ipv4/tcp_migrate_req"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(SYSCTL) or not shutil.which("unshare"),
+                    reason="needs root, unshare and net.ipv4.tcp_migrate_req")
+def test_reuse_port_reports_request_migration_it_cannot_set(servers, tmp_path):
+    fake = tmp_path / "tcp_migrate_req"
+    fake.write_text("0\n")
+    code = ("import sys; from forker.master import run; "
+            "sys.exit(run('master_app:app', {'bind': '127.0.0.1:0', 'workers': 2, 'reuse_port': True}))")
+    # A private mount namespace where the sysctl reads 0 and is read-only.
+    script = (f"mount --bind {fake} {SYSCTL} && mount -o remount,bind,ro {SYSCTL} && "
+              f'exec "{sys.executable}" -c "{code}"')
+    server = servers({}, argv=["unshare", "-m", "sh", "-c", script])
+    try:
+        server.start(2)
+    except AssertionError:
+        if "mount" in server.log() or "unshare" in server.log():
+            pytest.skip(f"cannot make a private read-only sysctl here: {server.log()[:200]}")
+        raise
+    assert ("reuse_port: net.ipv4.tcp_migrate_req=0 and cannot be set (Read-only file system)"
+            in server.log())
+    assert fake.read_text() == "0\n"
+    assert server.answers()
 
 
 @needs_ipv6
@@ -175,8 +207,8 @@ def test_unix_socket_owner_and_stale_socket_cleanup(servers, tmp_path):
     stale = socket.socket(socket.AF_UNIX)
     stale.bind(str(path))
     stale.close()  # a socket file nobody listens on, as a crashed server leaves
-    server = servers({"bind": f"unix:{path}", "workers": 1, "unix_socket_owner": "0:0",
-                      "unix_socket_mode": 0o660}).start(1)
+    servers({"bind": f"unix:{path}", "workers": 1, "unix_socket_owner": "0:0",
+             "unix_socket_mode": 0o660}).start(1)
     info = os.stat(path)
     assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (0, 0, 0o660)
     assert get(f"unix:{path}")[0] == 200
