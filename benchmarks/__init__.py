@@ -1,0 +1,1 @@
+"""Loopback benchmarks of forker against its peers: `python -m benchmarks --help`."""

@@ -1,0 +1,62 @@
+"""Pre-fork runners for the servers that ship none: bjoern and meinheld.
+
+    python -m benchmarks.apps.prefork bjoern|meinheld HOST PORT WORKERS
+
+The parent binds once, forks WORKERS children that each run the server's loop
+on the shared socket, and waits; TERM and INT are passed on to the children."""
+
+import os
+import signal
+import sys
+
+from benchmarks.apps.wsgi_app import app
+
+
+def main(argv):
+    kind, host, port, workers = argv[0], argv[1], int(argv[2]), int(argv[3])
+    if kind == "bjoern":
+        import bjoern
+
+        bjoern.listen(app, host, port)
+
+        def loop():
+            bjoern.run()
+
+    elif kind == "meinheld":
+        from meinheld import server
+
+        server.listen((host, port))
+        server.set_access_logger(None)
+
+        def loop():
+            server.run(app)
+
+    else:
+        raise SystemExit(f"unknown server {kind!r}")
+    children = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                loop()
+                status = 0
+            finally:
+                os._exit(status)
+        children.append(pid)
+
+    def forward(signum, frame):
+        for pid in children:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for pid in children:
+        os.waitpid(pid, 0)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

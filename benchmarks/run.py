@@ -1,0 +1,607 @@
+"""Loopback load test of forker against its peers.
+
+    python -m benchmarks [--servers forker,nginx,...] [--scenarios keepalive,...]
+                         [--duration S] [--rounds N] [--workers N] [--connections C]
+                         [--taskset CPUS] [--quick] [--json PATH] [--chart PATH]
+
+For every round, every scenario and every server (in an order rotated each
+round, so that no server always runs first or right after the heaviest one),
+the server is started fresh on a free port of 127.0.0.1, checked, loaded for
+the duration, and stopped by its pid. The table reports per server and
+scenario the median requests per second over the rounds with their spread,
+latency percentiles of the median round, errors, and the ratio to forker; and,
+for forker, how the requests spread over the worker processes."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from benchmarks import loadtools, servers
+from benchmarks.loadtools import SCENARIOS, LoadSpec
+from benchmarks.servers import SERVERS
+
+QUICK_SCENARIOS = ["keepalive", "nokeepalive", "pipelined"]
+# The reference each group of servers is compared with.
+REFERENCE = {"native": "forker", "wsgi": "forker-wsgi"}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__.split("\n\n")[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--servers",
+        default="all",
+        help=f"comma-separated servers, or 'all' (the installed ones): {', '.join(SERVERS)}",
+    )
+    p.add_argument(
+        "--scenarios",
+        default=None,
+        help=f"comma-separated scenarios, or 'all' (default): {', '.join(SCENARIOS)}",
+    )
+    p.add_argument(
+        "--duration", type=float, default=None, help="seconds per load run (default 5)"
+    )
+    p.add_argument(
+        "--rounds", type=int, default=None, help="rounds over all servers (default 3)"
+    )
+    p.add_argument(
+        "--workers", type=int, default=2, help="worker processes per server (default 2)"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=4,
+        help="handler threads of forker-wsgi, gunicorn-gthread, granian-wsgi (default 4)",
+    )
+    p.add_argument(
+        "--connections",
+        type=int,
+        default=None,
+        help="concurrent connections (default 100; oha's reference command uses 500)",
+    )
+    p.add_argument(
+        "--load-threads",
+        type=int,
+        default=2,
+        help="threads of wrk and h2load (default 2)",
+    )
+    p.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help="request count for the count-based tools (oha, ab, h2load without keep-alive)",
+    )
+    p.add_argument(
+        "--tool",
+        default="auto",
+        choices=["auto", *loadtools.TOOLS],
+        help="load tool: auto picks oha when on PATH, else wrk",
+    )
+    p.add_argument(
+        "--taskset",
+        metavar="CPUS",
+        default=None,
+        help="pin the load tool to this CPU list (taskset -c CPUS)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"one 1-second round of {', '.join(QUICK_SCENARIOS)}: under two minutes",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="only start each server, check every scenario's endpoint, and stop it",
+    )
+    p.add_argument(
+        "--json",
+        metavar="PATH",
+        default=None,
+        help="write every run and the summary as JSON",
+    )
+    p.add_argument(
+        "--chart",
+        metavar="PATH",
+        default=None,
+        help="write a PNG bar chart (matplotlib)",
+    )
+    p.add_argument(
+        "--markdown", metavar="PATH", default=None, help="write the tables as Markdown"
+    )
+    args = p.parse_args(argv)
+    if args.duration is None:
+        args.duration = 1.0 if args.quick else 5.0
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
+    if args.scenarios is None:
+        args.scenarios = ",".join(QUICK_SCENARIOS) if args.quick else "all"
+    if not 0 < args.duration <= 120:
+        p.error("--duration must be between 0 and 120 seconds")
+    if not 1 <= args.rounds <= 20:
+        p.error("--rounds must be between 1 and 20")
+    return args
+
+
+def _choose(spec: str, known: dict, what: str) -> list[str]:
+    if spec == "all":
+        return list(known)
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise SystemExit(
+            f"unknown {what}: {', '.join(unknown)} (known: {', '.join(known)})"
+        )
+    return names
+
+
+def _cmd_version(argv: list[str]) -> str:
+    try:
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    text = (proc.stdout + proc.stderr).strip()
+    return text.splitlines()[0] if text else "?"
+
+
+def machine_info() -> dict[str, object]:
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg_at_start": load,
+    }
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {}
+    for tool, argv in (
+        ("wrk", ["wrk", "-v"]),
+        ("h2load", ["h2load", "--version"]),
+        ("ab", ["ab", "-V"]),
+        ("oha", ["oha", "--version"]),
+    ):
+        if loadtools.available(tool):
+            versions[tool] = _cmd_version(argv)
+    return versions
+
+
+def _other_load() -> float:
+    """CPU seconds that processes outside this run used, per second: a sign
+    that something else shared the machine."""
+    return os.getloadavg()[0]
+
+
+def run_one(
+    name: str, scenario: str, args: argparse.Namespace, tool: str, round_no: int
+) -> dict:
+    server = SERVERS[name]
+    record = {"round": round_no, "server": name, "scenario": scenario, "tool": tool}
+    opts = servers.Options(workers=args.workers, threads=args.threads)
+    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+        try:
+            running = servers.start(server, opts, tmp)
+        except RuntimeError as exc:
+            record["failed"] = str(exc)
+            return record
+        record["server_command"] = running.command
+        record["startup_s"] = round(running.startup_s, 3)
+        try:
+            problem = servers.check(running.port, SCENARIOS[scenario].path)
+            if problem:
+                record["failed"] = f"wrong answer: {problem}"
+            else:
+                spec = LoadSpec(
+                    f"http://127.0.0.1:{running.port}",
+                    SCENARIOS[scenario],
+                    args.duration,
+                    args.connections,
+                    args.load_threads,
+                    args.requests,
+                    args.taskset,
+                )
+                record["loadavg_before"] = round(_other_load(), 2)
+                result = loadtools.run(tool, spec)
+                record.update(result.as_dict())
+                if result.failed is None:
+                    record.pop("failed")
+                if not running.alive():
+                    record["failed"] = (
+                        f"server exited with status {running.proc.returncode} under load"
+                    )
+        finally:
+            servers.stop(running)
+        if running.rss_kb:
+            leader = running.proc.pid
+            record["rss_kb"] = {
+                "leader": running.rss_kb.get(leader),
+                "others": sorted(v for k, v in running.rss_kb.items() if k != leader),
+            }
+        if server.counts_per_worker:
+            record["per_worker"] = servers.parse_worker_counts(running.log)
+    return record
+
+
+def check_servers(
+    names: list[str], scenarios: list[str], args: argparse.Namespace
+) -> int:
+    """Start each server once, check the endpoint of every scenario it serves."""
+    opts = servers.Options(workers=args.workers, threads=args.threads)
+    bad = 0
+    for name in names:
+        server = SERVERS[name]
+        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+            try:
+                running = servers.start(server, opts, tmp)
+            except RuntimeError as exc:
+                print(f"{name:<17} FAILED: {exc}")
+                bad += 1
+                continue
+            try:
+                paths = sorted(
+                    {
+                        SCENARIOS[s].path
+                        for s in scenarios
+                        if s not in server.unsupported
+                    }
+                )
+                problems = [
+                    p
+                    for p in (servers.check(running.port, path) for path in paths)
+                    if p
+                ]
+            finally:
+                servers.stop(running)
+        bad += bool(problems)
+        state = "; ".join(problems) if problems else f"ok ({', '.join(paths)})"
+        print(
+            f"{name:<17} {server.version():<10} started in {running.startup_s:.2f} s, {state}"
+        )
+    return 1 if bad else 0
+
+
+def summarize(records: list[dict]) -> dict[str, dict[str, dict]]:
+    """{scenario: {server: summary}} over the rounds of each pair."""
+    out: dict[str, dict[str, dict]] = {}
+    pairs: dict[tuple, list[dict]] = {}
+    for rec in records:
+        pairs.setdefault((rec["scenario"], rec["server"]), []).append(rec)
+    for (scenario, name), recs in pairs.items():
+        good = [r for r in recs if not r.get("failed")]
+        summary = {
+            "server": name,
+            "rounds": len(recs),
+            "ok_rounds": len(good),
+            "tool": recs[0]["tool"],
+            "failures": [r["failed"] for r in recs if r.get("failed")],
+        }
+        if good:
+            rps = sorted(r["rps"] for r in good)
+            median = statistics.median(rps)
+            middle = min(good, key=lambda r: abs(r["rps"] - median))
+            summary.update(
+                {
+                    "rps_median": median,
+                    "rps_min": rps[0],
+                    "rps_max": rps[-1],
+                    "rps_all": [round(r["rps"], 1) for r in good],
+                    "spread_pct": 100 * (rps[-1] - rps[0]) / median if median else 0.0,
+                    "p50_ms": middle.get("p50_ms"),
+                    "p99_ms": middle.get("p99_ms"),
+                    "errors": sum(r.get("errors", 0) for r in good),
+                    "requests": sum(r.get("requests", 0) for r in good),
+                    "command": middle.get("command"),
+                }
+            )
+            workers = [r["per_worker"] for r in good if r.get("per_worker")]
+            if workers:
+                summary["per_worker"] = [
+                    sorted(w.values(), reverse=True) for w in workers
+                ]
+            rss = [r["rss_kb"] for r in good if r.get("rss_kb")]
+            if rss:
+                summary["rss_kb"] = rss[-1]
+        out.setdefault(scenario, {})[name] = summary
+    for scenario, by_server in out.items():
+        for name, summary in by_server.items():
+            ref = REFERENCE[SERVERS[name].group]
+            base = by_server.get(ref, {}).get("rps_median")
+            if base and summary.get("rps_median") is not None:
+                summary["reference"] = ref
+                summary["ratio"] = summary["rps_median"] / base
+    return out
+
+
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def worker_spread(counts: list[int]) -> str:
+    if not counts or not sum(counts):
+        return "-"
+    mean = sum(counts) / len(counts)
+    return f"max/mean {max(counts) / mean:.2f}"
+
+
+def tables(
+    summary: dict[str, dict[str, dict]], scenarios: list[str], markdown: bool
+) -> str:
+    lines: list[str] = []
+    header = [
+        "server",
+        "tool",
+        "req/s (median)",
+        "spread",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "ratio",
+    ]
+    for scenario in scenarios:
+        rows = sorted(
+            summary.get(scenario, {}).values(),
+            key=lambda s: -(s.get("rps_median") or -1),
+        )
+        if not rows:
+            continue
+        title = f"{scenario}: {SCENARIOS[scenario].title}"
+        body = []
+        for s in rows:
+            if s.get("rps_median") is None:
+                body.append([s["server"], s["tool"], "failed", "", "", "", "", ""])
+                continue
+            ratio = f"{s['ratio']:.2f}x {s['reference']}" if "ratio" in s else "-"
+            body.append(
+                [
+                    s["server"],
+                    s["tool"],
+                    f"{s['rps_median']:,.0f}",
+                    f"±{s['spread_pct'] / 2:.1f}%",
+                    _fmt(s["p50_ms"]),
+                    _fmt(s["p99_ms"]),
+                    str(s["errors"]),
+                    ratio,
+                ]
+            )
+        lines.append(_table(title, header, body, markdown))
+    spread_rows = []
+    for scenario in scenarios:
+        for name, s in summary.get(scenario, {}).items():
+            for counts in s.get("per_worker", [])[:1]:
+                spread_rows.append(
+                    [
+                        name,
+                        scenario,
+                        " / ".join(str(c) for c in counts),
+                        worker_spread(counts),
+                    ]
+                )
+    if spread_rows:
+        lines.append(
+            _table(
+                "requests served per worker (first good round)",
+                ["server", "scenario", "per worker", "balance"],
+                spread_rows,
+                markdown,
+            )
+        )
+    rss_rows = []
+    for scenario in scenarios:
+        for name, s in sorted(summary.get(scenario, {}).items()):
+            rss = s.get("rss_kb")
+            if rss and name.startswith("forker"):
+                others = rss["others"]
+                rss_rows.append(
+                    [
+                        name,
+                        scenario,
+                        _fmt((rss["leader"] or 0) / 1024, ".1f"),
+                        _fmt(max(others) / 1024 if others else None, ".1f"),
+                    ]
+                )
+    if rss_rows:
+        lines.append(
+            _table(
+                "resident memory after the load (MiB)",
+                ["server", "scenario", "master", "largest worker"],
+                rss_rows,
+                markdown,
+            )
+        )
+    return "\n".join(lines)
+
+
+def _table(title: str, header: list[str], rows: list[list[str]], markdown: bool) -> str:
+    if markdown:
+        out = [
+            f"#### {title}",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join("---" if i < 2 else "--:" for i in range(len(header))) + "|",
+        ]
+        out += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(out) + "\n"
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    out = [title]
+    for row in [header, *rows]:
+        out.append(
+            "  "
+            + "  ".join(
+                str(x).ljust(w) if i < 2 else str(x).rjust(w)
+                for i, (x, w) in enumerate(zip(row, widths))
+            )
+        )
+    return "\n".join(out) + "\n"
+
+
+def chart(
+    summary: dict[str, dict[str, dict]], scenarios: list[str], path: str, subtitle: str
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [s for s in scenarios if summary.get(s)]
+    cols = 2 if len(shown) > 1 else 1
+    rows = (len(shown) + cols - 1) // cols
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(7 * cols, 0.5 + 3.2 * rows), squeeze=False
+    )
+    for ax, scenario in zip(axes.flat, shown):
+        items = sorted(
+            (s for s in summary[scenario].values() if s.get("rps_median")),
+            key=lambda s: s["rps_median"],
+        )
+        names = [s["server"] for s in items]
+        med = [s["rps_median"] for s in items]
+        err = [
+            [s["rps_median"] - s["rps_min"] for s in items],
+            [s["rps_max"] - s["rps_median"] for s in items],
+        ]
+        colors = ["#d62728" if n.startswith("forker") else "#7f7f7f" for n in names]
+        ax.barh(names, med, xerr=err, color=colors, capsize=3)
+        for y, value in enumerate(med):
+            ax.text(value, y, f" {value:,.0f}", va="center", fontsize=7)
+        tools = sorted({s["tool"] for s in items})
+        ax.set_title(f"{SCENARIOS[scenario].title} ({', '.join(tools)})", fontsize=9)
+        ax.set_xlabel("requests per second (median, min-max bars)", fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.set_xlim(0, max(med + [1]) * 1.25)
+    for ax in list(axes.flat)[len(shown) :]:
+        ax.axis("off")
+    fig.suptitle(subtitle, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    scenarios = _choose(args.scenarios, SCENARIOS, "scenario")
+    wanted = _choose(args.servers, SERVERS, "server")
+    names, skipped = [], {}
+    for name in wanted:
+        reason = SERVERS[name].missing()
+        if reason:
+            skipped[name] = reason
+        else:
+            names.append(name)
+    for name, reason in skipped.items():
+        print(f"skip {name}: {reason}", file=sys.stderr)
+    if not names:
+        print("no server to run", file=sys.stderr)
+        return 2
+    if args.check:
+        return check_servers(names, scenarios, args)
+    tools = {s: loadtools.pick_tool(SCENARIOS[s], args.tool) for s in scenarios}
+    for s, tool in list(tools.items()):
+        if tool is None:
+            print(
+                f"skip scenario {s}: no load tool for it ({args.tool})", file=sys.stderr
+            )
+            scenarios.remove(s)
+    pairs = [
+        (s, n) for s in scenarios for n in names if s not in SERVERS[n].unsupported
+    ]
+    estimate = len(pairs) * args.rounds * (args.duration + 1.5)
+    print(
+        f"{len(pairs)} server/scenario pairs x {args.rounds} rounds x {args.duration:g} s: "
+        f"about {estimate / 60:.1f} min",
+        file=sys.stderr,
+    )
+
+    started = time.time()
+    records: list[dict] = []
+    for round_no in range(args.rounds):
+        order = names[round_no % len(names) :] + names[: round_no % len(names)]
+        for scenario in scenarios:
+            for name in order:
+                if scenario in SERVERS[name].unsupported:
+                    continue
+                rec = run_one(name, scenario, args, tools[scenario], round_no + 1)
+                records.append(rec)
+                shown = (
+                    f"{rec['rps']:>10,.0f} req/s  errors {rec.get('errors', 0)}"
+                    if not rec.get("failed")
+                    else f"FAILED: {rec['failed']}"
+                )
+                print(
+                    f"round {round_no + 1} {scenario:<11} {name:<17} {shown}",
+                    file=sys.stderr,
+                )
+
+    summary = summarize(records)
+    meta = {
+        "command": "python -m benchmarks "
+        + " ".join(
+            shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+        ),
+        "started": datetime.datetime.fromtimestamp(
+            started, datetime.timezone.utc
+        ).isoformat(timespec="seconds"),
+        "elapsed_s": round(time.time() - started, 1),
+        "machine": machine_info(),
+        "loadavg_at_end": os.getloadavg(),
+        "tools": tool_versions(),
+        "servers": {
+            n: {"version": SERVERS[n].version(), "note": SERVERS[n].note} for n in names
+        },
+        "skipped": skipped,
+        "options": {
+            k: v
+            for k, v in vars(args).items()
+            if k not in ("json", "chart", "markdown")
+        },
+        "scenario_tools": tools,
+    }
+    print()
+    print(tables(summary, scenarios, markdown=False))
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(tables(summary, scenarios, markdown=True))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "summary": summary, "runs": records}, f, indent=1)
+            f.write("\n")
+    if args.chart:
+        subtitle = (
+            f"{args.workers} workers per server, {meta['machine']['cpus']} CPUs "
+            f"({meta['machine']['cpu']}), {args.rounds} rounds of {args.duration:g} s; "
+            f"forker in red"
+        )
+        chart(summary, scenarios, args.chart, subtitle)
+    failed = sum(1 for r in records if r.get("failed"))
+    print(
+        f"{len(records)} runs, {failed} failed, {meta['elapsed_s']:.0f} s",
+        file=sys.stderr,
+    )
+    return 0 if records and failed < len(records) else 1

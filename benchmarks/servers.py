@@ -1,0 +1,512 @@
+"""How to start, check and stop each server under test.
+
+Every server runs the apps in benchmarks/apps (nginx: its own config, written
+to a temporary directory) on 127.0.0.1 with the same number of worker
+processes, in its own process group, so that stopping it by its pid stops its
+workers too and nothing else."""
+
+from __future__ import annotations
+
+import http.client
+import importlib
+import importlib.metadata
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GREETING = b"greeting!!!"
+WSGI_APP = "benchmarks.apps.wsgi_app:app"
+
+
+@dataclass
+class Options:
+    workers: int = 2
+    threads: int = 4  # for the servers that run a blocking app in threads
+
+
+@dataclass
+class Server:
+    name: str
+    group: (
+        str  # "native" servers are compared with forker, "wsgi" ones with forker-wsgi
+    )
+    needs: tuple[str, ...]  # modules to import or executables on PATH
+    command: Callable[[int, Options, str], list[str]]  # (port, options, tmpdir) -> argv
+    package: str | None = None  # distribution whose version is reported
+    unsupported: tuple[str, ...] = ()  # scenarios it cannot serve
+    counts_per_worker: bool = (
+        False  # logs "worker ID pid PID served N requests" at exit
+    )
+    note: str = ""
+
+    def missing(self) -> str | None:
+        """Why this server cannot run here, or None."""
+        for need in self.needs:
+            if need.startswith("bin:"):
+                if not shutil.which(need[4:]):
+                    return f"{need[4:]} not on PATH"
+            else:
+                try:
+                    importlib.import_module(need)
+                except Exception as exc:  # noqa: BLE001  (a broken install fails in many ways)
+                    return f"cannot import {need}: {type(exc).__name__}: {exc}"
+        return None
+
+    def version(self) -> str:
+        if self.name == "nginx":
+            out = subprocess.run(
+                ["nginx", "-v"], capture_output=True, text=True, check=False
+            ).stderr
+            return out.strip().split("/")[-1]
+        if self.name.startswith("forker"):
+            return _forker_version()
+        try:
+            return importlib.metadata.version(self.package or self.name)
+        except importlib.metadata.PackageNotFoundError:
+            return "?"
+
+
+def _forker_version() -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", "import forker; print(forker.__version__)"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    return out.stdout.strip() or "?"
+
+
+def _python(*args: str) -> list[str]:
+    return [sys.executable, *args]
+
+
+def _forker(extra: list[str], app: str | None = None):
+    def command(port: int, opts: Options, tmp: str) -> list[str]:
+        argv = _python(
+            "-m",
+            "forker",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(opts.workers),
+            "--graceful-timeout",
+            "5",
+            *extra,
+        )
+        if "--threads" in extra:
+            argv[argv.index("--threads") + 1] = str(opts.threads)
+        return argv + ([app] if app else [])
+
+    return command
+
+
+NGINX_CONF = """\
+worker_processes {workers};
+daemon off;
+master_process on;
+pid {tmp}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    keepalive_requests 100000000;
+    default_type text/plain;
+    sendfile on;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen 127.0.0.1:{port} backlog=2048;
+        location = / {{ return 200 "greeting!!!"; }}
+        location = /100k {{ root {tmp}; }}
+        location = /upload {{
+            client_max_body_size 4m;
+            client_body_buffer_size 2m;
+            return 200 "$content_length";
+        }}
+    }}
+}}
+"""
+
+
+def _nginx(port: int, opts: Options, tmp: str) -> list[str]:
+    os.chmod(tmp, 0o755)  # run as root, nginx serves files as an unprivileged user
+    with open(os.path.join(tmp, "100k"), "wb") as f:
+        f.write(b"x" * 102400)
+    conf = os.path.join(tmp, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX_CONF.format(workers=opts.workers, tmp=tmp, port=port))
+    return ["nginx", "-c", conf, "-p", tmp, "-e", "stderr"]
+
+
+def _gunicorn(worker_class: str):
+    def command(port: int, opts: Options, tmp: str) -> list[str]:
+        argv = _python(
+            "-m",
+            "gunicorn",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            str(opts.workers),
+            "-k",
+            worker_class,
+            "--log-level",
+            "warning",
+            "--backlog",
+            "2048",
+        )
+        if worker_class == "gthread":
+            argv += ["--threads", str(opts.threads)]
+        return argv + [WSGI_APP]
+
+    return command
+
+
+def _granian(interface: str, app: str):
+    def command(port: int, opts: Options, tmp: str) -> list[str]:
+        argv = _python(
+            "-m",
+            "granian",
+            "--interface",
+            interface,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(opts.workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--backlog",
+            "2048",
+        )
+        if interface == "wsgi":
+            argv += ["--blocking-threads", str(opts.threads)]
+        return argv + [app]
+
+    return command
+
+
+def _uvicorn(port: int, opts: Options, tmp: str) -> list[str]:
+    argv = _python(
+        "-m",
+        "uvicorn",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(opts.workers),
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--backlog",
+        "2048",
+    )
+    try:
+        importlib.import_module("uvloop")
+        argv += ["--loop", "uvloop"]
+    except ImportError:
+        pass
+    return argv + ["benchmarks.apps.asgi_app:app"]
+
+
+def _prefork(kind: str):
+    def command(port: int, opts: Options, tmp: str) -> list[str]:
+        return _python(
+            "-m",
+            "benchmarks.apps.prefork",
+            kind,
+            "127.0.0.1",
+            str(port),
+            str(opts.workers),
+        )
+
+    return command
+
+
+def _socketify(port: int, opts: Options, tmp: str) -> list[str]:
+    return _python(
+        "-m",
+        "socketify",
+        "benchmarks.apps.socketify_app:run",
+        "--interface",
+        "socketify",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-w",
+        str(opts.workers),
+        "--disable-listen-log",
+        "true",
+    )
+
+
+SERVERS: dict[str, Server] = {
+    s.name: s
+    for s in [
+        Server(
+            "forker",
+            "native",
+            ("forker",),
+            _forker([], "benchmarks.apps.native_app:app"),
+            counts_per_worker=True,
+            note="native handler, one shared listening socket",
+        ),
+        Server(
+            "forker-reuseport",
+            "native",
+            ("forker",),
+            _forker(["--reuse-port"], "benchmarks.apps.native_app:app"),
+            counts_per_worker=True,
+            note="native handler, a SO_REUSEPORT socket per worker",
+        ),
+        Server(
+            "forker-wsgi",
+            "wsgi",
+            ("forker",),
+            _forker(["--interface", "wsgi", "--threads", "0"], WSGI_APP),
+            counts_per_worker=True,
+            note="WSGI app, --threads",
+        ),
+        Server(
+            "nginx",
+            "native",
+            ("bin:nginx",),
+            _nginx,
+            unsupported=("sleep1ms",),
+            note="return 200 from the config; static file for /100k; "
+            "/upload reads and discards the body",
+        ),
+        Server(
+            "gunicorn-sync",
+            "wsgi",
+            ("gunicorn",),
+            _gunicorn("sync"),
+            package="gunicorn",
+            note="sync workers close every connection",
+        ),
+        Server(
+            "gunicorn-gthread",
+            "wsgi",
+            ("gunicorn",),
+            _gunicorn("gthread"),
+            package="gunicorn",
+        ),
+        Server(
+            "granian-wsgi",
+            "wsgi",
+            ("granian",),
+            _granian("wsgi", WSGI_APP),
+            package="granian",
+        ),
+        Server(
+            "granian-rsgi",
+            "native",
+            ("granian",),
+            _granian("rsgi", "benchmarks.apps.rsgi_app:app"),
+            package="granian",
+        ),
+        Server(
+            "uvicorn",
+            "native",
+            ("uvicorn", "httptools"),
+            _uvicorn,
+            note="ASGI, httptools parser",
+        ),
+        Server(
+            "bjoern",
+            "wsgi",
+            ("bjoern",),
+            _prefork("bjoern"),
+            note="pre-forked by benchmarks/apps/prefork.py; one thread per worker",
+        ),
+        Server(
+            "meinheld",
+            "wsgi",
+            ("meinheld", "greenlet"),
+            _prefork("meinheld"),
+            note="pre-forked by benchmarks/apps/prefork.py",
+        ),
+        Server(
+            "socketify",
+            "native",
+            ("socketify",),
+            _socketify,
+            note="its own handler interface",
+        ),
+    ]
+}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fetch(
+    port: int, path: str = "/", body: bytes | None = None, timeout: float = 5.0
+) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        headers = (
+            {"Content-Type": "application/octet-stream"} if body is not None else {}
+        )
+        conn.request(
+            "POST" if body is not None else "GET", path, body=body, headers=headers
+        )
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+EXPECTED = {"/": GREETING, "/100k": b"x" * 102400, "/sleep1ms": GREETING}
+
+
+def check(port: int, path: str) -> str | None:
+    """None when the endpoint answers what every server must answer."""
+    try:
+        if path == "/upload":
+            status, body = fetch(port, path, b"x" * (1 << 20))
+            want = b"1048576"
+        else:
+            status, body = fetch(port, path)
+            want = EXPECTED[path]
+    except (OSError, http.client.HTTPException) as exc:
+        return f"{path}: {type(exc).__name__}: {exc}"
+    if status != 200 or body != want:
+        return f"{path}: status {status}, body {body[:40]!r} ({len(body)} bytes)"
+    return None
+
+
+_WORKER_LINE = re.compile(r"worker (\d+) pid (\d+) served (\d+) requests")
+
+
+def parse_worker_counts(log: str) -> dict[str, int]:
+    """forker's exit lines, "worker <id> pid <pid> served <n> requests", as
+    {"<id>/<pid>": n}. A respawned worker keeps its id with a new pid."""
+    return {f"{wid}/{pid}": int(n) for wid, pid, n in _WORKER_LINE.findall(log)}
+
+
+def group_rss_kb(pgid: int) -> dict[int, int]:
+    """VmRSS in KiB of every live process in the process group."""
+    out: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            if int(stat.rsplit(")", 1)[1].split()[2]) != pgid:
+                continue
+            with open(f"/proc/{entry}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        out[int(entry)] = int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+@dataclass
+class Running:
+    server: Server
+    port: int
+    proc: subprocess.Popen
+    log_path: str
+    command: list[str]
+    startup_s: float = 0.0
+    log: str = ""
+    rss_kb: dict[int, int] = field(default_factory=dict)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+def start(
+    server: Server, opts: Options, tmp: str, ready_timeout: float = 20.0
+) -> Running:
+    """Start the server in its own session and wait until GET / answers the
+    greeting. Raises RuntimeError (with the log's tail) when it does not."""
+    port = free_port()
+    argv = server.command(port, opts, tmp)
+    log_path = os.path.join(tmp, f"{server.name}.log")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+        )
+    running = Running(server, port, proc, log_path, argv)
+    began = time.monotonic()
+    deadline = began + ready_timeout
+    problem = "no answer"
+    while time.monotonic() < deadline:
+        if not running.alive():
+            problem = f"exited with status {proc.returncode}"
+            break
+        try:
+            status, body = fetch(port, "/", timeout=2.0)
+            if status == 200 and body == GREETING:
+                running.startup_s = time.monotonic() - began
+                return running
+            problem = f"GET / gave status {status}, body {body[:40]!r}"
+            break
+        except (OSError, http.client.HTTPException):
+            time.sleep(0.05)
+    stop(running)
+    tail = " | ".join(running.log.strip().splitlines()[-5:])
+    raise RuntimeError(f"{server.name} did not start: {problem}; log: {tail}")
+
+
+def stop(running: Running, timeout: float = 10.0) -> None:
+    """SIGTERM the server's own pid (its master stops its workers), then
+    SIGTERM and at last SIGKILL whatever is left of its process group, and
+    read its log."""
+    pgid = running.proc.pid
+    if running.alive():
+        running.rss_kb = group_rss_kb(pgid)
+        running.proc.send_signal(signal.SIGTERM)
+        try:
+            running.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+        if not group_rss_kb(pgid) and running.proc.poll() is not None:
+            break
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and (
+            group_rss_kb(pgid) or running.proc.poll() is None
+        ):
+            time.sleep(0.05)
+    running.proc.wait()
+    with open(running.log_path, "rb") as f:
+        running.log = f.read().decode("utf-8", "replace")
