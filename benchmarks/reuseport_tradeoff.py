@@ -1,6 +1,6 @@
 """The reuse_port trade-off, measured (numbers go to benchmarks/RELIABILITY.md).
 
-    python benchmarks/reuseport_tradeoff.py [--rounds 3] [--seconds 5] [--workers 2]
+    python benchmarks/reuseport_tradeoff.py [--rounds 3] [--seconds 5] [--workers 2] [--close]
 
 1. The kernel alone: N connections queued on one SO_REUSEPORT socket of a group
    of two, then that socket is closed, as a per-worker socket closes with its
@@ -8,7 +8,8 @@
    sysctl is restored afterwards; needs root to switch it).
 2. forker: load spread over the workers (from the master's "served" lines) and
    requests per second under wrk, for shared, reuse_port and reuse_port with
-   cpu_affinity, interleaved over rounds.
+   cpu_affinity, interleaved over rounds; --close makes wrk send one request per
+   connection (Connection: close) instead of keeping 50 connections alive.
 """
 
 from __future__ import annotations
@@ -119,13 +120,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def forker_round(name: str, flags: list, workers: int, seconds: int, connections: int) -> dict:
+def forker_round(name: str, flags: list, workers: int, seconds: int, connections: int,
+                 close: bool) -> dict:
     port = free_port()
     server = serve(flags, port, workers)
     try:
         wait_listening(port)
         out = subprocess.run(
-            ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
+            ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", f"http://127.0.0.1:{port}/"]
+            + (["-H", "Connection: close"] if close else []),
             capture_output=True, text=True, check=True).stdout
         rps = float(re.search(r"Requests/sec:\s*([\d.]+)", out).group(1))
         errors = re.search(r"Socket errors: (.*)", out)
@@ -145,14 +148,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--close", action="store_true", help="one request per connection")
+    parser.add_argument("--skip-kernel", action="store_true")
     args = parser.parse_args()
-    kernel_part()
+    if not args.skip_kernel:
+        kernel_part()
     modes = [("shared", []), ("reuse_port", ["--reuse-port"]),
              ("reuse_port+cpu_affinity", ["--reuse-port", "--cpu-affinity"])]
     results: dict = {name: [] for name, _ in modes}
     for round_number in range(args.rounds):
         for name, flags in modes:
-            result = forker_round(name, flags, args.workers, args.seconds, args.connections)
+            result = forker_round(name, flags, args.workers, args.seconds, args.connections,
+                                  args.close)
             results[name].append(result)
             print(f"round {round_number + 1} {name:24s} {result['rps']:9.0f} req/s  "
                   f"worker shares % {result['shares']}  socket errors: {result['errors']}")
