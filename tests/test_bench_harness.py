@@ -1,0 +1,220 @@
+"""The benchmark harness (benchmarks/): its reading of the load tools' real
+outputs (benchmarks/samples/), the commands it builds, and one short run
+against forker when wrk is installed."""
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    # benchmarks/ is no installed package. Appended, not prepended, so that an
+    # installed forker still comes before the checkout's sources.
+    sys.path.append(ROOT)
+loadtools = pytest.importorskip("benchmarks.loadtools")
+run = pytest.importorskip("benchmarks.run")
+servers = pytest.importorskip("benchmarks.servers")
+SCENARIOS, LoadSpec = loadtools.SCENARIOS, loadtools.LoadSpec
+SAMPLES = os.path.join(ROOT, "benchmarks", "samples")
+
+
+def sample(name):
+    with open(os.path.join(SAMPLES, name)) as f:
+        return f.read()
+
+
+def test_wrk_json_line_from_bench_lua():
+    r = loadtools.parse_wrk(sample("wrk_keepalive.txt"))
+    assert r.requests == 144444
+    assert r.seconds == pytest.approx(1.104346)
+    assert r.rps == pytest.approx(144444 / 1.104346)
+    assert r.p50_ms == pytest.approx(0.165)
+    assert r.p99_ms == pytest.approx(34.781)
+    assert r.errors == 0 and r.error_detail == {}
+
+
+def test_wrk_socket_errors_from_json_line_and_from_text():
+    text = sample("wrk_close_socket_errors.txt")
+    r = loadtools.parse_wrk(text)
+    assert (r.requests, r.errors, r.error_detail) == (8479, 8455, {"read": 8455})
+    without_json = "\n".join(
+        line for line in text.splitlines() if not line.startswith("WRKJSON")
+    )
+    t = loadtools.parse_wrk(without_json)
+    assert (t.requests, t.errors, t.error_detail) == (8479, 8455, {"read": 8455})
+    assert t.rps == pytest.approx(8440.83)
+    assert t.p50_ms == pytest.approx(5.80) and t.p99_ms == pytest.approx(16.02)
+
+
+def test_wrk_text_without_script_counts_non_2xx():
+    r = loadtools.parse_wrk(sample("wrk_plain_non2xx.txt"))
+    assert r.requests == 92464 and r.seconds == pytest.approx(1.10)
+    assert r.rps == pytest.approx(84350.57)
+    assert r.p50_ms == pytest.approx(0.407) and r.p99_ms == pytest.approx(16.11)
+    assert r.errors == 92464 and r.error_detail == {"status": 92464}
+
+
+def test_wrk_zero_percentiles_are_reported_as_none():
+    line = sample("wrk_pipelined.txt").splitlines()[-1]
+    data = json.loads(line[len("WRKJSON ") :])
+    data["latency_us"].update(p50=3413, p90=0, p99=0, p999=0)
+    r = loadtools.parse_wrk("WRKJSON " + json.dumps(data))
+    assert r.requests == 244650 and r.p50_ms is None and r.p99_ms is None
+
+
+def test_h2load_keepalive_and_connection_close():
+    r = loadtools.parse_h2load(sample("h2load_keepalive.txt"))
+    assert (r.requests, r.rps, r.errors) == (98248, 98248.0, 0)
+    assert r.seconds == pytest.approx(1.01)
+    assert r.p50_ms is None and r.p99_ms is None  # h2load prints no percentiles
+    c = loadtools.parse_h2load(sample("h2load_close.txt"))
+    assert (c.requests, c.rps, c.errors) == (20000, 29337.51, 0)
+    assert c.seconds == pytest.approx(0.68172)
+
+
+def test_h2load_failures_count_as_errors():
+    text = sample("h2load_keepalive.txt").replace(
+        "98248 succeeded, 0 failed, 0 errored", "98200 succeeded, 48 failed, 3 errored"
+    )
+    r = loadtools.parse_h2load(text)
+    assert r.errors == 48 and r.error_detail == {"failed": 48, "errored": 3}
+
+
+def test_ab_reports():
+    r = loadtools.parse_ab(sample("ab_close.txt"))
+    assert (r.requests, r.rps, r.errors) == (10000, 25283.30, 0)
+    assert (r.p50_ms, r.p99_ms, r.seconds) == (2.0, 6.0, 0.396)
+    k = loadtools.parse_ab(sample("ab_keepalive_non2xx.txt"))
+    assert (k.requests, k.errors, k.error_detail) == (2000, 2000, {"status": 2000})
+
+
+def test_oha_json():
+    r = loadtools.parse_oha(sample("oha_disable_keepalive.json"))
+    assert r.rps == pytest.approx(45262.46382917523)
+    assert r.requests == 199997 and r.seconds == pytest.approx(4.418716921)
+    assert r.p50_ms == pytest.approx(10.652911) and r.p99_ms == pytest.approx(24.519932)
+    assert r.errors == 5
+    assert r.error_detail == {
+        "connection closed before message completed": 3,
+        "status": 2,
+    }
+
+
+def test_unparsable_output_raises():
+    for parse in loadtools.PARSERS.values():
+        with pytest.raises(ValueError):
+            parse("connection refused\n")
+
+
+def _spec(name, **kw):
+    return LoadSpec("http://127.0.0.1:9", SCENARIOS[name], 5.0, **kw)
+
+
+def test_commands():
+    wrk = loadtools.build_command("wrk", _spec("nokeepalive"))
+    assert wrk[:9] == [
+        "wrk",
+        "-t",
+        "2",
+        "-c",
+        "100",
+        "-d",
+        "5s",
+        "--latency",
+        "--timeout",
+    ]
+    assert wrk[-3:] == ["http://127.0.0.1:9/", "--", "close"]
+    assert loadtools.build_command("wrk", _spec("pipelined"))[-1] == "pipeline=16"
+    post = loadtools.build_command("wrk", _spec("upload", connections=8))
+    assert "8" in post and post[-2:] == ["--", "post=1048576"]
+    h2 = loadtools.build_command("h2load", _spec("nokeepalive"))
+    assert "-D" not in h2 and "-n" in h2 and "Connection: close" in h2
+    assert "-D" in loadtools.build_command("h2load", _spec("keepalive"))
+    ab = loadtools.build_command("ab", _spec("keepalive", taskset="1"))
+    assert ab[:3] == ["taskset", "-c", "1"] and "-k" in ab
+
+
+def test_pipelining_needs_wrk_or_h2load(monkeypatch):
+    monkeypatch.setattr(loadtools, "available", lambda tool: True)
+    assert loadtools.pick_tool(SCENARIOS["pipelined"]) == "wrk"
+    assert loadtools.pick_tool(SCENARIOS["pipelined"], "ab") is None
+    assert loadtools.pick_tool(SCENARIOS["keepalive"]) == "oha"
+    monkeypatch.setattr(loadtools, "available", lambda tool: tool != "oha")
+    assert loadtools.pick_tool(SCENARIOS["nokeepalive"]) == "wrk"
+
+
+def test_oha_run_through_a_stand_in(tmp_path, monkeypatch):
+    """The whole oha path (flag detection, reference command, parsing) with a
+    stand-in that answers like oha."""
+    fake = tmp_path / "oha"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *--help*) echo "      --output-format <OUTPUT_FORMAT>"; exit 0;; esac\n'
+        f'echo "$@" > {tmp_path}/args\n'
+        f"cat {os.path.join(SAMPLES, 'oha_disable_keepalive.json')}\n"
+    )
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    result = loadtools.run("oha", _spec("nokeepalive"))
+    assert result.failed is None and result.rps == pytest.approx(45262.46382917523)
+    args = (tmp_path / "args").read_text().split()
+    assert args == [
+        "--no-tui", "--output-format", "json", "--latency-correction",
+        "-c", "500", "-n", "200000", "--disable-keepalive", "http://127.0.0.1:9/",
+    ]  # fmt: skip
+
+
+def test_forker_worker_lines():
+    log = (
+        "[2026-11-26 11:17:29 +0000] [21194] [master] [INFO] worker 0 pid 21248 served 4 requests\n"
+        "[2026-11-26 11:17:29 +0000] [21194] [master] [INFO] worker 1 pid 21249 served 0 requests\n"
+    )
+    assert servers.parse_worker_counts(log) == {"0/21248": 4, "1/21249": 0}
+
+
+def test_summary_medians_ratios_and_tables():
+    records = [
+        {"round": i, "server": name, "scenario": "keepalive", "tool": "wrk", "rps": rps,
+         "p50_ms": 0.1 * i, "p99_ms": 1.0 * i, "errors": 0, "requests": int(rps)}
+        for name, values in (("forker", [100.0, 120.0, 110.0]), ("nginx", [50.0, 60.0, 55.0]))
+        for i, rps in enumerate(values, 1)
+    ]  # fmt: skip
+    records[0]["per_worker"] = {"0/1": 60, "1/2": 40}
+    records.append({"round": 1, "server": "bjoern", "scenario": "keepalive", "tool": "wrk",
+                    "failed": "did not start"})  # fmt: skip
+    summary = run.summarize(records)["keepalive"]
+    assert (
+        summary["forker"]["rps_median"] == 110.0 and summary["forker"]["p99_ms"] == 3.0
+    )
+    assert summary["nginx"]["ratio"] == pytest.approx(0.5)
+    assert summary["bjoern"]["ok_rounds"] == 0 and "ratio" not in summary["bjoern"]
+    text = run.tables(run.summarize(records), ["keepalive"], markdown=True)
+    assert "| nginx | wrk | 55 |" in text and "0.50x forker" in text
+    assert "60 / 40" in text and "failed" in text
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_quick_run_against_forker(tmp_path):
+    built = subprocess.run(
+        [sys.executable, "-c", "import forker._worker"], cwd=ROOT, check=False
+    )
+    if built.returncode != 0:
+        pytest.skip("forker's extension modules are not built in this checkout")
+    out = tmp_path / "r.json"
+    cmd = [sys.executable, "-m", "benchmarks", "--servers", "forker", "--scenarios", "keepalive",
+           "--duration", "1", "--rounds", "1", "--connections", "10", "--load-threads", "1",
+           "--json", str(out)]  # fmt: skip
+    proc = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    (rec,) = data["runs"]
+    assert rec["tool"] == "wrk" and rec["rps"] > 0 and rec["errors"] == 0
+    assert sum(rec["per_worker"].values()) >= rec["requests"]
+    assert "keepalive" in proc.stdout
