@@ -1,0 +1,401 @@
+"""The worker engine through real sockets: keep-alive, pipelining, bodies,
+streaming, HTTP/1.0, HEAD, 100-continue, handler errors, process count, stop."""
+
+from __future__ import annotations
+
+import ast
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from cli_server import ROOT, Server, dechunk, split_response
+
+APP = "engine_app:app"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with Server("--workers", "2", "--max-connections", "4000", APP) as srv:
+        yield srv
+
+
+def read_response(sock: socket.socket, buf: bytearray) -> bytes:
+    """Reads one Content-Length framed response from sock (rest stays in buf)."""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed before a response head"
+        buf += chunk
+    head_end = buf.index(b"\r\n\r\n") + 4
+    head = bytes(buf[:head_end])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    while len(buf) < head_end + length:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed inside a response body"
+        buf += chunk
+    response = bytes(buf[:head_end + length])
+    del buf[:head_end + length]
+    return response
+
+
+def test_greeting(server):
+    status, headers, body = server.request()
+    assert (status, body) == (200, b"greeting!!!")
+    assert headers["Content-Length"] == "11"
+    assert headers["Server"] == "forker"
+    assert headers["Date"].endswith("GMT")
+
+
+def test_thousand_requests_on_one_keep_alive_connection(server):
+    conn = server.connection()
+    sockets = set()
+    for _ in range(1000):
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        assert response.read() == b"greeting!!!"
+        assert not response.will_close
+        sockets.add(id(conn.sock))
+    conn.close()
+    assert len(sockets) == 1
+
+
+def test_hundred_pipelined_requests_in_one_send(server):
+    request = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request * 100)
+        buf = bytearray()
+        for _ in range(100):
+            status, _, body = split_response(read_response(sock, buf))
+            assert status == "HTTP/1.1 200 OK" and body == b"greeting!!!"
+        assert not buf
+
+
+def test_pipelined_requests_with_bodies_answered_in_order(server):
+    requests = b"".join(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s" % (len(p), p)
+        for p in (b"one", b"", b"three33")
+    ) + b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nfour\r\n0\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(requests)
+        buf = bytearray()
+        bodies = [split_response(read_response(sock, buf))[2] for _ in range(4)]
+    assert bodies == [b"one", b"", b"three33", b"four"]
+
+
+def test_ten_megabyte_body_by_content_length(server):
+    payload = os.urandom(10 * 1024 * 1024)
+    status, headers, body = server.request("POST", "/echo", body=payload)
+    assert status == 200 and body == payload
+
+
+def test_ten_megabyte_body_chunked(server):
+    payload = os.urandom(10 * 1024 * 1024)
+    pieces = [payload[i:i + 65536 + 17] for i in range(0, len(payload), 65536 + 17)]
+    conn = server.connection(timeout=30)
+    conn.request("POST", "/echo", body=iter(pieces), encode_chunked=True)
+    response = conn.getresponse()
+    assert response.status == 200 and response.read() == payload
+    conn.close()
+
+
+def test_ten_megabyte_response_to_a_slow_reader(server):
+    size = 10 * 1024 * 1024
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.5)  # the server fills the socket buffers and must wait for us
+        data = bytearray()
+        while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 4 + size:
+            chunk = sock.recv(16384)
+            assert chunk
+            data += chunk
+            if len(data) < size // 4 and len(data) % (1 << 20) < 16384:
+                time.sleep(0.05)  # slow for the first megabytes
+        status, headers, body = split_response(bytes(data))
+        assert headers["content-length"] == str(size)
+        assert body == b"b" * size
+    # the worker kept serving everyone else meanwhile
+    assert server.request()[2] == b"greeting!!!"
+
+
+def test_thousand_concurrent_connections(server):
+    socks = []
+    try:
+        for _ in range(1000):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+            socks.append(sock)
+        for sock in socks:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        for sock in socks:
+            buf = bytearray()
+            assert split_response(read_response(sock, buf))[2] == b"greeting!!!"
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_http10_closes_unless_keep_alive_asked(server):
+    data = server.raw(b"GET / HTTP/1.0\r\n\r\n")
+    status, headers, body = split_response(data)
+    assert status == "HTTP/1.1 200 OK" and body == b"greeting!!!"
+    assert headers["connection"] == "close"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        buf = bytearray()
+        for _ in range(3):
+            sock.sendall(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            status, headers, body = split_response(read_response(sock, buf))
+            assert headers["connection"] == "keep-alive" and body == b"greeting!!!"
+
+
+def test_http10_streamed_body_is_close_delimited(server):
+    data = server.raw(b"GET /stream HTTP/1.0\r\n\r\n")
+    status, headers, body = split_response(data)
+    assert "transfer-encoding" not in headers and "content-length" not in headers
+    assert body == b"part0;part1;part2;part3;part4;"
+
+
+def test_connection_close_is_honoured(server):
+    data = server.raw(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    status, headers, body = split_response(data)
+    assert headers["connection"] == "close" and body == b"greeting!!!"
+
+
+def test_head_gets_headers_without_body(server):
+    data = server.raw(b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    status, headers, body = split_response(data)
+    assert status == "HTTP/1.1 200 OK"
+    assert headers["content-length"] == "11" and body == b""
+    data = server.raw(b"HEAD /stream HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert split_response(data)[2] == b""
+
+
+def test_expect_100_continue(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                     b"Expect: 100-continue\r\n\r\n")
+        interim = sock.recv(100)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"hello")
+        buf = bytearray()
+        assert split_response(read_response(sock, buf))[2] == b"hello"
+
+
+def test_expect_100_continue_with_curl(server):
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    out = subprocess.run(
+        ["curl", "-s", "-v", "--data-binary", "@-", "-H", "Expect: 100-continue",
+         f"http://127.0.0.1:{server.port}/echo"],
+        input=b"x" * 2048, capture_output=True, timeout=20)
+    assert out.stdout == b"x" * 2048
+    assert b"100 Continue" in out.stderr
+
+
+def test_handler_exception_gives_500_then_worker_serves_on(server):
+    pids = set()
+    for _ in range(6):
+        status, headers, body = server.request("GET", "/boom")
+        assert status == 500
+        status, _, body = server.request("GET", "/pid")
+        assert status == 200
+        pids.add(int(body))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /boom HTTP/1.1\r\nHost: t\r\n\r\n")
+        buf = bytearray()
+        status, headers, _ = split_response(read_response(sock, buf))
+        assert status.startswith("HTTP/1.1 500")
+        assert headers["connection"] == "close"
+    assert "handler failure on purpose" in server.stderr
+
+
+def test_malformed_request_gets_400_and_close(server):
+    data = server.raw(b"GET / HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+    status, headers, body = split_response(data)
+    assert status == "HTTP/1.1 400 Bad Request"
+    assert headers["connection"] == "close"
+    assert data.count(b"HTTP/1.1") == 1  # nothing after the error was answered
+    assert server.request()[2] == b"greeting!!!"
+
+
+def test_request_attributes_and_headers(server):
+    raw = (b"GET /info?a=1&b=%20 HTTP/1.1\r\nHost: example.test:8080\r\nX-Repeat: 1\r\n"
+           b"x-one: only\r\nX-Repeat: 2\r\nConnection: close\r\n\r\n")
+    info = ast.literal_eval(split_response(server.raw(raw))[2].decode())
+    assert info["method"] == "GET" and info["path"] == "/info"
+    assert info["query"] == "a=1&b=%20" and info["target"] == "/info?a=1&b=%20"
+    assert info["version"] == "HTTP/1.1" and info["host"] == "example.test:8080"
+    assert info["remote_addr"] == "127.0.0.1"
+    assert info["x_repeat"] == ["1", "2"] and info["x_one"] == "only"
+    assert [name for name, _ in info["pairs"]] == ["Host", "X-Repeat", "x-one", "X-Repeat",
+                                                   "Connection"]
+
+
+def test_absolute_form_target(server):
+    raw = b"GET http://other.test/info?q HTTP/1.1\r\nHost: ignored\r\nConnection: close\r\n\r\n"
+    info = ast.literal_eval(split_response(server.raw(raw))[2].decode())
+    assert info["path"] == "/info" and info["query"] == "q" and info["host"] == "other.test"
+
+
+def test_str_response_is_utf8_and_custom_status(server):
+    assert server.request("GET", "/text")[2] == "héllo".encode()
+    status, headers, body = server.request("GET", "/status")
+    assert status == 201 and headers["X-Custom"] == "yes" and body == b"created"
+    status, headers, body = server.request("GET", "/empty")
+    assert status == 204 and body == b"" and "Content-Length" not in headers
+
+
+def test_streamed_response_is_chunked(server):
+    data = server.raw(b"GET /stream HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    status, headers, body = split_response(data)
+    assert headers["transfer-encoding"] == "chunked"
+    assert dechunk(body) == b"part0;part1;part2;part3;part4;"
+
+
+def test_header_injection_from_handler_is_a_500(server):
+    data = server.raw(b"GET /bad-header HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 500")
+    assert b"Injected" not in data
+
+
+def test_worker_count_equals_workers():
+    with Server("--workers", "3", APP) as srv:
+        pids = set()
+        deadline = time.monotonic() + 20
+        while len(pids) < 3 and time.monotonic() < deadline:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+                sock.sendall(b"GET /pid HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                pids.add(int(split_response(sock.recv(4096) + sock.recv(4096))[2]))
+        children = worker_pids(srv.proc.pid)
+        assert len(children) == 3
+        assert pids <= set(children)
+
+
+def worker_pids(master: int):
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master)], capture_output=True,
+                         text=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def test_sigterm_exits_cleanly_with_no_orphan():
+    srv = Server("--workers", "2", APP)
+    children = worker_pids(srv.proc.pid)
+    assert len(children) == 2
+    assert srv.request()[2] == b"greeting!!!"
+    assert srv.stop() == 0
+    for pid in children:
+        assert not os.path.exists(f"/proc/{pid}") or _zombie_or_gone(pid)
+
+
+def _zombie_or_gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+SERVE_SCRIPT = """
+import sys
+from forker import serve
+def greeting(request):
+    return b"greeting!!!"
+serve(greeting, sys.argv[1], workers=int(sys.argv[2]))
+"""
+
+
+def run_serve(address: str, workers: int = 1) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.Popen([sys.executable, "-c", SERVE_SCRIPT, address, str(workers)],
+                            env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+
+
+def wait_answer(connect, timeout: float = 20.0) -> bytes:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sock = connect()
+            with sock:
+                sock.settimeout(5)
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                data = b""
+                while True:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        return data
+                    data += chunk
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6", "unix"])
+def test_serve_api_on_each_address_family(family, tmp_path):
+    if family == "ipv4":
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        address, connect = f"127.0.0.1:{port}", lambda: socket.create_connection(("127.0.0.1", port))
+    elif family == "ipv6":
+        if not socket.has_ipv6:
+            pytest.skip("no IPv6")
+        try:
+            with socket.socket(socket.AF_INET6) as probe:
+                probe.bind(("::1", 0))
+                port = probe.getsockname()[1]
+        except OSError:
+            pytest.skip("no IPv6 loopback")
+        address = f"[::1]:{port}"
+        connect = lambda: socket.create_connection(("::1", port))  # noqa: E731
+    else:
+        path = str(tmp_path / "app.sock")
+        address = f"unix:{path}"
+
+        def connect():
+            sock = socket.socket(socket.AF_UNIX)
+            sock.connect(path)
+            return sock
+    proc = run_serve(address, 2)
+    try:
+        data = wait_answer(connect)
+        assert split_response(data)[2] == b"greeting!!!"
+    finally:
+        assert stop(proc) == 0
+
+
+def test_threads_serve_sleeping_handlers_concurrently():
+    with Server("--workers", "1", "--threads", "8", APP) as srv:
+        srv.request("GET", "/sleep?0")
+        results = []
+
+        def fetch():
+            results.append(srv.request("GET", "/sleep?0.2")[2])
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=fetch) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        elapsed = time.monotonic() - started
+        assert results == [b"slept"] * 8
+        # 8 x 0.2 s one after another would take 1.6 s
+        assert elapsed < 1.2, elapsed
