@@ -488,6 +488,8 @@ static void conn_read(fk_loop *l, fk_conn *c)
         }
         if (c->state != FK_CONN_HEAD && c->state != FK_CONN_BODY)
             return; /* busy with a request: read later */
+        if (c->state == FK_CONN_HEAD && fk_buf_pending(&c->out) > HIGH_WATER)
+            return; /* pipelining client not reading our answers: resumed once out drains */
         size_t room = read_room(c);
         if (reserve_input(c, room) != 0) {
             fail_request(l, c, 500);
@@ -686,8 +688,10 @@ static void finish_request(fk_loop *l, fk_conn *c)
         return;
     c->deadline = l->now + l->cfg.keepalive_ms;
     fk_buf_trim(&c->in, BUF_KEEP);
-    if (fk_buf_pending(&c->in) > 0)
-        process_input(l, c); /* pipelined: the next request may be complete already */
+    /* pipelined: the next request may be complete already; held back while
+     * out is backlogged, or a client that never reads makes us buffer them all */
+    if (fk_buf_pending(&c->in) > 0 && fk_buf_pending(&c->out) <= HIGH_WATER)
+        process_input(l, c);
 }
 
 static int after_write(fk_loop *l, fk_conn *c)
@@ -824,7 +828,11 @@ static void flush_dirty(fk_loop *l)
                 free_slot(l, c);
             continue;
         }
-        if (conn_flush(l, c) == 1 && c->state == FK_CONN_HEAD && c->readable)
+        if (conn_flush(l, c) != 1 || c->state != FK_CONN_HEAD)
+            continue;
+        if (fk_buf_pending(&c->in) > 0)
+            process_input(l, c); /* held back while out was backlogged */
+        if (c->fd >= 0 && c->state == FK_CONN_HEAD && c->readable)
             conn_read(l, c); /* data that arrived while the handler ran */
     }
 }
@@ -840,8 +848,14 @@ static void on_conn_event(fk_loop *l, uint64_t data, uint32_t events)
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         c->readable = 1;
     if ((events & EPOLLOUT) && fk_buf_pending(&c->out) > 0) {
-        if (conn_flush(l, c) < 0)
+        int r = conn_flush(l, c);
+        if (r < 0)
             return;
+        if (r == 1 && c->state == FK_CONN_HEAD && fk_buf_pending(&c->in) > 0) {
+            process_input(l, c); /* held back while out was backlogged */
+            if (c->fd < 0)
+                return;
+        }
     }
     if (c->readable && (events & (EPOLLHUP | EPOLLERR)) && c->state != FK_CONN_HEAD &&
         c->state != FK_CONN_BODY && c->state != FK_CONN_LINGER) {
