@@ -11,6 +11,20 @@ from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcmp
 
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(int clock, timespec *ts)
+    enum:
+        CLOCK_MONOTONIC
+
+cdef inline double monotonic() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
 from forker._csrc cimport *
 
 import logging
@@ -304,6 +318,10 @@ cdef class Stream:
     cdef object iterator
     cdef object source  # the object whose close() we owe (PEP 3333)
     cdef unsigned int generation
+    cdef Request req    # for the access log line written when the body ends
+    cdef int status
+    cdef Py_ssize_t sent
+    cdef double started
 
     cdef void close(self):
         close_body(self.source)
@@ -325,6 +343,9 @@ cdef class Job:
     cdef fk_conn *conn
     cdef Request req
     cdef bint cancelled  # the client went away; release the slot when the thread is done
+    cdef Py_ssize_t sent
+    cdef double started
+    cdef int status
     cdef bint paused     # the client's buffer is full: the window is held until writable
     cdef object window   # semaphore bounding the chunks in flight
 
@@ -473,7 +494,10 @@ cdef class Engine:
         cdef Request req = Request.__new__(Request)
         cdef Plan plan
         cdef bytes body
+        cdef double started = 0.0
         req._bind(self, c)
+        if self.access_log is not None:
+            started = monotonic()
         try:
             result = self.app(req)
         except Exception:
@@ -486,7 +510,8 @@ cdef class Engine:
                 self._set_resp(200, None, None, 0, PyBytes_GET_SIZE(body))
                 fk_loop_respond(self.loop, c, &self.resp, PyBytes_AS_STRING(body),
                                 PyBytes_GET_SIZE(body), 1)
-                self._log(req)
+                if self.access_log is not None:
+                    self._log(req, 200, 0 if req._is_head() else PyBytes_GET_SIZE(body), started)
                 req._conn = NULL
                 return
             try:
@@ -496,16 +521,22 @@ cdef class Engine:
                 close_body(result)
                 plan = ERROR_PLAN
         req._detach_if_needed(self.access_log is not None, 1)
-        self._deliver(c, plan, None)
-        self._log(req)
+        stream = self._deliver(c, plan, None)
+        if self.access_log is not None:
+            if stream is None:
+                self._log(req, plan.status, plan_sent(plan, req), started)
+            else:
+                (<Stream>stream).req = req
+                (<Stream>stream).status = plan.status
+                (<Stream>stream).started = started
         req._conn = NULL
 
-    cdef void _log(self, Request req):
-        if self.access_log is not None:
-            try:
-                self.access_log(req, self.resp.status)
-            except Exception:
-                log.exception("access log failed")
+    cdef void _log(self, Request req, int status, Py_ssize_t sent, double started):
+        """Writes the access log line of a finished response."""
+        try:
+            self.access_log(req, status, sent, monotonic() - started)
+        except Exception:
+            log.exception("access log failed")
 
     cdef void _set_resp(self, int status, bytes reason, bytes fields, unsigned flags,
                         int64_t length):
@@ -525,21 +556,21 @@ cdef class Engine:
         self.resp.content_length = length
         self.resp.flags = flags
 
-    cdef void _deliver(self, fk_conn *c, Plan plan, Job job):
-        """Answers c with plan; a streamed body is pumped here (no job) or fed by
-        the job's thread."""
+    cdef object _deliver(self, fk_conn *c, Plan plan, Job job):
+        """Answers c with plan; a streamed body is pumped here (no job; the
+        Stream is returned while it runs) or fed by the job's thread."""
         cdef Stream stream
         self._set_resp(plan.status, plan.reason, plan.fields, plan.flags, plan.length)
         if plan.body is not None:
             fk_loop_respond(self.loop, c, &self.resp, PyBytes_AS_STRING(plan.body),
                             PyBytes_GET_SIZE(plan.body), 1)
-            return
+            return None
         if fk_loop_respond(self.loop, c, &self.resp, NULL, 0, 0) < 0:
             if job is None:
                 close_body(plan.source)
-            return
+            return None
         if job is not None:
-            return  # the thread sends the chunks
+            return None  # the thread sends the chunks
         stream = Stream()
         stream.source = plan.source
         stream.generation = c.generation
@@ -549,9 +580,10 @@ cdef class Engine:
             log.exception("response body is not iterable")
             stream.close()
             fk_loop_release(self.loop, c)
-            return
+            return None
         self.streams[c.index] = stream
         self._pump(c, stream)
+        return stream
 
     cdef void _pump(self, fk_conn *c, Stream stream):
         """Sends chunks until the body ends or the client's buffer is full."""
@@ -569,6 +601,7 @@ cdef class Engine:
                 stream.close()
                 fk_loop_release(self.loop, c)  # the body cannot end cleanly: close
                 return
+            stream.sent += PyBytes_GET_SIZE(chunk)
             rc = fk_loop_send(self.loop, c, PyBytes_AS_STRING(chunk), PyBytes_GET_SIZE(chunk), 0)
             if rc == 1:
                 return  # resumed on FK_EV_WRITABLE
@@ -576,6 +609,8 @@ cdef class Engine:
                 break
         self.streams.pop(c.index, None)
         stream.close()
+        if stream.req is not None:
+            self._log(stream.req, stream.status, stream.sent, stream.started)
 
     cdef void _writable(self, fk_conn *c):
         stream = self.streams.get(c.index)
@@ -630,6 +665,8 @@ cdef class Engine:
         req._bind(self, c)
         job.conn = c
         job.req = req
+        if self.access_log is not None:
+            job.started = monotonic()
         job.window = _semaphore(STREAM_WINDOW)
         c.py_owned = 1  # the slot outlives a client that leaves while the thread runs
         self.jobs[c.index] = job
@@ -703,12 +740,16 @@ cdef class Engine:
                     fk_loop_release(self.loop, c)
                 continue
             if kind == DONE_PLAN:
+                job.status = (<Plan>payload).status
                 self._deliver(c, <Plan>payload, job)
-                self._log(job.req)
                 if final:
                     self.jobs.pop(c.index, None)
+                    if self.access_log is not None:
+                        self._log(job.req, job.status, plan_sent(<Plan>payload, job.req),
+                                  job.started)
             elif kind == DONE_CHUNK:
                 chunk = <bytes>payload
+                job.sent += PyBytes_GET_SIZE(chunk)
                 rc = fk_loop_send(self.loop, c, PyBytes_AS_STRING(chunk), PyBytes_GET_SIZE(chunk), 0)
                 if rc == 1:
                     job.paused = True
@@ -717,9 +758,19 @@ cdef class Engine:
             elif kind == DONE_END:
                 self.jobs.pop(c.index, None)
                 fk_loop_send(self.loop, c, NULL, 0, 1)
+                if self.access_log is not None:
+                    self._log(job.req, job.status, job.sent, job.started)
             else:
                 self.jobs.pop(c.index, None)
                 fk_loop_release(self.loop, c)
+
+
+cdef Py_ssize_t plan_sent(Plan plan, Request req):
+    """Body bytes a complete plan puts on the wire."""
+    if plan.body is None or req._is_head() or not (200 <= plan.status and plan.status != 204
+                                                    and plan.status != 304):
+        return 0
+    return PyBytes_GET_SIZE(plan.body)
 
 
 def _semaphore(int n):

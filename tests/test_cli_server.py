@@ -171,8 +171,6 @@ def test_access_log_json_to_stdout():
     assert records[0]["remote_addr"] == "127.0.0.1"
 
 
-@pytest.mark.xfail(reason="the engine calls the access logger as (request, status) so far, "
-                          "without body_bytes_sent and request_time")
 def test_access_log_counts_bytes_and_time(tmp_path):
     path = str(tmp_path / "access.log")
     with Server("--access-log", path, "--access-log-format", "%(U)s %(B)s %(D)s") as server:
