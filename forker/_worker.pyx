@@ -291,8 +291,8 @@ cdef Plan make_plan(object result, int minor_version, bint head):
     body = result
     if isinstance(result, Response):
         plan.status = result.status
-        if not 200 <= plan.status <= 999:
-            raise ValueError(f"status {plan.status!r} is not a final status code (200 to 999)")
+        if not 200 <= plan.status <= 599:  # RFC 9110 §15: 600 and above are invalid
+            raise ValueError(f"status {plan.status!r} is not a final status code (200 to 599)")
         if result.reason is not None:
             plan.reason = result.reason.encode("latin-1")
             if b"\r" in plan.reason or b"\n" in plan.reason or b"\0" in plan.reason:
