@@ -21,8 +21,6 @@ worker's heartbeat, request count and the start of the handler call running.
 
 from __future__ import annotations
 
-import faulthandler
-import importlib
 import logging
 import os
 import select
@@ -32,7 +30,8 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from . import process
+from . import appspec, child, process
+from .child import HANDLED, WORKER_BOOT_ERROR
 from .config import Config
 from .errors import AppImportError
 from .shm import SlotTable
@@ -40,7 +39,6 @@ from .sockets import UPGRADE_ENV, Listeners, attach_cpu_steering, enable_request
 
 log = logging.getLogger("forker.master")
 
-WORKER_BOOT_ERROR = 3  # a worker could not load the application: not worth a fork loop
 BOOT_FAILURES_MAX = 5  # consecutive boot failures within BOOT_WINDOW make the master give up
 BOOT_WINDOW = 60.0
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 4.0
@@ -49,11 +47,6 @@ DUMP_SECONDS = 0.3  # a timed-out worker gets this long to print its stack befor
 MEMORY_CHECK_SECONDS = 1.0
 SLOT_CAPACITY = 4096  # 1024 workers, a reload's second generation, and room to spare
 
-HANDLED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGTTIN,
-           signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD)
-# What a worker must not inherit from the master's dispositions: these would stop
-# (TTIN/TTOU) or kill (HUP) it if they reached its process group.
-WORKER_IGNORES = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 RESTART_ONLY = ("bind", "reuse_port", "backlog", "user", "group", "pidfile",
                 "unix_socket_mode", "unix_socket_owner")
 
@@ -109,7 +102,7 @@ class Arbiter:
         self.cpus = process.usable_cpus()
         self.migrate = False
         self._signals: List[int] = []
-        self._pipe = (-1, -1)
+        self.signal_pipe = (-1, -1)
         self._saved_signals: Dict[int, Any] = {}
         self._saved_wakeup = -1
         self._stopping: Optional[str] = None  # "graceful" or "fast"
@@ -128,30 +121,12 @@ class Arbiter:
         config.update_from_env()
         return config.update(options)
 
-    def _load_app(self, config: Config, fresh: bool) -> Any:
-        """The handler: self.app_spec imported (again, if fresh) and wrapped for
-        config.interface. Raises AppImportError."""
-        spec = self.app_spec
-        if isinstance(spec, str):
-            from .app import load
+    def load_app(self, config: Config, fresh: bool) -> Any:
+        """The handler, imported (again, if fresh); raises AppImportError."""
+        return appspec.load_handler(self.app_spec, config, fresh)
 
-            if fresh:
-                _forget_module(spec.partition(":")[0].strip())
-            app = load(spec)
-        else:
-            app = _reimport(spec) if fresh else spec
-        if getattr(config, "interface", None) is None:
-            return app
-        from .app import as_handler
-
-        return as_handler(app, config)
-
-    def _title(self) -> str:
-        name = self.config.proc_name
-        if name is None:
-            spec = self.app_spec
-            name = spec if isinstance(spec, str) else _describe(spec)
-        return name
+    def title(self) -> str:
+        return self.config.proc_name or appspec.describe(self.app_spec)
 
     # -- the loop ---------------------------------------------------------------
 
@@ -178,9 +153,9 @@ class Arbiter:
         if config.on_starting is not None:
             config.on_starting(config)
         if config.preload:
-            self.app = self._load_app(config, fresh=False)  # fails fast, before binding
+            self.app = self.load_app(config, fresh=False)  # fails fast, before binding
         elif not isinstance(self.app_spec, str):
-            self.app = self._load_app(config, fresh=False)
+            self.app = self.load_app(config, fresh=False)
         self.listeners = Listeners.open(config, os.environ)
         try:
             self._start_listeners()
@@ -192,7 +167,7 @@ class Arbiter:
         except BaseException:
             self.listeners.close()
             raise
-        process.set_title(f"forker: master [{self._title()}]")
+        process.set_title(f"forker: master [{self.title()}]")
         log.info("forker master pid %d: %d workers, %s", self.pid, self.num_workers,
                  "preloaded application" if config.preload else "workers import the application")
 
@@ -247,12 +222,12 @@ class Arbiter:
         if self._signals:
             timeout = 0.0
         try:
-            ready, _, _ = select.select([self._pipe[0]], [], [], timeout)
+            ready, _, _ = select.select([self.signal_pipe[0]], [], [], timeout)
         except InterruptedError:
             return
         if ready:
             try:
-                while os.read(self._pipe[0], 4096):
+                while os.read(self.signal_pipe[0], 4096):
                     pass
             except (BlockingIOError, InterruptedError):
                 pass
@@ -261,7 +236,7 @@ class Arbiter:
 
     def _install_signals(self) -> None:
         read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._pipe = (read_end, write_end)
+        self.signal_pipe = (read_end, write_end)
         for signum in HANDLED:
             self._saved_signals[signum] = signal.signal(signum, self._enqueue)
         self._saved_wakeup = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
@@ -314,7 +289,7 @@ class Arbiter:
     def _on_usr1(self) -> None:
         """USR1: reopen log files here and in the workers."""
         log.info("USR1: reopening log files")
-        _reopen_logs()
+        child.reopen_logs()
         self._signal_workers(signal.SIGUSR1)
 
     def _on_hup(self) -> None:
@@ -332,7 +307,7 @@ class Arbiter:
                 log.warning("HUP: %s changed; that takes an upgrade (USR2) or a restart", name)
                 config.update({name: getattr(self.config, name)})
         try:
-            app = (self._load_app(config, fresh=True)
+            app = (self.load_app(config, fresh=True)
                    if config.preload or not isinstance(self.app_spec, str) else None)
         except AppImportError as exc:
             log.error("HUP: cannot load the application, keeping the current workers: %s", exc)
@@ -579,63 +554,7 @@ class Arbiter:
             worker.pid = pid
             self.workers[pid] = worker
             return
-        status = 1
-        try:
-            status = self._worker_main(worker, listeners)
-        except SystemExit as exc:
-            status = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:
-            log.exception("worker %d crashed", worker_id)
-        finally:
-            _flush_and_exit(status)
-
-    def _worker_main(self, worker: Worker, listeners: List[Any]) -> int:
-        """In the child: set up, load the application, run the loop."""
-        process.set_parent_death_signal(signal.SIGTERM)
-        if os.getppid() != self.pid:
-            return 0  # the master died before we could ask to be told
-        self._child_signals()
-        assert self.listeners is not None and self.slots is not None
-        keep = {id(sock) for sock in listeners}
-        for sock in self.listeners.sockets():
-            if id(sock) not in keep:
-                sock.close()  # another worker's reuse_port socket: its queue is not ours
-        try:
-            from . import logs
-
-            logs.set_worker_id(worker.id)
-        except ImportError:
-            pass
-        process.set_title(f"forker: worker {worker.id} [{self._title()}]")
-        config = self.config
-        if config.cpu_affinity:
-            process.pin_to_cpu(worker.id, self.cpus)
-        process.drop_privileges(config.user, config.group)
-        if config.post_fork is not None:
-            config.post_fork(worker.id)
-        app = self.app
-        try:
-            if app is None:
-                app = self._load_app(config, fresh=False)
-            from .worker import run_worker
-        except (AppImportError, ImportError) as exc:
-            log.error("worker %d: cannot load the application: %s", worker.id, exc)
-            return WORKER_BOOT_ERROR
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
-        return run_worker(app, config, listeners, worker.id, self.slots.view(worker.slot))
-
-    def _child_signals(self) -> None:
-        """In the child: drop the master's handlers, wakeup fd and pipe."""
-        signal.set_wakeup_fd(-1)
-        for fd in self._pipe:
-            os.close(fd)
-        for signum in HANDLED:
-            signal.signal(signum, signal.SIG_IGN if signum in WORKER_IGNORES else signal.SIG_DFL)
-        signal.signal(signal.SIGUSR1, lambda signum, frame: _reopen_logs())
-        try:
-            faulthandler.register(signal.SIGUSR2, file=sys.stderr, all_threads=True)
-        except (AttributeError, ValueError, OSError, RuntimeError):
-            signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # no usable stderr to dump to
+        child.run(self, worker, listeners)  # never returns
 
     def _signal_workers(self, signum: int) -> None:
         for pid in list(self.workers):
@@ -678,17 +597,17 @@ class Arbiter:
         if self.pidfile is not None:
             self.pidfile.unlink(self.pid)
         self._restore_signals()
-        for fd in self._pipe:
+        for fd in self.signal_pipe:
             if fd >= 0:
                 os.close(fd)
-        self._pipe = (-1, -1)
+        self.signal_pipe = (-1, -1)
         if self.listeners is not None:
             self.listeners.close()
         if self.slots is not None:
             self.slots.close()
 
     def _restore_signals(self) -> None:
-        if self._pipe[1] >= 0:
+        if self.signal_pipe[1] >= 0:
             signal.set_wakeup_fd(self._saved_wakeup)
         for signum, previous in self._saved_signals.items():
             signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
@@ -702,20 +621,6 @@ def _kill(pid: int, signum: int) -> None:
         pass
 
 
-def _flush_and_exit(status: Any) -> None:
-    """Leave a worker: never return into the master's code."""
-    try:
-        from . import logs
-
-        logs.flush()
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-    except BaseException:
-        pass
-    finally:
-        if status is None:
-            status = 0
-        os._exit(status & 0xFF if isinstance(status, int) and status >= 0 else 1)
 
 
 def _setup_logging(config: Config) -> None:
@@ -736,48 +641,12 @@ def _setup_logging(config: Config) -> None:
     forker_log.setLevel(config.log_level.upper())
 
 
-def _reopen_logs() -> None:
-    try:
-        from . import logs
-    except ImportError:
-        return
-    reopen = getattr(logs, "reopen", None)
-    if reopen is not None:
-        try:
-            reopen()
-        except OSError as exc:
-            log.error("cannot reopen the log files: %s", exc)
 
 
-def _describe(app: Any) -> str:
-    module = getattr(app, "__module__", None) or type(app).__module__
-    name = getattr(app, "__qualname__", None) or type(app).__qualname__
-    return f"{module}:{name}"
 
 
-def _forget_module(name: str) -> None:
-    """Drop a module from sys.modules so that the next import reads its file."""
-    sys.modules.pop(name, None)
-    importlib.invalidate_caches()
 
 
-def _reimport(app: Any) -> Any:
-    """The object named like app, imported again from its module's file; app
-    itself when it has no importable name (defined in __main__, a closure...)."""
-    module_name = getattr(app, "__module__", None)
-    qualname = getattr(app, "__qualname__", None)
-    if (not module_name or not qualname or module_name == "__main__" or "<" in qualname
-            or module_name.split(".")[0] == "forker"):
-        log.info("HUP: %r has no importable name; new workers run the same object", app)
-        return app
-    _forget_module(module_name)
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for attr in qualname.split("."):
-            obj = getattr(obj, attr)
-    except Exception as exc:
-        raise AppImportError(f"re-importing {module_name}:{qualname} failed: {exc!r}") from exc
-    return obj
 
 
 def run(app: Any, options: Mapping[str, Any],

@@ -1,0 +1,118 @@
+"""The master's side of fork: what a new worker process does between fork()
+and forker.worker.run_worker(), and how it leaves. run() never returns: the
+child always ends in os._exit, never back in the master's code."""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import os
+import signal
+import sys
+from typing import Any, List, NoReturn
+
+from . import process
+from .errors import AppImportError
+
+log = logging.getLogger("forker.master")
+
+WORKER_BOOT_ERROR = 3  # a worker could not load the application: not worth a fork loop
+
+# Signals the master handles; blocked across fork so that one meant for the
+# child cannot reach the master's handler copy in it before run() resets them.
+HANDLED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGTTIN,
+           signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD)
+# Master signals that would stop (TTIN/TTOU) or kill (HUP) a worker if they
+# reached its process group.
+IGNORED = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
+
+
+def run(arbiter: Any, worker: Any, listeners: List[Any]) -> NoReturn:
+    """In the child: set up, run the worker loop, leave with its status."""
+    status: Any = 1
+    try:
+        status = _main(arbiter, worker, listeners)
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        log.exception("worker %d crashed", worker.id)
+    finally:
+        _exit(status)
+
+
+def _main(arbiter: Any, worker: Any, listeners: List[Any]) -> int:
+    process.set_parent_death_signal(signal.SIGTERM)
+    if os.getppid() != arbiter.pid:
+        return 0  # the master died before we could ask to be told
+    _reset_signals(arbiter)
+    keep = {id(sock) for sock in listeners}
+    for sock in arbiter.listeners.sockets():
+        if id(sock) not in keep:
+            sock.close()  # another worker's reuse_port socket: its queue is not ours
+    try:
+        from . import logs
+
+        logs.set_worker_id(worker.id)
+    except ImportError:
+        pass
+    process.set_title(f"forker: worker {worker.id} [{arbiter.title()}]")
+    config = arbiter.config
+    if config.cpu_affinity:
+        process.pin_to_cpu(worker.id, arbiter.cpus)
+    process.drop_privileges(config.user, config.group)
+    if config.post_fork is not None:
+        config.post_fork(worker.id)
+    app = arbiter.app
+    try:
+        if app is None:
+            app = arbiter.load_app(config, fresh=False)
+        from .worker import run_worker
+    except (AppImportError, ImportError) as exc:
+        log.error("worker %d: cannot load the application: %s", worker.id, exc)
+        return WORKER_BOOT_ERROR
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
+    return run_worker(app, config, listeners, worker.id, arbiter.slots.view(worker.slot))
+
+
+def _reset_signals(arbiter: Any) -> None:
+    """Drop the master's handlers, wakeup fd and pipe; USR2 prints the stack."""
+    signal.set_wakeup_fd(-1)
+    for fd in arbiter.signal_pipe:
+        os.close(fd)
+    for signum in HANDLED:
+        signal.signal(signum, signal.SIG_IGN if signum in IGNORED else signal.SIG_DFL)
+    signal.signal(signal.SIGUSR1, lambda signum, frame: reopen_logs())
+    try:
+        # The master sends USR2 to a worker past its timeout, then SIGKILL.
+        faulthandler.register(signal.SIGUSR2, file=sys.stderr, all_threads=True)
+    except (AttributeError, ValueError, OSError, RuntimeError):
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # no usable stderr to dump to
+
+
+def _exit(status: Any) -> NoReturn:
+    try:
+        from . import logs
+
+        logs.flush()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+    except BaseException:
+        pass
+    finally:
+        if status is None:
+            status = 0
+        os._exit(status & 0xFF if isinstance(status, int) and status >= 0 else 1)
+
+
+def reopen_logs() -> None:
+    """USR1: forker.logs.reopen() when logging is forker's."""
+    try:
+        from . import logs
+    except ImportError:
+        return
+    reopen = getattr(logs, "reopen", None)
+    if reopen is not None:
+        try:
+            reopen()
+        except OSError as exc:
+            log.error("cannot reopen the log files: %s", exc)
