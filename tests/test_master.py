@@ -485,6 +485,23 @@ def test_usr2_then_term_old_master_serves_throughout(servers, tmp_path, reuse_po
     assert not pidfile.exists()
 
 
+def test_usr2_whose_new_master_cannot_start_keeps_the_old_one(servers, tmp_path):
+    module = tmp_path / "reloadable.py"
+    module.write_text(RELOADABLE.format(version="one"))
+    pidfile = tmp_path / "forker.pid"
+    server = servers({"bind": "127.0.0.1:0", "workers": 2, "preload": True,
+                      "pidfile": str(pidfile)}, app="reloadable:app").start(2)
+    workers = server.workers()
+    module.write_text("raise ImportError('broken on purpose')\n")
+    server.signal(signal.SIGUSR2)
+    wait_for(lambda: "this master goes on serving" in server.log(), 10, "the upgrade to fail")
+    assert re.search(r"USR2: the new master pid \d+ exited \(exit status 1\)", server.log())
+    assert _read_pid(pidfile) == server.pid
+    assert not Path(f"{pidfile}.oldbin").exists()
+    assert server.workers() == workers
+    assert server.answers().split()[2] == "one"
+
+
 def _read_pid(path: Path) -> Optional[int]:
     try:
         return int(path.read_text())
