@@ -78,12 +78,14 @@ class ForkerProcess:
         raise AssertionError(f"no port from {self.argv}:\n{self.log}")
 
     def _wait_workers(self, timeout: float) -> None:
-        """Until every worker answers (each connection may land on any worker)."""
+        """Until every worker runs its loop (has its epoll descriptor, so that
+        descriptor counts taken now are stable) and the server answers."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited ({self.proc.returncode}):\n{self.log}")
-            if len(self.worker_pids()) == self.workers:
+            pids = self.worker_pids()
+            if len(pids) == self.workers and all(_has_epoll(pid) for pid in pids):
                 try:
                     if exchange(self.port, b"GET /pid HTTP/1.1\r\nHost: t\r\n"
                                 b"Connection: close\r\n\r\n", timeout=5).startswith(b"HTTP/1.1 200"):
@@ -131,6 +133,19 @@ class ForkerProcess:
 
 
 # -- /proc ---------------------------------------------------------------------------
+
+def _has_epoll(pid: int) -> bool:
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:[eventpoll]":
+                    return True
+            except OSError:
+                continue
+    except OSError:
+        pass
+    return False
+
 
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of a process."""

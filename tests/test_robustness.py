@@ -67,6 +67,7 @@ def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
 
 
 def test_slowloris_crowd_does_not_delay_a_normal_request(server):
+    baseline = worker_fds(server)
     socks = []
     try:
         for i in range(200):
@@ -81,6 +82,7 @@ def test_slowloris_crowd_does_not_delay_a_normal_request(server):
     finally:
         for sock in socks:
             reset(sock)
+    assert wait_for(lambda: worker_fds(server) <= baseline, 5), "connections left open"
 
 
 def test_many_idle_connections_spread_over_workers(server):
