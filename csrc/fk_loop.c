@@ -14,7 +14,8 @@
 #define MAX_LISTENERS 64
 #define MAX_EVENTS 256
 #define ACCEPT_BATCH 64
-#define READ_CHUNK 16384       /* free space wanted before each read */
+#define FIRST_READ 4096        /* bytes read at once while waiting for a head */
+#define READ_CHUNK 16384       /* free space wanted before each read of a body */
 #define BUF_KEEP 65536         /* buffers larger than this are freed when empty */
 #define HIGH_WATER (256 * 1024) /* streamed output above this pauses the producer */
 #define LINGER_MS 2000         /* how long we drain a client's input before closing */
@@ -416,8 +417,11 @@ static size_t read_room(const fk_conn *c)
             return (size_t)left;
         if (left >= 4u * 1024 * 1024)
             return 4u * 1024 * 1024;
+        return READ_CHUNK;
     }
-    return READ_CHUNK;
+    if (c->state == FK_CONN_HEAD && c->in.cap - c->in.len < FIRST_READ)
+        return FIRST_READ; /* heads are small: grow by doubling only when one is not */
+    return c->state == FK_CONN_HEAD ? c->in.cap - c->in.len : READ_CHUNK;
 }
 
 /* The request's slices point into c->in, and growing the buffer may move it.
@@ -490,15 +494,30 @@ static void conn_read(fk_loop *l, fk_conn *c)
             return; /* busy with a request: read later */
         if (c->state == FK_CONN_HEAD && fk_buf_pending(&c->out) > HIGH_WATER)
             return; /* pipelining client not reading our answers: resumed once out drains */
-        size_t room = read_room(c);
-        if (reserve_input(c, room) != 0) {
-            fail_request(l, c, 500);
-            return;
+        ssize_t n;
+        size_t room;
+        if (c->in.cap == 0) {
+            /* Nothing allocated yet: a connection that sends nothing (idle, or a
+             * slow client) costs no buffer, so first read onto the stack. */
+            char first[FIRST_READ];
+            room = sizeof(first);
+            n = recv(c->fd, first, room, 0);
+            if (n > 0 && fk_buf_append(&c->in, first, (size_t)n) != 0) {
+                fail_request(l, c, 500);
+                return;
+            }
+        } else {
+            room = read_room(c);
+            if (reserve_input(c, room) != 0) {
+                fail_request(l, c, 500);
+                return;
+            }
+            room = c->in.cap - c->in.len;
+            n = recv(c->fd, c->in.data + c->in.len, room, 0);
+            if (n > 0)
+                c->in.len += (size_t)n;
         }
-        room = c->in.cap - c->in.len;
-        ssize_t n = recv(c->fd, c->in.data + c->in.len, room, 0);
         if (n > 0) {
-            c->in.len += (size_t)n;
             if (c->state == FK_CONN_BODY && (c->req.flags & FK_REQ_CHUNKED))
                 c->raw_len += (size_t)n;
             if ((size_t)n < room)
