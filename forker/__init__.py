@@ -8,13 +8,26 @@
     serve(greeting, ":8080")
 """
 
-from ._version import __version__
-from .response import Response
+import sys
+
+if not sys.platform.startswith("linux"):
+    raise ImportError(
+        "forker runs on Linux only: its worker loop is built on epoll, accept4 and "
+        f"fork (this platform is {sys.platform!r})."
+    )
+
+from typing import TYPE_CHECKING, Any  # noqa: E402  (after the platform check on purpose)
+
+from ._version import __version__  # noqa: E402
+from .response import Response  # noqa: E402
+
+if TYPE_CHECKING:
+    from .master import Forker
 
 __all__ = ["serve", "Forker", "Response", "__version__"]
 
 
-def __getattr__(name: str):  # type: ignore[no-untyped-def]
+def __getattr__(name: str) -> Any:
     """Forker, imported on first use so that `import forker` stays cheap."""
     if name == "Forker":
         from .master import Forker
@@ -23,7 +36,7 @@ def __getattr__(name: str):  # type: ignore[no-untyped-def]
     raise AttributeError(f"module 'forker' has no attribute {name!r}")
 
 
-def serve(app, address=None, **options):  # type: ignore[no-untyped-def]
+def serve(app: Any, address: Any = None, **options: Any) -> int:
     """Serve app on address (":8080", "127.0.0.1:8080", "[::1]:8080",
     "unix:/run/app.sock") with one worker process per CPU core until stopped.
 
