@@ -242,7 +242,9 @@ class Arbiter:
         self._saved_wakeup = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
 
     def _enqueue(self, signum: int, frame: Any) -> None:
-        if len(self._signals) < 16:
+        # One CHLD stands for any number (the loop reaps them all), so a storm
+        # of exiting workers cannot crowd a TERM out of the bounded queue.
+        if len(self._signals) < 32 and not (signum == signal.SIGCHLD and signum in self._signals):
             self._signals.append(signum)
 
     def _dispatch(self) -> None:

@@ -341,6 +341,20 @@ def test_term_lets_a_sleeping_handler_finish(servers):
     assert wait_for(lambda: group_gone(server.pid), 5, "every process to exit")
 
 
+def test_term_kills_what_outlives_graceful_timeout(servers):
+    server = servers({"bind": "127.0.0.1:0", "workers": 1, "graceful_timeout": 1}).start(1)
+    threading.Thread(target=lambda: _ignore(get, server.address, "/sleep?20", 30),
+                     daemon=True).start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    assert server.wait(10) == 0
+    assert time.monotonic() - started < 4
+    assert "still running after 1 s; killing it" in server.log()
+    assert re.search(r"worker 0 pid \d+ served 1 requests", server.log())
+    assert wait_for(lambda: group_gone(server.pid), 5, "every process to exit")
+
+
 def test_int_stops_fast(servers):
     server = servers({"bind": "127.0.0.1:0", "workers": 2, "graceful_timeout": 30}).start(2)
     threading.Thread(target=lambda: _ignore(get, server.address, "/sleep?20", 30),
