@@ -15,7 +15,7 @@ import importlib
 import os
 import sys
 import traceback
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import AppImportError
 
@@ -107,7 +107,7 @@ def _dotted(node: ast.AST) -> Optional[List[str]]:
     return parts[::-1]
 
 
-def _literal_arguments(call: ast.Call, where: str) -> Tuple[list, dict]:
+def _literal_arguments(call: ast.Call, where: str) -> Tuple[List[Any], Dict[str, Any]]:
     try:
         args = [ast.literal_eval(arg) for arg in call.args]
         kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}

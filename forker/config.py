@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, cast
 
 from .errors import ConfigError
 
@@ -183,7 +183,7 @@ def _group(name: str, value: Any) -> Optional[int]:
     raise ConfigError(f"{name}: expected a group name or gid, got {value!r}")
 
 
-def _owner(name: str, value: Any) -> Optional[tuple]:
+def _owner(name: str, value: Any) -> Optional[Tuple[Optional[int], Optional[int]]]:
     """'USER[:GROUP]' (names or ids) -> (uid, gid); gid -1 keeps the group."""
     if value is None:
         return None
@@ -196,7 +196,7 @@ def _owner(name: str, value: Any) -> Optional[tuple]:
 def _hook(name: str, value: Any) -> Optional[Callable[..., Any]]:
     """A callable, or 'module:function' naming one."""
     if value is None or callable(value):
-        return value
+        return cast(Optional[Callable[..., Any]], value)
     if isinstance(value, str) and value.count(":") == 1:
         import importlib
 
@@ -206,7 +206,7 @@ def _hook(name: str, value: Any) -> Optional[Callable[..., Any]]:
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"{name}: cannot load {value!r}: {exc}") from None
         if callable(hook):
-            return hook
+            return cast(Callable[..., Any], hook)
     raise ConfigError(f"{name}: expected a callable or 'module:function', got {value!r}")
 
 

@@ -218,13 +218,13 @@ class _Atoms(dict):  # type: ignore[type-arg]
         if key == "r":
             return _escape(f"{request.method} {request.target} {request.version}")
         if key == "m":
-            return request.method
+            return str(request.method)
         if key == "U":
             return _escape(request.path)
         if key == "q":
             return _escape(request.query)
         if key == "H":
-            return request.version
+            return str(request.version)
         if key == "s":
             return str(self.status)
         if key == "B":

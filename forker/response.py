@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 Body = Union[bytes, bytearray, memoryview, str, Iterable[Any], None]
 
@@ -21,7 +21,7 @@ class Response:
         self,
         body: Body = b"",
         status: int = 200,
-        headers: Optional[Union[List[Tuple[str, str]], dict]] = None,
+        headers: Optional[Union[List[Tuple[str, str]], Dict[str, str]]] = None,
         reason: Optional[str] = None,
     ) -> None:
         self.body = body

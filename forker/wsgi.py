@@ -71,7 +71,7 @@ class FileWrapper:
         return self
 
     def __next__(self) -> bytes:
-        data = self.filelike.read(self.blksize)
+        data: bytes = self.filelike.read(self.blksize)
         if data:
             return data
         raise StopIteration
@@ -326,6 +326,8 @@ class WSGIHandler:
             result = self.app(environ, start_response)
         except Exception:
             return self._error(environ, "application raised")
+        chunks: Any  # the body's chunks known so far: result itself if a list or tuple
+        rest: Any  # the iterator of the chunks still to come, or None
         try:
             kind = type(result)
             if kind is list or kind is tuple:
@@ -435,8 +437,9 @@ class WSGIHandler:
             except ValueError:
                 trusted = False
             else:
-                if getattr(ip, "ipv4_mapped", None) is not None:
-                    ip = ip.ipv4_mapped  # a v4 peer on a [::] listener
+                mapped = getattr(ip, "ipv4_mapped", None)
+                if mapped is not None:
+                    ip = mapped  # a v4 peer on a [::] listener
                 trusted = any(ip in net for net in self._trusted_nets if net.version == ip.version)
             if len(self._trust_cache) < _CACHE_LIMIT:
                 self._trust_cache[addr] = trusted
