@@ -15,7 +15,7 @@ import ctypes
 import os
 import socket
 import stat
-from typing import Dict, List, MutableMapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, List, MutableMapping, NamedTuple, Optional, Sequence, Tuple, Union, cast
 
 from .errors import ConfigError
 
@@ -32,7 +32,7 @@ class Address(NamedTuple):
             return f"fd://{self.target}"
         if self.family == socket.AF_UNIX:
             return f"unix:{self.target}"
-        host, port = self.target  # type: ignore[misc]
+        host, port = cast(Tuple[str, int], self.target)
         return f"[{host}]:{port}" if self.family == socket.AF_INET6 else f"{host}:{port}"
 
 
@@ -77,7 +77,7 @@ def parse_address(text: str, option: str = "bind") -> Address:
     return Address(family, (host, int(port_text)))
 
 
-def _resolve_family(host: str, option: str, text: str) -> int:
+def _resolve_family(host: str, option: str, text: str) -> socket.AddressFamily:
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -115,7 +115,7 @@ def create_listener(
                 # "[::]:PORT" serves IPv4 too (dual stack), as nginx's ipv6only=off.
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.bind(address.target)
+            sock.bind(cast(Tuple[str, int], address.target))
         sock.listen(backlog)
         sock.setblocking(False)
     except OSError as exc:
