@@ -89,7 +89,7 @@ class Arbiter:
         self.options = dict(options)
         self.reload_options = reload_options
         self.config = self._read_config()
-        self.num_workers = self.config.workers
+        self.num_workers: int = self.config.workers
         self.app: Any = None  # the handler, when loaded in the master
         self.pid = os.getpid()
         self.cwd = os.environ.get("PWD") or os.getcwd()
@@ -685,7 +685,8 @@ class Forker:
     @property
     def num_workers(self) -> int:
         if self._arbiter is None:
-            return Config(**self.options).workers
+            workers: int = Config(**self.options).workers
+            return workers
         return self._arbiter.num_workers
 
     @property
