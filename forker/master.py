@@ -112,6 +112,7 @@ class Arbiter:
         self._spawn_after = 0.0
         self._upgrade_pid = 0
         self._last_memory_check = 0.0
+        self._memory_warned = False
 
     # -- configuration and application ---------------------------------------
 
@@ -468,11 +469,20 @@ class Arbiter:
                 self._timed_out(worker, state, now_ms)
             elif check_memory and not worker.retiring:
                 rss = process.rss_bytes(worker.pid)
-                if rss is not None and rss > memory_limit:
-                    log.warning("worker %d pid %d uses %d MiB > max_worker_memory %d MiB; "
-                                "recycling it", worker.id, worker.pid, rss >> 20,
-                                self.config.max_worker_memory)
-                    self._retire(worker)
+                if rss is None or rss <= memory_limit:
+                    continue
+                if not state.requests:  # born that big: recycling would only churn
+                    if not self._memory_warned:
+                        self._memory_warned = True
+                        log.warning("max_worker_memory %d MiB is below the %d MiB of a worker "
+                                    "that has served nothing yet (preloaded code counts); "
+                                    "such workers are not recycled",
+                                    self.config.max_worker_memory, rss >> 20)
+                    continue
+                log.warning("worker %d pid %d uses %d MiB > max_worker_memory %d MiB; "
+                            "recycling it", worker.id, worker.pid, rss >> 20,
+                            self.config.max_worker_memory)
+                self._retire(worker)
 
     def _timed_out(self, worker: Worker, state: Any, now_ms: float) -> None:
         """A worker missed its heartbeat by more than timeout: log, dump, kill."""

@@ -561,6 +561,17 @@ def test_max_worker_memory_recycles_a_growing_worker(servers):
     assert server.answers()
 
 
+def test_max_worker_memory_below_a_fresh_worker_does_not_churn(servers):
+    server = servers({"bind": "127.0.0.1:0", "workers": 1, "max_worker_memory": 1}).start(1)
+    # The worker that answered start() is recycled; its successor, idle, is not.
+    wait_for(lambda: "is below the" in server.log(), 5, "the warning")
+    idle = server.workers()
+    time.sleep(2.5)
+    assert server.workers() == idle
+    assert server.log().count("recycling it") == 1
+    assert server.log().count("is below the") == 1
+
+
 def test_boot_crash_backs_off_then_exits_with_a_message(servers):
     server = servers({"bind": "127.0.0.1:0", "workers": 2},
                      env={"MASTER_APP_BROKEN": "1"})
