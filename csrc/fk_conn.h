@@ -33,6 +33,9 @@ typedef struct fk_conn {
     int stream_chunked; /* streaming body uses chunk framing */
     int watermark;      /* Python waits for out to drain before producing more */
     int64_t stream_left; /* identity-framed stream: bytes the handler still owes */
+    int file_fd;         /* file whose bytes follow out (sendfile), -1 none */
+    int64_t file_off;    /* next offset to send from file_fd */
+    int64_t file_left;   /* bytes of file_fd still to send */
     uint64_t deadline;  /* CLOCK_MONOTONIC ms after which the connection is closed; 0 none */
     uint64_t started;   /* ms when the current request's first byte arrived */
     fk_buf in;          /* received bytes; the current request starts at in.off */

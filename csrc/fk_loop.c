@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -243,9 +244,18 @@ static void conn_linger(fk_loop *l, fk_conn *c)
 
 /* Writes what out holds. Returns 1 when out is empty, 0 when the socket is full
  * (EPOLLOUT will tell), -1 when the connection failed and was closed. */
+static void finish_request(fk_loop *l, fk_conn *c);
+static int send_file_part(fk_loop *l, fk_conn *c);
+
 static int conn_flush(fk_loop *l, fk_conn *c)
 {
-    while (fk_buf_pending(&c->out) > 0) {
+    while (fk_buf_pending(&c->out) > 0 || c->file_left > 0) {
+        if (fk_buf_pending(&c->out) == 0) {
+            int r = send_file_part(l, c);
+            if (r <= 0)
+                return r;
+            continue;
+        }
         ssize_t n = send(c->fd, c->out.data + c->out.off, fk_buf_pending(&c->out), MSG_NOSIGNAL);
         if (n > 0) {
             fk_buf_consume(&c->out, (size_t)n);
@@ -597,6 +607,7 @@ static void accept_from(fk_loop *l, int index)
         c->fd = cfd;
         c->listener = index;
         c->state = FK_CONN_HEAD;
+        c->file_fd = -1;
         c->fresh = 1;
         c->readable = 1; /* try at once: the request often arrives with the handshake */
         c->deadline = l->now + l->cfg.header_timeout_ms;
@@ -764,6 +775,53 @@ int fk_loop_respond(fk_loop *l, fk_conn *c, const fk_response *r, const char *bo
     }
     finish_request(l, c);
     return after_write(l, c);
+}
+
+/* Sends the next part of a file body. Returns 1 when progress was made (the
+ * request finishes with the last byte), 0 when the socket is full, -1 when the
+ * connection failed and was closed. */
+static int send_file_part(fk_loop *l, fk_conn *c)
+{
+    off_t off = (off_t)c->file_off;
+    size_t want = c->file_left > (1 << 20) ? (size_t)(1 << 20) : (size_t)c->file_left;
+    ssize_t n = sendfile(c->fd, c->file_fd, &off, want);
+    if (n < 0 && errno == EINTR)
+        return 1;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return 0;
+    if (n <= 0) { /* an error, or the file shrank under us: the body cannot end */
+        c->file_left = 0;
+        c->file_fd = -1;
+        conn_close(l, c);
+        return -1;
+    }
+    c->file_off = (int64_t)off;
+    c->file_left -= n;
+    c->deadline = l->now + l->cfg.write_timeout_ms;
+    if (c->file_left == 0) {
+        c->file_fd = -1;
+        c->stream_left = 0;
+        finish_request(l, c);
+        push_notify(l, c, FK_EV_WRITABLE); /* Python may close the file now */
+    }
+    return 1;
+}
+
+int fk_loop_send_file(fk_loop *l, fk_conn *c, int fd, int64_t offset, int64_t count)
+{
+    if (c->fd < 0 || c->state != FK_CONN_STREAMING || c->stream_chunked || offset < 0 ||
+        count < 0)
+        return -1;
+    if (c->head_only || count == 0) {
+        c->stream_left = 0;
+        finish_request(l, c);
+        return 2;
+    }
+    c->file_fd = fd;
+    c->file_off = offset;
+    c->file_left = count;
+    push_dirty(l, c);
+    return 0;
 }
 
 int fk_loop_send(fk_loop *l, fk_conn *c, const char *data, size_t len, int last)

@@ -27,8 +27,10 @@ cdef inline double monotonic() noexcept nogil:
 
 from forker._csrc cimport *
 
+import io
 import logging
 import os
+import stat
 
 from .response import Response
 
@@ -265,6 +267,11 @@ cdef class Plan:
     cdef int64_t length
     cdef bytes body      # the whole body, or None when streamed
     cdef object source   # the iterable a streamed body comes from
+    cdef int file_fd     # >= 0: source is a regular file sent with sendfile(2)
+    cdef int64_t file_offset
+
+    def __cinit__(self):
+        self.file_fd = -1
 
 
 cdef Plan ERROR_PLAN = Plan()
@@ -308,9 +315,33 @@ cdef Plan make_plan(object result, int minor_version, bint head):
             plan.length = len(plan.body)  # HEAD may state the GET's length
         return plan
     plan.source = body
-    if plan.length < 0:
+    if not find_file(plan, body) and plan.length < 0:
         plan.length = FK_BODY_CHUNKED if minor_version == 1 else FK_BODY_UNTIL_CLOSE
     return plan
+
+
+cdef bint find_file(Plan plan, object body):
+    """Whether body is a regular file (a file object, or a WSGI file wrapper's
+    filelike) that sendfile(2) can send; sets the plan's file fields if so."""
+    cdef int64_t size
+    fileobj = getattr(body, "filelike", None) if type(body).__name__ == "FileWrapper" else body
+    if not isinstance(fileobj, (io.BufferedReader, io.FileIO)):
+        return False
+    try:
+        fd = fileobj.fileno()
+        info = os.fstat(fd)
+        offset = fileobj.tell()
+    except (OSError, ValueError):
+        return False
+    if not stat.S_ISREG(info.st_mode) or offset > info.st_size:
+        return False
+    size = info.st_size - offset
+    if 0 <= plan.length < size:
+        size = plan.length  # the application's Content-Length limits the file
+    plan.file_fd = fd
+    plan.file_offset = offset
+    plan.length = size
+    return True
 
 
 cdef class Stream:
@@ -319,6 +350,7 @@ cdef class Stream:
     cdef object source  # the object whose close() we owe (PEP 3333)
     cdef unsigned int generation
     cdef Request req    # for the access log line written when the body ends
+    cdef bint is_file   # sent by the loop with sendfile(2)
     cdef int status
     cdef Py_ssize_t sent
     cdef double started
@@ -569,6 +601,8 @@ cdef class Engine:
             if job is None:
                 close_body(plan.source)
             return None
+        if plan.file_fd >= 0:
+            return self._send_file(c, plan)
         if job is not None:
             return None  # the thread sends the chunks
         stream = Stream()
@@ -584,6 +618,20 @@ cdef class Engine:
         self.streams[c.index] = stream
         self._pump(c, stream)
         return stream
+
+    cdef object _send_file(self, fk_conn *c, Plan plan):
+        cdef Stream stream = Stream()
+        stream.source = plan.source
+        stream.generation = c.generation
+        stream.is_file = True
+        stream.sent = plan.length
+        rc = fk_loop_send_file(self.loop, c, plan.file_fd, plan.file_offset, plan.length)
+        if rc == 0:
+            self.streams[c.index] = stream
+            return stream
+        stream.sent = 0
+        stream.close()  # done at once (HEAD, empty) or the connection is gone
+        return None
 
     cdef void _pump(self, fk_conn *c, Stream stream):
         """Sends chunks until the body ends or the client's buffer is full."""
@@ -613,9 +661,17 @@ cdef class Engine:
             self._log(stream.req, stream.status, stream.sent, stream.started)
 
     cdef void _writable(self, fk_conn *c):
-        stream = self.streams.get(c.index)
-        if stream is not None and (<Stream>stream).generation == c.generation:
-            self._pump(c, <Stream>stream)
+        cdef Stream stream
+        item = self.streams.get(c.index)
+        if item is not None and (<Stream>item).generation == c.generation:
+            stream = <Stream>item
+            if not stream.is_file:
+                self._pump(c, stream)
+            elif c.state != FK_CONN_STREAMING:  # the loop sent the whole file
+                del self.streams[c.index]
+                stream.close()
+                if stream.req is not None:
+                    self._log(stream.req, stream.status, stream.sent, stream.started)
             return
         job = self.jobs.get(c.index)
         if job is not None and (<Job>job).paused:
@@ -694,7 +750,7 @@ cdef class Engine:
             result = None
             req._detach_if_needed(self.access_log is not None, 2)  # job.req and req
             self._post(DONE_PLAN, job, plan)
-            if plan.source is not None:
+            if plan.source is not None and plan.file_fd < 0:
                 self._feed(job, plan.source)
 
     cdef void _feed(self, Job job, object source):
@@ -733,7 +789,8 @@ cdef class Engine:
             kind, item, payload = self.completions.popleft()
             job = <Job>item
             c = job.conn
-            final = kind != DONE_CHUNK and not (kind == DONE_PLAN and (<Plan>payload).source is not None)
+            final = kind != DONE_CHUNK and not (kind == DONE_PLAN and (<Plan>payload).source is not None
+                                                and (<Plan>payload).file_fd < 0)
             if job.cancelled:
                 if final:
                     self.jobs.pop(c.index, None)

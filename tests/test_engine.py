@@ -21,9 +21,20 @@ from cli_server import ROOT, Server, dechunk, split_response
 APP = "engine_app:app"
 
 
+FILE_SIZE = 3 * 1024 * 1024 + 7
+
+
 @pytest.fixture(scope="module")
-def server():
-    with Server("--workers", "2", "--max-connections", "4000", APP) as srv:
+def served_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("files") / "payload.bin"
+    path.write_bytes(os.urandom(FILE_SIZE))
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(served_file):
+    with Server("--workers", "2", "--max-connections", "4000", APP,
+                env={"ENGINE_APP_FILE": str(served_file)}) as srv:
         yield srv
 
 
@@ -258,6 +269,25 @@ def test_streamed_response_is_chunked(server):
     status, headers, body = split_response(data)
     assert headers["transfer-encoding"] == "chunked"
     assert dechunk(body) == b"part0;part1;part2;part3;part4;"
+
+
+def test_open_file_is_sent_whole_and_from_its_offset(server, served_file):
+    payload = served_file.read_bytes()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        buf = bytearray()
+        for offset in (0, 1000, FILE_SIZE):
+            sock.sendall(b"GET /file?%d HTTP/1.1\r\nHost: t\r\n\r\n" % offset)
+            status, headers, body = split_response(read_response(sock, buf))
+            assert headers["content-length"] == str(FILE_SIZE - offset)
+            assert body == payload[offset:]
+        # HEAD states the length without sending the file; the connection goes on
+        sock.sendall(b"HEAD /file HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        while buf.count(b"\r\n\r\n") < 1:
+            buf += sock.recv(65536)
+        head_end = buf.index(b"\r\n\r\n") + 4
+        assert b"Content-Length: %d" % FILE_SIZE in buf[:head_end]
+        del buf[:head_end]
+        assert split_response(read_response(sock, buf))[2] == b"greeting!!!"
 
 
 def test_header_injection_from_handler_is_a_500(server):

@@ -44,6 +44,10 @@ def app(request):
     if path == "/sleep":
         time.sleep(float(request.query or "0.1"))
         return b"slept"
+    if path == "/file":
+        handle = open(os.environ["ENGINE_APP_FILE"], "rb")
+        handle.seek(int(request.query or "0"))
+        return Response(handle, headers=[("Content-Type", "application/octet-stream")])
     if path == "/bad-header":
         return Response(b"x", headers=[("X-Evil", "a\r\nInjected: yes")])
     return Response(b"not found", status=404)
