@@ -7,7 +7,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 PR_SET_PDEATHSIG = 1
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -29,7 +29,9 @@ def set_parent_death_signal(signum: int) -> None:
 
 
 try:
-    from setproctitle import setproctitle as _setproctitle
+    from setproctitle import setproctitle as _spt
+
+    _setproctitle: Optional[Callable[[str], None]] = _spt
 except ImportError:  # optional: titles are a nicety
     _setproctitle = None
 
