@@ -33,7 +33,6 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 from . import appspec, child, process
 from .child import HANDLED, WORKER_BOOT_ERROR
 from .config import Config
-from .errors import AppImportError
 from .shm import SlotTable
 from .sockets import UPGRADE_ENV, Listeners, attach_cpu_steering, enable_request_migration
 
@@ -264,7 +263,8 @@ class Arbiter:
     def _on_int(self) -> None:
         """INT: fast stop."""
         if self._stopping != "fast":
-            log.info("%s: stopping fast", "INT" if self._stopping is None else "again")
+            log.info("INT/QUIT: stopping fast%s",
+                     "" if self._stopping is None else " (graceful stop cut short)")
             self._stopping = "fast"
 
     _on_quit = _on_int
@@ -302,7 +302,7 @@ class Arbiter:
             return
         try:
             config = self._read_config()
-        except ValueError as exc:
+        except Exception as exc:  # a reload must never take the server down
             log.error("HUP: bad configuration, keeping the current one: %s", exc)
             return
         for name in RESTART_ONLY:
@@ -312,7 +312,7 @@ class Arbiter:
         try:
             app = (self.load_app(config, fresh=True)
                    if config.preload or not isinstance(self.app_spec, str) else None)
-        except AppImportError as exc:
+        except Exception as exc:
             log.error("HUP: cannot load the application, keeping the current workers: %s", exc)
             return
         self._reload = _Reload(self)
@@ -333,7 +333,13 @@ class Arbiter:
         argv = list(getattr(sys, "orig_argv", [])) or [sys.executable] + sys.argv
         if self.pidfile is not None:
             self.pidfile.rename(".oldbin")
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            log.error("USR2: cannot fork the new master: %s", exc.strerror)
+            if self.pidfile is not None:
+                self.pidfile.rename(".oldbin", back=True)
+            return
         if pid == 0:
             try:
                 for fd in fds:
