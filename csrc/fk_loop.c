@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "fk_loop.h"
+#include "fk_tls.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -23,6 +24,7 @@
 #define LINGER_MAX (1 << 20)   /* and how much of it */
 #define TICK_MS 1000
 #define EMFILE_PAUSE_MS 100
+#define TLS_FILE_CHUNK (128 * 1024) /* file bytes read per step when TLS rules out sendfile */
 
 /* epoll_event.data.u64: listeners and control fds are tagged in the top bits;
  * connections carry generation << 32 | slot index. */
@@ -35,6 +37,7 @@ struct fk_loop {
     fk_loop_config cfg;
     int epfd;
     int listeners[MAX_LISTENERS];
+    fk_tls_ctx *tls[MAX_LISTENERS]; /* per listener: its TLS context, NULL plain */
     int nlisteners;
     int listening;             /* listeners registered in epoll */
     int stopping;              /* 0 running, 1 graceful, 2 fast */
@@ -126,6 +129,14 @@ int fk_loop_add_listener(fk_loop *l, int fd)
     return 0;
 }
 
+int fk_loop_add_tls_listener(fk_loop *l, int fd, fk_tls_ctx *tls)
+{
+    int r = fk_loop_add_listener(l, fd);
+    if (r == 0)
+        l->tls[l->nlisteners - 1] = tls;
+    return r;
+}
+
 static void set_listening(fk_loop *l, int on)
 {
     if (l->listening == on)
@@ -193,6 +204,8 @@ static void free_slot(fk_loop *l, fk_conn *c)
 static void conn_close(fk_loop *l, fk_conn *c)
 {
     if (c->fd >= 0) {
+        if (c->ssl != NULL)
+            fk_tls_close(c);
         close(c->fd); /* also removes it from the epoll set */
         c->fd = -1;
         l->nconns--;
@@ -233,6 +246,8 @@ static void conn_close(fk_loop *l, fk_conn *c)
  * our final response (nginx's lingering close). */
 static void conn_linger(fk_loop *l, fk_conn *c)
 {
+    if (c->ssl != NULL)
+        fk_tls_close(c); /* close_notify first; the input is drained raw */
     shutdown(c->fd, SHUT_WR);
     c->state = FK_CONN_LINGER;
     c->readable = 1;
@@ -256,7 +271,7 @@ static int conn_flush(fk_loop *l, fk_conn *c)
                 return r;
             continue;
         }
-        ssize_t n = send(c->fd, c->out.data + c->out.off, fk_buf_pending(&c->out), MSG_NOSIGNAL);
+        ssize_t n = fk_conn_send(c, c->out.data + c->out.off, fk_buf_pending(&c->out));
         if (n > 0) {
             fk_buf_consume(&c->out, (size_t)n);
             c->deadline = l->now + l->cfg.write_timeout_ms;
@@ -314,6 +329,18 @@ static uint64_t request_deadline(fk_loop *l, fk_conn *c, uint64_t phase_ms)
 }
 
 static void process_input(fk_loop *l, fk_conn *c);
+
+/* A plain HTTP request on a TLS listener: nginx's 400, in plain text, then close. */
+static void refuse_plain_http(fk_loop *l, fk_conn *c)
+{
+    c->close_after = 1;
+    c->linger = 1;
+    if (fk_tls_plain_reply(&c->out, &l->date, l->cfg.server, l->cfg.server_len) != 0) {
+        conn_close(l, c);
+        return;
+    }
+    conn_flush(l, c);
+}
 
 static void parse_head(fk_loop *l, fk_conn *c)
 {
@@ -511,7 +538,7 @@ static void conn_read(fk_loop *l, fk_conn *c)
              * slow client) costs no buffer, so first read onto the stack. */
             char first[FIRST_READ];
             room = sizeof(first);
-            n = recv(c->fd, first, room, 0);
+            n = fk_conn_recv(c, first, room);
             if (n > 0 && fk_buf_append(&c->in, first, (size_t)n) != 0) {
                 fail_request(l, c, 500);
                 return;
@@ -523,19 +550,25 @@ static void conn_read(fk_loop *l, fk_conn *c)
                 return;
             }
             room = c->in.cap - c->in.len;
-            n = recv(c->fd, c->in.data + c->in.len, room, 0);
+            n = fk_conn_recv(c, c->in.data + c->in.len, room);
             if (n > 0)
                 c->in.len += (size_t)n;
         }
         if (n > 0) {
             if (c->state == FK_CONN_BODY && (c->req.flags & FK_REQ_CHUNKED))
                 c->raw_len += (size_t)n;
-            if ((size_t)n < room)
-                c->readable = 0; /* drained: edge-triggered epoll reports new data */
+            /* drained: edge-triggered epoll reports new data (TLS: OpenSSL may
+             * hold decrypted bytes, so read on until EAGAIN) */
+            if ((size_t)n < room && c->ssl == NULL)
+                c->readable = 0;
             if (c->state == FK_CONN_BODY)
                 c->deadline = request_deadline(l, c, l->cfg.header_timeout_ms);
             process_input(l, c);
             continue;
+        }
+        if (FK_UNLIKELY(n == FK_TLS_PLAIN_HTTP)) {
+            refuse_plain_http(l, c);
+            return;
         }
         if (n < 0 && errno == EINTR)
             continue;
@@ -620,6 +653,10 @@ static void accept_from(fk_loop *l, int index)
             continue;
         }
         l->nconns++;
+        if (l->tls[index] != NULL && fk_tls_accept(c, l->tls[index]) != 0) {
+            conn_close(l, c);
+            continue;
+        }
         conn_read(l, c);
     }
 }
@@ -780,11 +817,14 @@ int fk_loop_respond(fk_loop *l, fk_conn *c, const fk_response *r, const char *bo
 /* Sends the next part of a file body. Returns 1 when progress was made (the
  * request finishes with the last byte), 0 when the socket is full, -1 when the
  * connection failed and was closed. */
+static ssize_t read_file_part(fk_conn *c, size_t want, off_t *off);
+
 static int send_file_part(fk_loop *l, fk_conn *c)
 {
     off_t off = (off_t)c->file_off;
     size_t want = c->file_left > (1 << 20) ? (size_t)(1 << 20) : (size_t)c->file_left;
-    ssize_t n = sendfile(c->fd, c->file_fd, &off, want);
+    ssize_t n = c->ssl != NULL ? read_file_part(c, want, &off)
+                               : sendfile(c->fd, c->file_fd, &off, want);
     if (n < 0 && errno == EINTR)
         return 1;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -805,6 +845,24 @@ static int send_file_part(fk_loop *l, fk_conn *c)
         push_notify(l, c, FK_EV_WRITABLE); /* Python may close the file now */
     }
     return 1;
+}
+
+/* TLS has no sendfile: the next part of the file is read into out, which the
+ * caller then writes through OpenSSL. Returns as sendfile(2). */
+static ssize_t read_file_part(fk_conn *c, size_t want, off_t *off)
+{
+    if (want > TLS_FILE_CHUNK)
+        want = TLS_FILE_CHUNK;
+    if (fk_buf_reserve(&c->out, want, 0) != 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    ssize_t n = pread(c->file_fd, c->out.data + c->out.len, want, *off);
+    if (n > 0) {
+        c->out.len += (size_t)n;
+        *off += n;
+    }
+    return n;
 }
 
 int fk_loop_send_file(fk_loop *l, fk_conn *c, int fd, int64_t offset, int64_t count)
@@ -922,6 +980,8 @@ static void on_conn_event(fk_loop *l, uint64_t data, uint32_t events)
     fk_conn *c = &l->conns[slot];
     if (c->generation != (uint32_t)(data >> 32) || c->fd < 0)
         return; /* closed earlier in this batch */
+    if (c->ssl != NULL)
+        events = fk_tls_events(c, events);
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         c->readable = 1;
     if ((events & EPOLLOUT) && fk_buf_pending(&c->out) > 0) {
@@ -941,6 +1001,21 @@ static void on_conn_event(fk_loop *l, uint64_t data, uint32_t events)
     }
     if (c->readable)
         conn_read(l, c);
+}
+
+/* Records in the shared slot that a handler call starts, and for which request
+ * ("METHOD target", truncated), so that the master can name a stuck request. */
+static void slot_record(fk_loop *l, const fk_conn *c)
+{
+    char *text = (char *)(uintptr_t)(l->cfg.slot + 3);
+    size_t room = FK_SLOT_TEXT_SIZE - 1, n = c->req.method_len < room ? c->req.method_len : room;
+    memcpy(text, c->req.method, n);
+    if (n < room)
+        text[n++] = ' ';
+    size_t t = c->req.target_len < room - n ? c->req.target_len : room - n;
+    memcpy(text + n, c->req.target, t);
+    memset(text + n + t, 0, FK_SLOT_TEXT_SIZE - n - t);
+    l->cfg.slot[2] = l->now;
 }
 
 int fk_loop_next(fk_loop *l, fk_event *ev)
@@ -971,7 +1046,7 @@ int fk_loop_next(fk_loop *l, fk_event *ev)
                 l->ready_tail = NULL;
             c->state = FK_CONN_HANDLING;
             if (l->cfg.slot)
-                l->cfg.slot[2] = l->now;
+                slot_record(l, c);
             ev->type = FK_EV_REQUEST;
             ev->conn = c;
             return FK_EV_REQUEST;
@@ -1043,8 +1118,10 @@ void fk_loop_destroy(fk_loop *l)
     if (l->conns) {
         for (size_t i = 0; i < l->high_slot; i++) {
             fk_conn *c = &l->conns[i];
-            if (c->fd >= 0 && c->state != FK_CONN_FREE)
+            if (c->fd >= 0 && c->state != FK_CONN_FREE) {
+                fk_tls_close(c);
                 close(c->fd);
+            }
             fk_buf_free(&c->in);
             fk_buf_free(&c->out);
             free(c->headers);

@@ -10,7 +10,11 @@
 
 #include <sys/types.h>
 #include "fk_conn.h"
+#include "fk_tls.h"
 #include "fk_write.h"
+
+#define FK_SLOT_SIZE 64      /* bytes of the shared slot (forker/shm.py) */
+#define FK_SLOT_TEXT_SIZE 40 /* "METHOD target" of the running handler call, at byte 24 */
 
 typedef struct {
     size_t max_connections;
@@ -26,7 +30,8 @@ typedef struct {
     int wake_fd;                 /* readable when a signal arrived; -1 none */
     int notify_fd;               /* eventfd written by handler threads; -1 none */
     pid_t parent_pid;            /* stop gracefully when getppid() changes; 0 no check */
-    volatile uint64_t *slot;     /* shared with the master: heartbeat, served, busy_since */
+    volatile uint64_t *slot;     /* shared with the master (FK_SLOT_SIZE bytes): heartbeat,
+                                    served, busy_since, then the running request's text */
     const char *server;          /* Server field value; length 0 for none */
     size_t server_len;
 } fk_loop_config;
@@ -57,6 +62,10 @@ void fk_loop_destroy(fk_loop *l);
 
 /* Adds a listening socket (non-blocking, owned by the caller). Returns 0 or -errno. */
 int fk_loop_add_listener(fk_loop *l, int fd);
+
+/* Adds a listener whose connections speak TLS with tls (owned by the caller,
+ * kept until the loop is destroyed). Returns 0 or -errno. */
+int fk_loop_add_tls_listener(fk_loop *l, int fd, fk_tls_ctx *tls);
 
 /* Runs until there is an event for the caller. Returns its type (also in ev). */
 int fk_loop_next(fk_loop *l, fk_event *ev);

@@ -197,7 +197,7 @@ cdef class Request:
 
     @property
     def scheme(self):
-        return "http"
+        return self._engine.listen_schemes[self._listener]
 
     @property
     def headers(self):
@@ -396,10 +396,12 @@ cdef class Engine:
     """One worker's loop. run() returns when the loop stopped."""
 
     cdef fk_loop *loop
+    cdef fk_tls_ctx *tls_ctx
     cdef object app
     cdef object access_log
     cdef bytes server
     cdef readonly list listen_addrs
+    cdef readonly list listen_schemes  # "http" or "https", per listener
     cdef dict streams      # slot index -> Stream (loop-thread streaming)
     cdef dict jobs         # slot index -> Job (handler threads)
     cdef public int stop_requested  # 1 graceful, 2 fast; set by signal handlers
@@ -412,10 +414,12 @@ cdef class Engine:
 
     def __cinit__(self):
         self.loop = NULL
+        self.tls_ctx = NULL
         self.notify_fd = -1
 
     def __init__(self, app, config, listeners, slot=None, int wake_fd=-1, int parent_pid=0,
-                 int max_requests=0, access_log=None, tick=None, int threads=1):
+                 int max_requests=0, access_log=None, tick=None, int threads=1,
+                 schemes=None):
         cdef fk_loop_config cfg
         cdef unsigned char[:] view
         self.app = app
@@ -441,8 +445,8 @@ cdef class Engine:
         cfg.slot = NULL
         if slot is not None:
             view = slot
-            if view.shape[0] < 24:
-                raise ValueError("slot must hold at least 24 bytes")
+            if view.shape[0] < 64:
+                raise ValueError("slot must hold at least 64 bytes")
             cfg.slot = <uint64_t *>&view[0]
         cfg.server = PyBytes_AS_STRING(self.server)
         cfg.server_len = PyBytes_GET_SIZE(self.server)
@@ -454,8 +458,16 @@ cdef class Engine:
         if self.loop == NULL:
             raise MemoryError("cannot create the event loop")
         self.listen_addrs = []
-        for sock in listeners:
-            rc = fk_loop_add_listener(self.loop, sock.fileno())
+        self.listen_schemes = []
+        listeners = list(listeners)
+        schemes = list(schemes) if schemes is not None else ["http"] * len(listeners)
+        if "https" in schemes:
+            self.tls_ctx = tls_context(config)
+        for sock, scheme in zip(listeners, schemes):
+            if scheme == "https":
+                rc = fk_loop_add_tls_listener(self.loop, sock.fileno(), self.tls_ctx)
+            else:
+                rc = fk_loop_add_listener(self.loop, sock.fileno())
             if rc < 0:
                 raise EngineError(-rc, os.strerror(-rc))
             name = sock.getsockname()
@@ -463,11 +475,15 @@ cdef class Engine:
                 self.listen_addrs.append((name[0], name[1]))
             else:
                 self.listen_addrs.append((name or "", 0))
+            self.listen_schemes.append(scheme)
 
     def __dealloc__(self):
         if self.loop != NULL:
             fk_loop_destroy(self.loop)
             self.loop = NULL
+        if self.tls_ctx != NULL:  # after the loop: its connections used it
+            fk_tls_ctx_destroy(self.tls_ctx)
+            self.tls_ctx = NULL
         if self.notify_fd >= 0:
             os.close(self.notify_fd)
             self.notify_fd = -1
@@ -820,6 +836,48 @@ cdef class Engine:
             else:
                 self.jobs.pop(c.index, None)
                 fk_loop_release(self.loop, c)
+
+
+def tls_library():
+    """The version of the OpenSSL that Python's ssl module loaded, which the
+    loop's TLS uses; raises OSError when there is none usable."""
+    cdef char err[512]
+    cdef bytes path = None
+    import ssl  # loads OpenSSL: forker only looks it up
+    import _ssl
+    if getattr(_ssl, "__file__", None):
+        path = os.fsencode(_ssl.__file__)
+    if fk_tls_load(NULL if path is None else <const char *>path, err, sizeof(err)) != 0:
+        raise OSError(err.decode("utf-8", "replace"))
+    return fk_tls_version().decode("ascii", "replace")
+
+
+cdef fk_tls_ctx *tls_context(config) except NULL:
+    """A server context from config's certfile, keyfile, ca_certs, cert_reqs and
+    ciphers; raises ConfigError naming the file at fault."""
+    from .errors import ConfigError
+    cdef fk_tls_options o
+    cdef fk_tls_ctx *ctx
+    cdef char err[1024]
+    try:
+        tls_library()
+    except OSError as exc:
+        raise ConfigError(f"certfile: TLS is not available: {exc}") from None
+    if not config.certfile:
+        raise ConfigError("certfile: an https listener needs a certificate")
+    files = [None if name is None else os.fsencode(name)
+             for name in (config.certfile, config.keyfile, config.ca_certs)]
+    ciphers = config.ciphers.encode("ascii") if config.ciphers else None
+    o.certfile = <const char *>files[0]
+    o.keyfile = NULL if files[1] is None else <const char *>files[1]
+    o.ca_certs = NULL if files[2] is None else <const char *>files[2]
+    o.ciphers = NULL if ciphers is None else <const char *>ciphers
+    o.verify = {"none": FK_TLS_VERIFY_NONE, "optional": FK_TLS_VERIFY_OPTIONAL,
+                "required": FK_TLS_VERIFY_REQUIRED}[config.cert_reqs]
+    ctx = fk_tls_ctx_create(&o, err, sizeof(err))
+    if ctx == NULL:
+        raise ConfigError(err.decode("utf-8", "replace"))
+    return ctx
 
 
 cdef Py_ssize_t plan_sent(Plan plan, Request req):
