@@ -59,7 +59,12 @@ def _main(arbiter: Any, worker: Any, listeners: List[Any]) -> int:
     config = arbiter.config
     if config.cpu_affinity:
         process.pin_to_cpu(worker.id, arbiter.cpus)
-    process.drop_privileges(config.user, config.group)
+    if config.user is not None or config.group is not None:
+        process.drop_privileges(config.user, config.group)
+        # A change of credentials clears the parent-death signal (prctl(2)): again.
+        process.set_parent_death_signal(signal.SIGTERM)
+        if os.getppid() != arbiter.pid:
+            return 0
     if config.post_fork is not None:
         config.post_fork(worker.id)
     app = arbiter.app

@@ -705,6 +705,11 @@ def test_workers_switch_user_and_group_after_binding(servers):
     with open(f"/proc/{server.pid}/status") as status:
         assert re.search(r"Uid:\s+0\s", status.read())  # the master keeps its rights
     assert server.answers()
+    # The parent-death signal survives the switch (a change of credentials clears it).
+    workers = server.workers()
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait(5)
+    wait_for(lambda: not any(alive(pid) for pid in workers), 0.9, "the orphaned worker to exit")
 
 
 def test_bad_options_name_the_option():
