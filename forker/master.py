@@ -207,7 +207,7 @@ class Arbiter:
 
     def _timeout(self) -> float:
         now = time.monotonic()
-        wake = now + 1.0
+        wake = now + min(1.0, max(0.1, self.config.timeout / 2 or 1.0))  # heartbeats, memory
         if self._spawn_after > now:
             wake = min(wake, self._spawn_after)
         for worker in self.workers.values():

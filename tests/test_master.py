@@ -534,7 +534,8 @@ def test_handler_in_an_endless_loop_is_killed_after_timeout(servers):
     wait_for(lambda: len(set(server.workers()) - before) == 1 and len(server.workers()) == 2, 3,
              "the stuck worker replaced")
     log = server.log()
-    assert re.search(r"handler running for [\d.]+ s > timeout 1 s on request #\d+", log), log
+    assert re.search(r"handler running for [\d.]+ s > timeout 1 s on request #\d+ "
+                     r"\(GET /loop\); killing it", log), log
     assert "master_app.py" in log  # the stuck worker's stack, printed before SIGKILL
     assert server.answers()
 
