@@ -8,6 +8,8 @@
     serve(greeting, ":8080")
 """
 
+from __future__ import annotations
+
 import sys
 
 if not sys.platform.startswith("linux"):
@@ -16,12 +18,13 @@ if not sys.platform.startswith("linux"):
         f"fork (this platform is {sys.platform!r})."
     )
 
-from typing import TYPE_CHECKING, Any  # noqa: E402  (after the platform check on purpose)
-
 from ._version import __version__  # noqa: E402
 from .response import Response  # noqa: E402
 
+TYPE_CHECKING = False  # not typing's: `import forker` does not import typing
 if TYPE_CHECKING:
+    from typing import Any
+
     from .master import Forker
 
 __all__ = ["serve", "Forker", "Response", "__version__"]

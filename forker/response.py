@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+TYPE_CHECKING = False  # not typing's: `import forker` does not import typing
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
-Body = Union[bytes, bytearray, memoryview, str, Iterable[Any], None]
+    Body = Union[bytes, bytearray, memoryview, str, Iterable[Any], None]
 
 
 class Response:
