@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HEAVY = [
     "forker.master", "forker.config", "forker.cli", "forker._worker", "forker._parser",
     "forker.wsgi", "forker.logs", "socket", "ssl", "logging", "threading", "subprocess",
-    "multiprocessing", "asyncio", "argparse", "mmap",
+    "multiprocessing", "asyncio", "argparse", "mmap", "typing",
 ]
 
 
