@@ -30,6 +30,7 @@ typedef struct fk_conn {
     int head_only;      /* current request is HEAD: bodies are not sent */
     int py_owned;       /* Python holds state for the slot (must be told when it closes) */
     int fresh;          /* accepted, no request answered yet */
+    int again;          /* a request was answered in C: parse the next one */
     int stream_chunked; /* streaming body uses chunk framing */
     int watermark;      /* Python waits for out to drain before producing more */
     int64_t stream_left; /* identity-framed stream: bytes the handler still owes */
@@ -38,6 +39,10 @@ typedef struct fk_conn {
     int64_t file_left;   /* bytes of file_fd still to send */
     uint64_t deadline;  /* CLOCK_MONOTONIC ms after which the connection is closed; 0 none */
     uint64_t started;   /* ms when the current request's first byte arrived */
+    uint64_t accepted_us; /* CLOCK_MONOTONIC us of accept */
+    uint64_t ready_us;   /* us when the current request was complete */
+    uint64_t handoff_us; /* us when it was handed to Python, 0 once answered */
+    uint64_t queue_us;   /* handoff_us minus accept (first request) or ready time */
     fk_buf in;          /* received bytes; the current request starts at in.off */
     fk_buf out;         /* bytes waiting to be written */
     size_t last_len;    /* bytes of the head the parser already saw */
@@ -55,6 +60,8 @@ typedef struct fk_conn {
     int dirty;           /* on the dirty queue */
     int notify;          /* pending notification for Python (an FK_EV_* type), 0 none */
     int linger;          /* on close, shut the write side and drain input first */
+    void *ssl;           /* OpenSSL's SSL on a TLS connection, NULL on a plain one */
+    int tls;             /* FK_TLS_* state bits (fk_tls.h) */
     struct sockaddr_storage peer;
     socklen_t peer_len;
 } fk_conn;

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "fk_loop.h"
+#include "fk_metrics.h"
 #include "fk_tls.h"
 
 #include <errno.h>
@@ -58,6 +59,7 @@ struct fk_loop {
     int wake_pending, notify_pending, tick_pending;
     fk_header *scratch;        /* parser output, copied to the connection on success */
     fk_date date;
+    uint64_t own_slot[FK_SLOT_WORDS]; /* counters when no master shares a slot */
     struct epoll_event events[MAX_EVENTS];
 };
 
@@ -72,8 +74,7 @@ static void refresh_clock(fk_loop *l)
 {
     l->now = fk_now_ms();
     fk_date_update(&l->date, time(NULL));
-    if (l->cfg.slot)
-        l->cfg.slot[0] = l->now;
+    l->cfg.slot[FK_SLOT_HEARTBEAT] = l->now;
 }
 
 fk_loop *fk_loop_create(const fk_loop_config *cfg)
@@ -82,6 +83,8 @@ fk_loop *fk_loop_create(const fk_loop_config *cfg)
     if (l == NULL)
         return NULL;
     l->cfg = *cfg;
+    if (l->cfg.slot == NULL)
+        l->cfg.slot = l->own_slot;
     l->epfd = -1;
     l->nodelay_inherited = -1;
     if (l->cfg.max_connections == 0)
@@ -154,6 +157,7 @@ static void set_listening(fk_loop *l, int on)
 static void push_ready(fk_loop *l, fk_conn *c)
 {
     c->state = FK_CONN_READY;
+    c->ready_us = fk_now_us();
     c->next_ready = NULL;
     if (l->ready_tail)
         l->ready_tail->next_ready = c;
@@ -209,6 +213,7 @@ static void conn_close(fk_loop *l, fk_conn *c)
         close(c->fd); /* also removes it from the epoll set */
         c->fd = -1;
         l->nconns--;
+        l->cfg.slot[FK_SLOT_CONN_OPEN] = l->nconns;
         if (!l->listening && !l->stopping && l->accept_resume == 0 &&
             l->nconns < l->cfg.max_connections)
             set_listening(l, 1);
@@ -274,6 +279,7 @@ static int conn_flush(fk_loop *l, fk_conn *c)
         ssize_t n = fk_conn_send(c, c->out.data + c->out.off, fk_buf_pending(&c->out));
         if (n > 0) {
             fk_buf_consume(&c->out, (size_t)n);
+            l->cfg.slot[FK_SLOT_BYTES_OUT] += (uint64_t)n;
             c->deadline = l->now + l->cfg.write_timeout_ms;
             continue;
         }
@@ -302,8 +308,16 @@ static int conn_flush(fk_loop *l, fk_conn *c)
     return 1;
 }
 
+static void count_status(fk_loop *l, int status)
+{
+    if (status >= 100 && status < 600)
+        l->cfg.slot[FK_SLOT_STATUS + status / 100 - 1]++;
+}
+
 static void fail_request(fk_loop *l, fk_conn *c, int status)
 {
+    l->cfg.slot[FK_SLOT_PARSE_ERRORS]++;
+    count_status(l, status);
     c->close_after = 1;
     c->linger = 1;
     c->state = FK_CONN_HEAD;
@@ -340,6 +354,41 @@ static void refuse_plain_http(fk_loop *l, fk_conn *c)
         return;
     }
     conn_flush(l, c);
+}
+
+static int request_done(fk_loop *l, fk_conn *c);
+
+/* GET or HEAD of the health path (query ignored): answered here, without Python.
+ * 200 while serving, 503 once a graceful stop began, so that a balancer stops
+ * sending before the listener closes. */
+static int is_health_check(const fk_loop *l, const fk_request *r)
+{
+    return l->cfg.health_path_len != 0 && r->path_len == l->cfg.health_path_len &&
+           memcmp(r->path, l->cfg.health_path, r->path_len) == 0 &&
+           ((r->method_len == 3 && memcmp(r->method, "GET", 3) == 0) ||
+            (r->method_len == 4 && memcmp(r->method, "HEAD", 4) == 0));
+}
+
+static void answer_health(fk_loop *l, fk_conn *c)
+{
+    static const char fields[] = "Content-Type: text/plain\r\nCache-Control: no-store\r\n";
+    const char *body = l->stopping ? "draining\n" : "ok\n";
+    fk_response r = {
+        .status = l->stopping ? 503 : 200,
+        .fields = fields,
+        .fields_len = sizeof(fields) - 1,
+        .content_length = (int64_t)strlen(body),
+    };
+    count_status(l, r.status);
+    if (l->stopping)
+        c->keep_alive = 0;
+    if (fk_write_head(&c->out, &r, c->req.minor_version, c->keep_alive, &l->date, l->cfg.server,
+                      l->cfg.server_len) != 0 ||
+        (!c->head_only && fk_buf_append(&c->out, body, strlen(body)) != 0)) {
+        conn_close(l, c);
+        return;
+    }
+    c->again = request_done(l, c);
 }
 
 static void parse_head(fk_loop *l, fk_conn *c)
@@ -383,7 +432,10 @@ static void parse_head(fk_loop *l, fk_conn *c)
     c->head_only = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
     c->keep_alive = (req->flags & FK_REQ_KEEP_ALIVE) && l->cfg.keepalive_ms != 0 && !l->stopping;
     if (!(req->flags & FK_REQ_HAS_BODY)) {
-        push_ready(l, c);
+        if (FK_UNLIKELY(is_health_check(l, req)))
+            answer_health(l, c);
+        else
+            push_ready(l, c);
         return;
     }
     if (req->flags & FK_REQ_CHUNKED) {
@@ -438,10 +490,13 @@ static void parse_body(fk_loop *l, fk_conn *c)
 
 static void process_input(fk_loop *l, fk_conn *c)
 {
-    if (c->state == FK_CONN_HEAD)
-        parse_head(l, c);
-    else if (c->state == FK_CONN_BODY)
-        parse_body(l, c);
+    do {
+        c->again = 0;
+        if (c->state == FK_CONN_HEAD)
+            parse_head(l, c);
+        else if (c->state == FK_CONN_BODY)
+            parse_body(l, c);
+    } while (c->again); /* answered in the loop (health): parse the next one */
 }
 
 /* Room wanted before the next read: enough for the rest of a known body (in
@@ -555,6 +610,7 @@ static void conn_read(fk_loop *l, fk_conn *c)
                 c->in.len += (size_t)n;
         }
         if (n > 0) {
+            l->cfg.slot[FK_SLOT_BYTES_IN] += (uint64_t)n;
             if (c->state == FK_CONN_BODY && (c->req.flags & FK_REQ_CHUNKED))
                 c->raw_len += (size_t)n;
             /* drained: edge-triggered epoll reports new data (TLS: OpenSSL may
@@ -653,6 +709,9 @@ static void accept_from(fk_loop *l, int index)
             continue;
         }
         l->nconns++;
+        l->cfg.slot[FK_SLOT_CONN_OPEN] = l->nconns;
+        l->cfg.slot[FK_SLOT_CONN_TOTAL]++;
+        c->accepted_us = fk_now_us();
         if (l->tls[index] != NULL && fk_tls_accept(c, l->tls[index]) != 0) {
             conn_close(l, c);
             continue;
@@ -733,13 +792,13 @@ static void sweep(fk_loop *l)
 /* ---- answering ------------------------------------------------------------- */
 
 /* The request is answered: account for it and go on with the connection. */
-static void finish_request(fk_loop *l, fk_conn *c)
+/* The request is answered: account for it and reset the connection for the
+ * next one. Returns 1 when bytes of a next request may be parsed now. */
+static int request_done(fk_loop *l, fk_conn *c)
 {
     l->served++;
-    if (l->cfg.slot) {
-        l->cfg.slot[1] = l->served;
-        l->cfg.slot[2] = 0;
-    }
+    l->cfg.slot[FK_SLOT_REQUESTS] = l->served;
+    l->cfg.slot[FK_SLOT_BUSY_SINCE] = 0;
     if (l->cfg.max_requests != 0 && l->served >= l->cfg.max_requests && !l->stopping)
         fk_loop_stop(l, 1);
     c->py_owned = 0;
@@ -752,12 +811,17 @@ static void finish_request(fk_loop *l, fk_conn *c)
         c->close_after = 1;
     push_dirty(l, c);
     if (c->close_after)
-        return;
+        return 0;
     c->deadline = l->now + l->cfg.keepalive_ms;
     fk_buf_trim(&c->in, BUF_KEEP);
     /* pipelined: the next request may be complete already; held back while
      * out is backlogged, or a client that never reads makes us buffer them all */
-    if (fk_buf_pending(&c->in) > 0 && fk_buf_pending(&c->out) <= HIGH_WATER)
+    return fk_buf_pending(&c->in) > 0 && fk_buf_pending(&c->out) <= HIGH_WATER;
+}
+
+static void finish_request(fk_loop *l, fk_conn *c)
+{
+    if (request_done(l, c))
         process_input(l, c);
 }
 
@@ -782,6 +846,11 @@ int fk_loop_respond(fk_loop *l, fk_conn *c, const fk_response *r, const char *bo
 {
     if (c->fd < 0)
         return -1;
+    count_status(l, r->status);
+    if (c->handoff_us != 0) {
+        fk_hist_add(l->cfg.slot + FK_SLOT_HANDLER, fk_now_us() - c->handoff_us);
+        c->handoff_us = 0;
+    }
     if (r->flags & FK_RESP_CLOSE)
         c->keep_alive = 0;
     if (r->content_length == FK_BODY_UNTIL_CLOSE)
@@ -837,6 +906,7 @@ static int send_file_part(fk_loop *l, fk_conn *c)
     }
     c->file_off = (int64_t)off;
     c->file_left -= n;
+    l->cfg.slot[FK_SLOT_BYTES_OUT] += (uint64_t)n;
     c->deadline = l->now + l->cfg.write_timeout_ms;
     if (c->file_left == 0) {
         c->file_fd = -1;
@@ -1005,9 +1075,9 @@ static void on_conn_event(fk_loop *l, uint64_t data, uint32_t events)
 
 /* Records in the shared slot that a handler call starts, and for which request
  * ("METHOD target", truncated), so that the master can name a stuck request. */
-static void slot_record(fk_loop *l, const fk_conn *c)
+static void slot_record(fk_loop *l, fk_conn *c)
 {
-    char *text = (char *)(uintptr_t)(l->cfg.slot + 3);
+    char *text = (char *)(uintptr_t)(l->cfg.slot + FK_SLOT_TEXT);
     size_t room = FK_SLOT_TEXT_SIZE - 1, n = c->req.method_len < room ? c->req.method_len : room;
     memcpy(text, c->req.method, n);
     if (n < room)
@@ -1015,7 +1085,10 @@ static void slot_record(fk_loop *l, const fk_conn *c)
     size_t t = c->req.target_len < room - n ? c->req.target_len : room - n;
     memcpy(text + n, c->req.target, t);
     memset(text + n + t, 0, FK_SLOT_TEXT_SIZE - n - t);
-    l->cfg.slot[2] = l->now;
+    l->cfg.slot[FK_SLOT_BUSY_SINCE] = l->now;
+    c->handoff_us = fk_now_us();
+    c->queue_us = c->handoff_us - (c->fresh ? c->accepted_us : c->ready_us);
+    fk_hist_add(l->cfg.slot + FK_SLOT_QUEUE, c->queue_us);
 }
 
 int fk_loop_next(fk_loop *l, fk_event *ev)
@@ -1045,8 +1118,7 @@ int fk_loop_next(fk_loop *l, fk_event *ev)
             if (l->ready_head == NULL)
                 l->ready_tail = NULL;
             c->state = FK_CONN_HANDLING;
-            if (l->cfg.slot)
-                slot_record(l, c);
+            slot_record(l, c);
             ev->type = FK_EV_REQUEST;
             ev->conn = c;
             return FK_EV_REQUEST;

@@ -34,6 +34,8 @@ typedef struct {
                                     served, busy_since, then the running request's text */
     const char *server;          /* Server field value; length 0 for none */
     size_t server_len;
+    const char *health_path;     /* answered by the loop (200, 503 when stopping); len 0 none */
+    size_t health_path_len;
 } fk_loop_config;
 
 enum fk_event_type {

@@ -116,7 +116,26 @@ cdef extern from "fk_conn.h" nogil:
         size_t body_len
         fk_request req
         fk_header *headers
+        uint64_t queue_us
     void fk_conn_peer(const fk_conn *c, char *host, size_t size, int *port)
+
+cdef extern from "fk_tls.h" nogil:
+    ctypedef struct fk_tls_ctx:
+        pass
+    enum:
+        FK_TLS_VERIFY_NONE
+        FK_TLS_VERIFY_OPTIONAL
+        FK_TLS_VERIFY_REQUIRED
+    ctypedef struct fk_tls_options:
+        const char *certfile
+        const char *keyfile
+        const char *ca_certs
+        const char *ciphers
+        int verify
+    int fk_tls_load(const char *ssl_module, char *err, size_t errlen)
+    const char *fk_tls_version()
+    fk_tls_ctx *fk_tls_ctx_create(const fk_tls_options *o, char *err, size_t errlen)
+    void fk_tls_ctx_destroy(fk_tls_ctx *ctx)
 
 cdef extern from "fk_loop.h" nogil:
     ctypedef struct fk_loop_config:
@@ -136,6 +155,8 @@ cdef extern from "fk_loop.h" nogil:
         uint64_t *slot
         const char *server
         size_t server_len
+        const char *health_path
+        size_t health_path_len
 
     enum:
         FK_EV_REQUEST
@@ -156,6 +177,7 @@ cdef extern from "fk_loop.h" nogil:
     fk_loop *fk_loop_create(const fk_loop_config *cfg)
     void fk_loop_destroy(fk_loop *l)
     int fk_loop_add_listener(fk_loop *l, int fd)
+    int fk_loop_add_tls_listener(fk_loop *l, int fd, fk_tls_ctx *tls)
     int fk_loop_next(fk_loop *l, fk_event *ev)
     int fk_loop_respond(fk_loop *l, fk_conn *c, const fk_response *r, const char *body,
                         size_t len, int complete)

@@ -9,7 +9,7 @@ from cpython.exc cimport PyErr_CheckSignals
 from cpython.ref cimport PyObject
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.stdint cimport int64_t, uint64_t
-from libc.string cimport memcmp
+from libc.string cimport memcmp, memset
 
 cdef extern from "<time.h>" nogil:
     ctypedef long time_t
@@ -116,6 +116,7 @@ cdef class Request:
     cdef object _method, _path, _query, _target, _headers, _body, _host
     cdef object _remote_addr, _remote_port
     cdef int _minor, _flags, _listener
+    cdef uint64_t _queue_us
 
     cdef void _bind(self, Engine engine, fk_conn *conn):
         self._engine = engine
@@ -123,6 +124,7 @@ cdef class Request:
         self._minor = conn.req.minor_version
         self._flags = conn.req.flags
         self._listener = conn.listener
+        self._queue_us = conn.queue_us
 
     cdef fk_conn *_live(self) except NULL:
         if self._conn == NULL:
@@ -182,6 +184,12 @@ cdef class Request:
             c = self._live()
             self._host = False if c.req.host == NULL else latin1(c.req.host, c.req.host_len)
         return self._host or None
+
+    @property
+    def queue_time(self):
+        """Seconds from accept (or, on a kept-alive connection, from the request's
+        arrival) until the handler was called."""
+        return self._queue_us / 1e6
 
     @property
     def version(self):
@@ -400,6 +408,7 @@ cdef class Engine:
     cdef object app
     cdef object access_log
     cdef bytes server
+    cdef bytes health_path
     cdef readonly list listen_addrs
     cdef readonly list listen_schemes  # "http" or "https", per listener
     cdef dict streams      # slot index -> Stream (loop-thread streaming)
@@ -421,6 +430,7 @@ cdef class Engine:
                  int max_requests=0, access_log=None, tick=None, int threads=1,
                  schemes=None):
         cdef fk_loop_config cfg
+        memset(&cfg, 0, sizeof(cfg))  # fields added later default to 0/NULL
         cdef unsigned char[:] view
         self.app = app
         self.access_log = access_log
@@ -450,6 +460,9 @@ cdef class Engine:
             cfg.slot = <uint64_t *>&view[0]
         cfg.server = PyBytes_AS_STRING(self.server)
         cfg.server_len = PyBytes_GET_SIZE(self.server)
+        self.health_path = (getattr(config, "health_path", None) or "").encode("latin-1")
+        cfg.health_path = PyBytes_AS_STRING(self.health_path)
+        cfg.health_path_len = PyBytes_GET_SIZE(self.health_path)
         cfg.notify_fd = -1
         if threads > 1:
             self.notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -847,7 +860,7 @@ def tls_library():
     import _ssl
     if getattr(_ssl, "__file__", None):
         path = os.fsencode(_ssl.__file__)
-    if fk_tls_load(NULL if path is None else <const char *>path, err, sizeof(err)) != 0:
+    if fk_tls_load(NULL if path is None else PyBytes_AS_STRING(path), err, sizeof(err)) != 0:
         raise OSError(err.decode("utf-8", "replace"))
     return fk_tls_version().decode("ascii", "replace")
 
@@ -865,13 +878,14 @@ cdef fk_tls_ctx *tls_context(config) except NULL:
         raise ConfigError(f"certfile: TLS is not available: {exc}") from None
     if not config.certfile:
         raise ConfigError("certfile: an https listener needs a certificate")
-    files = [None if name is None else os.fsencode(name)
-             for name in (config.certfile, config.keyfile, config.ca_certs)]
-    ciphers = config.ciphers.encode("ascii") if config.ciphers else None
-    o.certfile = <const char *>files[0]
-    o.keyfile = NULL if files[1] is None else <const char *>files[1]
-    o.ca_certs = NULL if files[2] is None else <const char *>files[2]
-    o.ciphers = NULL if ciphers is None else <const char *>ciphers
+    cdef bytes certfile = os.fsencode(config.certfile)
+    cdef bytes keyfile = os.fsencode(config.keyfile) if config.keyfile else None
+    cdef bytes ca_certs = os.fsencode(config.ca_certs) if config.ca_certs else None
+    cdef bytes ciphers = config.ciphers.encode("ascii") if config.ciphers else None
+    o.certfile = PyBytes_AS_STRING(certfile)
+    o.keyfile = NULL if keyfile is None else PyBytes_AS_STRING(keyfile)
+    o.ca_certs = NULL if ca_certs is None else PyBytes_AS_STRING(ca_certs)
+    o.ciphers = NULL if ciphers is None else PyBytes_AS_STRING(ciphers)
     o.verify = {"none": FK_TLS_VERIFY_NONE, "optional": FK_TLS_VERIFY_OPTIONAL,
                 "required": FK_TLS_VERIFY_REQUIRED}[config.cert_reqs]
     ctx = fk_tls_ctx_create(&o, err, sizeof(err))

@@ -266,6 +266,10 @@ OPTIONS: List[Option] = [
     Option("server_header", "forker", _str_or_none,
            "Value of the Server response header (empty string: no Server header).",
            "--server-header", "TEXT"),
+    Option("health_path", None, _str_or_none,
+           "Path answered by the worker loop itself, without calling the application: "
+           "200 while serving, 503 once a graceful stop began (e.g. /healthz).",
+           "--health-path", "PATH"),
     Option("log_level", "info", _choice("debug", "info", "warning", "error", "critical"),
            "Level of the error log.", "--log-level", "LEVEL"),
     Option("interface", "native", _choice("native", "wsgi"),
@@ -332,6 +336,23 @@ OPTIONS: List[Option] = [
     Option("worker_exit", None, _hook,
            "Hook worker_exit(worker_id, status), called in the master when a worker has exited: "
            "status is its exit code, or minus the number of the signal that killed it."),
+    Option("certfile", None, _str_or_none,
+           "PEM file of the TLS certificate (then its chain). Listeners without an http:// or "
+           "https:// prefix serve HTTPS when it is set.", "--certfile", "FILE"),
+    Option("keyfile", None, _str_or_none,
+           "PEM file of the certificate's private key (unencrypted; default: in certfile).",
+           "--keyfile", "FILE"),
+    Option("ca_certs", None, _str_or_none,
+           "PEM file of the CAs that client certificates must chain to (mTLS).",
+           "--ca-certs", "FILE"),
+    Option("cert_reqs", "none", _choice("none", "optional", "required"),
+           "Client certificates: none (not asked for), optional (verified when sent) or "
+           "required (the handshake fails without a valid one); needs ca_certs.",
+           "--cert-reqs", "{none,optional,required}"),
+    Option("ciphers", "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!MD5:!DSS",
+           _str_or_none,
+           "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's defaults).",
+           "--ciphers", "LIST"),
 ]
 
 OPTIONS_BY_NAME: Dict[str, Option] = {option.name: option for option in OPTIONS}
