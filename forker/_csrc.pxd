@@ -137,6 +137,10 @@ cdef extern from "fk_tls.h" nogil:
     fk_tls_ctx *fk_tls_ctx_create(const fk_tls_options *o, char *err, size_t errlen)
     void fk_tls_ctx_destroy(fk_tls_ctx *ctx)
 
+cdef extern from "fk_metrics.h" nogil:
+    enum:
+        FK_SLOT_WORDS
+
 cdef extern from "fk_loop.h" nogil:
     ctypedef struct fk_loop_config:
         size_t max_connections

@@ -455,8 +455,8 @@ cdef class Engine:
         cfg.slot = NULL
         if slot is not None:
             view = slot
-            if view.shape[0] < 64:
-                raise ValueError("slot must hold at least 64 bytes")
+            if view.shape[0] < FK_SLOT_WORDS * 8:
+                raise ValueError(f"slot must hold at least {FK_SLOT_WORDS * 8} bytes")
             cfg.slot = <uint64_t *>&view[0]
         cfg.server = PyBytes_AS_STRING(self.server)
         cfg.server_len = PyBytes_GET_SIZE(self.server)

@@ -1,4 +1,4 @@
-"""Memory shared between the master and its workers: one 64-byte slot per live
+"""Memory shared between the master and its workers: one 512-byte slot per live
 worker, in one anonymous shared mapping created before the first fork.
 
 A worker's C loop writes its slot (see forker/worker.py for the layout); the
@@ -12,12 +12,12 @@ import mmap
 import struct
 from typing import List, NamedTuple
 
-SLOT_SIZE = 64
+SLOT_SIZE = 512  # csrc/fk_metrics.h: FK_SLOT_WORDS 64-bit words
 HEARTBEAT = 0  # uint64, CLOCK_MONOTONIC ms of the loop's last turn
 REQUESTS = 8  # uint64, requests served so far
 BUSY_SINCE = 16  # uint64, CLOCK_MONOTONIC ms when the running handler call began, 0 idle
 REQUEST_TEXT = 24  # optional: up to 40 bytes "METHOD target" of that call, NUL padded
-REQUEST_TEXT_SIZE = SLOT_SIZE - REQUEST_TEXT
+REQUEST_TEXT_SIZE = 40  # words 3..7; the counters of csrc/fk_metrics.h follow
 
 _COUNTERS = struct.Struct("=QQQ")
 
@@ -62,7 +62,7 @@ class SlotTable:
         return raw.decode("latin-1")
 
     def view(self, index: int) -> memoryview:
-        """The slot as a writable 64-byte memoryview (taken in the child, after fork)."""
+        """The slot as a writable memoryview (taken in the child, after fork)."""
         start = index * SLOT_SIZE
         return memoryview(self._map)[start : start + SLOT_SIZE]
 
