@@ -19,6 +19,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import shlex
 import statistics
 import subprocess
@@ -102,6 +103,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"one 1-second round of {', '.join(QUICK_SCENARIOS)}: under two minutes",
     )
     p.add_argument(
+        "--from-json",
+        metavar="PATH",
+        default=None,
+        help="tabulate and chart the runs of an earlier --json file instead of running",
+    )
+    p.add_argument(
         "--check",
         action="store_true",
         help="only start each server, check every scenario's endpoint, and stop it",
@@ -177,8 +184,33 @@ def machine_info() -> dict[str, object]:
         "cpus": os.cpu_count(),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "loadavg_at_start": load,
+        "loadavg": load,
     }
+
+
+def _commit() -> str | None:
+    """The checkout's commit, with "+changes" when its tracked files differ."""
+    root = servers.ROOT
+    try:
+        head = subprocess.run(
+            ["git", "-C", root, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
 def tool_versions() -> dict[str, str]:
@@ -194,10 +226,56 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
-def _other_load() -> float:
-    """CPU seconds that processes outside this run used, per second: a sign
-    that something else shared the machine."""
-    return os.getloadavg()[0]
+def _busy_ticks() -> int:
+    """User, nice and system time of all CPUs so far, in clock ticks."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return int(fields[1]) + int(fields[2]) + int(fields[3])
+
+
+def _group_ticks(pgid: int) -> int:
+    """User and system time of the live processes of a process group, in ticks."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total
+
+
+class CpuShare:
+    """Where the CPU time went while one load ran: the server's processes, the
+    load tool (reaped children of this process), and everything else on the
+    machine, which other work sharing the cores shows up as. Kernel time spent
+    in softirq (loopback packet processing) is left out of all three."""
+
+    def __init__(self, pgid: int) -> None:
+        self.pgid = pgid
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.wall = time.monotonic()
+        self.busy = _busy_ticks()
+        self.server = _group_ticks(pgid)
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.tool = usage.ru_utime + usage.ru_stime
+
+    def finish(self) -> dict[str, float]:
+        wall = time.monotonic() - self.wall
+        busy = (_busy_ticks() - self.busy) / self.tick
+        server = (_group_ticks(self.pgid) - self.server) / self.tick
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        tool = usage.ru_utime + usage.ru_stime - self.tool
+        capacity = wall * (os.cpu_count() or 1) / 100
+        return {
+            "server_pct": round(server / capacity, 1),
+            "tool_pct": round(tool / capacity, 1),
+            "other_pct": round(max(0.0, busy - server - tool) / capacity, 1),
+        }
 
 
 def run_one(
@@ -228,8 +306,9 @@ def run_one(
                     args.requests,
                     args.taskset,
                 )
-                record["loadavg_before"] = round(_other_load(), 2)
+                share = CpuShare(running.proc.pid)
                 result = loadtools.run(tool, spec)
+                record["cpu"] = share.finish()
                 record.update(result.as_dict())
                 if result.failed is None:
                     record.pop("failed")
@@ -326,6 +405,9 @@ def summarize(records: list[dict]) -> dict[str, dict[str, dict]]:
                 summary["per_worker"] = [
                     sorted(w.values(), reverse=True) for w in workers
                 ]
+            others = [r["cpu"]["other_pct"] for r in good if r.get("cpu")]
+            if others:
+                summary["other_cpu_pct"] = statistics.median(others)
             rss = [r["rss_kb"] for r in good if r.get("rss_kb")]
             if rss:
                 summary["rss_kb"] = rss[-1]
@@ -364,6 +446,7 @@ def tables(
         "p99 ms",
         "errors",
         "ratio",
+        "other CPU",
     ]
     for scenario in scenarios:
         rows = sorted(
@@ -376,7 +459,7 @@ def tables(
         body = []
         for s in rows:
             if s.get("rps_median") is None:
-                body.append([s["server"], s["tool"], "failed", "", "", "", "", ""])
+                body.append([s["server"], s["tool"], "failed", *[""] * 6])
                 continue
             ratio = f"{s['ratio']:.2f}x {s['reference']}" if "ratio" in s else "-"
             body.append(
@@ -389,6 +472,8 @@ def tables(
                     _fmt(s["p99_ms"]),
                     str(s["errors"]),
                     ratio,
+                    _fmt(s.get("other_cpu_pct"), ".0f")
+                    + ("%" if "other_cpu_pct" in s else ""),
                 ]
             )
         lines.append(_table(title, header, body, markdown))
@@ -495,7 +580,7 @@ def chart(
         ax.set_title(f"{SCENARIOS[scenario].title} ({', '.join(tools)})", fontsize=9)
         ax.set_xlabel("requests per second (median, min-max bars)", fontsize=8)
         ax.tick_params(labelsize=8)
-        ax.set_xlim(0, max(med + [1]) * 1.25)
+        ax.set_xlim(0, max([s["rps_max"] for s in items] + [1]) * 1.2)
     for ax in list(axes.flat)[len(shown) :]:
         ax.axis("off")
     fig.suptitle(subtitle, fontsize=9)
@@ -504,8 +589,38 @@ def chart(
     plt.close(fig)
 
 
+def _subtitle(meta: dict) -> str:
+    opts = meta["options"]
+    return (
+        f"{opts['workers']} workers per server, {meta['machine']['cpus']} CPUs "
+        f"({meta['machine']['cpu']}), {opts['rounds']} rounds of {opts['duration']:g} s; "
+        f"forker in red"
+    )
+
+
+def report(data: dict, args: argparse.Namespace) -> None:
+    """Print the tables, and write what --json, --markdown and --chart ask for."""
+    scenarios = [s for s in SCENARIOS if s in data["summary"]]
+    print(tables(data["summary"], scenarios, markdown=False))
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(tables(data["summary"], scenarios, markdown=True))
+    if args.json and not args.from_json:
+        with open(args.json, "w") as f:
+            json.dump(data, f, indent=1)
+            f.write("\n")
+    if args.chart:
+        chart(data["summary"], scenarios, args.chart, _subtitle(data["meta"]))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as f:
+            data = json.load(f)
+        data["summary"] = summarize(data["runs"])
+        report(data, args)
+        return 0
     scenarios = _choose(args.scenarios, SCENARIOS, "scenario")
     wanted = _choose(args.servers, SERVERS, "server")
     names, skipped = [], {}
@@ -540,6 +655,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     started = time.time()
+    machine = machine_info()
     records: list[dict] = []
     for round_no in range(args.rounds):
         order = names[round_no % len(names) :] + names[: round_no % len(names)]
@@ -569,7 +685,8 @@ def main(argv: list[str] | None = None) -> int:
             started, datetime.timezone.utc
         ).isoformat(timespec="seconds"),
         "elapsed_s": round(time.time() - started, 1),
-        "machine": machine_info(),
+        "machine": machine,
+        "commit": _commit(),
         "loadavg_at_end": os.getloadavg(),
         "tools": tool_versions(),
         "servers": {
@@ -584,21 +701,7 @@ def main(argv: list[str] | None = None) -> int:
         "scenario_tools": tools,
     }
     print()
-    print(tables(summary, scenarios, markdown=False))
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(tables(summary, scenarios, markdown=True))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"meta": meta, "summary": summary, "runs": records}, f, indent=1)
-            f.write("\n")
-    if args.chart:
-        subtitle = (
-            f"{args.workers} workers per server, {meta['machine']['cpus']} CPUs "
-            f"({meta['machine']['cpu']}), {args.rounds} rounds of {args.duration:g} s; "
-            f"forker in red"
-        )
-        chart(summary, scenarios, args.chart, subtitle)
+    report({"meta": meta, "summary": summary, "runs": records}, args)
     failed = sum(1 for r in records if r.get("failed"))
     print(
         f"{len(records)} runs, {failed} failed, {meta['elapsed_s']:.0f} s",
