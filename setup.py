@@ -30,7 +30,7 @@ if SANITIZE:
     ldflags += ["-fsanitize=address,undefined"]
 
 
-def ext(name, sources):
+def ext(name, sources, libraries=()):
     return Extension(
         name,
         sources=sources,
@@ -38,15 +38,18 @@ def ext(name, sources):
         extra_compile_args=cflags,
         extra_link_args=ldflags,
         define_macros=macros,
+        libraries=list(libraries),
     )
 
 
 PARSER_C = ["csrc/fk_parse.c", "csrc/fk_chunked.c"]
-ENGINE_C = PARSER_C + ["csrc/fk_write.c", "csrc/fk_buf.c", "csrc/fk_conn.c", "csrc/fk_loop.c"]
+ENGINE_C = PARSER_C + ["csrc/fk_write.c", "csrc/fk_buf.c", "csrc/fk_conn.c", "csrc/fk_loop.c",
+                       "csrc/fk_tls.c"]
 
 extensions = [
     ext("forker._parser", ["forker/_parser.pyx"] + PARSER_C),
-    ext("forker._worker", ["forker/_worker.pyx"] + ENGINE_C),
+    # libdl: OpenSSL is looked up at run time (csrc/fk_tls.c), never linked
+    ext("forker._worker", ["forker/_worker.pyx"] + ENGINE_C, libraries=["dl"]),
 ]
 
 setup(
