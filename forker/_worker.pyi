@@ -69,6 +69,8 @@ class Engine:
     stop_requested: int
     @property
     def listen_addrs(self) -> List[Tuple[str, int]]: ...
+    @property
+    def listen_schemes(self) -> List[str]: ...
     def __init__(
         self,
         app: Callable[..., Any],
@@ -81,6 +83,7 @@ class Engine:
         access_log: Optional[Any] = None,
         tick: Optional[Callable[[], Any]] = None,
         threads: int = 1,
+        schemes: Optional[Iterable[str]] = None,
     ) -> None: ...
     @property
     def served(self) -> int: ...
@@ -88,3 +91,7 @@ class Engine:
     def open_connections(self) -> int: ...
     def stop(self, graceful: bool = True) -> None: ...
     def run(self) -> None: ...
+
+def tls_library() -> str:
+    """The version of the OpenSSL that Python's ssl module loaded, which the
+    loop's TLS uses; raises OSError when there is none usable."""

@@ -76,7 +76,10 @@ def _main(arbiter: Any, worker: Any, listeners: List[Any]) -> int:
         log.error("worker %d: cannot load the application: %s", worker.id, exc)
         return WORKER_BOOT_ERROR
     signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
-    return run_worker(app, config, listeners, worker.id, arbiter.slots.view(worker.slot))
+    from .tls import listener_schemes
+
+    return run_worker(app, config, listeners, worker.id, arbiter.slots.view(worker.slot),
+                      schemes=listener_schemes(config, listeners, arbiter.listeners.source))
 
 
 def _reset_signals(arbiter: Any) -> None:

@@ -199,4 +199,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         status = run(app, options, reload_options)
     except AppImportError as exc:  # --preload: the master imports it
         _fail(f"cannot load the application {spec!r}: {exc}")
+    except ConfigError as exc:  # found by the master: certificate files
+        _fail(str(exc))
     return status if isinstance(status, int) else 0

@@ -30,7 +30,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from . import appspec, child, process
+from . import appspec, child, process, tls
 from .child import HANDLED, WORKER_BOOT_ERROR
 from .config import Config
 from .shm import SlotTable
@@ -119,7 +119,9 @@ class Arbiter:
         options = self.options if self.reload_options is None else self.reload_options()
         config = Config()
         config.update_from_env()
-        return config.update(options)
+        config.update(options)
+        tls.check(config)  # here, not after fork: a bad certificate is no boot loop
+        return config
 
     def load_app(self, config: Config, fresh: bool) -> Any:
         """The handler, imported (again, if fresh); raises AppImportError."""
@@ -176,9 +178,12 @@ class Arbiter:
         listeners = self.listeners
         assert listeners is not None
         listeners.ensure(self.num_workers)
-        for address, per_worker in zip(listeners.addresses(), listeners.per_worker):
+        schemes = tls.listener_schemes(self.config, listeners.for_worker(0), listeners.source)
+        for address, per_worker, scheme in zip(listeners.addresses(), listeners.per_worker,
+                                               schemes):
             mode = "one SO_REUSEPORT socket per worker" if per_worker else "shared by the workers"
-            log.info("listening on %s (%s, %s)", address, mode, listeners.source)
+            log.info("listening on %s (%s, %s%s)", address, mode, listeners.source,
+                     ", TLS" if scheme == "https" else "")
         if self.config.reuse_port:
             if not any(listeners.per_worker):
                 log.warning("reuse_port: no socket supports SO_REUSEPORT; they are shared")
@@ -693,6 +698,16 @@ class Forker:
 
     def listen_and_serve(self, address: Optional[Any] = None) -> int:
         options = dict(self.options)
+        if address is not None:
+            options["bind"] = address
+        self._arbiter = Arbiter(self.handler, options)
+        return self._arbiter.run()
+
+    def listen_and_serve_tls(self, address: Optional[Any], certfile: str,
+                             keyfile: Optional[str] = None) -> int:
+        """listen_and_serve() over TLS: the certificate chain in certfile, its key in
+        keyfile (or in certfile)."""
+        options = dict(self.options, certfile=certfile, keyfile=keyfile)
         if address is not None:
             options["bind"] = address
         self._arbiter = Arbiter(self.handler, options)

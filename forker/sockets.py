@@ -37,7 +37,10 @@ class Address(NamedTuple):
 
 
 def parse_address(text: str, option: str = "bind") -> Address:
-    """Parse 'HOST:PORT', ':PORT', '[V6]:PORT', 'PORT', 'unix:PATH' or 'fd://N'."""
+    """Parse 'HOST:PORT', ':PORT', '[V6]:PORT', 'PORT', 'unix:PATH' or 'fd://N', each
+    optionally prefixed by 'http://' or 'https://' (the scheme is forker.tls's business)."""
+    if isinstance(text, str) and text.startswith(("http://", "https://")):
+        text = text.split("://", 1)[1]
     if not isinstance(text, str) or not text:
         raise ConfigError(f"{option}: expected an address such as ':8080', got {text!r}")
     if text.startswith("fd://"):

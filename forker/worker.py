@@ -2,14 +2,15 @@
 
 Contract with the master (forker/master.py):
 
-    run_worker(app, config, listeners, worker_id, slot) -> int
+    run_worker(app, config, listeners, worker_id, slot, schemes=None) -> int
 
 is called in the child right after fork and returns the process exit status
 (the master's child code then leaves with os._exit(status)). `app` is the
 handler (already wrapped for its interface), `listeners` the list of listening
 sockets inherited from the master, `worker_id` a small int (0..workers-1,
 reused by a respawn), `slot` a writable 64-byte memoryview into memory shared
-with the master (None when run without a master), where the C loop stores, as
+with the master (None when run without a master), `schemes` "http" or "https"
+for each listener (forker.tls.listener_schemes), and where the C loop stores, as
 native-endian uint64 at these offsets:
     0  heartbeat: CLOCK_MONOTONIC milliseconds, written every loop turn
     8  requests served so far
@@ -49,17 +50,29 @@ def _access_logger(config: Any, worker_id: int) -> Optional[Any]:
 
 
 def run_worker(app: Any, config: Any, listeners: List[Any], worker_id: int,
-               slot: Optional[memoryview] = None) -> int:
-    """Serve on the inherited listeners until told to stop; returns the exit status."""
+               slot: Optional[memoryview] = None, schemes: Optional[List[str]] = None) -> int:
+    """Serve on the inherited listeners until told to stop; returns the exit status.
+    schemes: "http" or "https" per listener (default: all plain)."""
     from ._worker import Engine
+    from .errors import ConfigError
 
-    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     access_log = _access_logger(config, worker_id)
     tick = getattr(access_log, "flush", None)
-    engine = Engine(app, config, listeners, slot=slot, wake_fd=wake_r,
-                    parent_pid=os.getppid(), max_requests=_max_requests(config),
-                    access_log=access_log, tick=tick,
-                    threads=int(getattr(config, "threads", 1)))
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        engine = Engine(app, config, listeners, slot=slot, wake_fd=wake_r,
+                        parent_pid=os.getppid(), max_requests=_max_requests(config),
+                        access_log=access_log, tick=tick,
+                        threads=int(getattr(config, "threads", 1)), schemes=schemes)
+    except ConfigError as exc:  # the certificate files changed since the master read them
+        from .child import WORKER_BOOT_ERROR
+
+        log.error("worker %d: cannot set up TLS: %s", worker_id, exc)
+        if access_log is not None:
+            getattr(access_log, "close", lambda: None)()
+        os.close(wake_r)
+        os.close(wake_w)
+        return WORKER_BOOT_ERROR
 
     def graceful(signum: int, frame: Any) -> None:
         engine.stop(graceful=True)

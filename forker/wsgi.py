@@ -230,6 +230,9 @@ class WSGIHandler:
 
     def __call__(self, request: Any) -> Response:
         environ = self._base.copy()
+        scheme = request.scheme
+        if scheme != "http":
+            environ["wsgi.url_scheme"] = scheme
         path = request.path
         if "%" in path:
             path = unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
@@ -265,14 +268,13 @@ class WSGIHandler:
         host = request.host
         if host is not None:
             environ["HTTP_HOST"] = host  # absolute-form authority wins over Host (RFC 7230 5.4)
-        default_port = "80"
+        default_port = "80" if scheme == "http" else "443"
         if ("HTTP_FORWARDED" in environ or "HTTP_X_FORWARDED_FOR" in environ
                 or "HTTP_X_FORWARDED_PROTO" in environ or "HTTP_X_FORWARDED_HOST" in environ) \
                 and self._is_trusted(remote):
             self._apply_forwarded(environ)
             host = environ.get("HTTP_HOST")
-            if environ["wsgi.url_scheme"] == "https":
-                default_port = "443"
+            default_port = "443" if environ["wsgi.url_scheme"] == "https" else "80"
         if host:
             if ":" in host:
                 hosts = self._hosts if default_port == "80" else {}
