@@ -437,7 +437,7 @@ def tables(
     summary: dict[str, dict[str, dict]], scenarios: list[str], markdown: bool
 ) -> str:
     lines: list[str] = []
-    header = [
+    columns = [
         "server",
         "tool",
         "req/s (median)",
@@ -449,6 +449,7 @@ def tables(
         "other CPU",
     ]
     for scenario in scenarios:
+        header = columns
         rows = sorted(
             summary.get(scenario, {}).values(),
             key=lambda s: -(s.get("rps_median") or -1),
@@ -476,6 +477,9 @@ def tables(
                     + ("%" if "other_cpu_pct" in s else ""),
                 ]
             )
+        # Runs recorded before the CPU share was measured have no such column.
+        if not any("other_cpu_pct" in r for r in rows):
+            header, body = header[:-1], [row[:-1] for row in body]
         lines.append(_table(title, header, body, markdown))
     spread_rows = []
     for scenario in scenarios:
