@@ -74,6 +74,8 @@ cdef extern from "fk_buf.h" nogil:
         size_t off
         size_t len
         size_t cap
+    int fk_buf_append(fk_buf *b, const void *p, size_t n)
+    void fk_buf_free(fk_buf *b)
 
 cdef extern from "fk_write.h" nogil:
     enum:
@@ -91,6 +93,15 @@ cdef extern from "fk_write.h" nogil:
         int64_t content_length
         unsigned flags
     int fk_field_check(const char *name, size_t name_len, const char *value, size_t value_len)
+    enum fk_field_kind:
+        FK_FIELD_OTHER
+        FK_FIELD_CONTENT_LENGTH
+        FK_FIELD_TRANSFER_ENCODING
+        FK_FIELD_CONNECTION
+        FK_FIELD_DATE
+        FK_FIELD_SERVER
+    int fk_field_kind(const char *name, size_t len)
+    int fk_field_has_close(const char *value, size_t len)
 
 cdef extern from "fk_conn.h" nogil:
     enum fk_conn_state:

@@ -907,36 +907,70 @@ def _semaphore(int n):
     return threading.Semaphore(n)
 
 
+cdef extern from "Python.h":
+    const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
+    bint PyUnicode_IS_ASCII(object s)
+
+
+cdef const char *field_text(object item, Py_ssize_t *size, list keep) except NULL:
+    """The latin-1 bytes of a header name or value: a pure-ASCII str is read in
+    place; anything else is encoded into an object kept alive by keep."""
+    if type(item) is str and PyUnicode_IS_ASCII(item):
+        return PyUnicode_AsUTF8AndSize(item, size)
+    if isinstance(item, bytes):
+        data = item
+    elif isinstance(item, str):
+        data = (<str>item).encode("latin-1")
+    else:
+        data = str(item).encode("latin-1")
+    keep.append(data)
+    size[0] = PyBytes_GET_SIZE(data)
+    return PyBytes_AS_STRING(data)
+
+
 cdef tuple build_fields(object headers):
     """Validates the handler's header fields and joins them as field lines.
     Framing fields are the loop's business: Content-Length is returned as the
     length, Transfer-Encoding dropped, Connection: close turned into a flag."""
     cdef unsigned flags = 0
     cdef int64_t length = -1
-    cdef list lines = []
-    cdef bytes n, v
-    for name, value in headers:
-        n = name.encode("latin-1") if isinstance(name, str) else bytes(name)
-        if not isinstance(value, (str, bytes)):
-            value = str(value)
-        v = value.encode("latin-1") if isinstance(value, str) else bytes(value)
-        if fk_field_check(n, len(n), v, len(v)) != 0:
-            raise ValueError(f"invalid response header {name!r}: {value!r}")
-        lower = n.lower()
-        if lower == b"content-length":
-            if not v.isdigit() or len(v) > 18:
-                raise ValueError(f"invalid Content-Length {value!r}")
-            length = int(v)
-            continue
-        if lower == b"transfer-encoding":
-            continue
-        if lower == b"connection":
-            if b"close" in v.lower():
-                flags |= FK_RESP_CLOSE
-            continue
-        if lower == b"date":
-            flags |= FK_RESP_HAS_DATE
-        elif lower == b"server":
-            flags |= FK_RESP_HAS_SERVER
-        lines.append(n + b": " + v + b"\r\n")
-    return (b"".join(lines) if lines else None), flags, length
+    cdef list keep = []
+    cdef fk_buf out
+    cdef const char *n
+    cdef const char *v
+    cdef Py_ssize_t nlen = 0, vlen = 0
+    cdef int kind, failed = 0
+    memset(&out, 0, sizeof(out))
+    try:
+        for name, value in headers:
+            n = field_text(name, &nlen, keep)
+            v = field_text(value, &vlen, keep)
+            if fk_field_check(n, nlen, v, vlen) != 0:
+                raise ValueError(f"invalid response header {name!r}: {value!r}")
+            kind = fk_field_kind(n, nlen)
+            if kind == FK_FIELD_CONTENT_LENGTH:
+                text = v[:vlen]
+                if not text.isdigit() or vlen > 18:
+                    raise ValueError(f"invalid Content-Length {value!r}")
+                length = int(text)
+                continue
+            if kind == FK_FIELD_TRANSFER_ENCODING:
+                continue
+            if kind == FK_FIELD_CONNECTION:
+                if fk_field_has_close(v, vlen):
+                    flags |= FK_RESP_CLOSE
+                continue
+            if kind == FK_FIELD_DATE:
+                flags |= FK_RESP_HAS_DATE
+            elif kind == FK_FIELD_SERVER:
+                flags |= FK_RESP_HAS_SERVER
+            failed |= fk_buf_append(&out, n, nlen)
+            failed |= fk_buf_append(&out, b": ", 2)
+            failed |= fk_buf_append(&out, v, vlen)
+            failed |= fk_buf_append(&out, b"\r\n", 2)
+        if failed:
+            raise MemoryError()
+        fields = PyBytes_FromStringAndSize(out.data, out.len) if out.len else None
+    finally:
+        fk_buf_free(&out)
+    return fields, flags, length
