@@ -222,3 +222,50 @@ int fk_field_check(const char *name, size_t name_len, const char *value, size_t 
     }
     return 0;
 }
+
+static int same_lower(const char *s, const char *lower, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 'A' && ch <= 'Z')
+            ch = (unsigned char)(ch + ('a' - 'A'));
+        if (ch != (unsigned char)lower[i])
+            return 0;
+    }
+    return 1;
+}
+
+int fk_field_kind(const char *name, size_t len)
+{
+    switch (len) {
+    case 4:
+        return same_lower(name, "date", 4) ? FK_FIELD_DATE : FK_FIELD_OTHER;
+    case 6:
+        return same_lower(name, "server", 6) ? FK_FIELD_SERVER : FK_FIELD_OTHER;
+    case 10:
+        return same_lower(name, "connection", 10) ? FK_FIELD_CONNECTION : FK_FIELD_OTHER;
+    case 14:
+        return same_lower(name, "content-length", 14) ? FK_FIELD_CONTENT_LENGTH : FK_FIELD_OTHER;
+    case 17:
+        return same_lower(name, "transfer-encoding", 17) ? FK_FIELD_TRANSFER_ENCODING
+                                                          : FK_FIELD_OTHER;
+    default:
+        return FK_FIELD_OTHER;
+    }
+}
+
+int fk_field_has_close(const char *value, size_t len)
+{
+    /* comma-separated tokens with optional whitespace: look for "close" alone */
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && (value[i] == ' ' || value[i] == '\t' || value[i] == ','))
+            i++;
+        size_t start = i;
+        while (i < len && value[i] != ',' && value[i] != ' ' && value[i] != '\t')
+            i++;
+        if (i - start == 5 && same_lower(value + start, "close", 5))
+            return 1;
+    }
+    return 0;
+}

@@ -66,4 +66,20 @@ const char *fk_status_reason(int status, size_t *len);
  * other control bytes but HTAB. Returns 0 when valid, -1 otherwise. */
 int fk_field_check(const char *name, size_t name_len, const char *value, size_t value_len);
 
+/* What a response field means to the loop (fk_field_kind). */
+enum fk_field_kind {
+    FK_FIELD_OTHER = 0,
+    FK_FIELD_CONTENT_LENGTH,
+    FK_FIELD_TRANSFER_ENCODING,
+    FK_FIELD_CONNECTION,
+    FK_FIELD_DATE,
+    FK_FIELD_SERVER,
+};
+
+/* Classifies a field name, case-insensitively. */
+int fk_field_kind(const char *name, size_t len);
+
+/* Whether a Connection field value lists the "close" option. */
+int fk_field_has_close(const char *value, size_t len);
+
 #endif

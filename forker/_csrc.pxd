@@ -93,7 +93,7 @@ cdef extern from "fk_write.h" nogil:
         int64_t content_length
         unsigned flags
     int fk_field_check(const char *name, size_t name_len, const char *value, size_t value_len)
-    enum fk_field_kind:
+    enum:
         FK_FIELD_OTHER
         FK_FIELD_CONTENT_LENGTH
         FK_FIELD_TRANSFER_ENCODING
