@@ -4,12 +4,14 @@
 #include "fk_tls.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/sendfile.h>
+#include <sys/uio.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,7 +21,10 @@
 #define ACCEPT_BATCH 64
 #define FIRST_READ 4096        /* bytes read at once while waiting for a head */
 #define READ_CHUNK 16384       /* free space wanted before each read of a body */
-#define BUF_KEEP 65536         /* buffers larger than this are freed when empty */
+#define BUF_KEEP 65536         /* buffers larger than this are recycled when empty */
+#define SPARES 2               /* large buffers kept by the loop for reuse */
+#define SPARE_MAX (8u << 20)   /* largest buffer worth keeping */
+#define DIRECT_WRITE 32768     /* bodies this large are written from the caller's memory */
 #define HIGH_WATER (256 * 1024) /* streamed output above this pauses the producer */
 #define LINGER_MS 2000         /* how long we drain a client's input before closing */
 #define LINGER_MAX (1 << 20)   /* and how much of it */
@@ -60,6 +65,11 @@ struct fk_loop {
     fk_header *scratch;        /* parser output, copied to the connection on success */
     fk_date date;
     uint64_t own_slot[FK_SLOT_WORDS]; /* counters when no master shares a slot */
+    struct {
+        char *data;
+        size_t cap;
+        int used; /* taken or stored since the last sweep */
+    } spare[SPARES];
     struct epoll_event events[MAX_EVENTS];
 };
 
@@ -191,12 +201,85 @@ static void push_notify(fk_loop *l, fk_conn *c, int type)
     l->notify_tail = c;
 }
 
+/* ---- large buffers ----------------------------------------------------------- */
+
+/* Frees an emptied (or abandoned) buffer, keeping a large one's memory as a
+ * spare: a run of uploads or large responses then reuses mapped pages instead
+ * of faulting fresh ones in for every request. Spares unused for a sweep are
+ * freed, so an idle worker shrinks back. */
+static void buf_release(fk_loop *l, fk_buf *b)
+{
+    if (b->cap > BUF_KEEP && b->cap <= SPARE_MAX) {
+        int slot = -1;
+        for (int i = 0; i < SPARES; i++)
+            if (l->spare[i].data == NULL || (slot >= 0 && l->spare[i].cap < l->spare[slot].cap) ||
+                (slot < 0 && l->spare[i].cap < b->cap))
+                slot = i;
+        if (slot >= 0) {
+            free(l->spare[slot].data);
+            l->spare[slot].data = b->data;
+            l->spare[slot].cap = b->cap;
+            l->spare[slot].used = 1;
+            b->data = NULL;
+            b->off = b->len = b->cap = 0;
+            return;
+        }
+    }
+    fk_buf_free(b);
+}
+
+static void buf_trim(fk_loop *l, fk_buf *b)
+{
+    if (b->len == b->off && b->cap > BUF_KEEP)
+        buf_release(l, b);
+}
+
+/* Before b grows to hold room more bytes: moves its pending bytes into a spare
+ * large enough, if the loop has one. */
+static void buf_adopt_spare(fk_loop *l, fk_buf *b, size_t room)
+{
+    size_t pending = b->len - b->off;
+    if (b->cap - b->len >= room || room > SPARE_MAX)
+        return;
+    size_t need = pending + room;
+    int best = -1;
+    for (int i = 0; i < SPARES; i++)
+        if (l->spare[i].data != NULL && l->spare[i].cap >= need &&
+            (best < 0 || l->spare[i].cap < l->spare[best].cap))
+            best = i;
+    if (best < 0 || l->spare[best].cap <= b->cap)
+        return;
+    char *data = l->spare[best].data;
+    if (pending != 0)
+        memcpy(data, b->data + b->off, pending);
+    free(b->data);
+    b->data = data;
+    b->cap = l->spare[best].cap;
+    b->off = 0;
+    b->len = pending;
+    l->spare[best].data = NULL;
+    l->spare[best].cap = 0;
+    l->spare[best].used = 1;
+}
+
+static void spares_sweep(fk_loop *l)
+{
+    for (int i = 0; i < SPARES; i++) {
+        if (l->spare[i].data != NULL && !l->spare[i].used) {
+            free(l->spare[i].data);
+            l->spare[i].data = NULL;
+            l->spare[i].cap = 0;
+        }
+        l->spare[i].used = 0;
+    }
+}
+
 /* ---- closing --------------------------------------------------------------- */
 
 static void free_slot(fk_loop *l, fk_conn *c)
 {
-    fk_buf_free(&c->in);
-    fk_buf_free(&c->out);
+    buf_release(l, &c->in);
+    buf_release(l, &c->out);
     free(c->headers);
     c->headers = NULL;
     c->headers_cap = 0;
@@ -290,7 +373,7 @@ static int conn_flush(fk_loop *l, fk_conn *c)
         conn_close(l, c);
         return -1;
     }
-    fk_buf_trim(&c->out, BUF_KEEP);
+    buf_trim(l, &c->out);
     if (c->state == FK_CONN_HEAD && fk_buf_pending(&c->in) == 0)
         c->deadline = l->now + l->cfg.keepalive_ms;
     if (c->close_after && c->state != FK_CONN_STREAMING && c->state != FK_CONN_HANDLING &&
@@ -423,7 +506,8 @@ static void parse_head(fk_loop *l, fk_conn *c)
         c->headers = h;
         c->headers_cap = cap;
     }
-    memcpy(c->headers, l->scratch, req->num_headers * sizeof(fk_header));
+    if (req->num_headers > 0) /* c->headers is NULL until then: memcpy(NULL, ..., 0) is UB */
+        memcpy(c->headers, l->scratch, req->num_headers * sizeof(fk_header));
     req->headers = c->headers;
     c->head_len = (size_t)r;
     c->body_off = (size_t)r;
@@ -532,9 +616,11 @@ static size_t read_room(const fk_conn *c)
     } while (0)
 
 /* Reserves room in c->in, keeping the current request's slices valid. */
-static int reserve_input(fk_conn *c, size_t room)
+static int reserve_input(fk_loop *l, fk_conn *c, size_t room)
 {
-    if (c->state != FK_CONN_BODY || c->in.cap - c->in.len >= room)
+    if (c->in.cap - c->in.len >= room)
+        return 0;
+    if (c->state != FK_CONN_BODY)
         return fk_buf_reserve(&c->in, room, 0);
     fk_request *r = &c->req;
     const char *base = c->in.data + c->in.off;
@@ -547,6 +633,7 @@ static int reserve_input(fk_conn *c, size_t room)
         TO_OFFSET(c->headers[i].name, base);
         TO_OFFSET(c->headers[i].value, base);
     }
+    buf_adopt_spare(l, &c->in, room);
     int status = fk_buf_reserve(&c->in, room, 0);
     base = c->in.data + c->in.off;
     FROM_OFFSET(r->method, base);
@@ -600,7 +687,7 @@ static void conn_read(fk_loop *l, fk_conn *c)
             }
         } else {
             room = read_room(c);
-            if (reserve_input(c, room) != 0) {
+            if (reserve_input(l, c, room) != 0) {
                 fail_request(l, c, 500);
                 return;
             }
@@ -728,12 +815,28 @@ static int conn_idle(const fk_conn *c)
            fk_buf_pending(&c->out) == 0;
 }
 
-void fk_loop_stop(fk_loop *l, int graceful)
+/* Drops this process's share of the listening sockets once it stopped
+ * accepting: when every process has, the kernel refuses new connections, which
+ * a balancer retries elsewhere safely, instead of queueing them until we exit
+ * and then resetting them with a request already sent. The descriptors are
+ * owned by Python's socket objects: dup3 of a spare socket keeps each number
+ * valid for its owner to close. */
+static void release_listeners(fk_loop *l)
 {
-    if (!graceful) {
-        l->stopping = 2;
-        return;
+    for (int i = 0; i < l->nlisteners; i++) {
+        int spare = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (spare < 0)
+            return; /* out of descriptors: the listeners close when we exit */
+        dup3(spare, l->listeners[i], O_CLOEXEC);
+        close(spare);
     }
+}
+
+/* Stop accepting; serve what is open. close_idle: a max_requests recycle,
+ * where the listener stays open and its queue waits for our successor, so the
+ * idle connections go at once rather than at their keep-alive deadline. */
+static void stop_accepting(fk_loop *l, int close_idle)
+{
     if (l->stopping)
         return;
     /* serve what the kernel already queued for us, then stop listening */
@@ -743,18 +846,34 @@ void fk_loop_stop(fk_loop *l, int graceful)
     l->stopping = 1;
     l->stop_deadline = l->now + l->cfg.graceful_ms;
     set_listening(l, 0);
+    release_listeners(l);
+    /* An idle keep-alive connection is not closed now: a balancer may be
+     * sending on it at this very moment, and a request lost that way cannot
+     * be retried safely (a POST). Its next request is answered with
+     * "Connection: close"; without one it closes at its keep-alive deadline
+     * as usual, by which time a balancer with a shorter idle timeout (as in
+     * docs/deploy/) has closed it from its side. */
     for (size_t i = 0; i < l->high_slot; i++) {
         fk_conn *c = &l->conns[i];
         if (c->state == FK_CONN_FREE || c->fd < 0)
             continue;
         c->keep_alive = 0;
-        if (conn_idle(c))
+        if (close_idle && conn_idle(c))
             conn_close(l, c);
     }
 }
 
+void fk_loop_stop(fk_loop *l, int graceful)
+{
+    if (!graceful)
+        l->stopping = 2;
+    else
+        stop_accepting(l, 0);
+}
+
 static void sweep(fk_loop *l)
 {
+    spares_sweep(l);
     if (l->cfg.parent_pid != 0 && getppid() != l->cfg.parent_pid)
         fk_loop_stop(l, 1); /* orphaned: the master is gone */
     if (l->accept_resume != 0 && l->now >= l->accept_resume) {
@@ -800,7 +919,7 @@ static int request_done(fk_loop *l, fk_conn *c)
     l->cfg.slot[FK_SLOT_REQUESTS] = l->served;
     l->cfg.slot[FK_SLOT_BUSY_SINCE] = 0;
     if (l->cfg.max_requests != 0 && l->served >= l->cfg.max_requests && !l->stopping)
-        fk_loop_stop(l, 1);
+        stop_accepting(l, 1);
     c->py_owned = 0;
     c->fresh = 0;
     fk_buf_consume(&c->in, c->body_off + c->body_len);
@@ -813,7 +932,7 @@ static int request_done(fk_loop *l, fk_conn *c)
     if (c->close_after)
         return 0;
     c->deadline = l->now + l->cfg.keepalive_ms;
-    fk_buf_trim(&c->in, BUF_KEEP);
+    buf_trim(l, &c->in);
     /* pipelined: the next request may be complete already; held back while
      * out is backlogged, or a client that never reads makes us buffer them all */
     return fk_buf_pending(&c->in) > 0 && fk_buf_pending(&c->out) <= HIGH_WATER;
@@ -875,9 +994,32 @@ int fk_loop_respond(fk_loop *l, fk_conn *c, const fk_response *r, const char *bo
         push_dirty(l, c);
         return after_write(l, c);
     }
-    if (has_body && len != 0 && fk_buf_append(&c->out, body, len) != 0) {
-        conn_close(l, c);
-        return -1;
+    if (has_body && len >= DIRECT_WRITE && c->ssl == NULL && c->file_left == 0) {
+        /* A large body goes out from the caller's memory with the pending head
+         * in one sendmsg; only what the socket does not take is copied. */
+        struct iovec iov[2] = {
+            {.iov_base = c->out.data + c->out.off, .iov_len = fk_buf_pending(&c->out)},
+            {.iov_base = (void *)(uintptr_t)body, .iov_len = len},
+        };
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+        ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+        if (n > 0) {
+            size_t sent = (size_t)n, head = fk_buf_pending(&c->out);
+            l->cfg.slot[FK_SLOT_BYTES_OUT] += sent;
+            c->deadline = l->now + l->cfg.write_timeout_ms;
+            fk_buf_consume(&c->out, sent < head ? sent : head);
+            if (sent > head) {
+                body += sent - head;
+                len -= sent - head;
+            }
+        } /* on EAGAIN or an error, the flush below retries or fails as usual */
+    }
+    if (has_body && len != 0) {
+        buf_adopt_spare(l, &c->out, len);
+        if (fk_buf_append(&c->out, body, len) != 0) {
+            conn_close(l, c);
+            return -1;
+        }
     }
     finish_request(l, c);
     return after_write(l, c);
@@ -1201,6 +1343,8 @@ void fk_loop_destroy(fk_loop *l)
     }
     if (l->epfd >= 0)
         close(l->epfd);
+    for (int i = 0; i < SPARES; i++)
+        free(l->spare[i].data);
     free(l->conns);
     free(l->free_slots);
     free(l->scratch);

@@ -95,7 +95,10 @@ int fk_loop_send_file(fk_loop *l, fk_conn *c, int fd, int64_t offset, int64_t co
  * stream it cannot finish): closes it if still open and frees the slot. */
 void fk_loop_release(fk_loop *l, fk_conn *c);
 
-/* Begins a graceful stop (drain) or, with graceful == 0, a fast one. */
+/* Begins a graceful stop (drain) or, with graceful == 0, a fast one. A graceful
+ * stop accepts what is queued, then gives up this process's listening sockets;
+ * open connections get "Connection: close" on their next response, idle ones
+ * close at their keep-alive deadline (or the graceful deadline). */
 void fk_loop_stop(fk_loop *l, int graceful);
 
 /* The connection in slot index if its generation matches, else NULL. */

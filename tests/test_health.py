@@ -1,0 +1,79 @@
+"""health_path and the graceful stop as a load balancer sees them: the path is
+answered by the worker loop (200 "ok", 503 "draining" once a graceful stop
+began), the stopping instance refuses new connections at once, and a kept-alive
+connection is not closed under a client that may be sending on it."""
+
+from __future__ import annotations
+
+import http.client
+import signal
+import socket
+import time
+
+from tests.forker_proc import ForkerProcess
+
+APP = "tests.apps.balancer_app:app"
+
+
+def request(conn: http.client.HTTPConnection, method: str, target: str):
+    conn.request(method, target)
+    response = conn.getresponse()
+    return response.status, response.getheader("Connection"), response.read()
+
+
+def refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_health_path_is_answered_without_the_application():
+    with ForkerProcess("--health-path", "/healthz", app=APP,
+                       env={"BALANCER_INSTANCE": "app"}) as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        assert request(conn, "GET", "/healthz") == (200, None, b"ok\n")
+        assert request(conn, "GET", "/healthz?probe=1") == (200, None, b"ok\n")
+        assert request(conn, "HEAD", "/healthz")[:2] == (200, None)
+        assert request(conn, "GET", "/healthz/") == (200, None, b"app")  # only the exact path
+        assert request(conn, "GET", "/other") == (200, None, b"app")
+        conn.close()
+
+
+def test_without_health_path_the_application_answers():
+    with ForkerProcess(app=APP, env={"BALANCER_INSTANCE": "app"}) as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        assert request(conn, "GET", "/healthz") == (200, None, b"app")
+        conn.close()
+
+
+def test_graceful_stop_drains_kept_alive_connections():
+    """TERM: new connections are refused at once; an idle kept-alive connection
+    stays open, its next requests (health: 503) are answered with
+    Connection: close, and the instance exits once it is closed."""
+    with ForkerProcess("--health-path", "/healthz", "--keep-alive", "5", app=APP,
+                       env={"BALANCER_INSTANCE": "app"}) as server:
+        health = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        work = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        assert request(health, "GET", "/healthz") == (200, None, b"ok\n")
+        assert request(work, "POST", "/work?1") == (200, None, b"app 1 0")
+        server.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 3
+        while not refused(server.port):
+            assert time.monotonic() < deadline, "still accepting after TERM"
+            time.sleep(0.05)
+        assert request(health, "GET", "/healthz") == (503, "close", b"draining\n")
+        assert request(work, "POST", "/work?2") == (200, "close", b"app 2 0")
+        assert server.proc.wait(5) == 0, server.log
+
+
+def test_graceful_stop_closes_idle_connections_at_their_keepalive_deadline():
+    with ForkerProcess("--keep-alive", "1", "--graceful-timeout", "30", app=APP) as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        assert request(conn, "GET", "/")[0] == 200
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(10) == 0, server.log
+        assert time.monotonic() - started < 3  # the keep-alive second, not graceful_timeout
+        conn.close()
