@@ -34,7 +34,9 @@ typedef int (*password_cb)(char *buf, int size, int rwflag, void *userdata);
 #define SSL_TLSEXT_ERR_ALERT_FATAL 2
 #define SSL_CTRL_MODE 33
 #define SSL_CTRL_SET_READ_AHEAD 41
+#define SSL_CTRL_SET_TLSEXT_TICKET_KEYS 59
 #define SSL_CTRL_SET_MIN_PROTO_VERSION 123
+#define SSL_CTRL_GET_MIN_PROTO_VERSION 130
 #define SSL_MODE_ENABLE_PARTIAL_WRITE 0x01UL
 #define SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER 0x02UL
 #define SSL_MODE_RELEASE_BUFFERS 0x10UL
@@ -54,6 +56,8 @@ typedef int (*password_cb)(char *buf, int size, int rwflag, void *userdata);
     X(const SSL_METHOD *, TLS_server_method, (void))                                         \
     X(SSL_CTX *, SSL_CTX_new, (const SSL_METHOD *method))                                    \
     X(void, SSL_CTX_free, (SSL_CTX * ctx))                                                   \
+    X(int, SSL_CTX_up_ref, (SSL_CTX * ctx))                                                  \
+    X(int, SSL_CTX_get_verify_mode, (const SSL_CTX *ctx))                                    \
     X(long, SSL_CTX_ctrl, (SSL_CTX * ctx, int cmd, long larg, void *parg))                   \
     X(int, SSL_CTX_use_certificate_chain_file, (SSL_CTX * ctx, const char *file))            \
     X(int, SSL_CTX_use_PrivateKey_file, (SSL_CTX * ctx, const char *file, int type))         \
@@ -81,7 +85,8 @@ typedef struct {
 #define FIELD(ret, name, args) ret(*name) args;
     SYMBOLS(FIELD)
 #undef FIELD
-    void *SSL_CTX_set_options; /* its type depends on the version */
+    void *SSL_CTX_set_options; /* their type depends on the version */
+    void *SSL_CTX_get_options;
     unsigned long version;
 } openssl;
 
@@ -113,6 +118,8 @@ static const char *resolve(void *handle, openssl *t)
 #undef RESOLVE
     if ((t->SSL_CTX_set_options = dlsym(handle, "SSL_CTX_set_options")) == NULL)
         return "SSL_CTX_set_options";
+    if ((t->SSL_CTX_get_options = dlsym(handle, "SSL_CTX_get_options")) == NULL)
+        return "SSL_CTX_get_options";
     t->version = t->OpenSSL_version_num();
     return NULL;
 }
@@ -186,6 +193,13 @@ static void set_options(SSL_CTX *ctx, unsigned long op)
         ((unsigned long (*)(SSL_CTX *, unsigned long))fn.SSL_CTX_set_options)(ctx, op);
 }
 
+static uint64_t get_options(const SSL_CTX *ctx)
+{
+    if (fn.version >= 0x30000000UL)
+        return ((uint64_t(*)(const SSL_CTX *))fn.SSL_CTX_get_options)(ctx);
+    return ((unsigned long (*)(const SSL_CTX *))fn.SSL_CTX_get_options)(ctx);
+}
+
 /* Adds OpenSSL's first queued error (the cause; later ones are context) to a
  * message and empties the queue. */
 static void openssl_error(char *err, size_t errlen, const char *fmt, const char *arg)
@@ -229,17 +243,52 @@ static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outle
 /* An encrypted key would make OpenSSL prompt on the terminal: fail instead. */
 static int no_password(char *buf, int size, int rwflag, void *userdata) { return 0; }
 
-fk_tls_ctx *fk_tls_ctx_create(const fk_tls_options *o, char *err, size_t errlen)
+/* What forker needs of any context, its own or one handed in: TLS 1.2 at
+ * least, no renegotiation nor compression, partial writes into a moving
+ * buffer (out may grow between two retries of a write), buffers released
+ * while a connection is idle (as nginx does), whole socket buffers read at
+ * once, the session ticket keys shared by the workers, ALPN http/1.1. */
+static int prepare(SSL_CTX *ctx, const unsigned char *ticket_keys, char *err, size_t errlen)
+{
+    if (fn.SSL_CTX_ctrl(ctx, SSL_CTRL_GET_MIN_PROTO_VERSION, 0, NULL) < TLS1_2_VERSION)
+        fn.SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, TLS1_2_VERSION, NULL);
+    set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                         (fn.version >= 0x30000000UL ? SSL_OP_IGNORE_UNEXPECTED_EOF : 0));
+    fn.SSL_CTX_ctrl(ctx, SSL_CTRL_MODE,
+                    (long)(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                           SSL_MODE_RELEASE_BUFFERS),
+                    NULL);
+    fn.SSL_CTX_ctrl(ctx, SSL_CTRL_SET_READ_AHEAD, 1, NULL);
+    /* Required once client certificates are verified, or a resumed session
+     * fails its handshake. */
+    fn.SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"forker", 6);
+    if (ticket_keys != NULL &&
+        fn.SSL_CTX_ctrl(ctx, SSL_CTRL_SET_TLSEXT_TICKET_KEYS, FK_TLS_TICKET_KEYS,
+                        (void *)ticket_keys) != 1) {
+        openssl_error(err, errlen, "%s", "cannot set the session ticket keys");
+        return -1;
+    }
+    fn.SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
+    return 0;
+}
+
+static fk_tls_ctx *new_ctx(char *err, size_t errlen)
 {
     if (!loaded) {
         message(err, errlen, "OpenSSL is not loaded");
         return NULL;
     }
     fk_tls_ctx *t = calloc(1, sizeof(*t));
-    if (t == NULL) {
+    if (t == NULL)
         message(err, errlen, "out of memory");
+    return t;
+}
+
+fk_tls_ctx *fk_tls_ctx_create(const fk_tls_options *o, char *err, size_t errlen)
+{
+    fk_tls_ctx *t = new_ctx(err, errlen);
+    if (t == NULL)
         return NULL;
-    }
     const char *keyfile = o->keyfile ? o->keyfile : o->certfile;
     fn.ERR_clear_error();
     t->ctx = fn.SSL_CTX_new(fn.TLS_server_method());
@@ -248,22 +297,8 @@ fk_tls_ctx *fk_tls_ctx_create(const fk_tls_options *o, char *err, size_t errlen)
         goto fail;
     }
     SSL_CTX *ctx = t->ctx;
-    fn.SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, TLS1_2_VERSION, NULL);
-    set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                         SSL_OP_CIPHER_SERVER_PREFERENCE |
-                         (fn.version >= 0x30000000UL ? SSL_OP_IGNORE_UNEXPECTED_EOF : 0));
-    /* Partial writes and a moving buffer: out may grow between two retries of
-     * a write. Buffers are released while a connection is idle, as nginx does. */
-    fn.SSL_CTX_ctrl(ctx, SSL_CTRL_MODE,
-                    (long)(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                           SSL_MODE_RELEASE_BUFFERS),
-                    NULL);
-    /* Read whole socket buffers, not record by record: fewer recv calls. */
-    fn.SSL_CTX_ctrl(ctx, SSL_CTRL_SET_READ_AHEAD, 1, NULL);
+    set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
     fn.SSL_CTX_set_default_passwd_cb(ctx, no_password);
-    /* Required once client certificates are verified, or a resumed session
-     * fails its handshake. */
-    fn.SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"forker", 6);
     if (fn.SSL_CTX_use_certificate_chain_file(ctx, o->certfile) != 1) {
         openssl_error(err, errlen, "certfile %s", o->certfile);
         goto fail;
@@ -298,11 +333,33 @@ fk_tls_ctx *fk_tls_ctx_create(const fk_tls_options *o, char *err, size_t errlen)
                                                      ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT
                                                      : 0),
                               NULL);
-    fn.SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
+    if (prepare(ctx, o->ticket_keys, err, errlen) != 0)
+        goto fail;
     return t;
 fail:
     fk_tls_ctx_destroy(t);
     return NULL;
+}
+
+int fk_tls_ctx_matches(void *ssl_ctx, int verify_mode, uint64_t options)
+{
+    return loaded && ssl_ctx != NULL && fn.SSL_CTX_get_verify_mode(ssl_ctx) == verify_mode &&
+           get_options(ssl_ctx) == options;
+}
+
+fk_tls_ctx *fk_tls_ctx_adopt(void *ssl_ctx, const unsigned char *ticket_keys, char *err,
+                             size_t errlen)
+{
+    fk_tls_ctx *t = new_ctx(err, errlen);
+    if (t == NULL)
+        return NULL;
+    fn.SSL_CTX_up_ref(ssl_ctx);
+    t->ctx = ssl_ctx;
+    if (prepare(t->ctx, ticket_keys, err, errlen) != 0) {
+        fk_tls_ctx_destroy(t);
+        return NULL;
+    }
+    return t;
 }
 
 void fk_tls_ctx_destroy(fk_tls_ctx *t)

@@ -31,7 +31,12 @@ typedef struct {
     const char *ca_certs; /* PEM CAs that client certificates must chain to; NULL none */
     const char *ciphers;  /* OpenSSL cipher list for TLS 1.2; NULL: OpenSSL's default */
     int verify;           /* enum fk_tls_verify */
+    const unsigned char *ticket_keys; /* FK_TLS_TICKET_KEYS bytes that encrypt session
+                                         tickets, the same in every worker so that a
+                                         client resumes on any; NULL: per context */
 } fk_tls_options;
+
+#define FK_TLS_TICKET_KEYS 80 /* name, HMAC and AES keys of OpenSSL 1.1.1 and 3.x */
 
 /* fk_conn.tls bits */
 #define FK_TLS_SNIFFED 0x01          /* first byte seen: a TLS record */
@@ -59,6 +64,19 @@ const char *fk_tls_version(void);
  * file at fault in err. Needs fk_tls_load(). */
 fk_tls_ctx *fk_tls_ctx_create(const fk_tls_options *o, char *err, size_t errlen);
 
+/* A context around an OpenSSL SSL_CTX configured elsewhere (Python's
+ * ssl.SSLContext), with a reference of its own. forker's needs are added to it:
+ * TLS 1.2 at least, ALPN http/1.1, no renegotiation, the shared ticket keys.
+ * NULL with a message in err. */
+fk_tls_ctx *fk_tls_ctx_adopt(void *ssl_ctx, const unsigned char *ticket_keys, char *err,
+                             size_t errlen);
+
+/* Whether ssl_ctx is an SSL_CTX with this verify mode (OpenSSL's SSL_VERIFY_*
+ * bits) and these options: a check that a pointer found in a Python object is
+ * the context it should be. */
+int fk_tls_ctx_matches(void *ssl_ctx, int verify_mode, uint64_t options);
+
+/* Drops forker's reference to the context. */
 void fk_tls_ctx_destroy(fk_tls_ctx *ctx);
 
 /* Starts the server side of TLS on the freshly accepted c (c->ssl). Returns 0,

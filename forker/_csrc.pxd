@@ -137,15 +137,20 @@ cdef extern from "fk_tls.h" nogil:
         FK_TLS_VERIFY_NONE
         FK_TLS_VERIFY_OPTIONAL
         FK_TLS_VERIFY_REQUIRED
+        FK_TLS_TICKET_KEYS
     ctypedef struct fk_tls_options:
         const char *certfile
         const char *keyfile
         const char *ca_certs
         const char *ciphers
         int verify
+        const unsigned char *ticket_keys
     int fk_tls_load(const char *ssl_module, char *err, size_t errlen)
     const char *fk_tls_version()
     fk_tls_ctx *fk_tls_ctx_create(const fk_tls_options *o, char *err, size_t errlen)
+    fk_tls_ctx *fk_tls_ctx_adopt(void *ssl_ctx, const unsigned char *ticket_keys, char *err,
+                                 size_t errlen)
+    int fk_tls_ctx_matches(void *ssl_ctx, int verify_mode, uint64_t options)
     void fk_tls_ctx_destroy(fk_tls_ctx *ctx)
 
 cdef extern from "fk_metrics.h" nogil:

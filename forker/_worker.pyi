@@ -94,6 +94,9 @@ class Engine:
     def stop(self, graceful: bool = True) -> None: ...
     def run(self) -> None: ...
 
+def check_ssl_context(context: Any) -> None:
+    """Raises ConfigError unless the loop can serve TLS with context."""
+
 def tls_library() -> str:
     """The version of the OpenSSL that Python's ssl module loaded, which the
     loop's TLS uses; raises OSError when there is none usable."""

@@ -210,6 +210,18 @@ def _hook(name: str, value: Any) -> Optional[Callable[..., Any]]:
     raise ConfigError(f"{name}: expected a callable or 'module:function', got {value!r}")
 
 
+def _ssl_context(name: str, value: Any) -> Any:
+    """None, an ssl.SSLContext, or a function returning one (checked by forker.tls)."""
+    if value is None or callable(value):
+        return value
+    import ssl
+
+    if isinstance(value, ssl.SSLContext):
+        return value
+    raise ConfigError(f"{name}: expected an ssl.SSLContext or a function returning one, "
+                      f"got {value!r}")
+
+
 def _default_workers() -> int:
     return os.cpu_count() or 1
 
@@ -353,6 +365,9 @@ OPTIONS: List[Option] = [
            _str_or_none,
            "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's defaults).",
            "--ciphers", "LIST"),
+    Option("ssl_context", None, _ssl_context,
+           "An ssl.SSLContext to serve TLS with instead of certfile and its options, or a "
+           "function returning one, called in each worker (so that HUP reloads it)."),
 ]
 
 OPTIONS_BY_NAME: Dict[str, Option] = {option.name: option for option in OPTIONS}

@@ -17,13 +17,14 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import pytest
 
-from cli_server import Server, free_port, run_cli
+from cli_server import ROOT, Server, free_port, run_cli
 from forker_proc import Reader
 
 OPENSSL = shutil.which("openssl")
@@ -317,6 +318,32 @@ def test_handshake_slowloris_is_closed_by_header_timeout(server):
     assert 1.5 <= time.monotonic() - started <= 5.0  # --header-timeout 2, a sweep per second
 
 
+@pytest.mark.parametrize("version", ["TLSv1_2", "TLSv1_3"])
+def test_sessions_resume_on_every_worker(certs, version):
+    with Server("--workers", "2", *server_args(certs), APP) as srv:
+        context = client_context(certs)
+        context.maximum_version = getattr(ssl.TLSVersion, version)
+        session = None
+        pids = set()
+        for attempt in range(200):
+            with tls_socket_session(srv.port, context, session) as sock:
+                sock.sendall(b"GET /pid HTTP/1.1\r\nHost: t\r\n\r\n")
+                pid = Reader(sock).response()[2]
+                if session is not None:
+                    assert sock.session_reused, f"full handshake on worker {pid!r}"
+                    pids.add(pid)
+                session = sock.session
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2, "every connection went to one worker"
+
+
+def tls_socket_session(port: int, context: ssl.SSLContext,
+                       session: Optional[ssl.SSLSession]) -> ssl.SSLSocket:
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return context.wrap_socket(raw, server_hostname="127.0.0.1", session=session)
+
+
 # -- client certificates ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -380,6 +407,83 @@ def test_python_api(certs, how):
     with Server(code=code, port=port) as srv:
         assert https(port, client_context(certs), target="/scheme")[2] == b"https"
         assert srv.stop() == 0
+
+
+SSL_CONTEXT_CODE = """
+import ssl
+from tls_app import app
+from forker import serve
+
+def context():
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.load_cert_chain({cert!r}, {key!r})
+    return context
+
+serve(app, "127.0.0.1:{port}", workers=1, ssl_context={value})
+"""
+
+
+@pytest.mark.parametrize("value", ["context()", "context"])
+def test_ssl_context_from_python(certs, tmp_path, value):
+    """An ssl.SSLContext serves with its own settings (TLS 1.3 only here); a
+    function returning one is called by each worker, so HUP reloads it."""
+    live_cert, live_key = tmp_path / "live.pem", tmp_path / "live.key"
+    shutil.copy(certs / "server.pem", live_cert)
+    shutil.copy(certs / "server.key", live_key)
+    port = free_port()
+    code = SSL_CONTEXT_CODE.format(value=value, cert=str(live_cert), key=str(live_key), port=port)
+    with Server(code=code, port=port) as srv:
+        context = client_context(certs)
+        context.set_alpn_protocols(["h2", "http/1.1"])
+        with tls_socket(port, context) as sock:
+            assert sock.version() == "TLSv1.3"
+            assert sock.selected_alpn_protocol() == "http/1.1"
+            sock.sendall(b"GET /scheme HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert Reader(sock).response()[2] == b"https"
+        old = client_context(certs)
+        old.maximum_version = ssl.TLSVersion.TLSv1_2
+        with pytest.raises(ssl.SSLError):
+            tls_socket(port, old).close()
+        shutil.copy(certs / "renewed.pem", live_cert)
+        shutil.copy(certs / "renewed.key", live_key)
+        srv.proc.send_signal(signal.SIGHUP)
+        srv.wait_for(r"HUP: 1 new workers serving", 20)
+        renewed = der_of(certs / ("renewed.pem" if value == "context" else "server.pem"))
+        assert peer_certificate(port, certs) == renewed
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("sni_callback", r"ssl_context: sni_callback is not supported"),
+    ("no-certificate", r"ssl_context: a test handshake fails"),
+    ("certfile", r"certfile: set in the ssl_context instead"),
+    ("not-a-context", r"ssl_context: expected an ssl.SSLContext"),
+])
+def test_ssl_context_refused(certs, setting, message):
+    code = f"""
+import ssl, sys
+from forker import serve
+from forker.errors import ConfigError
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+options = {{}}
+if {setting!r} != "no-certificate":
+    context.load_cert_chain({str(certs / "server.pem")!r}, {str(certs / "server.key")!r})
+if {setting!r} == "sni_callback":
+    context.sni_callback = lambda *args: None
+if {setting!r} == "certfile":
+    options["certfile"] = {str(certs / "server.pem")!r}
+if {setting!r} == "not-a-context":
+    context = "context.pem"
+try:
+    serve(lambda request: b"", "127.0.0.1:0", workers=1, ssl_context=context, **options)
+except ConfigError as exc:
+    print(exc)
+    sys.exit(2)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30, cwd=ROOT)
+    assert done.returncode == 2, done.stderr
+    assert re.search(message, done.stdout), done.stdout
 
 
 # -- reload and bad files -----------------------------------------------------------------------
