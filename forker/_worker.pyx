@@ -719,7 +719,8 @@ cdef class Engine:
             # The thread may still read the request: the slot is released when
             # its last completion arrives.
             (<Job>job).cancelled = True
-            (<Job>job).window.release()
+            if (<Job>job).window is not None:
+                (<Job>job).window.release()  # unblock a thread feeding a stream
             return
         fk_loop_release(self.loop, c)
 
@@ -754,7 +755,6 @@ cdef class Engine:
         job.req = req
         if self.access_log is not None:
             job.started = monotonic()
-        job.window = _semaphore(STREAM_WINDOW)
         c.py_owned = 1  # the slot outlives a client that leaves while the thread runs
         self.jobs[c.index] = job
         self.job_queue.put(job)
@@ -780,9 +780,12 @@ cdef class Engine:
                 plan = ERROR_PLAN
             result = None
             req._detach_if_needed(self.access_log is not None, 2)  # job.req and req
-            self._post(DONE_PLAN, job, plan)
             if plan.source is not None and plan.file_fd < 0:
+                job.window = _semaphore(STREAM_WINDOW)  # before the plan is posted
+                self._post(DONE_PLAN, job, plan)
                 self._feed(job, plan.source)
+            else:
+                self._post(DONE_PLAN, job, plan)
 
     cdef void _feed(self, Job job, object source):
         """Iterates a streamed body on the handler thread, a window at a time."""
