@@ -18,7 +18,7 @@
 
 #define MAX_LISTENERS 64
 #define MAX_EVENTS 256
-#define ACCEPT_BATCH 64
+#define ACCEPT_BATCH 4 /* per wake-up, so that a burst of connections spreads over workers */
 #define FIRST_READ 4096        /* bytes read at once while waiting for a head */
 #define READ_CHUNK 16384       /* free space wanted before each read of a body */
 #define BUF_KEEP 65536         /* buffers larger than this are recycled when empty */
