@@ -917,7 +917,8 @@ static int request_done(fk_loop *l, fk_conn *c)
 {
     l->served++;
     l->cfg.slot[FK_SLOT_REQUESTS] = l->served;
-    l->cfg.slot[FK_SLOT_BUSY_SINCE] = 0;
+    if (!l->cfg.threaded)
+        l->cfg.slot[FK_SLOT_BUSY_SINCE] = 0;
     if (l->cfg.max_requests != 0 && l->served >= l->cfg.max_requests && !l->stopping)
         stop_accepting(l, 1);
     c->py_owned = 0;
@@ -1219,6 +1220,11 @@ static void on_conn_event(fk_loop *l, uint64_t data, uint32_t events)
  * ("METHOD target", truncated), so that the master can name a stuck request. */
 static void slot_record(fk_loop *l, fk_conn *c)
 {
+    c->handoff_us = fk_now_us();
+    c->queue_us = c->handoff_us - (c->fresh ? c->accepted_us : c->ready_us);
+    fk_hist_add(l->cfg.slot + FK_SLOT_QUEUE, c->queue_us);
+    if (l->cfg.threaded)
+        return; /* Python records its oldest running call */
     char *text = (char *)(uintptr_t)(l->cfg.slot + FK_SLOT_TEXT);
     size_t room = FK_SLOT_TEXT_SIZE - 1, n = c->req.method_len < room ? c->req.method_len : room;
     memcpy(text, c->req.method, n);
@@ -1228,9 +1234,6 @@ static void slot_record(fk_loop *l, fk_conn *c)
     memcpy(text + n, c->req.target, t);
     memset(text + n + t, 0, FK_SLOT_TEXT_SIZE - n - t);
     l->cfg.slot[FK_SLOT_BUSY_SINCE] = l->now;
-    c->handoff_us = fk_now_us();
-    c->queue_us = c->handoff_us - (c->fresh ? c->accepted_us : c->ready_us);
-    fk_hist_add(l->cfg.slot + FK_SLOT_QUEUE, c->queue_us);
 }
 
 int fk_loop_next(fk_loop *l, fk_event *ev)

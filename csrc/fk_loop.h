@@ -29,6 +29,8 @@ typedef struct {
     uint64_t max_requests;       /* stop gracefully after that many; 0 never */
     int wake_fd;                 /* readable when a signal arrived; -1 none */
     int notify_fd;               /* eventfd written by handler threads; -1 none */
+    int threaded;                /* handlers run on threads: the caller, not the loop,
+                                    keeps busy_since and the request text in the slot */
     pid_t parent_pid;            /* stop gracefully when getppid() changes; 0 no check */
     volatile uint64_t *slot;     /* shared with the master (FK_SLOT_SIZE bytes): heartbeat,
                                     served, busy_since, then the running request's text */

@@ -171,6 +171,7 @@ cdef extern from "fk_loop.h" nogil:
         uint64_t max_requests
         int wake_fd
         int notify_fd
+        int threaded
         int parent_pid
         uint64_t *slot
         const char *server

@@ -9,7 +9,7 @@ from cpython.exc cimport PyErr_CheckSignals
 from cpython.ref cimport PyObject
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.stdint cimport int64_t, uint64_t
-from libc.string cimport memcmp, memset
+from libc.string cimport memcmp, memcpy, memset
 
 cdef extern from "<time.h>" nogil:
     ctypedef long time_t
@@ -386,6 +386,7 @@ cdef class Job:
     cdef Py_ssize_t sent
     cdef double started
     cdef int status
+    cdef uint64_t started_ms  # when the loop handed it over (CLOCK_MONOTONIC ms)
     cdef bint paused     # the client's buffer is full: the window is held until writable
     cdef object window   # semaphore bounding the chunks in flight
 
@@ -421,6 +422,8 @@ cdef class Engine:
     cdef int notify_fd
     cdef object job_queue, completions, threads_list
     cdef bint notified
+    cdef uint64_t *slot
+    cdef object slot_view  # keeps the shared memory the slot points into
 
     def __cinit__(self):
         self.loop = NULL
@@ -460,6 +463,8 @@ cdef class Engine:
             if view.shape[0] < FK_SLOT_WORDS * 8:
                 raise ValueError(f"slot must hold at least {FK_SLOT_WORDS * 8} bytes")
             cfg.slot = <uint64_t *>&view[0]
+            self.slot = cfg.slot
+            self.slot_view = slot
         cfg.server = PyBytes_AS_STRING(self.server)
         cfg.server_len = PyBytes_GET_SIZE(self.server)
         self.health_path = (getattr(config, "health_path", None) or "").encode("latin-1")
@@ -469,6 +474,7 @@ cdef class Engine:
         if threads > 1:
             self.notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
             cfg.notify_fd = self.notify_fd
+            cfg.threaded = 1
         self.loop = fk_loop_create(&cfg)
         if self.loop == NULL:
             raise MemoryError("cannot create the event loop")
@@ -756,8 +762,37 @@ cdef class Engine:
         if self.access_log is not None:
             job.started = monotonic()
         c.py_owned = 1  # the slot outlives a client that leaves while the thread runs
+        job.started_ms = fk_now_ms()
         self.jobs[c.index] = job
+        if len(self.jobs) == 1:
+            self._mark_busy()
         self.job_queue.put(job)
+
+    cdef void _mark_busy(self):
+        """Threads: the shared slot shows the oldest handler call still running
+        (since when, and which request), so that the master's timeout catches a
+        stuck thread although the loop itself keeps turning."""
+        cdef Job oldest = None
+        cdef bytes text
+        cdef char *dest
+        if self.slot == NULL:
+            return
+        for item in self.jobs.values():
+            if oldest is None or (<Job>item).started_ms < oldest.started_ms:
+                oldest = <Job>item
+        if oldest is None:
+            self.slot[2] = 0
+            return
+        if self.slot[2] == oldest.started_ms:
+            return
+        try:
+            text = f"{oldest.req.method} {oldest.req.target}".encode("latin-1")[:39]
+        except Exception:
+            text = b""
+        dest = <char *>&self.slot[3]
+        memset(dest, 0, 40)
+        memcpy(dest, PyBytes_AS_STRING(text), PyBytes_GET_SIZE(text))
+        self.slot[2] = oldest.started_ms
 
     def _work(self):
         """A handler thread: runs handlers and posts what they return."""
@@ -854,6 +889,7 @@ cdef class Engine:
             else:
                 self.jobs.pop(c.index, None)
                 fk_loop_release(self.loop, c)
+        self._mark_busy()
 
 
 def tls_library():

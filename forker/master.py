@@ -476,6 +476,8 @@ class Arbiter:
                 _kill(worker.pid, signal.SIGKILL)
                 continue
             last_ms = state.heartbeat_ms or worker.born * 1000.0
+            if state.busy_since_ms:  # with handler threads the loop turns on: look at the call
+                last_ms = min(last_ms, state.busy_since_ms)
             if timeout_ms and not worker.timed_out and now_ms - last_ms > timeout_ms:
                 self._timed_out(worker, state, now_ms)
             elif check_memory and not worker.retiring:

@@ -526,8 +526,11 @@ def _read_pid(path: Path) -> Optional[int]:
 # -- liveness and recycling --------------------------------------------------------
 
 
-def test_handler_in_an_endless_loop_is_killed_after_timeout(servers):
-    server = servers({"bind": "127.0.0.1:0", "workers": 2, "timeout": 1}).start(2)
+@pytest.mark.parametrize("threads", [1, 4])
+def test_handler_in_an_endless_loop_is_killed_after_timeout(servers, threads):
+    # with threads the loop keeps turning: the slot must show the stuck call
+    server = servers({"bind": "127.0.0.1:0", "workers": 2, "timeout": 1,
+                      "threads": threads}).start(2)
     before = set(server.workers())
     threading.Thread(target=lambda: _ignore(get, server.address, "/loop", 10), daemon=True).start()
     wait_for(lambda: "killing it" in server.log(), 5, "the timeout to fire")
