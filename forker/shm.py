@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import mmap
 import struct
-from typing import List, NamedTuple
+from typing import List, NamedTuple, Tuple
 
 SLOT_SIZE = 512  # csrc/fk_metrics.h: FK_SLOT_WORDS 64-bit words
 HEARTBEAT = 0  # uint64, CLOCK_MONOTONIC ms of the loop's last turn
@@ -21,11 +21,34 @@ REQUEST_TEXT_SIZE = 40  # words 3..7; the counters of csrc/fk_metrics.h follow
 
 _COUNTERS = struct.Struct("=QQQ")
 
+# The loop's counters (csrc/fk_metrics.h), from word 8 of the slot on.
+METRICS = 64  # FK_SLOT_BYTES_IN * 8
+HIST_BUCKETS = 15  # FK_HIST_BUCKETS: counts per bucket (not cumulative), +Inf last
+HIST_BOUNDS_US = (100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,
+                  500000, 1000000, 2500000)  # fk_hist_bounds_us
+_HIST_WORDS = HIST_BUCKETS + 1  # the buckets, then the sum in microseconds
+_METRICS = struct.Struct(f"=QQ5QQQQ{_HIST_WORDS}Q{_HIST_WORDS}Q")
+
 
 class SlotState(NamedTuple):
     heartbeat_ms: int
     requests: int
     busy_since_ms: int
+
+
+class SlotCounters(NamedTuple):
+    """Everything a worker's loop counts. Each word is read atomically, the set
+    is not: a histogram's sum may be a request ahead of its buckets."""
+
+    requests: int
+    bytes_in: int
+    bytes_out: int
+    responses: Tuple[int, ...]  # by class: 1xx, 2xx, 3xx, 4xx, 5xx
+    connections_open: int
+    connections_total: int
+    parse_errors: int
+    handler: Tuple[int, ...]  # HIST_BUCKETS counts, then the sum in microseconds
+    queue: Tuple[int, ...]  # the same, for the time from accept to the handler call
 
 
 class SlotTable:
@@ -54,6 +77,15 @@ class SlotTable:
 
     def read(self, index: int) -> SlotState:
         return SlotState(*_COUNTERS.unpack_from(self._map, index * SLOT_SIZE))
+
+    def counters(self, index: int) -> SlotCounters:
+        """The slot's counters, as the loop last wrote them."""
+        start = index * SLOT_SIZE
+        words = _METRICS.unpack_from(self._map, start + METRICS)
+        requests = _COUNTERS.unpack_from(self._map, start)[1]
+        hist = 10 + _HIST_WORDS
+        return SlotCounters(requests, words[0], words[1], words[2:7], words[7], words[8],
+                            words[9], words[10:hist], words[hist:hist + _HIST_WORDS])
 
     def request_text(self, index: int) -> str:
         """The request the worker is running, if its loop records it; '' otherwise."""
