@@ -95,6 +95,18 @@ def _bind_list(name: str, value: Any) -> List[str]:
     return items
 
 
+def _metrics_bind(name: str, value: Any) -> Optional[str]:
+    """None (off), or the TCP address of the master's /metrics."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or value.startswith(("http://", "https://", "unix:", "fd://")):
+        raise ConfigError(f"{name}: expected HOST:PORT such as 127.0.0.1:9100, got {value!r}")
+    from .sockets import parse_address
+
+    parse_address(value, option=name)
+    return value
+
+
 def _ip_list(name: str, value: Any) -> List[str]:
     """"*" (trust every peer) or comma-separated IP addresses and CIDR networks."""
     import ipaddress
@@ -282,6 +294,10 @@ OPTIONS: List[Option] = [
            "Path answered by the worker loop itself, without calling the application: "
            "200 while serving, 503 once a graceful stop began (e.g. /healthz).",
            "--health-path", "PATH"),
+    Option("metrics_bind", None, _metrics_bind,
+           "HOST:PORT where the master serves the workers' counters at /metrics in the "
+           "Prometheus text format (default: off).",
+           "--metrics-bind", "ADDRESS"),
     Option("log_level", "info", _choice("debug", "info", "warning", "error", "critical"),
            "Level of the error log.", "--log-level", "LEVEL"),
     Option("interface", "native", _choice("native", "wsgi"),
