@@ -49,6 +49,8 @@ def _main(arbiter: Any, worker: Any, listeners: List[Any]) -> int:
     for sock in arbiter.listeners.sockets():
         if id(sock) not in keep:
             sock.close()  # another worker's reuse_port socket: its queue is not ours
+    if getattr(arbiter, "metrics", None) is not None:
+        arbiter.metrics.close()  # the master's /metrics sockets
     try:
         from . import logs
 

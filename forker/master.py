@@ -30,7 +30,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from . import appspec, child, process, tls
+from . import appspec, child, metrics, process, tls
 from .child import HANDLED, WORKER_BOOT_ERROR
 from .config import Config
 from .shm import SlotTable
@@ -47,7 +47,7 @@ MEMORY_CHECK_SECONDS = 1.0
 SLOT_CAPACITY = 4096  # 1024 workers, a reload's second generation, and room to spare
 
 RESTART_ONLY = ("bind", "reuse_port", "backlog", "user", "group", "pidfile",
-                "unix_socket_mode", "unix_socket_owner")
+                "unix_socket_mode", "unix_socket_owner", "metrics_bind")
 
 
 class Worker:
@@ -97,6 +97,7 @@ class Arbiter:
         self._next_generation = 1
         self.listeners: Optional[Listeners] = None
         self.slots: Optional[SlotTable] = None
+        self.metrics: Optional[metrics.MetricsServer] = None
         self.pidfile: Optional[process.Pidfile] = None
         self.cpus = process.usable_cpus()
         self.migrate = False
@@ -165,9 +166,12 @@ class Arbiter:
                 self.pidfile = process.Pidfile(config.pidfile)
                 self.pidfile.create(self.pid)
             self.slots = SlotTable(SLOT_CAPACITY)
+            self.metrics = metrics.MetricsServer.open(self, log)
             self._install_signals()
         except BaseException:
             self.listeners.close()
+            if self.metrics is not None:
+                self.metrics.close()
             raise
         process.set_title(f"forker: master [{self.title()}]")
         log.info("forker master pid %d: %d workers, %s", self.pid, self.num_workers,
@@ -223,14 +227,20 @@ class Arbiter:
         return max(0.0, wake - now)
 
     def _wait(self, timeout: float) -> None:
-        """Block until a signal arrives or timeout seconds pass."""
+        """Block until a signal arrives or timeout seconds pass; answer /metrics meanwhile."""
         if self._signals:
             timeout = 0.0
+        poller = select.poll()  # not select(): descriptors beyond 1023 with many workers
+        poller.register(self.signal_pipe[0], select.POLLIN)
+        for fd, events in self.metrics.watch() if self.metrics is not None else ():
+            poller.register(fd, events)
         try:
-            ready, _, _ = select.select([self.signal_pipe[0]], [], [], timeout)
+            ready = poller.poll(timeout * 1000.0)
         except InterruptedError:
             return
-        if ready:
+        if self.metrics is not None:
+            self.metrics.handle([(fd, ev) for fd, ev in ready if fd != self.signal_pipe[0]])
+        if any(fd == self.signal_pipe[0] for fd, _ in ready):
             try:
                 while os.read(self.signal_pipe[0], 4096):
                     pass
@@ -390,6 +400,8 @@ class Arbiter:
         """A worker is gone: report it, count boot failures, free its slot."""
         assert self.slots is not None
         state = self.slots.read(worker.slot)
+        if self.metrics is not None:
+            self.metrics.worker_exited(worker.id, self.slots.counters(worker.slot))
         self.slots.free(worker.slot)
         how = process.describe_exit(code)
         if self._stopping is not None:
@@ -628,6 +640,8 @@ class Arbiter:
         self.signal_pipe = (-1, -1)
         if self.listeners is not None:
             self.listeners.close()
+        if self.metrics is not None:
+            self.metrics.close()
         if self.slots is not None:
             self.slots.close()
 
