@@ -310,7 +310,8 @@ OPTIONS: List[Option] = [
            "Write an access log line per request to FILE ('-': standard output). Off by default.",
            "--access-log", "FILE"),
     Option("access_log_format", "combined", _access_log_format,
-           "Access log format: common, combined, json, or a custom format of %(h)s-style atoms.",
+           "Access log format: common, combined, json, or a custom format of %(h)s-style atoms "
+           "(%(Q)s: queue time in microseconds).",
            "--access-log-format", "FORMAT"),
     Option("error_log", "-", _str_or_none,
            "Write the error log to FILE ('-': standard error).", "--error-log", "FILE"),

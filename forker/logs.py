@@ -16,6 +16,9 @@ an in-memory buffer, written out with one write(2) when it passes 64 KiB, on
 flush(), and at least once a second by a background thread, so logging a
 request never waits on the disk. Formats: "common", "combined" (Apache), "json",
 or a custom format of gunicorn-style atoms such as '%(h)s "%(r)s" %(s)s %(D)s'.
+Besides gunicorn's atoms, %(Q)s is the request's queue time in microseconds:
+from accept (or its arrival on a kept-alive connection) to the handler call
+(the json format's "queue_time", in seconds).
 """
 
 from __future__ import annotations
@@ -156,6 +159,10 @@ def _escape(text: str) -> str:
     return text.translate(_ESCAPES)
 
 
+def _rounded(seconds: Optional[float]) -> Optional[float]:
+    return None if seconds is None else round(seconds, 6)
+
+
 class _Clock:
     """Apache's [10/Oct/2000:13:55:36 -0700], computed once per second."""
 
@@ -243,6 +250,9 @@ class _Atoms(dict):  # type: ignore[type-arg]
             return str(int(self.request_time * 1000))
         if key == "L":
             return f"{self.request_time:.6f}"
+        if key == "Q":  # queue time: accept (or arrival) to handler call, microseconds
+            queued = getattr(request, "queue_time", None)
+            return "-" if queued is None else str(int(queued * 1_000_000))
         if key == "p":
             return f"<{os.getpid()}>"
         if key.startswith("{") and len(key) > 3 and key[-2] == "}":
@@ -306,6 +316,7 @@ class AccessLog:
             "status": status,
             "bytes": sent,
             "duration": round(request_time, 6),
+            "queue_time": _rounded(getattr(request, "queue_time", None)),
             "host": request.host,
             "referer": headers.get("referer"),
             "user_agent": headers.get("user-agent"),
