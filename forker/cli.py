@@ -1,4 +1,5 @@
-"""The command line: `forker [OPTIONS] [APP]`, also `python -m forker`.
+"""The command line: `forker [OPTIONS] [APP]`, also `python -m forker`, and
+`forker stats --pid PIDFILE` (forker/metrics.py).
 
 The flags are generated from forker.config.OPTIONS, so each one is the same
 setting as the `serve(...)` keyword and the FORKER_<NAME> environment variable
@@ -35,6 +36,8 @@ APP is MODULE:NAME, MODULE:FACTORY() or MODULE:FACTORY(literal args), or MODULE
 """
 
 EPILOG = f"""\
+`forker stats --pid PIDFILE` prints a running server's per-worker counters.
+
 Every option can also be set by a {ENV_PREFIX}<NAME> environment variable
 ({ENV_PREFIX}WORKERS=4, {ENV_PREFIX}ACCESS_LOG=-) or in the --config file
 (workers = 4). Flags override the config file, which overrides the environment.
@@ -153,6 +156,11 @@ def _check_importable(spec: str) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["stats"]:  # `forker stats --pid PIDFILE`; an APP named stats is out of luck
+        from .metrics import main as stats
+
+        return stats(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
