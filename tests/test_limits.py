@@ -235,6 +235,19 @@ def test_request_timeout_bounds_a_slow_body(strict):
     assert 1.9 <= elapsed <= 2 + SWEEP_SLACK
 
 
+def test_request_timeout_applies_to_wsgi_with_handler_threads():
+    """The C loop reads the whole request before any handler runs, so the
+    deadline holds whatever the interface."""
+    with ForkerProcess("--interface", "wsgi", "--threads", "4", "--header-timeout", "5",
+                       "--request-timeout", "1",
+                       app="tests.apps.wsgiapps:environ_app") as server:
+        with connect(server.port) as sock:
+            sock.sendall(head(b"POST / HTTP/1.1", b"Host: t", b"Content-Length: 900"))
+            data, elapsed = dribble_until_closed(sock, (b"b" for _ in range(900)), 0.25, 10)
+    assert status_of(data) == 408
+    assert 0.9 <= elapsed <= 1 + SWEEP_SLACK
+
+
 def test_body_read_timeout_closes_a_stalled_body(strict):
     """A body that stops arriving: the read timeout (header_timeout) applies."""
     with connect(strict.port) as sock:
