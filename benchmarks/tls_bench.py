@@ -223,6 +223,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
+def _commit() -> str:
+    """The commit measured, marked when the tree has changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
+    head = git("rev-parse", "--short", "HEAD").strip()
+    if not head:
+        return "(not a git checkout)"
+    return head + (" with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no")
+                   else "")
+
+
 def _median(values: List[Optional[float]]) -> Optional[float]:
     present = [v for v in values if v is not None]
     return statistics.median(present) if present else None
@@ -234,7 +245,7 @@ def report(results: Dict[Tuple[str, str, str], List[Tuple[float, Optional[float]
            tools: List[str], load: Tuple[float, float]) -> str:
     version = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
     lines = [
-        f"\n### {time.strftime('%Y-%m-%d')}: {args.workers} workers, "
+        f"\n### {time.strftime('%Y-%m-%d')}, forker {_commit()}: {args.workers} workers, "
         f"{'ECDSA P-256' if args.key == 'ec' else 'RSA 2048'} certificate, "
         f"{args.rounds} interleaved rounds of {args.seconds:g} s, {os.cpu_count()} CPUs\n",
         f"{version.replace('nginx version: ', '')}, {ssl.OPENSSL_VERSION}; medians of the "
@@ -265,8 +276,9 @@ def report(results: Dict[Tuple[str, str, str], List[Tuple[float, Optional[float]
                          f"| {lat['nginx']} | {f[3]}, {n[3]} |")
     lines.append("\nCommands (PORT is each server's):\n")
     for (scenario, tool), command in commands.items():
-        shown = " ".join(part if "://" not in part else "https://127.0.0.1:PORT/"
-                         for part in command)
+        shown = " ".join("https://127.0.0.1:PORT/" if "://" in part
+                         else os.path.relpath(part, ROOT) if part.startswith(ROOT)
+                         else part for part in command)
         lines.append(f"    {shown}")
     lines.append(f"\n    python -m benchmarks.tls_bench --seconds {args.seconds:g} "
                  f"--rounds {args.rounds} --workers {args.workers} --key {args.key}\n")
