@@ -142,6 +142,7 @@ class FakeRequest:
     query = ""
     target = "/"
     version = "HTTP/1.1"
+    scheme = "http"
     remote_addr = "127.0.0.1"
     remote_port = 50000
     server_addr = "127.0.0.1"
