@@ -137,6 +137,20 @@ def server(certs: Path):
         yield srv
 
 
+def test_engine_is_not_linked_with_openssl():
+    """OpenSSL is found at run time (Python's own), never a dependency of the build."""
+    import forker._worker
+
+    readelf = shutil.which("readelf")
+    if readelf is None:
+        pytest.skip("readelf is needed to read the extension's dependencies")
+    needed = subprocess.run([readelf, "-d", forker._worker.__file__], capture_output=True,
+                            text=True, check=True).stdout
+    libraries = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", needed)
+    assert libraries and not [name for name in libraries if "ssl" in name or "crypto" in name]
+    assert forker._worker.tls_library() == ssl.OPENSSL_VERSION
+
+
 # -- clients ---------------------------------------------------------------------------
 
 def test_python_client_verifies_and_negotiates_http11(server, certs):
