@@ -50,6 +50,7 @@ extensions = [
     ext("forker._parser", ["forker/_parser.pyx"] + PARSER_C),
     # libdl: OpenSSL is looked up at run time (csrc/fk_tls.c), never linked
     ext("forker._worker", ["forker/_worker.pyx"] + ENGINE_C, libraries=["dl"]),
+    ext("forker._wsgi", ["forker/_wsgi.pyx"]),
 ]
 
 setup(

@@ -34,14 +34,15 @@ def check_install() -> None:
     import forker
     import forker._parser
     import forker._worker
+    import forker._wsgi
 
     package = Path(forker.__file__).resolve().parent
     if not str(package).startswith(str(Path(sys.prefix).resolve())):
         fail(f"forker imported from {package}, not from this environment ({sys.prefix})")
-    for module in (forker._worker, forker._parser):
+    for module in (forker._worker, forker._parser, forker._wsgi):
         if not str(module.__file__).endswith(".so"):
             fail(f"{module.__name__} is not compiled: {module.__file__}")
-    for name in ("py.typed", "_worker.pyi", "_parser.pyi"):
+    for name in ("py.typed", "_worker.pyi", "_parser.pyi", "_wsgi.pyi"):
         if not (package / name).is_file():
             fail(f"{name} missing from {package}")
     script = Path(sys.executable).parent / "forker"

@@ -1,0 +1,516 @@
+# cython: language_level=3
+"""The per-request part of forker.wsgi, compiled: the environ, start_response
+and write, the checks PEP 3333 asks of the response, and its body.
+
+forker.wsgi.WSGIHandler subclasses Core: it computes what stays the same
+between requests (the constant environ, the trusted proxies) and keeps the
+rare paths (forwarded headers) in Python; the engine's call goes straight to
+Core.__call__. A request is any object with the attributes of the engine's
+Request."""
+
+cimport cython
+from cpython.dict cimport PyDict_Copy
+from cpython.unicode cimport PyUnicode_DecodeLatin1
+from libc.stdlib cimport free, malloc
+
+import logging
+import re
+from http import HTTPStatus
+from io import BytesIO
+from urllib.parse import unquote_to_bytes
+
+from .response import Response
+
+cdef extern from "Python.h":
+    int PyUnicode_KIND(object s)
+    const unsigned char *PyUnicode_1BYTE_DATA(object s)
+    enum:
+        PyUnicode_1BYTE_KIND
+
+log = logging.getLogger("forker.wsgi")
+
+# RFC 7230 6.1 and RFC 2616 13.5.1: meaningful for one connection only, so a
+# WSGI application must not set them (PEP 3333, "Other HTTP Features").
+cdef frozenset HOP_BY_HOP = frozenset((
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+    "te", "trailer", "trailers", "transfer-encoding", "upgrade",
+))
+
+cdef bytes ERROR_BODY = b"Internal Server Error\n"
+cdef list ERROR_FIELDS = [("Content-Type", "text/plain; charset=utf-8")]
+
+cdef object status_line = re.compile(r"([1-9][0-9][0-9])(?: ([^\r\n\x00]*))?\Z").match
+cdef dict REASONS = {status.value: status.phrase for status in HTTPStatus}
+cdef Py_ssize_t CACHE_LIMIT = 1024  # bound on each cache filled from client or app input
+
+# Fields whose presence sends the environ through the trusted-proxy check; the
+# header-name cache hands out these very objects, so they are compared by identity.
+cdef str K_FORWARDED = "HTTP_FORWARDED"
+cdef str K_FOR = "HTTP_X_FORWARDED_FOR"
+cdef str K_PROTO = "HTTP_X_FORWARDED_PROTO"
+cdef str K_HOST = "HTTP_X_FORWARDED_HOST"
+cdef dict PROXY_KEYS = {K_FORWARDED: K_FORWARDED, K_FOR: K_FOR, K_PROTO: K_PROTO, K_HOST: K_HOST}
+
+
+class WSGIError(Exception):
+    """The application broke a PEP 3333 rule the server has to enforce."""
+
+
+cdef inline bint token_char(Py_UCS4 c):
+    return (u"0" <= c <= u"9" or u"a" <= c <= u"z" or u"A" <= c <= u"Z"
+            or c in u"!#$%&'*+-.^_`|~")
+
+
+cdef bint is_token(str text):
+    cdef Py_UCS4 c
+    if not text:
+        return False
+    for c in text:
+        if not token_char(c):
+            return False
+    return True
+
+
+cpdef bint bad_value(str text):
+    """Whether text cannot be a field value: CR, LF or NUL (header injection),
+    or a character beyond latin-1 (PEP 3333 "native strings")."""
+    cdef Py_UCS4 c
+    for c in text:
+        if c == u"\r" or c == u"\n" or c == 0 or c > 0xFF:
+            return True
+    return False
+
+
+cdef inline int hex_value(unsigned char c) noexcept:
+    if c"0" <= c <= c"9":
+        return c - c"0"
+    if c"a" <= c <= c"f":
+        return c - c"a" + 10
+    if c"A" <= c <= c"F":
+        return c - c"A" + 10
+    return -1
+
+
+cdef str unquote(str path):
+    """Percent-decodes a latin-1 path into latin-1 (PEP 3333), leaving
+    malformed escapes as they are, as urllib's unquote_to_bytes does."""
+    cdef const unsigned char *src
+    cdef char *out
+    cdef Py_ssize_t n = len(path), i = 0, j = 0
+    cdef int hi, lo
+    if PyUnicode_KIND(path) != PyUnicode_1BYTE_KIND:  # beyond latin-1: encode() raises
+        return unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
+    src = PyUnicode_1BYTE_DATA(path)
+    out = <char *>malloc(n)
+    if out == NULL:
+        raise MemoryError()
+    try:
+        while i < n:
+            if src[i] == c"%" and i + 2 < n:
+                hi = hex_value(src[i + 1])
+                lo = hex_value(src[i + 2])
+                if hi >= 0 and lo >= 0:
+                    out[j] = <char>(hi * 16 + lo)
+                    i += 3
+                    j += 1
+                    continue
+            out[j] = <char>src[i]
+            i += 1
+            j += 1
+        return PyUnicode_DecodeLatin1(out, j, NULL)
+    finally:
+        free(out)
+
+
+cdef tuple split_host(str host, str default_port):
+    """'example.com:8080' -> ('example.com', '8080'); IPv6 keeps its brackets."""
+    cdef Py_ssize_t end
+    if host.startswith("["):
+        end = host.find("]")
+        if end > 0:
+            rest = host[end + 1:]
+            if rest[:1] == ":" and rest[1:].isdigit():
+                return host[:end + 1], rest[1:]
+            return host[:end + 1], default_port
+        return host, default_port
+    name, sep, port = host.rpartition(":")
+    if sep and port.isdigit() and ":" not in name:
+        return name, port
+    return host, default_port
+
+
+cdef object respond(object body, int status, object headers, object reason):
+    cdef object response = Response.__new__(Response)
+    response.body = body
+    response.status = status
+    response.headers = headers
+    response.reason = reason
+    return response
+
+
+cdef void close_result(object result):
+    close = getattr(result, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            log.exception("error closing the application's response iterable")
+
+
+@cython.final
+@cython.freelist(8)
+cdef class StartResponse:
+    """start_response for one request; what it was given, and what write() buffered."""
+
+    cdef Core core
+    cdef tuple status    # (code, reason or None), None until called
+    cdef list headers
+    cdef list written    # None until write() is called
+    cdef bint sent       # the status has left: exc_info re-raises
+
+    def __call__(self, status_text, response_headers, exc_info=None):
+        cdef tuple parsed
+        if exc_info is not None:
+            try:
+                if self.sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError("start_response() called again without exc_info")
+        parsed = self.core._statuses.get(status_text)
+        if parsed is None:
+            parsed = self.core._parse_status(status_text)
+        self.core._check_headers(response_headers)
+        self.status = parsed
+        self.headers = response_headers
+        cdef Write write = Write.__new__(Write)
+        write.start = self
+        return write
+
+    cdef list take_written(self):
+        cdef list chunks = self.written
+        self.written = None
+        return chunks
+
+
+@cython.final
+@cython.freelist(8)
+cdef class Write:
+    """The write() callable start_response returns (PEP 3333)."""
+
+    cdef StartResponse start
+
+    def __call__(self, data):
+        if self.start.status is None:
+            raise AssertionError("write() called before start_response()")
+        if type(data) is not bytes:
+            raise TypeError(f"write() takes bytes, got {type(data).__name__}")
+        if self.start.written is None:
+            self.start.written = [data]
+        else:
+            self.start.written.append(data)
+
+
+@cython.final
+cdef class Body:
+    """A streamed response: what write() buffered, the first chunk already
+    taken from the application's iterator, then the rest; close() reaches the
+    application's iterable."""
+
+    cdef object first      # the first chunk, None once given out
+    cdef object rest       # the application's iterator
+    cdef object result     # the application's iterable, whose close() we owe
+    cdef StartResponse start
+    cdef list pending      # chunks to give out before going on
+    cdef Py_ssize_t taken  # of pending
+    cdef bint ended
+    cdef bint closed
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef list written
+        while True:
+            if self.pending is not None:
+                if self.taken < len(self.pending):
+                    self.taken += 1
+                    return self.pending[self.taken - 1]
+                self.pending = None
+            written = self.start.take_written()
+            if written:  # write() called before, or from inside the iterable
+                self.pending = written
+                self.taken = 0
+                continue
+            if self.first is not None:
+                chunk, self.first = self.first, None
+                return chunk
+            if self.ended:
+                raise StopIteration
+            try:
+                chunk = next(self.rest)
+            except StopIteration:
+                self.ended = True
+                continue
+            written = self.start.take_written()
+            if written:
+                if chunk:
+                    written.append(chunk)
+                self.pending = written
+                self.taken = 0
+            elif chunk:
+                return chunk
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        close = getattr(self.result, "close", None)
+        if close is not None:
+            close()
+
+
+cdef class Core:
+    """A native handler running a PEP 3333 application: handler(request) ->
+    forker.Response. Subclassed by forker.wsgi.WSGIHandler, which configures it
+    and supplies _is_trusted(addr) and _apply_forwarded(environ)."""
+
+    cdef readonly object app
+    cdef readonly str root_path
+    cdef dict _base           # the constant part of the environ
+    cdef object _file_wrapper
+    cdef dict _keys           # header name -> environ key ("" to drop)
+    cdef dict _hosts          # Host -> (SERVER_NAME, SERVER_PORT), default port 80
+    cdef set _valid           # response header pairs found valid
+    cdef dict _statuses       # status line -> (code, reason or None)
+    cdef tuple _port          # (REMOTE_PORT as int, as str) of the last request
+
+    def __init__(self, app, dict base, str root_path):
+        self.app = app
+        self.root_path = root_path
+        self._base = base
+        self._file_wrapper = base["wsgi.file_wrapper"]
+        self._keys = {}
+        self._hosts = {}
+        self._valid = set()
+        self._statuses = {}
+        self._port = (None, None)
+
+    def __call__(self, request):
+        return self._run(self._environ(request))
+
+    # -- the environ ---------------------------------------------------------------
+
+    cdef dict _environ(self, request):
+        cdef dict environ = PyDict_Copy(self._base)
+        cdef dict keys = self._keys
+        cdef str root = self.root_path
+        cdef bint proxied = False
+        cdef Py_ssize_t i, n
+        cdef list fields
+        cdef tuple parts
+        parts = request_parts(request)
+        method, target, path, query, version, scheme, host, body, remote, port, fields = parts
+        if scheme != "http":
+            environ["wsgi.url_scheme"] = scheme
+        if "%" in path:
+            path = unquote(path)
+        elif not path:
+            path = "/"  # absolute-form target without a path: "http://host"
+        if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+            path = path[len(root):]
+        environ["REQUEST_METHOD"] = method
+        environ["PATH_INFO"] = path
+        environ["QUERY_STRING"] = query
+        environ["RAW_URI"] = target
+        environ["REQUEST_URI"] = target
+        environ["SERVER_PROTOCOL"] = version
+        environ["REMOTE_ADDR"] = remote
+        environ["REMOTE_PORT"] = self._port_text(port)
+        environ["wsgi.input"] = BytesIO(body)
+
+        n = len(fields)
+        for i in range(0, n, 2):
+            name = fields[i]
+            key = keys.get(name)
+            if key is None:
+                key = self._header_key(name)
+            if not key:
+                continue
+            if key is K_FORWARDED or key is K_FOR or key is K_PROTO or key is K_HOST:
+                proxied = True
+            value = fields[i + 1]
+            old = environ.get(key)
+            if old is None:
+                environ[key] = value
+            else:
+                environ[key] = f"{old}{'; ' if key == 'HTTP_COOKIE' else ', '}{value}"
+        if body:
+            environ["CONTENT_LENGTH"] = str(len(body))  # chunked bodies arrive decoded
+
+        if host is not None:
+            environ["HTTP_HOST"] = host  # absolute-form authority wins over Host (RFC 7230 5.4)
+        default_port = "80" if scheme == "http" else "443"
+        if proxied and (<object>self)._is_trusted(remote):
+            (<object>self)._apply_forwarded(environ)
+            host = environ.get("HTTP_HOST")
+            default_port = "443" if environ["wsgi.url_scheme"] == "https" else "80"
+        if host:
+            if ":" in host:
+                self._set_server(environ, host, default_port)
+            else:
+                environ["SERVER_NAME"] = host
+                environ["SERVER_PORT"] = default_port
+        else:  # HTTP/1.0 without Host: the listener's address ("localhost" for unix sockets)
+            server = request.server_addr
+            environ["SERVER_NAME"] = server if server and server[0] != "/" else "localhost"
+            environ["SERVER_PORT"] = str(request.server_port)
+        return environ
+
+    cdef str _port_text(self, port):
+        cdef tuple last = self._port  # one read: handler threads share it
+        if last[0] == port:
+            return last[1]
+        text = str(port)
+        self._port = (port, text)
+        return text
+
+    cdef void _set_server(self, dict environ, str host, str default_port) except *:
+        cdef dict hosts = self._hosts if default_port == "80" else {}
+        split = hosts.get(host)
+        if split is None:
+            split = split_host(host, default_port)
+            if len(hosts) < CACHE_LIMIT:
+                hosts[host] = split
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = split
+
+    cdef str _header_key(self, str name):
+        if "_" in name:
+            key = ""  # X_Forwarded_For must not pass as X-Forwarded-For (as gunicorn)
+        else:
+            lowered = name.lower()
+            if lowered == "content-type":
+                key = "CONTENT_TYPE"
+            elif lowered == "content-length":
+                key = "CONTENT_LENGTH"
+            else:
+                key = "HTTP_" + name.upper().replace("-", "_")
+                key = PROXY_KEYS.get(key, key)
+        if len(self._keys) < CACHE_LIMIT:
+            self._keys[name] = key
+        return key
+
+    # -- the application and its answer ----------------------------------------------
+
+    cdef object _run(self, dict environ):
+        cdef StartResponse start = StartResponse.__new__(StartResponse)
+        cdef list written
+        start.core = self
+        try:
+            result = self.app(environ, start)
+        except Exception:
+            return self._error(environ, "application raised")
+        rest = None  # the iterator of the chunks still to come
+        chunks = None  # the body's chunks known so far: result itself if a list or tuple
+        kind = type(result)
+        try:
+            if kind is list or kind is tuple:
+                chunks = result
+            elif kind is self._file_wrapper and start.written is None:
+                rest = result
+            else:
+                rest = iter(result)
+                for chunk in rest:
+                    if chunk:
+                        chunks = [chunk]
+                        break
+                else:
+                    rest = None
+                    chunks = ()
+            if start.status is None:
+                raise WSGIError("the application returned without calling start_response()")
+        except Exception:
+            close_result(result)
+            return self._error(environ, "application raised")
+        start.sent = True
+        code, reason = start.status
+        if rest is None:  # the whole body is known: send it with a Content-Length
+            written = start.take_written()
+            if written:
+                chunks = written + list(chunks)
+            try:
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                if type(data) is not bytes:
+                    raise TypeError(f"response body chunks must be bytes, got {type(data).__name__}")
+            except Exception:
+                start.sent = False
+                close_result(result)
+                return self._error(environ, "bad response body")
+            if kind is not list and kind is not tuple:
+                close_result(result)
+            # The engine frames bytes by their length; an application's own
+            # Content-Length stands only on a HEAD answer without a body.
+            return respond(data, code, start.headers, reason)
+        if chunks is None:  # a file wrapper: the engine may send the file itself
+            return respond(result, code, start.headers, reason)
+        cdef Body body = Body.__new__(Body)
+        body.first = chunks[0]
+        body.rest = rest
+        body.result = result
+        body.start = start
+        return respond(body, code, start.headers, reason)
+
+    cdef tuple _parse_status(self, text):
+        if type(text) is not str:
+            raise TypeError(f"status must be a str such as '200 OK', got {text!r}")
+        match = status_line(text)
+        if match is None:
+            raise ValueError(f"invalid status {text!r}: expected '200 OK'")
+        code = int(match.group(1))
+        reason = match.group(2)
+        if reason is None or reason == REASONS.get(code):
+            reason = None  # the engine's standard phrase
+        parsed = (code, reason)
+        if len(self._statuses) < CACHE_LIMIT:
+            self._statuses[text] = parsed
+        return parsed
+
+    cdef void _check_headers(self, headers) except *:
+        """Validates the application's header list (PEP 3333: when start_response
+        is called, so the application sees the error). Pairs already seen valid
+        are remembered: most are constants of the application."""
+        cdef set valid = self._valid
+        if type(headers) is not list:
+            raise TypeError(f"response headers must be a list, got {type(headers).__name__}")
+        for pair in <list>headers:
+            if pair in valid:
+                continue
+            if type(pair) is not tuple or len(<tuple>pair) != 2:
+                raise TypeError(f"response header must be a (name, value) tuple, got {pair!r}")
+            name, value = pair
+            if type(name) is not str or not is_token(name):
+                raise ValueError(f"invalid response header name {name!r}")
+            if name.lower() in HOP_BY_HOP:
+                raise WSGIError(f"hop-by-hop header {name!r} is not allowed in a WSGI response")
+            if type(value) is not str or bad_value(value):
+                raise ValueError(f"invalid value for response header {name!r}: {value!r}")
+            if len(valid) < CACHE_LIMIT:
+                valid.add(pair)
+
+    cdef object _error(self, dict environ, str what):
+        log.exception("%s handling %s %s", what, environ.get("REQUEST_METHOD"),
+                      environ.get("RAW_URI"))
+        return respond(ERROR_BODY, 500, list(ERROR_FIELDS), None)
+
+
+cdef tuple request_parts(request):
+    """What the environ is made of, read from the request's attributes; the
+    header fields as one flat list of names and values."""
+    cdef list fields = []
+    for name, value in request.headers:
+        fields.append(name)
+        fields.append(value)
+    return (request.method, request.target, request.path, request.query, request.version,
+            request.scheme, request.host, request.body, request.remote_addr,
+            request.remote_port, fields)
