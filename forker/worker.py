@@ -15,8 +15,9 @@ native-endian uint64 at these offsets:
     0  heartbeat: CLOCK_MONOTONIC milliseconds, written every loop turn
     8  requests served so far
     16 busy_since: CLOCK_MONOTONIC ms when the running handler call started, 0 idle
-Signals in the worker: TERM = graceful stop (drain the accept queue briefly,
-finish in-flight requests, close idle connections, exit 0 within
+Signals in the worker: TERM = graceful stop (drain the accept queue, give up
+the listening sockets, finish in-flight requests, close idle kept-alive
+connections at their keep-alive deadline, exit 0 within
 config.graceful_timeout), INT and QUIT = fast stop (exit at once).
 """
 
