@@ -500,6 +500,37 @@ except ConfigError as exc:
     assert re.search(message, done.stdout), done.stdout
 
 
+def test_listener_schemes_for_bound_and_inherited_sockets(certs):
+    from forker.config import Config
+    from forker.tls import bind_schemes, listener_schemes, split_scheme
+
+    assert split_scheme("https://:8443") == ("https", ":8443")
+    assert split_scheme("http://unix:/run/a.sock") == ("http", "unix:/run/a.sock")
+    assert split_scheme("127.0.0.1:80") == (None, "127.0.0.1:80")
+    sockets = []
+    for _ in range(3):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        sockets.append(sock)
+    try:
+        ports = [sock.getsockname()[1] for sock in sockets]
+        bind = [f"http://127.0.0.1:{ports[0]}", f"https://127.0.0.1:{ports[1]}",
+                f"127.0.0.1:{ports[2]}"]
+        plain = Config(bind=bind)
+        secure = Config(bind=bind, certfile=str(certs / "server.pem"))
+        assert bind_schemes(plain) == ["http", "https", "http"]
+        assert bind_schemes(secure) == ["http", "https", "https"]
+        # inherited (an upgrade, systemd): matched by address, in any order
+        assert listener_schemes(secure, sockets[::-1], "upgrade") == ["https", "https", "http"]
+        # no address matches: the same port does (0.0.0.0 and a host name are not compared)
+        by_port = Config(bind=[f"https://0.0.0.0:{ports[1]}"])
+        assert listener_schemes(by_port, sockets, "systemd") == ["http", "https", "http"]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 # -- reload and bad files -----------------------------------------------------------------------
 
 def peer_certificate(port: int, certs: Path) -> bytes:
