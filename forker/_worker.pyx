@@ -482,6 +482,9 @@ cdef class Engine:
         self.listen_schemes = []
         listeners = list(listeners)
         schemes = list(schemes) if schemes is not None else ["http"] * len(listeners)
+        if len(schemes) != len(listeners) or not set(schemes) <= {"http", "https"}:
+            raise ValueError(f"schemes: expected 'http' or 'https' for each of the "
+                             f"{len(listeners)} listeners, got {schemes!r}")
         if "https" in schemes:
             self.tls_ctx = tls_context(config, self.tls_keep)
         for sock, scheme in zip(listeners, schemes):
