@@ -68,6 +68,10 @@ fi
 TREE="$WORK/tree"
 REPORTS="$WORK/reports"
 mkdir -p "$TREE" "$REPORTS" "$WORK/bin" "$WORK/site"
+# workers that switch to another user (the --user tests) must still read the
+# tree and write their reports
+chmod 755 "$WORK"
+chmod 1777 "$REPORTS"
 
 cd "$ROOT"
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
