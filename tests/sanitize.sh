@@ -83,6 +83,10 @@ else
 fi
 
 cd "$TREE"
+if ! "$PYTHON" -c 'import Cython' 2>/dev/null; then
+    echo "sanitize: the build needs Cython importable by $PYTHON (pip install 'Cython>=3.0')" >&2
+    exit 2
+fi
 echo "sanitize: building with FORKER_SANITIZE=1 in $TREE" >&2
 if ! FORKER_SANITIZE=1 "$PYTHON" setup.py build_ext --inplace >"$WORK/build.log" 2>&1; then
     cat "$WORK/build.log" >&2
