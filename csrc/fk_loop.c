@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -734,10 +735,12 @@ static void conn_read(fk_loop *l, fk_conn *c)
 
 /* ---- accepting ------------------------------------------------------------- */
 
-static void accept_from(fk_loop *l, int index)
+/* Accepts up to batch connections from listener index (fewer when its queue
+ * empties or max_connections is reached). */
+static void accept_from(fk_loop *l, int index, int batch)
 {
     int fd = l->listeners[index];
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
+    for (int i = 0; i < batch; i++) {
         if (l->nconns >= l->cfg.max_connections) {
             set_listening(l, 0); /* the other workers take the load */
             return;
@@ -839,10 +842,11 @@ static void stop_accepting(fk_loop *l, int close_idle)
 {
     if (l->stopping)
         return;
-    /* serve what the kernel already queued for us, then stop listening */
+    /* serve all the kernel already queued for us (not one batch: what is left
+     * in the queue is reset when the listeners are released), then stop */
     if (l->listening)
         for (int i = 0; i < l->nlisteners; i++)
-            accept_from(l, i);
+            accept_from(l, i, INT_MAX);
     l->stopping = 1;
     l->stop_deadline = l->now + l->cfg.graceful_ms;
     set_listening(l, 0);
@@ -1306,7 +1310,7 @@ int fk_loop_next(fk_loop *l, fk_event *ev)
                 on_conn_event(l, data, l->events[i].events);
             else if (data & TAG_LISTENER) {
                 if (l->listening)
-                    accept_from(l, (int)(data & 0xffff));
+                    accept_from(l, (int)(data & 0xffff), ACCEPT_BATCH);
             } else if (data & TAG_WAKE) {
                 char sink[64];
                 while (read(l->cfg.wake_fd, sink, sizeof(sink)) > 0) {

@@ -8,9 +8,10 @@ from __future__ import annotations
 import http.client
 import signal
 import socket
+import threading
 import time
 
-from tests.forker_proc import ForkerProcess
+from tests.forker_proc import ForkerProcess, connect, read_until_close
 
 APP = "tests.apps.balancer_app:app"
 
@@ -77,3 +78,27 @@ def test_graceful_stop_closes_idle_connections_at_their_keepalive_deadline():
         assert server.proc.wait(10) == 0, server.log
         assert time.monotonic() - started < 3  # the keep-alive second, not graceful_timeout
         conn.close()
+
+
+def test_graceful_stop_serves_every_queued_connection():
+    """Connections queued while the only worker is busy are all accepted and
+    answered when TERM comes, none reset when the listener is given up."""
+    with ForkerProcess("--health-path", "/healthz", app=APP,
+                       env={"BALANCER_INSTANCE": "app"}) as server:
+        busy = threading.Thread(target=lambda: http.client.HTTPConnection(
+            "127.0.0.1", server.port, timeout=10).request("GET", "/sleep?1.0"))
+        busy.start()
+        time.sleep(0.2)  # the loop is in the handler now
+        queued = []
+        for n in range(12):
+            sock = connect(server.port, timeout=10)
+            sock.sendall(f"GET /work?{n} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            queued.append(sock)
+        server.proc.send_signal(signal.SIGTERM)
+        for n, sock in enumerate(queued):
+            data, closed = read_until_close(sock, timeout=10)
+            sock.close()
+            assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(f"app {n}".encode()), data
+            assert b"\r\nConnection: close\r\n" in data and closed
+        busy.join(10)
+        assert server.proc.wait(10) == 0, server.log

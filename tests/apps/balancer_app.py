@@ -5,6 +5,7 @@ instance is told to stop.
 
     GET /work?ID          "<instance> <ID>" after about a millisecond
     POST /work?ID         "<instance> <ID> <body length>"
+    GET /sleep?SECONDS    "<instance>" after that long
     anything else         "<instance>"
 """
 
@@ -15,6 +16,9 @@ INSTANCE = os.environ.get("BALANCER_INSTANCE", "forker")
 
 
 def app(request):
+    if request.path == "/sleep":
+        time.sleep(float(request.query))
+        return INSTANCE
     if request.path != "/work":
         return INSTANCE
     time.sleep(0.001)
