@@ -835,16 +835,17 @@ static void release_listeners(fk_loop *l)
     }
 }
 
-/* Stop accepting; serve what is open. close_idle: a max_requests recycle,
- * where the listener stays open and its queue waits for our successor, so the
- * idle connections go at once rather than at their keep-alive deadline. */
-static void stop_accepting(fk_loop *l, int close_idle)
+/* Stop accepting; serve what is open. recycle: a max_requests recycle, where
+ * the master keeps the listener open and its queue waits for our successor, so
+ * the queue is left to it and idle connections go at once rather than at their
+ * keep-alive deadline. */
+static void stop_accepting(fk_loop *l, int recycle)
 {
     if (l->stopping)
         return;
-    /* serve all the kernel already queued for us (not one batch: what is left
-     * in the queue is reset when the listeners are released), then stop */
-    if (l->listening)
+    /* otherwise serve all the kernel already queued for us (what is left when
+     * the last copy of a listener is released is reset), then stop */
+    if (l->listening && !recycle)
         for (int i = 0; i < l->nlisteners; i++)
             accept_from(l, i, INT_MAX);
     l->stopping = 1;
@@ -862,7 +863,7 @@ static void stop_accepting(fk_loop *l, int close_idle)
         if (c->state == FK_CONN_FREE || c->fd < 0)
             continue;
         c->keep_alive = 0;
-        if (close_idle && conn_idle(c))
+        if (recycle && conn_idle(c))
             conn_close(l, c);
     }
 }
