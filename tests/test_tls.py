@@ -334,7 +334,9 @@ def test_handshake_slowloris_is_closed_by_header_timeout(server):
 
 @pytest.mark.parametrize("version", ["TLSv1_2", "TLSv1_3"])
 def test_sessions_resume_on_every_worker(certs, version):
-    with Server("--workers", "2", *server_args(certs), APP) as srv:
+    # reuse_port spreads successive connections over the workers by their
+    # source port; one shared socket may hand them all to the same worker
+    with Server("--workers", "2", "--reuse-port", *server_args(certs), APP) as srv:
         context = client_context(certs)
         context.maximum_version = getattr(ssl.TLSVersion, version)
         session = None
