@@ -94,9 +94,15 @@ if ! FORKER_SANITIZE=1 "$PYTHON" setup.py build_ext --inplace >"$WORK/build.log"
     exit 2
 fi
 
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$REPORTS/asan${ASAN_OPTIONS_EXTRA:+:$ASAN_OPTIONS_EXTRA}"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$REPORTS/ubsan"
+
+# The options are written into the wrapper too: some tests start servers with
+# a scrubbed environment (systemd-socket-activate passes only what it is told).
 REAL_PYTHON=$("$PYTHON" -c 'import sys; print(sys.executable)')
 PY="$WORK/bin/python"
-printf '#!/bin/sh\nLD_PRELOAD=%q exec %q "$@"\n' "$ASAN_LIB" "$REAL_PYTHON" >"$PY"
+printf '#!%s\nLD_PRELOAD=%q ASAN_OPTIONS=%q UBSAN_OPTIONS=%q exec %q "$@"\n' \
+    "$BASH" "$ASAN_LIB" "$ASAN_OPTIONS" "$UBSAN_OPTIONS" "$REAL_PYTHON" >"$PY"
 chmod +x "$PY"
 cat >"$WORK/site/sitecustomize.py" <<'PYEOF'
 import os
@@ -110,8 +116,6 @@ PYEOF
 export FORKER_SANITIZE_PYTHON="$PY"
 export FORKER_SANITIZED=1
 export PYTHONPATH="$TREE:$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
-export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$REPORTS/asan${ASAN_OPTIONS_EXTRA:+:$ASAN_OPTIONS_EXTRA}"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$REPORTS/ubsan"
 
 # The extensions must be the ones just built, and carry the sanitizers.
 "$PY" - "$TREE" <<'PYEOF'
