@@ -72,7 +72,7 @@ class ForkerProcess:
             match = regex.search(self.log)
             if match:
                 return int(match.group(1))
-            if self.proc.poll() is not None:
+            if self._exited():
                 break
             time.sleep(0.02)
         raise AssertionError(f"no port from {self.argv}:\n{self.log}")
@@ -82,8 +82,8 @@ class ForkerProcess:
         descriptor counts taken now are stable) and the server answers."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited ({self.proc.returncode}):\n{self.log}")
+            if self._exited():
+                raise AssertionError(f"server exited:\n{self.log}")
             pids = self.worker_pids()
             if len(pids) == self.workers and all(_has_epoll(pid) for pid in pids):
                 try:
@@ -111,13 +111,24 @@ class ForkerProcess:
                 continue
         return sorted(pids)
 
+    def _exited(self) -> bool:
+        """Whether the master exited, without reaping it: until stop() reaps it,
+        its pid, which is the process group's id, cannot be reused, so killing
+        the group never reaches a stranger."""
+        if self.proc.returncode is not None:
+            return True
+        try:
+            info = os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True
+        return info is not None
+
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
+        if not self._exited():
+            os.kill(self.proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 5
+            while not self._exited() and time.monotonic() < deadline:
+                time.sleep(0.02)
         try:
             os.killpg(self.pgid, signal.SIGKILL)  # workers included, whatever happened
         except ProcessLookupError:
