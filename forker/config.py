@@ -163,36 +163,39 @@ def _file_mode(name: str, value: Any) -> Optional[int]:
     return mode
 
 
-def _user(name: str, value: Any) -> Optional[int]:
-    """A user name or uid, checked to exist; stored as the uid."""
-    if value is None:
-        return None
+def _account(kind: str, lookup: Callable[[str], int]) -> Callable[[str, Any], Optional[int]]:
+    """A converter of a user or group given by name or number, checked to exist
+    and stored as its numeric id."""
+
+    def convert(name: str, value: Any) -> Optional[int]:
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool) or isinstance(value, str) and value.isdigit():
+            return int(value)
+        if isinstance(value, str) and value:
+            try:
+                return lookup(value)
+            except KeyError:
+                raise ConfigError(f"{name}: no such {kind} {value!r}") from None
+        raise ConfigError(f"{name}: expected a {kind} name or {kind[0]}id, got {value!r}")
+
+    return convert
+
+
+def _uid_of(user: str) -> int:
     import pwd
 
-    if isinstance(value, int) and not isinstance(value, bool) or isinstance(value, str) and value.isdigit():
-        return int(value)
-    if isinstance(value, str) and value:
-        try:
-            return pwd.getpwnam(value).pw_uid
-        except KeyError:
-            raise ConfigError(f"{name}: no such user {value!r}") from None
-    raise ConfigError(f"{name}: expected a user name or uid, got {value!r}")
+    return pwd.getpwnam(user).pw_uid
 
 
-def _group(name: str, value: Any) -> Optional[int]:
-    """A group name or gid, checked to exist; stored as the gid."""
-    if value is None:
-        return None
+def _gid_of(group: str) -> int:
     import grp
 
-    if isinstance(value, int) and not isinstance(value, bool) or isinstance(value, str) and value.isdigit():
-        return int(value)
-    if isinstance(value, str) and value:
-        try:
-            return grp.getgrnam(value).gr_gid
-        except KeyError:
-            raise ConfigError(f"{name}: no such group {value!r}") from None
-    raise ConfigError(f"{name}: expected a group name or gid, got {value!r}")
+    return grp.getgrnam(group).gr_gid
+
+
+_user = _account("user", _uid_of)
+_group = _account("group", _gid_of)
 
 
 def _owner(name: str, value: Any) -> Optional[Tuple[Optional[int], Optional[int]]]:
