@@ -15,7 +15,7 @@ Signals (the master acts on them between loop turns; handlers only queue them):
     CHLD         reap, and replace what died
 
 A worker is a forked child running forker.worker.run_worker(); the two share a
-64-byte slot of memory (forker/shm.py) through which the master sees each
+512-byte slot of memory (forker/shm.py) through which the master sees each
 worker's heartbeat, request count and the start of the handler call running.
 """
 

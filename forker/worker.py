@@ -8,7 +8,7 @@ is called in the child right after fork and returns the process exit status
 (the master's child code then leaves with os._exit(status)). `app` is the
 handler (already wrapped for its interface), `listeners` the list of listening
 sockets inherited from the master, `worker_id` a small int (0..workers-1,
-reused by a respawn), `slot` a writable 64-byte memoryview into memory shared
+reused by a respawn), `slot` a writable 512-byte memoryview into memory shared
 with the master (None when run without a master), `schemes` "http" or "https"
 for each listener (forker.tls.listener_schemes), and where the C loop stores, as
 native-endian uint64 at these offsets:
