@@ -300,7 +300,7 @@ cdef inline bytes as_bytes(object item):
 
 cdef Plan make_plan(object result, int minor_version, bint head):
     """Turns what a handler returned into a Plan; raises on an invalid answer."""
-    cdef Plan plan = Plan()
+    cdef Plan plan = Plan.__new__(Plan)
     plan.status = 200
     plan.length = -1
     body = result
@@ -308,12 +308,14 @@ cdef Plan make_plan(object result, int minor_version, bint head):
         plan.status = result.status
         if not 200 <= plan.status <= 599:  # RFC 9110 §15: 600 and above are invalid
             raise ValueError(f"status {plan.status!r} is not a final status code (200 to 599)")
-        if result.reason is not None:
-            plan.reason = result.reason.encode("latin-1")
+        reason = result.reason
+        if reason is not None:
+            plan.reason = reason.encode("latin-1")
             if b"\r" in plan.reason or b"\n" in plan.reason or b"\0" in plan.reason:
-                raise ValueError(f"invalid reason phrase {result.reason!r}")
-        if result.headers:
-            plan.fields, plan.flags, plan.length = build_fields(result.headers)
+                raise ValueError(f"invalid reason phrase {reason!r}")
+        headers = result.headers
+        if headers:
+            build_fields(plan, headers)
         body = result.body
     if body is None:
         body = b""
@@ -1016,13 +1018,45 @@ cdef const char *field_text(object item, Py_ssize_t *size, list keep) except NUL
     return PyBytes_AS_STRING(data)
 
 
-cdef tuple build_fields(object headers):
-    """Validates the handler's header fields and joins them as field lines.
-    Framing fields are the loop's business: Content-Length is returned as the
-    length, Transfer-Encoding dropped, Connection: close turned into a flag."""
+cdef enum:
+    FIELDS_STACK = 1024  # field lines built on the stack up to this size
+
+
+cdef int put(char *stack, size_t *used, fk_buf *out, const char *p, size_t n) noexcept:
+    """Appends to the stack buffer, or to out once that is full; 0, or -1 when
+    out of memory."""
+    if out.data == NULL:
+        if used[0] + n <= FIELDS_STACK:
+            memcpy(stack + used[0], p, n)
+            used[0] += n
+            return 0
+        if fk_buf_append(out, stack, used[0]) != 0:
+            return -1
+    return fk_buf_append(out, p, n)
+
+
+cdef int64_t content_length(const char *v, Py_ssize_t n) noexcept:
+    """A Content-Length value: 1 to 18 ASCII digits; -1 for anything else."""
+    cdef int64_t length = 0
+    cdef Py_ssize_t i
+    if n < 1 or n > 18:
+        return -1
+    for i in range(n):
+        if not c"0" <= v[i] <= c"9":
+            return -1
+        length = length * 10 + (v[i] - c"0")
+    return length
+
+
+cdef void build_fields(Plan plan, object headers) except *:
+    """Validates the handler's header fields and joins them as the plan's field
+    lines. Framing fields are the loop's business: Content-Length becomes the
+    plan's length, Transfer-Encoding is dropped, Connection: close a flag."""
     cdef unsigned flags = 0
     cdef int64_t length = -1
     cdef list keep = []
+    cdef char stack[FIELDS_STACK]
+    cdef size_t used = 0
     cdef fk_buf out
     cdef const char *n
     cdef const char *v
@@ -1037,10 +1071,9 @@ cdef tuple build_fields(object headers):
                 raise ValueError(f"invalid response header {name!r}: {value!r}")
             kind = fk_field_kind(n, nlen)
             if kind == FK_FIELD_CONTENT_LENGTH:
-                text = v[:vlen]
-                if not text.isdigit() or vlen > 18:
+                length = content_length(v, vlen)
+                if length < 0:
                     raise ValueError(f"invalid Content-Length {value!r}")
-                length = int(text)
                 continue
             if kind == FK_FIELD_TRANSFER_ENCODING:
                 continue
@@ -1052,13 +1085,17 @@ cdef tuple build_fields(object headers):
                 flags |= FK_RESP_HAS_DATE
             elif kind == FK_FIELD_SERVER:
                 flags |= FK_RESP_HAS_SERVER
-            failed |= fk_buf_append(&out, n, nlen)
-            failed |= fk_buf_append(&out, b": ", 2)
-            failed |= fk_buf_append(&out, v, vlen)
-            failed |= fk_buf_append(&out, b"\r\n", 2)
+            failed |= put(stack, &used, &out, n, nlen)
+            failed |= put(stack, &used, &out, b": ", 2)
+            failed |= put(stack, &used, &out, v, vlen)
+            failed |= put(stack, &used, &out, b"\r\n", 2)
         if failed:
             raise MemoryError()
-        fields = PyBytes_FromStringAndSize(out.data, out.len) if out.len else None
+        if out.data != NULL:
+            plan.fields = PyBytes_FromStringAndSize(out.data, out.len)
+        elif used:
+            plan.fields = PyBytes_FromStringAndSize(stack, used)
     finally:
         fk_buf_free(&out)
-    return fields, flags, length
+    plan.flags = flags
+    plan.length = length
