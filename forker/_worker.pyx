@@ -150,40 +150,55 @@ cdef class Request:
         self.host, self.remote_addr
         self._conn = NULL
 
-    @property
-    def method(self):
+    cdef object _get_method(self):
         if self._method is None:
             c = self._live()
             self._method = latin1(c.req.method, c.req.method_len)
         return self._method
 
-    @property
-    def target(self):
+    cdef object _get_target(self):
         if self._target is None:
             c = self._live()
             self._target = latin1(c.req.target, c.req.target_len)
         return self._target
 
-    @property
-    def path(self):
+    cdef object _get_path(self):
         if self._path is None:
             c = self._live()
             self._path = latin1(c.req.path, c.req.path_len)
         return self._path
 
-    @property
-    def query(self):
+    cdef object _get_query(self):
         if self._query is None:
             c = self._live()
             self._query = "" if c.req.query == NULL else latin1(c.req.query, c.req.query_len)
         return self._query
 
-    @property
-    def host(self):
+    cdef object _get_host(self):
         if self._host is None:
             c = self._live()
             self._host = False if c.req.host == NULL else latin1(c.req.host, c.req.host_len)
         return self._host or None
+
+    @property
+    def method(self):
+        return self._get_method()
+
+    @property
+    def target(self):
+        return self._get_target()
+
+    @property
+    def path(self):
+        return self._get_path()
+
+    @property
+    def query(self):
+        return self._get_query()
+
+    @property
+    def host(self):
+        return self._get_host()
 
     @property
     def queue_time(self):
@@ -209,19 +224,33 @@ cdef class Request:
 
     @property
     def headers(self):
+        if self._headers is None:
+            self._headers = Headers(self._fields(False))
+        return self._headers
+
+    cdef list _fields(self, bint flat):
+        """The header fields decoded from the buffer: (name, value) pairs, or
+        with flat, names and values in one list."""
         cdef size_t i
         cdef fk_header *h
-        if self._headers is None:
-            c = self._live()
-            raw = []
-            for i in range(c.req.num_headers):
-                h = &c.headers[i]
-                raw.append((latin1(h.name, h.name_len), latin1(h.value, h.value_len)))
-            self._headers = Headers(raw)
-        return self._headers
+        c = self._live()
+        fields = []
+        for i in range(c.req.num_headers):
+            h = &c.headers[i]
+            name = latin1(h.name, h.name_len)
+            value = latin1(h.value, h.value_len)
+            if flat:
+                fields.append(name)
+                fields.append(value)
+            else:
+                fields.append((name, value))
+        return fields
 
     @property
     def body(self):
+        return self._get_body()
+
+    cdef object _get_body(self):
         if self._body is None:
             c = self._live()
             if c.body_len == 0:
@@ -238,9 +267,17 @@ cdef class Request:
         if c == NULL:
             self._remote_addr, self._remote_port = "", 0
             return
+        # Each request of a kept-alive connection asks again: the text is kept
+        # per slot, the generation telling its connections apart.
+        known = self._engine.peers.get(c.index)
+        if known is not None and (<tuple>known)[0] == c.generation:
+            self._remote_addr = (<tuple>known)[1]
+            self._remote_port = (<tuple>known)[2]
+            return
         fk_conn_peer(c, host, sizeof(host), &port)
         self._remote_addr = host.decode("ascii")
         self._remote_port = port
+        self._engine.peers[c.index] = (c.generation, self._remote_addr, port)
 
     @property
     def remote_addr(self):
@@ -253,6 +290,21 @@ cdef class Request:
         if self._remote_port is None:
             self._peer()
         return self._remote_port
+
+    def _wsgi_parts(self):
+        """What forker._wsgi builds the environ from, in one call: method,
+        target, path, query, version, scheme, host, body, remote address and
+        port, then the header fields as one flat list of names and values."""
+        if self._remote_addr is None:
+            self._peer()
+        if self._headers is None:
+            fields = self._fields(True)
+        else:
+            fields = [item for pair in (<Headers>self._headers).raw for item in pair]
+        return (self._get_method(), self._get_target(), self._get_path(), self._get_query(),
+                "HTTP/1.1" if self._minor == 1 else "HTTP/1.0",
+                self._engine.listen_schemes[self._listener], self._get_host(), self._get_body(),
+                self._remote_addr, self._remote_port, fields)
 
     @property
     def server_addr(self):
@@ -416,6 +468,7 @@ cdef class Engine:
     cdef readonly list listen_addrs
     cdef readonly list listen_schemes  # "http" or "https", per listener
     cdef dict streams      # slot index -> Stream (loop-thread streaming)
+    cdef dict peers        # slot index -> (generation, remote address, port)
     cdef dict jobs         # slot index -> Job (handler threads)
     cdef public int stop_requested  # 1 graceful, 2 fast; set by signal handlers
     cdef fk_response resp
@@ -429,6 +482,7 @@ cdef class Engine:
 
     def __cinit__(self):
         self.loop = NULL
+        self.peers = {}
         self.tls_ctx = NULL
         self.tls_keep = []
         self.notify_fd = -1

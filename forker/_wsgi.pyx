@@ -5,8 +5,8 @@ and write, the checks PEP 3333 asks of the response, and its body.
 forker.wsgi.WSGIHandler subclasses Core: it computes what stays the same
 between requests (the constant environ, the trusted proxies) and keeps the
 rare paths (forwarded headers) in Python; the engine's call goes straight to
-Core.__call__. A request is any object with the attributes of the engine's
-Request."""
+Core.__call__. A request is the engine's Request, which hands over what the
+environ is made of in one call, or any object with the same attributes."""
 
 cimport cython
 from cpython.dict cimport PyDict_Copy
@@ -19,6 +19,7 @@ from http import HTTPStatus
 from io import BytesIO
 from urllib.parse import unquote_to_bytes
 
+from ._worker import Request as EngineRequest
 from .response import Response
 
 cdef extern from "Python.h":
@@ -310,7 +311,10 @@ cdef class Core:
         cdef Py_ssize_t i, n
         cdef list fields
         cdef tuple parts
-        parts = request_parts(request)
+        if type(request) is EngineRequest:
+            parts = request._wsgi_parts()
+        else:
+            parts = request_parts(request)
         method, target, path, query, version, scheme, host, body, remote, port, fields = parts
         if scheme != "http":
             environ["wsgi.url_scheme"] = scheme
@@ -505,8 +509,8 @@ cdef class Core:
 
 
 cdef tuple request_parts(request):
-    """What the environ is made of, read from the request's attributes; the
-    header fields as one flat list of names and values."""
+    """What the engine's Request._wsgi_parts() gives, read from the attributes
+    of any other request object."""
     cdef list fields = []
     for name, value in request.headers:
         fields.append(name)
