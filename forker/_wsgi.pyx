@@ -15,6 +15,7 @@ from libc.stdlib cimport free, malloc
 
 import logging
 import re
+import sys
 from http import HTTPStatus
 from io import BytesIO
 from urllib.parse import unquote_to_bytes
@@ -51,6 +52,33 @@ cdef str K_FOR = "HTTP_X_FORWARDED_FOR"
 cdef str K_PROTO = "HTTP_X_FORWARDED_PROTO"
 cdef str K_HOST = "HTTP_X_FORWARDED_HOST"
 cdef dict PROXY_KEYS = {K_FORWARDED: K_FORWARDED, K_FOR: K_FOR, K_PROTO: K_PROTO, K_HOST: K_HOST}
+
+
+# Set on every request: the constant environ holds a placeholder for each.
+cdef tuple REQUEST_KEYS = (
+    "REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "RAW_URI", "REQUEST_URI", "SERVER_PROTOCOL",
+    "REMOTE_ADDR", "REMOTE_PORT", "wsgi.input", "SERVER_NAME", "SERVER_PORT",
+)
+
+
+cdef dict shaped(dict base):
+    """base with a placeholder for each key of REQUEST_KEYS, in a hash table
+    with room to spare: a copy of it takes the request's keys and its header
+    fields without growing (growing rehashes every key). The room comes from
+    keys added until the table grows, then deleted, which leaves it grown; a
+    copy keeps the table as long as deleted slots are under a third."""
+    cdef dict environ = dict(base)
+    for key in REQUEST_KEYS:
+        environ.setdefault(key, None)
+    size = sys.getsizeof(environ)
+    added = []
+    while sys.getsizeof(environ) == size and len(added) < len(environ) // 2:
+        key = f"\0{len(added)}"  # a str: a table of str keys only has the faster lookup
+        added.append(key)
+        environ[key] = None
+    for key in added:
+        del environ[key]
+    return environ
 
 
 class WSGIError(Exception):
@@ -286,17 +314,19 @@ cdef class Core:
     cdef set _valid           # response header pairs found valid
     cdef dict _statuses       # status line -> (code, reason or None)
     cdef tuple _port          # (REMOTE_PORT as int, as str) of the last request
+    cdef tuple _host          # (Host, SERVER_NAME, SERVER_PORT) of the last request on port 80
 
     def __init__(self, app, dict base, str root_path):
         self.app = app
         self.root_path = root_path
-        self._base = base
+        self._base = shaped(base)
         self._file_wrapper = base["wsgi.file_wrapper"]
         self._keys = {}
         self._hosts = {}
         self._valid = set()
         self._statuses = {}
         self._port = (None, None)
+        self._host = (None, None, None)
 
     def __call__(self, request):
         return self._run(self._environ(request))
@@ -381,13 +411,23 @@ cdef class Core:
         return text
 
     cdef void _set_server(self, dict environ, str host, str default_port) except *:
-        cdef dict hosts = self._hosts if default_port == "80" else {}
+        cdef tuple last = self._host  # one read: handler threads share it
+        cdef dict hosts
+        cdef tuple split
+        if last[0] == host and default_port == "80":  # most requests name the same host
+            environ["SERVER_NAME"] = last[1]
+            environ["SERVER_PORT"] = last[2]
+            return
+        hosts = self._hosts if default_port == "80" else {}
         split = hosts.get(host)
         if split is None:
             split = split_host(host, default_port)
             if len(hosts) < CACHE_LIMIT:
                 hosts[host] = split
-        environ["SERVER_NAME"], environ["SERVER_PORT"] = split
+        if default_port == "80":
+            self._host = (host,) + split
+        environ["SERVER_NAME"] = split[0]
+        environ["SERVER_PORT"] = split[1]
 
     cdef str _header_key(self, str name):
         if "_" in name:
