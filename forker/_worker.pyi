@@ -65,6 +65,22 @@ class Request:
     @property
     def server_port(self) -> int: ...
 
+class Reply:
+    """What a compiled handler answers the engine's own requests with
+    (forker._wsgi): Response(body, status, headers, reason) without the
+    attribute lookups of a Python object, read by make_plan from its struct."""
+
+    def __init__(self, body: Any, status: int, headers: List[Tuple[str, str]],
+                 reason: Optional[str]) -> None: ...
+    @property
+    def body(self) -> Any: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> List[Tuple[str, str]]: ...
+    @property
+    def reason(self) -> Optional[str]: ...
+
 class Engine:
     """One worker's loop. run() returns when the loop stopped."""
 

@@ -334,6 +334,27 @@ cdef class Plan:
         self.file_fd = -1
 
 
+@cython.final
+@cython.freelist(8)
+cdef class Reply:
+    """What a compiled handler answers the engine's own requests with
+    (forker._wsgi): Response(body, status, headers, reason) without the
+    attribute lookups of a Python object, read by make_plan from its struct."""
+    cdef readonly object body
+    cdef readonly int status
+    cdef readonly list headers
+    cdef readonly object reason
+
+    def __cinit__(self, body, int status, list headers, reason):
+        self.body = body
+        self.status = status
+        self.headers = headers
+        self.reason = reason
+
+    def __repr__(self):
+        return f"<Reply {self.status} {type(self.body).__name__}>"
+
+
 cdef Plan ERROR_PLAN = Plan()
 ERROR_PLAN.status = 500
 ERROR_PLAN.fields = ERROR_FIELDS
@@ -356,18 +377,11 @@ cdef Plan make_plan(object result, int minor_version, bint head):
     plan.status = 200
     plan.length = -1
     body = result
-    if isinstance(result, Response):
-        plan.status = result.status
-        if not 200 <= plan.status <= 599:  # RFC 9110 §15: 600 and above are invalid
-            raise ValueError(f"status {plan.status!r} is not a final status code (200 to 599)")
-        reason = result.reason
-        if reason is not None:
-            plan.reason = reason.encode("latin-1")
-            if b"\r" in plan.reason or b"\n" in plan.reason or b"\0" in plan.reason:
-                raise ValueError(f"invalid reason phrase {reason!r}")
-        headers = result.headers
-        if headers:
-            build_fields(plan, headers)
+    if type(result) is Reply:
+        answer(plan, (<Reply>result).status, (<Reply>result).reason, (<Reply>result).headers)
+        body = (<Reply>result).body
+    elif isinstance(result, Response):
+        answer(plan, result.status, result.reason, result.headers)
         body = result.body
     if body is None:
         body = b""
@@ -380,6 +394,19 @@ cdef Plan make_plan(object result, int minor_version, bint head):
     if not find_file(plan, body) and plan.length < 0:
         plan.length = FK_BODY_CHUNKED if minor_version == 1 else FK_BODY_UNTIL_CLOSE
     return plan
+
+
+cdef void answer(Plan plan, int status, object reason, object headers) except *:
+    """The status line and header fields of a Response or Reply into plan."""
+    plan.status = status
+    if not 200 <= status <= 599:  # RFC 9110 §15: 600 and above are invalid
+        raise ValueError(f"status {status!r} is not a final status code (200 to 599)")
+    if reason is not None:
+        plan.reason = reason.encode("latin-1")
+        if b"\r" in plan.reason or b"\n" in plan.reason or b"\0" in plan.reason:
+            raise ValueError(f"invalid reason phrase {reason!r}")
+    if headers:
+        build_fields(plan, headers)
 
 
 cdef bint find_file(Plan plan, object body):

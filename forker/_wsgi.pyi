@@ -1,7 +1,8 @@
 """Types of forker._wsgi, the compiled per-request part of forker.wsgi (_wsgi.pyx)."""
 
-from typing import Any, Callable, Dict, Iterable, Iterator
+from typing import Any, Callable, Dict, Iterable, Iterator, Union
 
+from ._worker import Reply
 from .response import Response
 
 class WSGIError(Exception):
@@ -31,4 +32,4 @@ class Core:
     def root_path(self) -> str: ...
     def __init__(self, app: Callable[..., Iterable[bytes]], base: Dict[str, Any],
                  root_path: str) -> None: ...
-    def __call__(self, request: Any) -> Response: ...
+    def __call__(self, request: Any) -> Union[Response, Reply]: ...

@@ -6,7 +6,9 @@ forker.wsgi.WSGIHandler subclasses Core: it computes what stays the same
 between requests (the constant environ, the trusted proxies) and keeps the
 rare paths (forwarded headers) in Python; the engine's call goes straight to
 Core.__call__. A request is the engine's Request, which hands over what the
-environ is made of in one call, or any object with the same attributes."""
+environ is made of in one call and is answered with a forker._worker.Reply
+(a Response's four fields, which the engine reads without attribute
+lookups), or any object with the same attributes, answered with a Response."""
 
 cimport cython
 from cpython.dict cimport PyDict_Copy
@@ -20,6 +22,7 @@ from http import HTTPStatus
 from io import BytesIO
 from urllib.parse import unquote_to_bytes
 
+from ._worker import Reply
 from ._worker import Request as EngineRequest
 from .response import Response
 
@@ -168,7 +171,10 @@ cdef tuple split_host(str host, str default_port):
     return host, default_port
 
 
-cdef object respond(object body, int status, object headers, object reason):
+cdef object respond(object body, int status, list headers, object reason, bint engine):
+    """The answer: a Reply for the engine's own requests, else a Response."""
+    if engine:
+        return Reply(body, status, headers, reason)
     cdef object response = Response.__new__(Response)
     response.body = body
     response.status = status
@@ -329,7 +335,7 @@ cdef class Core:
         self._host = (None, None, None)
 
     def __call__(self, request):
-        return self._run(self._environ(request))
+        return self._run(self._environ(request), type(request) is EngineRequest)
 
     # -- the environ ---------------------------------------------------------------
 
@@ -447,14 +453,14 @@ cdef class Core:
 
     # -- the application and its answer ----------------------------------------------
 
-    cdef object _run(self, dict environ):
+    cdef object _run(self, dict environ, bint engine):
         cdef StartResponse start = StartResponse.__new__(StartResponse)
         cdef list written
         start.core = self
         try:
             result = self.app(environ, start)
         except Exception:
-            return self._error(environ, "application raised")
+            return self._error(environ, "application raised", engine)
         rest = None  # the iterator of the chunks still to come
         chunks = None  # the body's chunks known so far: result itself if a list or tuple
         kind = type(result)
@@ -476,7 +482,7 @@ cdef class Core:
                 raise WSGIError("the application returned without calling start_response()")
         except Exception:
             close_result(result)
-            return self._error(environ, "application raised")
+            return self._error(environ, "application raised", engine)
         start.sent = True
         code, reason = start.status
         if rest is None:  # the whole body is known: send it with a Content-Length
@@ -490,20 +496,20 @@ cdef class Core:
             except Exception:
                 start.sent = False
                 close_result(result)
-                return self._error(environ, "bad response body")
+                return self._error(environ, "bad response body", engine)
             if kind is not list and kind is not tuple:
                 close_result(result)
             # The engine frames bytes by their length; an application's own
             # Content-Length stands only on a HEAD answer without a body.
-            return respond(data, code, start.headers, reason)
+            return respond(data, code, start.headers, reason, engine)
         if chunks is None:  # a file wrapper: the engine may send the file itself
-            return respond(result, code, start.headers, reason)
+            return respond(result, code, start.headers, reason, engine)
         cdef Body body = Body.__new__(Body)
         body.first = chunks[0]
         body.rest = rest
         body.result = result
         body.start = start
-        return respond(body, code, start.headers, reason)
+        return respond(body, code, start.headers, reason, engine)
 
     cdef tuple _parse_status(self, text):
         if type(text) is not str:
@@ -542,10 +548,10 @@ cdef class Core:
             if len(valid) < CACHE_LIMIT:
                 valid.add(pair)
 
-    cdef object _error(self, dict environ, str what):
+    cdef object _error(self, dict environ, str what, bint engine):
         log.exception("%s handling %s %s", what, environ.get("REQUEST_METHOD"),
                       environ.get("RAW_URI"))
-        return respond(ERROR_BODY, 500, list(ERROR_FIELDS), None)
+        return respond(ERROR_BODY, 500, list(ERROR_FIELDS), None, engine)
 
 
 cdef tuple request_parts(request):

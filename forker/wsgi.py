@@ -15,6 +15,9 @@ iterable is a list (or finished at its first chunk), so it goes out with a
 Content-Length in one write; otherwise it is a wrapper that streams the
 iterable and delegates close(). A FileWrapper from wsgi.file_wrapper is passed
 through untouched so the engine can recognise it and send the file itself.
+The engine's own requests are answered with a forker._worker.Reply instead of
+a Response: the same four fields, which the engine reads without attribute
+lookups.
 """
 
 from __future__ import annotations
