@@ -51,6 +51,43 @@ cdef inline str latin1(const char *p, size_t n):
     return PyUnicode_DecodeLatin1(p, <Py_ssize_t>n, NULL)
 
 
+cdef str method_text(const char *p, size_t n):
+    """The method as text: the common ones are constants, not decoded again."""
+    if n == 3 and memcmp(p, b"GET", 3) == 0:
+        return "GET"
+    if n == 4 and memcmp(p, b"POST", 4) == 0:
+        return "POST"
+    if n == 4 and memcmp(p, b"HEAD", 4) == 0:
+        return "HEAD"
+    return latin1(p, n)
+
+
+cdef extern from "Python.h":
+    Py_ssize_t PyUnicode_GET_LENGTH(object s)
+    const char *PyUnicode_1BYTE_DATA "(const char *)PyUnicode_1BYTE_DATA"(object s)
+
+cdef enum:
+    NAME_SLOTS = 64  # header names an engine keeps, by a hash of their bytes
+
+
+cdef str header_name(list names, const char *p, size_t n):
+    """A header name as text. The engine keeps the names it decoded in a few
+    slots, so a name sent again comes back as the same str, its hash computed
+    once for every dict lookup to come."""
+    cdef size_t slot
+    if n == 0:
+        return ""
+    slot = (n * 31 + <unsigned char>p[0] * 7 + <unsigned char>p[n >> 1] * 3
+            + <unsigned char>p[n - 1]) % NAME_SLOTS
+    known = names[slot]
+    if (known is not None and PyUnicode_GET_LENGTH(known) == <Py_ssize_t>n
+            and memcmp(PyUnicode_1BYTE_DATA(known), p, n) == 0):
+        return <str>known
+    name = latin1(p, n)
+    names[slot] = name
+    return name
+
+
 cdef class Headers:
     """The request's header fields: a case-insensitive mapping that iterates the
     raw (name, value) pairs in their original order, repeated names kept."""
@@ -153,7 +190,7 @@ cdef class Request:
     cdef object _get_method(self):
         if self._method is None:
             c = self._live()
-            self._method = latin1(c.req.method, c.req.method_len)
+            self._method = method_text(c.req.method, c.req.method_len)
         return self._method
 
     cdef object _get_target(self):
@@ -233,12 +270,15 @@ cdef class Request:
         with flat, names and values in one list."""
         cdef size_t i
         cdef fk_header *h
+        cdef list names = self._engine.header_names
         c = self._live()
         fields = []
         for i in range(c.req.num_headers):
             h = &c.headers[i]
-            name = latin1(h.name, h.name_len)
+            name = header_name(names, h.name, h.name_len)
             value = latin1(h.value, h.value_len)
+            if h.value == c.req.host and self._host is None:
+                self._host = value  # the Host field: decoded once for both
             if flat:
                 fields.append(name)
                 fields.append(value)
@@ -496,6 +536,7 @@ cdef class Engine:
     cdef readonly list listen_schemes  # "http" or "https", per listener
     cdef dict streams      # slot index -> Stream (loop-thread streaming)
     cdef dict peers        # slot index -> (generation, remote address, port)
+    cdef list header_names # NAME_SLOTS header names seen lately (header_name)
     cdef dict jobs         # slot index -> Job (handler threads)
     cdef public int stop_requested  # 1 graceful, 2 fast; set by signal handlers
     cdef fk_response resp
@@ -510,6 +551,7 @@ cdef class Engine:
     def __cinit__(self):
         self.loop = NULL
         self.peers = {}
+        self.header_names = [None] * NAME_SLOTS
         self.tls_ctx = NULL
         self.tls_keep = []
         self.notify_fd = -1
