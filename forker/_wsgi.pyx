@@ -57,22 +57,26 @@ cdef str K_HOST = "HTTP_X_FORWARDED_HOST"
 cdef dict PROXY_KEYS = {K_FORWARDED: K_FORWARDED, K_FOR: K_FOR, K_PROTO: K_PROTO, K_HOST: K_HOST}
 
 
-# Set on every request: the constant environ holds a placeholder for each.
-cdef tuple REQUEST_KEYS = (
-    "REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "RAW_URI", "REQUEST_URI", "SERVER_PROTOCOL",
-    "REMOTE_ADDR", "REMOTE_PORT", "wsgi.input", "SERVER_NAME", "SERVER_PORT",
-)
+# Set on every request: the constant environ holds each, with the value most
+# requests have (set again only when the request's differs) or None.
+cdef str GET = "GET"
+cdef str HTTP11 = "HTTP/1.1"
+cdef dict REQUEST_KEYS = {
+    "REQUEST_METHOD": GET, "PATH_INFO": None, "QUERY_STRING": "", "RAW_URI": None,
+    "REQUEST_URI": None, "SERVER_PROTOCOL": HTTP11, "REMOTE_ADDR": None, "REMOTE_PORT": None,
+    "wsgi.input": None, "SERVER_NAME": None, "SERVER_PORT": None,
+}
 
 
 cdef dict shaped(dict base):
-    """base with a placeholder for each key of REQUEST_KEYS, in a hash table
-    with room to spare: a copy of it takes the request's keys and its header
-    fields without growing (growing rehashes every key). The room comes from
-    keys added until the table grows, then deleted, which leaves it grown; a
-    copy keeps the table as long as deleted slots are under a third."""
+    """base with the keys of REQUEST_KEYS, in a hash table with room to spare:
+    a copy of it takes the request's keys and its header fields without
+    growing (growing rehashes every key). The room comes from keys added until
+    the table grows, then deleted, which leaves it grown; a copy keeps the
+    table as long as deleted slots are under a third."""
     cdef dict environ = dict(base)
-    for key in REQUEST_KEYS:
-        environ.setdefault(key, None)
+    for key, value in REQUEST_KEYS.items():
+        environ.setdefault(key, value)
     size = sys.getsizeof(environ)
     added = []
     while sys.getsizeof(environ) == size and len(added) < len(environ) // 2:
@@ -360,12 +364,15 @@ cdef class Core:
             path = "/"  # absolute-form target without a path: "http://host"
         if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
             path = path[len(root):]
-        environ["REQUEST_METHOD"] = method
+        if method != GET:
+            environ["REQUEST_METHOD"] = method
         environ["PATH_INFO"] = path
-        environ["QUERY_STRING"] = query
+        if query:
+            environ["QUERY_STRING"] = query
         environ["RAW_URI"] = target
         environ["REQUEST_URI"] = target
-        environ["SERVER_PROTOCOL"] = version
+        if version != HTTP11:
+            environ["SERVER_PROTOCOL"] = version
         environ["REMOTE_ADDR"] = remote
         environ["REMOTE_PORT"] = self._port_text(port)
         environ["wsgi.input"] = BytesIO(body)
