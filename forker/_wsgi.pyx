@@ -111,6 +111,14 @@ cpdef bint bad_value(str text):
     """Whether text cannot be a field value: CR, LF or NUL (header injection),
     or a character beyond latin-1 (PEP 3333 "native strings")."""
     cdef Py_UCS4 c
+    cdef const unsigned char *data
+    cdef Py_ssize_t i
+    if PyUnicode_KIND(text) == PyUnicode_1BYTE_KIND:  # latin-1 already
+        data = PyUnicode_1BYTE_DATA(text)
+        for i in range(len(text)):
+            if data[i] == c"\r" or data[i] == c"\n" or data[i] == 0:
+                return True
+        return False
     for c in text:
         if c == u"\r" or c == u"\n" or c == 0 or c > 0xFF:
             return True
@@ -321,7 +329,7 @@ cdef class Core:
     cdef object _file_wrapper
     cdef dict _keys           # header name -> environ key ("" to drop)
     cdef dict _hosts          # Host -> (SERVER_NAME, SERVER_PORT), default port 80
-    cdef set _valid           # response header pairs found valid
+    cdef set _names           # response header names found valid
     cdef dict _statuses       # status line -> (code, reason or None)
     cdef tuple _port          # (REMOTE_PORT as int, as str) of the last request
     cdef tuple _host          # (Host, SERVER_NAME, SERVER_PORT) of the last request on port 80
@@ -333,7 +341,7 @@ cdef class Core:
         self._file_wrapper = base["wsgi.file_wrapper"]
         self._keys = {}
         self._hosts = {}
-        self._valid = set()
+        self._names = set()
         self._statuses = {}
         self._port = (None, None)
         self._host = (None, None, None)
@@ -351,6 +359,7 @@ cdef class Core:
         cdef Py_ssize_t i, n
         cdef list fields
         cdef tuple parts
+        cdef str method, target, path, query, version, scheme, host
         if type(request) is EngineRequest:
             parts = request._wsgi_parts()
         else:
@@ -535,25 +544,26 @@ cdef class Core:
 
     cdef void _check_headers(self, headers) except *:
         """Validates the application's header list (PEP 3333: when start_response
-        is called, so the application sees the error). Pairs already seen valid
-        are remembered: most are constants of the application."""
-        cdef set valid = self._valid
+        is called, so the application sees the error). Names already seen valid
+        are remembered: most are constants of the application, whose str hash
+        is computed once. Values are scanned each time, which costs less than
+        hashing the many made afresh (a Content-Length)."""
+        cdef set names = self._names
         if type(headers) is not list:
             raise TypeError(f"response headers must be a list, got {type(headers).__name__}")
         for pair in <list>headers:
-            if pair in valid:
-                continue
             if type(pair) is not tuple or len(<tuple>pair) != 2:
                 raise TypeError(f"response header must be a (name, value) tuple, got {pair!r}")
-            name, value = pair
-            if type(name) is not str or not is_token(name):
-                raise ValueError(f"invalid response header name {name!r}")
-            if name.lower() in HOP_BY_HOP:
-                raise WSGIError(f"hop-by-hop header {name!r} is not allowed in a WSGI response")
+            name, value = <tuple>pair
+            if name not in names:
+                if type(name) is not str or not is_token(name):
+                    raise ValueError(f"invalid response header name {name!r}")
+                if name.lower() in HOP_BY_HOP:
+                    raise WSGIError(f"hop-by-hop header {name!r} is not allowed in a WSGI response")
+                if len(names) < CACHE_LIMIT:
+                    names.add(name)
             if type(value) is not str or bad_value(value):
                 raise ValueError(f"invalid value for response header {name!r}: {value!r}")
-            if len(valid) < CACHE_LIMIT:
-                valid.add(pair)
 
     cdef object _error(self, dict environ, str what, bint engine):
         log.exception("%s handling %s %s", what, environ.get("REQUEST_METHOD"),
