@@ -11,7 +11,8 @@ environ is made of in one call and is answered with a forker._worker.Reply
 lookups), or any object with the same attributes, answered with a Response."""
 
 cimport cython
-from cpython.dict cimport PyDict_Copy
+from cpython.dict cimport PyDict_Copy, PyDict_SetDefault
+from cpython.object cimport PyObject
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.stdlib cimport free, malloc
 
@@ -48,13 +49,16 @@ cdef object status_line = re.compile(r"([1-9][0-9][0-9])(?: ([^\r\n\x00]*))?\Z")
 cdef dict REASONS = {status.value: status.phrase for status in HTTPStatus}
 cdef Py_ssize_t CACHE_LIMIT = 1024  # bound on each cache filled from client or app input
 
-# Fields whose presence sends the environ through the trusted-proxy check; the
-# header-name cache hands out these very objects, so they are compared by identity.
+# Fields whose presence sends the environ through the trusted-proxy check, and
+# Host; the header-name cache hands out these very objects, so they are compared
+# by identity.
 cdef str K_FORWARDED = "HTTP_FORWARDED"
 cdef str K_FOR = "HTTP_X_FORWARDED_FOR"
 cdef str K_PROTO = "HTTP_X_FORWARDED_PROTO"
 cdef str K_HOST = "HTTP_X_FORWARDED_HOST"
-cdef dict PROXY_KEYS = {K_FORWARDED: K_FORWARDED, K_FOR: K_FOR, K_PROTO: K_PROTO, K_HOST: K_HOST}
+cdef str K_HTTP_HOST = "HTTP_HOST"
+cdef dict PROXY_KEYS = {K_FORWARDED: K_FORWARDED, K_FOR: K_FOR, K_PROTO: K_PROTO, K_HOST: K_HOST,
+                        K_HTTP_HOST: K_HTTP_HOST}
 
 
 # Set on every request: the constant environ holds each, with the value most
@@ -356,7 +360,8 @@ cdef class Core:
         cdef dict keys = self._keys
         cdef str root = self.root_path
         cdef bint proxied = False
-        cdef Py_ssize_t i, n
+        cdef Py_ssize_t i, n, size
+        cdef PyObject *old
         cdef list fields
         cdef tuple parts
         cdef str method, target, path, query, version, scheme, host
@@ -394,14 +399,15 @@ cdef class Core:
                 key = self._header_key(name)
             if not key:
                 continue
+            if key is K_HTTP_HOST and host is not None:
+                continue  # set from request.host below
             if key is K_FORWARDED or key is K_FOR or key is K_PROTO or key is K_HOST:
                 proxied = True
             value = fields[i + 1]
-            old = environ.get(key)
-            if old is None:
-                environ[key] = value
-            else:
-                environ[key] = f"{old}{'; ' if key == 'HTTP_COOKIE' else ', '}{value}"
+            size = len(environ)
+            old = PyDict_SetDefault(environ, key, value)  # borrowed
+            if len(environ) == size:  # a repeated field: the values are joined
+                environ[key] = f"{<object>old}{'; ' if key == 'HTTP_COOKIE' else ', '}{value}"
         if body:
             environ["CONTENT_LENGTH"] = str(len(body))  # chunked bodies arrive decoded
 

@@ -124,8 +124,10 @@ def test_absolute_form_without_path_is_root():
 def test_repeated_headers_are_joined():
     env = environ_for(Request(headers=[
         ("Host", "h"), ("Accept", "text/html"), ("X-Multi", "1"), ("x-multi", "2"),
-        ("X-MULTI", "3"), ("Accept", "*/*"), ("Cookie", "a=1"), ("cookie", "b=2")]))
+        ("X-MULTI", "3"), ("Accept", "*/*"), ("Cookie", "a=1"), ("cookie", "b=2"),
+        ("X-Same", "1"), ("X-Same", "1")]))  # one str object twice
     assert env["HTTP_X_MULTI"] == "1, 2, 3"
+    assert env["HTTP_X_SAME"] == "1, 1"
     assert env["HTTP_ACCEPT"] == "text/html, */*"
     assert env["HTTP_COOKIE"] == "a=1; b=2"  # cookies join with "; " (RFC 6265 5.4)
 
