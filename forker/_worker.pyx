@@ -6,7 +6,8 @@ call the handler and hand its answer back to C."""
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.exc cimport PyErr_CheckSignals
-from cpython.ref cimport PyObject
+from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.ref cimport Py_INCREF, PyObject
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
@@ -67,24 +68,33 @@ cdef extern from "Python.h":
     const char *PyUnicode_1BYTE_DATA "(const char *)PyUnicode_1BYTE_DATA"(object s)
 
 cdef enum:
-    NAME_SLOTS = 64  # header names an engine keeps, by a hash of their bytes
+    NAME_SLOTS = 128  # header names an engine keeps: 64 sets of 2, by a hash of their bytes
+
+
+cdef inline bint same_name(object known, const char *p, size_t n):
+    return (known is not None and PyUnicode_GET_LENGTH(known) == <Py_ssize_t>n
+            and memcmp(PyUnicode_1BYTE_DATA(known), p, n) == 0)
 
 
 cdef str header_name(list names, const char *p, size_t n):
-    """A header name as text. The engine keeps the names it decoded in a few
-    slots, so a name sent again comes back as the same str, its hash computed
-    once for every dict lookup to come."""
+    """A header name as text. The engine keeps the names it decoded, so a name
+    sent again comes back as the same str, its hash computed once for every
+    dict lookup to come. A name's set holds two: the one found or added last
+    goes first."""
     cdef size_t slot
     if n == 0:
         return ""
-    slot = (n * 31 + <unsigned char>p[0] * 7 + <unsigned char>p[n >> 1] * 3
-            + <unsigned char>p[n - 1]) % NAME_SLOTS
+    slot = ((n * 31 + <unsigned char>p[0] * 7 + <unsigned char>p[n >> 1] * 3
+             + <unsigned char>p[n - 1]) % (NAME_SLOTS // 2)) * 2
     known = names[slot]
-    if (known is not None and PyUnicode_GET_LENGTH(known) == <Py_ssize_t>n
-            and memcmp(PyUnicode_1BYTE_DATA(known), p, n) == 0):
+    if same_name(known, p, n):
         return <str>known
+    other = names[slot + 1]
+    if same_name(other, p, n):
+        names[slot], names[slot + 1] = other, known
+        return <str>other
     name = latin1(p, n)
-    names[slot] = name
+    names[slot], names[slot + 1] = name, known
     return name
 
 
@@ -272,7 +282,7 @@ cdef class Request:
         cdef fk_header *h
         cdef list names = self._engine.header_names
         c = self._live()
-        fields = []
+        cdef list fields = PyList_New(c.req.num_headers * (2 if flat else 1))
         for i in range(c.req.num_headers):
             h = &c.headers[i]
             name = header_name(names, h.name, h.name_len)
@@ -280,10 +290,14 @@ cdef class Request:
             if h.value == c.req.host and self._host is None:
                 self._host = value  # the Host field: decoded once for both
             if flat:
-                fields.append(name)
-                fields.append(value)
+                Py_INCREF(name)
+                PyList_SET_ITEM(fields, 2 * i, name)
+                Py_INCREF(value)
+                PyList_SET_ITEM(fields, 2 * i + 1, value)
             else:
-                fields.append((name, value))
+                pair = (name, value)
+                Py_INCREF(pair)
+                PyList_SET_ITEM(fields, i, pair)
         return fields
 
     @property
