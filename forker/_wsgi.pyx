@@ -48,6 +48,8 @@ cdef list ERROR_FIELDS = [("Content-Type", "text/plain; charset=utf-8")]
 cdef object status_line = re.compile(r"([1-9][0-9][0-9])(?: ([^\r\n\x00]*))?\Z").match
 cdef dict REASONS = {status.value: status.phrase for status in HTTPStatus}
 cdef Py_ssize_t CACHE_LIMIT = 1024  # bound on each cache filled from client or app input
+cdef enum:
+    KEY_SLOTS = 128  # header names whose environ key is found by their address: sets of 2
 
 # Fields whose presence sends the environ through the trusted-proxy check, and
 # Host; the header-name cache hands out these very objects, so they are compared
@@ -332,6 +334,7 @@ cdef class Core:
     cdef dict _base           # the constant part of the environ
     cdef object _file_wrapper
     cdef dict _keys           # header name -> environ key ("" to drop)
+    cdef list _recent         # (name, key) pairs by the name object's address, 2 per set
     cdef dict _hosts          # Host -> (SERVER_NAME, SERVER_PORT), default port 80
     cdef set _names           # response header names found valid
     cdef dict _statuses       # status line -> (code, reason or None)
@@ -344,6 +347,7 @@ cdef class Core:
         self._base = shaped(base)
         self._file_wrapper = base["wsgi.file_wrapper"]
         self._keys = {}
+        self._recent = [None] * KEY_SLOTS
         self._hosts = {}
         self._names = set()
         self._statuses = {}
@@ -357,14 +361,13 @@ cdef class Core:
 
     cdef dict _environ(self, request):
         cdef dict environ = PyDict_Copy(self._base)
-        cdef dict keys = self._keys
         cdef str root = self.root_path
         cdef bint proxied = False
         cdef Py_ssize_t i, n, size
         cdef PyObject *old
         cdef list fields
         cdef tuple parts
-        cdef str method, target, path, query, version, scheme, host
+        cdef str method, target, path, query, version, scheme, host, key
         if type(request) is EngineRequest:
             parts = request._wsgi_parts()
         else:
@@ -393,10 +396,7 @@ cdef class Core:
 
         n = len(fields)
         for i in range(0, n, 2):
-            name = fields[i]
-            key = keys.get(name)
-            if key is None:
-                key = self._header_key(name)
+            key = self._key(fields[i])
             if not key:
                 continue
             if key is K_HTTP_HOST and host is not None:
@@ -456,6 +456,27 @@ cdef class Core:
             self._host = (host,) + split
         environ["SERVER_NAME"] = split[0]
         environ["SERVER_PORT"] = split[1]
+
+    cdef str _key(self, str name):
+        """The environ key of a header field name ("" to drop the field). The
+        engine hands out one str object per name it keeps seeing: a slot found
+        by the object's address answers without hashing the name (the slot
+        holds the name, so no other string can take that address meanwhile)."""
+        cdef list recent = self._recent
+        cdef size_t slot = (((<size_t><PyObject *>name >> 4) * <size_t>0x9E3779B97F4A7C15)
+                            >> (8 * sizeof(size_t) - 6)) * 2  # the 6 high bits: 64 sets
+        cdef str key
+        known = recent[slot]
+        if known is not None and (<tuple>known)[0] is name:
+            return (<tuple>known)[1]
+        other = recent[slot + 1]
+        if other is not None and (<tuple>other)[0] is name:
+            return (<tuple>other)[1]
+        key = self._keys.get(name)
+        if key is None:
+            key = self._header_key(name)
+        recent[slot], recent[slot + 1] = (name, key), known
+        return key
 
     cdef str _header_key(self, str name):
         if "_" in name:
