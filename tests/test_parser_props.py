@@ -11,6 +11,7 @@ import string
 from forker._parser import ChunkedDecoder, ParseError, parse_request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_parser import receive  # the same incremental feeding as the corpus tests
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -104,29 +105,6 @@ def requests(draw):
         "keep_alive": minor == 1,
     }
     return b(head) + wire_body, expected, body
-
-
-def receive(data, cuts):
-    """Head then body of `data`, arriving in pieces ending at `cuts`:
-    (head, body, rest), rest None while incomplete. Raises ParseError."""
-    head, decoder, body, last, pos = None, None, b"", 0, 0
-    for end in cuts:
-        if head is None:
-            head = parse_request(data[:end], last)
-            last = end
-            if head is None:
-                continue
-            pos = head["consumed"]
-            if not head["chunked"]:
-                length = head["content_length"] or 0
-                return head, data[pos : pos + length], data[pos + length :]
-            decoder = ChunkedDecoder()
-        decoded, done, leftover = decoder.feed(data[pos:end])
-        pos = end
-        body += decoded
-        if done:
-            return head, body, leftover + data[end:]
-    return head, body, None
 
 
 def outcome(data, cuts):
