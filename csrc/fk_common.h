@@ -26,6 +26,7 @@ enum fk_status {
     FK_ERR_NOT_IMPLEMENTED = -7,  /* transfer coding we do not implement: 501 */
     FK_ERR_BODY_TOO_LARGE = -8,   /* body over max_body_size: 413 */
     FK_ERR_TIMEOUT = -9,          /* client too slow to send its request: 408 */
+    FK_ERR_CLOSED = -10,          /* client closed the connection mid-request: 400 */
 };
 
 /* HTTP status code for an fk_status error, 400 for anything unknown. */

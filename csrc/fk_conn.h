@@ -51,6 +51,14 @@ typedef struct fk_conn {
     size_t body_len;    /* body bytes available at body_off */
     size_t raw_len;     /* chunked: undecoded bytes following the decoded body */
     fk_chunked chunked;
+    int body_stream;     /* the handler reads the rest of the body itself (fk_body.h) */
+    int body_fd;         /* streamed body: the handler thread's own dup of fd, -1 none */
+    int body_done;       /* streamed body: its last byte has been received */
+    int body_error;      /* streamed body: the fk_status of a failed read, 0 none */
+    size_t body_taken;   /* streamed body: bytes at body_off already handed over */
+    uint64_t body_rest;  /* streamed Content-Length body: bytes still in the socket */
+    uint64_t body_total; /* streamed chunked body: bytes decoded so far */
+    uint64_t body_bytes_in; /* bytes the handler's reads received (for the counters) */
     fk_request req;     /* current request; slices point into in.data */
     fk_header *headers; /* the current request's fields (copied from the loop's scratch) */
     size_t headers_cap;

@@ -277,8 +277,20 @@ static void spares_sweep(fk_loop *l)
 
 /* ---- closing --------------------------------------------------------------- */
 
+/* The handler is done with c's streamed body (read or not). */
+static void end_body_stream(fk_conn *c)
+{
+    if (!c->body_stream)
+        return;
+    if (c->body_fd >= 0)
+        close(c->body_fd);
+    c->body_fd = -1;
+    c->body_stream = 0;
+}
+
 static void free_slot(fk_loop *l, fk_conn *c)
 {
+    end_body_stream(c);
     buf_release(l, &c->in);
     buf_release(l, &c->out);
     free(c->headers);
@@ -441,6 +453,7 @@ static void refuse_plain_http(fk_loop *l, fk_conn *c)
 }
 
 static int request_done(fk_loop *l, fk_conn *c);
+static int reserve_input(fk_loop *l, fk_conn *c, size_t room);
 
 /* GET or HEAD of the health path (query ignored): answered here, without Python.
  * 200 while serving, 503 once a graceful stop began, so that a balancer stops
@@ -540,6 +553,40 @@ static void parse_head(fk_loop *l, fk_conn *c)
     process_input(l, c);
 }
 
+/* Whether a body of size bytes (known so far) is left to the handler to
+ * read. Not with TLS when handlers run on threads: OpenSSL's connection must
+ * not be used by the loop's thread and a handler's at once. */
+static int streams_body(const fk_loop *l, const fk_conn *c, uint64_t size)
+{
+    return l->cfg.body_buffer_size != 0 && size > l->cfg.body_buffer_size &&
+           (c->ssl == NULL || !l->cfg.threaded);
+}
+
+/* Hands the request over before its body is in: the handler reads the rest
+ * (fk_body.h). A handler thread reads through its own descriptor, so that
+ * the loop closing the connection meanwhile cannot hand it another socket
+ * that reuses the number. */
+static void begin_body_stream(fk_loop *l, fk_conn *c)
+{
+    if ((c->req.flags & FK_REQ_CHUNKED) && reserve_input(l, c, READ_CHUNK) != 0) {
+        fail_request(l, c, 500);
+        return;
+    }
+    c->body_fd = -1;
+    if (l->cfg.threaded && (c->body_fd = fcntl(c->fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+        fail_request(l, c, 503);
+        return;
+    }
+    c->body_stream = 1;
+    c->body_done = 0;
+    c->body_error = 0;
+    c->body_taken = 0;
+    c->body_total = c->body_len;
+    c->body_rest = (uint64_t)c->req.content_length - c->body_len; /* unused when chunked */
+    c->body_bytes_in = 0;
+    push_ready(l, c);
+}
+
 static void parse_body(fk_loop *l, fk_conn *c)
 {
     size_t pending = fk_buf_pending(&c->in);
@@ -549,6 +596,8 @@ static void parse_body(fk_loop *l, fk_conn *c)
         c->body_len = avail < want ? avail : (size_t)want;
         if (c->body_len == want)
             push_ready(l, c);
+        else if (streams_body(l, c, want))
+            begin_body_stream(l, c);
         return;
     }
     if (c->raw_len == 0)
@@ -571,6 +620,8 @@ static void parse_body(fk_loop *l, fk_conn *c)
     }
     if (r >= 0)
         push_ready(l, c);
+    else if (streams_body(l, c, c->body_len))
+        begin_body_stream(l, c);
 }
 
 static void process_input(fk_loop *l, fk_conn *c)
@@ -928,6 +979,10 @@ static int request_done(fk_loop *l, fk_conn *c)
         stop_accepting(l, 1);
     c->py_owned = 0;
     c->fresh = 0;
+    if (c->body_stream) {
+        l->cfg.slot[FK_SLOT_BYTES_IN] += c->body_bytes_in;
+        end_body_stream(c);
+    }
     fk_buf_consume(&c->in, c->body_off + c->body_len);
     c->state = FK_CONN_HEAD;
     c->last_len = 0;
@@ -982,6 +1037,10 @@ int fk_loop_respond(fk_loop *l, fk_conn *c, const fk_response *r, const char *bo
         c->keep_alive = 0;
     if (l->stopping)
         c->keep_alive = 0;
+    if (FK_UNLIKELY(fk_body_unread(c))) {
+        c->keep_alive = 0; /* the rest of the body is drained by the lingering close */
+        c->linger = 1;
+    }
     int has_body = fk_status_has_body(r->status) && !c->head_only;
     if (fk_write_head(&c->out, r, c->req.minor_version, c->keep_alive, &l->date, l->cfg.server,
                       l->cfg.server_len) != 0) {
@@ -1157,6 +1216,13 @@ void fk_loop_release(fk_loop *l, fk_conn *c)
         free_slot(l, c);
 }
 
+void fk_loop_body_limits(const fk_loop *l, const fk_conn *c, fk_body_limits *lim)
+{
+    lim->stall_ms = l->cfg.header_timeout_ms > INT_MAX ? INT_MAX : (int)l->cfg.header_timeout_ms;
+    lim->deadline_ms = l->cfg.request_timeout_ms != 0 ? c->started + l->cfg.request_timeout_ms : 0;
+    lim->max_body_size = l->cfg.max_body_size;
+}
+
 fk_conn *fk_loop_conn(fk_loop *l, uint32_t index, uint32_t generation)
 {
     if (index >= l->high_slot)
@@ -1213,7 +1279,7 @@ static void on_conn_event(fk_loop *l, uint64_t data, uint32_t events)
         }
     }
     if (c->readable && (events & (EPOLLHUP | EPOLLERR)) && c->state != FK_CONN_HEAD &&
-        c->state != FK_CONN_BODY && c->state != FK_CONN_LINGER) {
+        c->state != FK_CONN_BODY && c->state != FK_CONN_LINGER && !fk_body_unread(c)) {
         conn_close(l, c); /* gone while its request is with the handler */
         return;
     }

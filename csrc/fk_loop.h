@@ -9,6 +9,7 @@
 #define FK_LOOP_H
 
 #include <sys/types.h>
+#include "fk_body.h"
 #include "fk_conn.h"
 #include "fk_tls.h"
 #include "fk_write.h"
@@ -21,6 +22,8 @@ typedef struct {
     size_t max_fields;           /* header fields per request (431 beyond) */
     fk_limits limits;
     uint64_t max_body_size;      /* bytes; 0 unlimited (413 beyond) */
+    uint64_t body_buffer_size;   /* larger bodies are left to the handler to read
+                                    (fk_body.h); 0: every body is read whole first */
     uint64_t keepalive_ms;       /* idle keep-alive; 0 disables keep-alive */
     uint64_t header_timeout_ms;  /* from a request's first byte to its complete head */
     uint64_t request_timeout_ms; /* from first byte to complete body; 0 none */
@@ -102,6 +105,11 @@ void fk_loop_release(fk_loop *l, fk_conn *c);
  * open connections get "Connection: close" on their next response, idle ones
  * close at their keep-alive deadline (or the graceful deadline). */
 void fk_loop_stop(fk_loop *l, int graceful);
+
+/* The limits of fk_body_read() on c's streamed body: the loop's header
+ * timeout per stall, its request timeout, and max_body_size. Safe to call
+ * from a handler's thread. */
+void fk_loop_body_limits(const fk_loop *l, const fk_conn *c, fk_body_limits *lim);
 
 /* The connection in slot index if its generation matches, else NULL. */
 fk_conn *fk_loop_conn(fk_loop *l, uint32_t index, uint32_t generation);

@@ -14,6 +14,7 @@ cdef extern from "fk_common.h" nogil:
         FK_ERR_NOT_IMPLEMENTED
         FK_ERR_BODY_TOO_LARGE
         FK_ERR_TIMEOUT
+        FK_ERR_CLOSED
     int fk_status_http_code(int status)
 
 cdef extern from "fk_parse.h" nogil:
@@ -125,10 +126,21 @@ cdef extern from "fk_conn.h" nogil:
         size_t head_len
         size_t body_off
         size_t body_len
+        int body_stream
+        int body_done
+        size_t body_taken
+        uint64_t body_rest
         fk_request req
         fk_header *headers
         uint64_t queue_us
     void fk_conn_peer(const fk_conn *c, char *host, size_t size, int *port)
+
+cdef extern from "fk_body.h" nogil:
+    ctypedef struct fk_body_limits:
+        int stall_ms
+        uint64_t deadline_ms
+        uint64_t max_body_size
+    ssize_t fk_body_read(fk_conn *c, char *dst, size_t max, const fk_body_limits *lim)
 
 cdef extern from "fk_tls.h" nogil:
     ctypedef struct fk_tls_ctx:
@@ -163,6 +175,7 @@ cdef extern from "fk_loop.h" nogil:
         size_t max_fields
         fk_limits limits
         uint64_t max_body_size
+        uint64_t body_buffer_size
         uint64_t keepalive_ms
         uint64_t header_timeout_ms
         uint64_t request_timeout_ms
@@ -200,6 +213,7 @@ cdef extern from "fk_loop.h" nogil:
     int fk_loop_add_listener(fk_loop *l, int fd)
     int fk_loop_add_tls_listener(fk_loop *l, int fd, fk_tls_ctx *tls)
     int fk_loop_next(fk_loop *l, fk_event *ev)
+    void fk_loop_body_limits(const fk_loop *l, const fk_conn *c, fk_body_limits *lim)
     int fk_loop_respond(fk_loop *l, fk_conn *c, const fk_response *r, const char *body,
                         size_t len, int complete)
     int fk_loop_send(fk_loop *l, fk_conn *c, const char *data, size_t len, int last)

@@ -33,6 +33,7 @@ import logging
 import os
 import stat
 
+from .errors import RequestBodyError
 from .response import Response
 
 cdef extern from "Python.h":
@@ -153,6 +154,187 @@ cdef class Headers:
         return f"Headers({self.raw!r})"
 
 
+cdef Py_ssize_t BODY_BUFFER_SIZE = 1 << 20  # default body_buffer_size with threads
+cdef Py_ssize_t READ_STEP = 65536  # bytes per read when the body's length is unknown
+
+
+@cython.final
+cdef class BodyStream:
+    """The body of a request larger than body_buffer_size, which the loop did
+    not wait for: read from the client as the handler asks for it. A binary
+    file-like object (read, read1, readinto, readline, readlines, iteration),
+    valid until the request is answered. A client that stalls, breaks the
+    chunked coding, sends more than max_body_size or hangs up makes a read
+    raise RequestBodyError."""
+    cdef Engine _engine
+    cdef fk_conn *_conn
+    cdef unsigned int _generation
+    cdef bytes _ahead     # bytes readline took past its line
+    cdef bint _touched    # read from: Request.body can no longer be whole
+    cdef readonly object length  # the Content-Length; None for a chunked body
+
+    cdef fk_conn *_live(self) except NULL:
+        c = self._conn
+        if c == NULL or c.generation != self._generation or not c.body_stream:
+            raise RuntimeError("request body read after the request was answered")
+        return c
+
+    cdef Py_ssize_t _read_into(self, char *dst, Py_ssize_t size) except -1:
+        """One read of up to size bytes into dst; 0 at the end of the body."""
+        cdef fk_conn *c = self._live()
+        cdef fk_body_limits lim
+        cdef ssize_t n
+        self._touched = True
+        fk_loop_body_limits(self._engine.loop, c, &lim)
+        with nogil:
+            n = fk_body_read(c, dst, <size_t>size, &lim)
+        if n < 0:
+            status = fk_status_http_code(<int>n)
+            raise RequestBodyError(status, BODY_ERRORS.get(<int>n, "bad request body"))
+        if n > 0 and self._engine.threads == 1 and self._engine.slot != NULL \
+                and self._engine.slot[2] != 0:
+            self._engine.slot[2] = fk_now_ms()  # progress, not a stuck handler
+        return n
+
+    cdef Py_ssize_t _unread(self):
+        """Bytes of the body not handed out yet, -1 when unknown (chunked)."""
+        c = self._live()
+        if c.req.flags & FK_REQ_CHUNKED:
+            return -1
+        return <Py_ssize_t>(c.body_len - c.body_taken + c.body_rest)
+
+    cdef bytes _take_ahead(self, Py_ssize_t size):
+        cdef bytes ahead = self._ahead
+        if size < 0 or size >= len(ahead):
+            self._ahead = b""
+            return ahead
+        self._ahead = ahead[size:]
+        return ahead[:size]
+
+    cdef bytes _read_some(self, Py_ssize_t size):
+        """What one read gives, at most size bytes; b"" at the end."""
+        cdef bytes buf
+        cdef Py_ssize_t n
+        if self._ahead:
+            return self._take_ahead(size)
+        buf = PyBytes_FromStringAndSize(NULL, size)
+        n = self._read_into(PyBytes_AS_STRING(buf), size)
+        return buf if n == size else buf[:n]
+
+    cdef bytes _read_exactly(self, Py_ssize_t size):
+        """size bytes, fewer only at the end of the body; one allocation."""
+        cdef bytes buf = PyBytes_FromStringAndSize(NULL, size)
+        cdef Py_ssize_t got = 0, n
+        while got < size:
+            n = self._read_into(PyBytes_AS_STRING(buf) + got, size - got)
+            if n == 0:
+                return buf[:got]
+            got += n
+        return buf
+
+    def read(self, size=-1):
+        """Up to size bytes (all that is left when size is negative or None);
+        fewer only at the end of the body."""
+        cdef Py_ssize_t want = -1 if size is None else size
+        cdef Py_ssize_t unread
+        cdef list parts
+        head = self._take_ahead(want)
+        if want >= 0:
+            want -= len(head)
+            if want == 0:
+                return head
+        unread = self._unread()
+        if unread >= 0 and (want < 0 or want > unread):
+            want = unread
+        if want >= 0:
+            rest = self._read_exactly(want)
+            return head + rest if head else rest
+        parts = [head]
+        while True:
+            piece = self._read_some(READ_STEP)
+            if not piece:
+                return b"".join(parts)
+            parts.append(piece)
+
+    def read1(self, size=-1):
+        """What one read of the socket gives (or what is already at hand)."""
+        cdef Py_ssize_t want = READ_STEP if size is None or size < 0 else size
+        return self._read_some(want) if want > 0 else b""
+
+    def readinto(self, buffer):
+        """Fills buffer (fewer bytes only at the end of the body); the count."""
+        cdef unsigned char[::1] view = memoryview(buffer).cast("B")
+        cdef Py_ssize_t got = 0, n, size = view.shape[0]
+        head = self._take_ahead(size)
+        got = len(head)
+        if got:
+            memcpy(&view[0], PyBytes_AS_STRING(head), got)
+        while got < size:
+            n = self._read_into(<char *>&view[got], size - got)
+            if n == 0:
+                break
+            got += n
+        return got
+
+    def readline(self, size=-1):
+        """One line, with its b"\\n"; at most size bytes when size >= 0."""
+        cdef Py_ssize_t limit = -1 if size is None else size
+        cdef Py_ssize_t total = 0, cut, end
+        cdef list parts = []
+        while limit < 0 or total < limit:
+            chunk = self._read_some(8192)
+            if not chunk:
+                break
+            end = len(chunk) if limit < 0 else min(len(chunk), limit - total)
+            cut = chunk.find(b"\n", 0, end)
+            cut = end if cut < 0 else cut + 1
+            if cut < len(chunk):
+                self._ahead = chunk[cut:] + self._ahead
+            parts.append(chunk[:cut])
+            total += cut
+            if cut > 0 and chunk[cut - 1] == 10:
+                break
+        return b"".join(parts)
+
+    def readlines(self, hint=-1):
+        cdef list lines = []
+        cdef Py_ssize_t total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def readable(self):
+        return True
+
+    def close(self):
+        pass
+
+    def __repr__(self):
+        return f"<BodyStream length={self.length!r}>"
+
+
+cdef dict BODY_ERRORS = {
+    FK_ERR_TIMEOUT: "the client stopped sending the request body",
+    FK_ERR_BODY_TOO_LARGE: "request body larger than max_body_size",
+    FK_ERR_BAD_REQUEST: "malformed chunked request body",
+    FK_ERR_CLOSED: "the client closed the connection before the end of the request body",
+}
+
+
 @cython.freelist(16)
 cdef class Request:
     """One HTTP request. Attributes are built on first access from the bytes the
@@ -162,6 +344,7 @@ cdef class Request:
     cdef Engine _engine
     cdef object _method, _path, _query, _target, _headers, _body, _host
     cdef object _remote_addr, _remote_port
+    cdef BodyStream _stream
     cdef int _minor, _flags, _listener
     cdef uint64_t _queue_us
 
@@ -193,7 +376,9 @@ cdef class Request:
         """Copies what is still lazy before the loop reuses the buffer."""
         if self._conn == NULL:
             return
-        self.method, self.target, self.path, self.query, self.headers, self.body
+        self.method, self.target, self.path, self.query, self.headers
+        if not self._conn.body_stream:
+            self.body  # a streamed body is the handler's to read, not ours
         self.host, self.remote_addr
         self._conn = NULL
 
@@ -307,12 +492,40 @@ cdef class Request:
     cdef object _get_body(self):
         if self._body is None:
             c = self._live()
-            if c.body_len == 0:
+            if c.body_stream:
+                stream = self._get_stream()
+                if stream._touched:
+                    raise RuntimeError("request body already read in part through request.stream")
+                self._body = stream.read()
+            elif c.body_len == 0:
                 self._body = b""
             else:
                 self._body = PyBytes_FromStringAndSize(
                     c.in_.data + c.in_.off + c.body_off, <Py_ssize_t>c.body_len)
         return self._body
+
+    @property
+    def stream(self):
+        """The body as a binary file-like object. A body larger than
+        body_buffer_size is read from the client as this is read (a
+        BodyStream); a smaller one was received whole (an io.BytesIO)."""
+        if self._conn != NULL and self._conn.body_stream:
+            return self._get_stream()
+        return io.BytesIO(self._get_body())
+
+    cdef BodyStream _get_stream(self):
+        cdef BodyStream stream
+        if self._stream is None:
+            c = self._live()
+            stream = BodyStream.__new__(BodyStream)
+            stream._engine = self._engine
+            stream._conn = c
+            stream._generation = c.generation
+            stream._ahead = b""
+            if not c.req.flags & FK_REQ_CHUNKED:
+                stream.length = c.req.content_length
+            self._stream = stream
+        return self._stream
 
     cdef void _peer(self):
         cdef char host[64]
@@ -357,7 +570,8 @@ cdef class Request:
             fields = [item for pair in (<Headers>self._headers).raw for item in pair]
         return (self._get_method(), self._get_target(), self._get_path(), self._get_query(),
                 "HTTP/1.1" if self._minor == 1 else "HTTP/1.0",
-                self._engine.listen_schemes[self._listener], self._get_host(), self._get_body(),
+                self._engine.listen_schemes[self._listener], self._get_host(),
+                self._get_stream() if self._conn.body_stream else self._get_body(),
                 self._remote_addr, self._remote_port, fields)
 
     @property
@@ -415,6 +629,28 @@ ERROR_PLAN.fields = ERROR_FIELDS
 ERROR_PLAN.flags = FK_RESP_CLOSE
 ERROR_PLAN.length = len(ERROR_BODY)
 ERROR_PLAN.body = ERROR_BODY
+
+
+cdef dict BODY_ERROR_REASONS = {400: "Bad Request", 408: "Request Timeout",
+                                413: "Content Too Large"}
+
+
+cdef Plan failure_plan(object exc, Request req):
+    """The answer when a handler raised (called in its except clause): the
+    status a RequestBodyError names, the client's fault, logged without a
+    traceback; else 500."""
+    cdef Plan plan
+    if not isinstance(exc, RequestBodyError):
+        log.exception("error in handler for %s %s", req.method, req.target)
+        return ERROR_PLAN
+    log.info("%s %s: %s", req.method, req.target, exc)
+    plan = Plan.__new__(Plan)
+    plan.status = exc.status
+    plan.fields = ERROR_FIELDS
+    plan.flags = FK_RESP_CLOSE
+    plan.body = f"{plan.status} {BODY_ERROR_REASONS.get(plan.status, '')}\n".encode()
+    plan.length = len(plan.body)
+    return plan
 
 
 cdef inline bytes as_bytes(object item):
@@ -588,6 +824,10 @@ cdef class Engine:
         cfg.limits.max_request_line = config.limit_request_line
         cfg.limits.max_field_size = config.limit_request_field_size
         cfg.max_body_size = config.max_body_size
+        buffer_size = config.body_buffer_size
+        if buffer_size is None:  # stream large bodies only where a thread may wait for them
+            buffer_size = BODY_BUFFER_SIZE if threads > 1 else 0
+        cfg.body_buffer_size = buffer_size
         cfg.keepalive_ms = <uint64_t>(config.keepalive * 1000)
         cfg.header_timeout_ms = <uint64_t>(config.header_timeout * 1000)
         cfg.request_timeout_ms = <uint64_t>(config.request_timeout * 1000)
@@ -711,9 +951,8 @@ cdef class Engine:
             started = monotonic()
         try:
             result = self.app(req)
-        except Exception:
-            log.exception("error in handler for %s %s", req.method, req.target)
-            plan = ERROR_PLAN
+        except Exception as exc:
+            plan = failure_plan(exc, req)
         else:
             if type(result) is bytes:  # the fast path: no Plan
                 body = <bytes>result
@@ -951,10 +1190,9 @@ cdef class Engine:
             try:
                 result = self.app(req)
                 plan = make_plan(result, req._minor, req._is_head())
-            except Exception:
-                log.exception("error in handler for %s %s", req.method, req.target)
+            except Exception as exc:
                 close_body(result)
-                plan = ERROR_PLAN
+                plan = failure_plan(exc, req)
             result = None
             req._detach_if_needed(self.access_log is not None, 2)  # job.req and req
             if plan.source is not None and plan.file_fd < 0:

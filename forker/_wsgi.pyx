@@ -25,6 +25,7 @@ from urllib.parse import unquote_to_bytes
 
 from ._worker import Reply
 from ._worker import Request as EngineRequest
+from .errors import RequestBodyError
 from .response import Response
 
 cdef extern from "Python.h":
@@ -392,7 +393,7 @@ cdef class Core:
             environ["SERVER_PROTOCOL"] = version
         environ["REMOTE_ADDR"] = remote
         environ["REMOTE_PORT"] = self._port_text(port)
-        environ["wsgi.input"] = BytesIO(body)
+        environ["wsgi.input"] = BytesIO(body) if type(body) is bytes else body  # or streamed
 
         n = len(fields)
         for i in range(0, n, 2):
@@ -408,7 +409,10 @@ cdef class Core:
             old = PyDict_SetDefault(environ, key, value)  # borrowed
             if len(environ) == size:  # a repeated field: the values are joined
                 environ[key] = f"{<object>old}{'; ' if key == 'HTTP_COOKIE' else ', '}{value}"
-        if body:
+        if type(body) is not bytes:
+            if body.length is not None:  # a streamed chunked body has no length
+                environ["CONTENT_LENGTH"] = str(body.length)
+        elif body:
             environ["CONTENT_LENGTH"] = str(len(body))  # chunked bodies arrive decoded
 
         if host is not None:
@@ -593,6 +597,11 @@ cdef class Core:
                 raise ValueError(f"invalid value for response header {name!r}: {value!r}")
 
     cdef object _error(self, dict environ, str what, bint engine):
+        exc = sys.exc_info()[1]
+        if isinstance(exc, RequestBodyError):  # the client's fault: its status, no traceback
+            log.info("%s %s: %s", environ.get("REQUEST_METHOD"), environ.get("RAW_URI"), exc)
+            return respond(f"{exc.status} {exc}\n".encode(), exc.status, list(ERROR_FIELDS),
+                           None, engine)
         log.exception("%s handling %s %s", what, environ.get("REQUEST_METHOD"),
                       environ.get("RAW_URI"))
         return respond(ERROR_BODY, 500, list(ERROR_FIELDS), None, engine)

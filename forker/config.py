@@ -32,6 +32,14 @@ def _int_range(lo: Optional[int] = None, hi: Optional[int] = None) -> Callable[[
     return convert
 
 
+def _optional(convert: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    """convert, letting None (the option's default) through."""
+    def optional(name: str, value: Any) -> Any:
+        return None if value is None else convert(name, value)
+
+    return optional
+
+
 def _float_range(lo: float = 0.0, hi: Optional[float] = None) -> Callable[[str, Any], float]:
     def convert(name: str, value: Any) -> float:
         if isinstance(value, bool):
@@ -287,6 +295,14 @@ OPTIONS: List[Option] = [
            "Most header fields in a request (431 beyond).", "--limit-request-fields", "N"),
     Option("max_body_size", 100 * MiB, _int_range(0, 1 << 62),
            "Largest request body in bytes (413 beyond; 0 means unlimited).", "--max-body-size", "BYTES"),
+    Option("body_buffer_size", None, _optional(_int_range(0, 1 << 62)),
+           "Request bodies up to this many bytes are received whole before the application "
+           "is called; a larger one is read from the client as the application reads it "
+           "(wsgi.input, request.stream). Default: 1 MiB with --threads above 1; with "
+           "--threads 1, every body is received whole (up to --max-body-size), so that a slow "
+           "client never holds the worker's only thread; set it to stream there too, as "
+           "gunicorn's sync worker does (0: every body whole).",
+           "--body-buffer-size", "BYTES"),
     Option("max_connections", 1000, _int_range(1, 1 << 20),
            "Most open connections per worker; at the limit the worker stops accepting.",
            "--max-connections", "N"),

@@ -11,3 +11,14 @@ class ConfigError(ForkerError, ValueError):
 
 class AppImportError(ForkerError):
     """The application named on the command line could not be loaded."""
+
+
+class RequestBodyError(ForkerError, OSError):
+    """A request body could not be read to its end: the client stalled (status
+    408), broke the chunked coding (400), sent more than max_body_size (413) or
+    closed the connection (400). Raised by reads of a streamed body; a handler
+    that lets it propagate gets that status answered and the connection closed."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

@@ -65,6 +65,17 @@ def test_multipart_upload(site):
                                "head": bytes(range(16)).decode("latin-1"), "note": "hi"}
 
 
+def test_large_multipart_upload(site):
+    """4 MiB: received whole with --threads 1, streamed through wsgi.input
+    with --threads 4 (past the 1 MiB default body_buffer_size)."""
+    content = os.urandom(4 << 20)
+    response = requests.post(site.url + "/upload", files={"file": ("big.bin", content)},
+                             data={"note": "large"}, timeout=30)
+    assert response.status_code == 200
+    assert response.json() == {"filename": "big.bin", "size": len(content),
+                               "head": content[:16].decode("latin-1"), "note": "large"}
+
+
 def test_chunked_upload(site):
     def chunks():
         yield b'{"streamed": '

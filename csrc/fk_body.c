@@ -1,0 +1,130 @@
+/* Request bodies read by the handler as it consumes them (see fk_body.h). */
+#define _GNU_SOURCE
+#include "fk_body.h"
+#include "fk_loop.h"
+#include "fk_tls.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+
+/* Waits until c's socket has bytes for us (or OpenSSL can go on). Returns 0,
+ * or FK_ERR_TIMEOUT / FK_ERR_CLOSED. */
+static int wait_input(fk_conn *c, const fk_body_limits *lim)
+{
+    for (;;) {
+        int wait = lim->stall_ms > 0 ? lim->stall_ms : -1;
+        if (lim->deadline_ms != 0) {
+            uint64_t now = fk_now_ms();
+            if (now >= lim->deadline_ms)
+                return FK_ERR_TIMEOUT;
+            if (wait < 0 || lim->deadline_ms - now < (uint64_t)wait)
+                wait = (int)(lim->deadline_ms - now);
+        }
+        struct pollfd p = {.fd = c->body_fd >= 0 ? c->body_fd : c->fd, .events = POLLIN | POLLRDHUP};
+        if (c->tls & FK_TLS_READ_WANTS_WRITE)
+            p.events |= POLLOUT; /* a TLS read may first need to write */
+        int r = poll(&p, 1, wait);
+        if (r > 0)
+            return 0;
+        if (r == 0)
+            return FK_ERR_TIMEOUT;
+        if (errno != EINTR && errno != EAGAIN)
+            return FK_ERR_CLOSED;
+        /* a signal: the worker's handlers run once the handler returns */
+    }
+}
+
+/* Receives between 1 and len bytes into buf, waiting for them. */
+static ssize_t recv_some(fk_conn *c, char *buf, size_t len, const fk_body_limits *lim)
+{
+    for (;;) {
+        ssize_t n = c->body_fd >= 0 ? recv(c->body_fd, buf, len, 0) : fk_conn_recv(c, buf, len);
+        if (n > 0) {
+            c->body_bytes_in += (uint64_t)n;
+            return n;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+            return FK_ERR_CLOSED;
+        int r = wait_input(c, lim);
+        if (r < 0)
+            return r;
+    }
+}
+
+/* Content-Length: the bytes go from the socket straight into dst, never past
+ * the body's end (what follows belongs to the next request). */
+static ssize_t read_identity(fk_conn *c, char *dst, size_t max, const fk_body_limits *lim)
+{
+    size_t want = c->body_rest < max ? (size_t)c->body_rest : max;
+    ssize_t n = recv_some(c, dst, want, lim);
+    if (n < 0)
+        return n;
+    c->body_rest -= (uint64_t)n;
+    if (c->body_rest == 0)
+        c->body_done = 1;
+    return n;
+}
+
+/* Chunked: everything decoded so far was handed over, so the next bytes are
+ * received and decoded in place at body_off, in the room the loop reserved
+ * after the head. Bytes past the body's end stay for the next request. */
+static int fill_chunked(fk_conn *c, const fk_body_limits *lim)
+{
+    size_t start = c->in.off + c->body_off;
+    if (c->in.cap <= start)
+        return FK_ERR_BAD_REQUEST; /* cannot happen: the loop reserved room */
+    c->body_len = c->body_taken = 0;
+    c->in.len = start;
+    ssize_t n = recv_some(c, c->in.data + start, c->in.cap - start, lim);
+    if (n < 0)
+        return (int)n;
+    size_t len = (size_t)n;
+    ssize_t r = fk_chunked_decode(&c->chunked, c->in.data + start, &len);
+    if (r < 0 && r != FK_NEED_MORE)
+        return (int)r;
+    c->body_len = len;
+    c->body_total += len;
+    if (lim->max_body_size != 0 && c->body_total > lim->max_body_size)
+        return FK_ERR_BODY_TOO_LARGE;
+    c->in.len = start + len;
+    if (r >= 0) {
+        c->body_done = 1;
+        c->in.len += (size_t)r;
+    }
+    return 0;
+}
+
+ssize_t fk_body_read(fk_conn *c, char *dst, size_t max, const fk_body_limits *lim)
+{
+    if (c->body_error != 0)
+        return c->body_error;
+    if (max == 0)
+        return 0;
+    for (;;) {
+        if (c->body_taken < c->body_len) {
+            size_t n = c->body_len - c->body_taken;
+            if (n > max)
+                n = max;
+            memcpy(dst, c->in.data + c->in.off + c->body_off + c->body_taken, n);
+            c->body_taken += n;
+            return (ssize_t)n;
+        }
+        if (!c->body_stream || c->body_done)
+            return 0;
+        ssize_t r;
+        if (c->req.flags & FK_REQ_CHUNKED) {
+            r = fill_chunked(c, lim);
+            if (r == 0)
+                continue;
+        } else {
+            r = read_identity(c, dst, max, lim);
+            if (r > 0)
+                return r;
+        }
+        c->body_error = (int)r;
+        return r;
+    }
+}

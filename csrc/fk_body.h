@@ -1,0 +1,40 @@
+/* Request bodies read by the handler as it consumes them.
+ *
+ * A body larger than the loop's body_buffer_size is not waited for: the loop
+ * hands the request over once its head is in, with whatever body bytes came
+ * with it, and the handler reads the rest through fk_body_read(). The read
+ * blocks (poll) for the client's next bytes, so it runs without the GIL, on
+ * the thread that runs the handler. The loop leaves a connection in
+ * FK_CONN_HANDLING or FK_CONN_STREAMING alone on the input side, so the
+ * handler's thread is the only reader of its socket and of its input buffer
+ * until the request is answered. */
+#ifndef FK_BODY_H
+#define FK_BODY_H
+
+#include <sys/types.h>
+#include "fk_conn.h"
+
+typedef struct {
+    int stall_ms;           /* longest wait for the client's next bytes */
+    uint64_t deadline_ms;   /* CLOCK_MONOTONIC ms by which the body must be in; 0 none */
+    uint64_t max_body_size; /* decoded bytes of a chunked body; 0 unlimited */
+} fk_body_limits;
+
+/* Copies up to max bytes of c's body into dst: first what the loop buffered,
+ * then bytes read from the socket. Returns the count (> 0), 0 at the end of
+ * the body, or a negative fk_status:
+ *   FK_ERR_TIMEOUT        the client sent nothing for stall_ms or missed deadline_ms;
+ *   FK_ERR_BODY_TOO_LARGE a chunked body passed max_body_size;
+ *   FK_ERR_BAD_REQUEST    malformed chunked coding;
+ *   FK_ERR_CLOSED         the client closed or reset the connection.
+ * After an error every later call returns the same error; the connection is
+ * closed once the request is answered. */
+ssize_t fk_body_read(fk_conn *c, char *dst, size_t max, const fk_body_limits *lim);
+
+/* Whether c's body is still (partly) in the socket. */
+static inline int fk_body_unread(const fk_conn *c)
+{
+    return c->body_stream && !c->body_done;
+}
+
+#endif
