@@ -261,6 +261,26 @@ def test_ten_megabytes_both_ways(server, certs):
     conn.close()
 
 
+@pytest.mark.parametrize("threads", ["1", "4"])
+def test_request_body_past_body_buffer_size_over_tls(certs, threads):
+    """With threads=1 the handler reads a large body through TLS itself; with
+    handler threads the loop receives TLS bodies whole (one thread per SSL)."""
+    env = {"TLS_TEST_FILE": str(certs / "payload.bin")}
+    with Server("--workers", "1", "--threads", threads, "--body-buffer-size", str(MB),
+                *server_args(certs), APP, env=env) as srv:
+        body = os.urandom(5 * MB)
+        status, headers, echoed = https(srv.port, client_context(certs), "POST", "/echo", body)
+        assert status == 200 and echoed == body
+        conn = http.client.HTTPSConnection("127.0.0.1", srv.port, context=client_context(certs),
+                                           timeout=30)
+        chunks = (body[i:i + 65536] for i in range(0, len(body), 65536))
+        conn.request("POST", "/echo", body=chunks, encode_chunked=True)
+        assert conn.getresponse().read() == body
+        conn.request("GET", "/big")  # the connection was kept
+        assert conn.getresponse().read() == b"b" * (10 * MB)
+        conn.close()
+
+
 def test_file_body_over_tls_without_sendfile(server, certs):
     status, headers, body = https(server.port, client_context(certs), target="/file")
     assert status == 200 and body == (certs / "payload.bin").read_bytes()
