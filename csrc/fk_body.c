@@ -21,7 +21,8 @@ static int wait_input(fk_conn *c, const fk_body_limits *lim)
             if (wait < 0 || lim->deadline_ms - now < (uint64_t)wait)
                 wait = (int)(lim->deadline_ms - now);
         }
-        struct pollfd p = {.fd = c->body_fd >= 0 ? c->body_fd : c->fd, .events = POLLIN | POLLRDHUP};
+        int fd = c->body_fd >= 0 ? c->body_fd : c->fd;
+        struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
         if (c->tls & FK_TLS_READ_WANTS_WRITE)
             p.events |= POLLOUT; /* a TLS read may first need to write */
         int r = poll(&p, 1, wait);
