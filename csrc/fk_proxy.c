@@ -129,6 +129,9 @@ static int parse_v1(const char *buf, size_t len, fk_proxy_result *out)
     else
         return BAD;
     p += 5;
+    for (const char *q = p; q < end; q++)
+        if (!v1_address_char(*q))
+            return BAD; /* a NUL among them would also cut inet_pton's copy short */
     /* four fields, each followed by exactly one SP, the last by the CR */
     const char *field[4];
     size_t flen[4];

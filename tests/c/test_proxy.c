@@ -185,6 +185,11 @@ static void test_v1_invalid(void)
     CHECK(parse("PROXY TCP6 ::1 1.2.3.4 1 2\r\n") == BAD);
     CHECK(parse("PROXY TCP6 2001:db8:::1 ::1 1 2\r\n") == BAD);
     CHECK(parse("PROXY TCP6 12345::1 ::1 1 2\r\n") == BAD);
+    /* a NUL inside a field (inet_pton would stop at it), found by fuzzing */
+    static const char nul6[] = "PROXY TCP6 ::1\0x ::1 1 2\r\n";
+    static const char nul4[] = "PROXY TCP4 1.2.3.4\0 5.6.7.8 1 2\r\n";
+    CHECK(parse_n(nul6, sizeof(nul6) - 1) == BAD);
+    CHECK(parse_n(nul4, sizeof(nul4) - 1) == BAD);
 
     /* ports */
     CHECK(parse("PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n") == BAD);
