@@ -16,6 +16,7 @@ enum fk_conn_state {
     FK_CONN_STREAMING,  /* response body being produced by Python in pieces */
     FK_CONN_LINGER,     /* response sent, write side shut: discarding input until EOF */
     FK_CONN_CLOSED,     /* socket closed while Python still holds the slot */
+    FK_CONN_PROXY,      /* accepted on a PROXY protocol listener: waiting for its header */
 };
 
 typedef struct fk_conn {

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -700,6 +701,76 @@ static int reserve_input(fk_loop *l, fk_conn *c, size_t room)
     return status;
 }
 
+/* ---- PROXY protocol -------------------------------------------------------- */
+
+/* Reads the PROXY header that opens each connection of a proxy_protocol loop.
+ * The socket is peeked at until the header is complete, then the header is
+ * taken off it: on a TLS connection exactly the header (OpenSSL reads the
+ * handshake that follows), on a plain one all that was peeked, the bytes after
+ * the header going into c->in as a first read would have put them. A missing,
+ * malformed or truncated header closes the connection without a response, as
+ * nginx and HAProxy do: the client is a proxy, not an HTTP client. Returns 1
+ * when the connection goes on with HTTP, 0 when it waits for more bytes or was
+ * closed. */
+static int read_proxy(fk_loop *l, fk_conn *c)
+{
+    char buf[FK_PROXY_MAX];
+    ssize_t n;
+    do
+        n = recv(c->fd, buf, sizeof(buf), MSG_PEEK);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        c->readable = 0;
+        return 0;
+    }
+    if (n <= 0) { /* EOF before any header, or an error */
+        conn_close(l, c);
+        return 0;
+    }
+    fk_proxy_result r;
+    int len = fk_proxy_parse(buf, (size_t)n, &r);
+    if (len == FK_NEED_MORE) {
+        /* peeking cannot tell that an EOF follows a partial header: ask */
+        struct pollfd p = {.fd = c->fd, .events = POLLRDHUP};
+        if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+            conn_close(l, c);
+            return 0;
+        }
+        c->readable = 0; /* the next edge brings the rest */
+        return 0;
+    }
+    if (len < 0) {
+        l->cfg.slot[FK_SLOT_PARSE_ERRORS]++;
+        conn_close(l, c);
+        return 0;
+    }
+    size_t take = c->ssl != NULL ? (size_t)len : (size_t)n;
+    ssize_t got;
+    do
+        got = recv(c->fd, buf, take, 0);
+    while (got < 0 && errno == EINTR);
+    if (got != (ssize_t)take) { /* the bytes were there a moment ago: only a failure */
+        conn_close(l, c);
+        return 0;
+    }
+    l->cfg.slot[FK_SLOT_BYTES_IN] += (uint64_t)take;
+    if (!r.local) {
+        c->peer = r.src;
+        c->peer_len = r.src_len;
+    }
+    c->state = FK_CONN_HEAD;
+    if (c->ssl == NULL && (size_t)n < sizeof(buf))
+        c->readable = 0; /* drained: epoll reports what arrives next */
+    if (take > (size_t)len) {
+        if (fk_buf_append(&c->in, buf + len, take - (size_t)len) != 0) {
+            conn_close(l, c);
+            return 0;
+        }
+        process_input(l, c);
+    }
+    return 1;
+}
+
 static void conn_read(fk_loop *l, fk_conn *c)
 {
     while (c->readable) {
@@ -721,8 +792,11 @@ static void conn_read(fk_loop *l, fk_conn *c)
             conn_close(l, c);
             return;
         }
-        if (c->state != FK_CONN_HEAD && c->state != FK_CONN_BODY)
-            return; /* busy with a request: read later */
+        if (c->state != FK_CONN_HEAD && c->state != FK_CONN_BODY) {
+            if (c->state != FK_CONN_PROXY || !read_proxy(l, c))
+                return; /* busy with a request: read later */
+            continue;
+        }
         if (c->state == FK_CONN_HEAD && fk_buf_pending(&c->out) > HIGH_WATER)
             return; /* pipelining client not reading our answers: resumed once out drains */
         ssize_t n;
@@ -818,6 +892,14 @@ static void accept_from(fk_loop *l, int index, int batch)
             }
             return;
         }
+        if (FK_UNLIKELY(l->cfg.proxy_protocol) &&
+            !fk_net_allows(l->cfg.proxy_allow, l->cfg.proxy_allow_len, &c->peer)) {
+            /* not a proxy trusted to name clients: refused before a byte is read */
+            close(cfd);
+            l->free_slots[l->nfree++] = slot;
+            l->cfg.slot[FK_SLOT_PARSE_ERRORS]++;
+            continue;
+        }
         if (c->peer.ss_family != AF_UNIX) {
             if (l->nodelay_inherited < 0) {
                 int on = 0;
@@ -836,7 +918,7 @@ static void accept_from(fk_loop *l, int index, int batch)
         c->index = slot;
         c->fd = cfd;
         c->listener = index;
-        c->state = FK_CONN_HEAD;
+        c->state = l->cfg.proxy_protocol ? FK_CONN_PROXY : FK_CONN_HEAD;
         c->file_fd = -1;
         c->fresh = 1;
         c->readable = 1; /* try at once: the request often arrives with the handshake */
@@ -950,6 +1032,9 @@ static void sweep(fk_loop *l)
             break;
         case FK_CONN_BODY:
             fail_request(l, c, 408);
+            break;
+        case FK_CONN_PROXY:
+            conn_close(l, c); /* no PROXY header in time: no HTTP answer either */
             break;
         case FK_CONN_READY:
         case FK_CONN_HANDLING:

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 #include "fk_body.h"
 #include "fk_conn.h"
+#include "fk_proxy.h"
 #include "fk_tls.h"
 #include "fk_write.h"
 
@@ -41,6 +42,12 @@ typedef struct {
     size_t server_len;
     const char *health_path;     /* answered by the loop (200, 503 when stopping); len 0 none */
     size_t health_path_len;
+    int proxy_protocol;          /* every connection opens with a PROXY header (v1 or v2),
+                                    read before any HTTP (and before a TLS handshake); the
+                                    client address it names replaces the peer's */
+    const fk_net *proxy_allow;   /* peers allowed to send that header (fk_net_allows);
+                                    the connections of others are closed at once */
+    size_t proxy_allow_len;
 } fk_loop_config;
 
 enum fk_event_type {

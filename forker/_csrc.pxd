@@ -169,6 +169,12 @@ cdef extern from "fk_metrics.h" nogil:
     enum:
         FK_SLOT_WORDS
 
+cdef extern from "fk_proxy.h" nogil:
+    ctypedef struct fk_net:
+        int family
+        unsigned int bits
+        unsigned char addr[16]
+
 cdef extern from "fk_loop.h" nogil:
     ctypedef struct fk_loop_config:
         size_t max_connections
@@ -191,6 +197,9 @@ cdef extern from "fk_loop.h" nogil:
         size_t server_len
         const char *health_path
         size_t health_path_len
+        int proxy_protocol
+        const fk_net *proxy_allow
+        size_t proxy_allow_len
 
     enum:
         FK_EV_REQUEST

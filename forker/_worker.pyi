@@ -132,6 +132,11 @@ class Engine:
 def check_ssl_context(context: Any) -> None:
     """Raises ConfigError unless the loop can serve TLS with context."""
 
+def proxy_networks(items: Iterable[str]) -> List[Tuple[int, int, bytes]]:
+    """The allow-list of the PROXY protocol, from forwarded_allow_ips: a list of
+    (address family, prefix length, packed network address); '*' allows every
+    IPv4 and IPv6 peer. Unix-socket peers are always allowed (by the loop)."""
+
 def tls_library() -> str:
     """The version of the OpenSSL that Python's ssl module loaded, which the
     loop's TLS uses; raises OSError when there is none usable."""

@@ -10,6 +10,7 @@ from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.ref cimport Py_INCREF, PyObject
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport calloc, free
 from libc.string cimport memcmp, memcpy, memset
 
 cdef extern from "<time.h>" nogil:
@@ -797,6 +798,7 @@ cdef class Engine:
     cdef bint notified
     cdef uint64_t *slot
     cdef object slot_view  # keeps the shared memory the slot points into
+    cdef fk_net *proxy_nets  # peers allowed to send a PROXY header (proxy_protocol)
 
     def __cinit__(self):
         self.loop = NULL
@@ -805,6 +807,7 @@ cdef class Engine:
         self.tls_ctx = NULL
         self.tls_keep = []
         self.notify_fd = -1
+        self.proxy_nets = NULL
 
     def __init__(self, app, config, listeners, slot=None, int wake_fd=-1, int parent_pid=0,
                  int max_requests=0, access_log=None, tick=None, int threads=1,
@@ -849,6 +852,18 @@ cdef class Engine:
         self.health_path = (getattr(config, "health_path", None) or "").encode("latin-1")
         cfg.health_path = PyBytes_AS_STRING(self.health_path)
         cfg.health_path_len = PyBytes_GET_SIZE(self.health_path)
+        if getattr(config, "proxy_protocol", False):
+            nets = proxy_networks(config.forwarded_allow_ips)
+            self.proxy_nets = <fk_net *>calloc(len(nets) or 1, sizeof(fk_net))
+            if self.proxy_nets == NULL:
+                raise MemoryError("cannot allocate the PROXY protocol allow-list")
+            for i, (family, bits, packed) in enumerate(nets):
+                self.proxy_nets[i].family = family
+                self.proxy_nets[i].bits = bits
+                memcpy(self.proxy_nets[i].addr, <const char *>packed, len(packed))
+            cfg.proxy_protocol = 1
+            cfg.proxy_allow = self.proxy_nets
+            cfg.proxy_allow_len = len(nets)
         cfg.notify_fd = -1
         if threads > 1:
             self.notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -887,6 +902,8 @@ cdef class Engine:
         if self.tls_ctx != NULL:  # after the loop: its connections used it
             fk_tls_ctx_destroy(self.tls_ctx)
             self.tls_ctx = NULL
+        free(self.proxy_nets)  # after the loop too: its copy of the config points here
+        self.proxy_nets = NULL
         if self.notify_fd >= 0:
             os.close(self.notify_fd)
             self.notify_fd = -1
@@ -1270,6 +1287,25 @@ cdef class Engine:
                 self.jobs.pop(c.index, None)
                 fk_loop_release(self.loop, c)
         self._mark_busy()
+
+
+def proxy_networks(items):
+    """The allow-list of the PROXY protocol, from forwarded_allow_ips: a list of
+    (address family, prefix length, packed network address); '*' allows every
+    IPv4 and IPv6 peer. Unix-socket peers are always allowed (by the loop)."""
+    import ipaddress
+    import socket
+
+    nets = []
+    for item in items:
+        if item == "*":
+            nets.append((socket.AF_INET, 0, bytes(4)))
+            nets.append((socket.AF_INET6, 0, bytes(16)))
+            continue
+        net = ipaddress.ip_network(item, strict=False)
+        family = socket.AF_INET if net.version == 4 else socket.AF_INET6
+        nets.append((family, net.prefixlen, net.network_address.packed))
+    return nets
 
 
 def tls_library():

@@ -337,6 +337,14 @@ OPTIONS: List[Option] = [
     Option("forwarded_allow_ips", ["127.0.0.1"], _ip_list,
            "Peers trusted to set X-Forwarded-For/-Proto/-Host and Forwarded: comma-separated "
            "IPs or networks, or '*' for all.", "--forwarded-allow-ips", "IPS"),
+    Option("proxy_protocol", False, _bool,
+           "Every connection opens with a PROXY protocol header, v1 or v2 (detected), as "
+           "HAProxy's send-proxy/send-proxy-v2 and nginx's proxy_protocol send it; the client "
+           "address it carries becomes the peer's: REMOTE_ADDR, remote_addr, the access log "
+           "and forwarded-header trust. Only peers in forwarded_allow_ips (and unix-socket "
+           "peers) may send it: others, and connections without a valid header, are closed "
+           "without a response. On TLS listeners the header precedes the handshake.",
+           "--proxy-protocol"),
     Option("root_path", "", _root_path,
            "Path prefix the application is mounted under (WSGI SCRIPT_NAME).",
            "--root-path", "PATH"),

@@ -41,7 +41,7 @@ esac
 if [ $# -eq 0 ]; then
     set -- tests/test_limits.py tests/test_smuggling.py tests/test_robustness.py \
         tests/test_engine.py tests/test_parser.py tests/test_parser_props.py \
-        tests/test_wsgi_server.py
+        tests/test_wsgi_server.py tests/test_proxy_protocol.py
 fi
 
 if [ -z "${ASAN_LIB:-}" ]; then

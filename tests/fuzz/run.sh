@@ -1,13 +1,13 @@
 #!/bin/sh
 # Builds the libFuzzer targets and runs each in turn for a while:
-#   tests/fuzz/run.sh [seconds] [parse|chunked ...]     (default: 30 s, both)
+#   tests/fuzz/run.sh [seconds] [parse|chunked|proxy ...]     (default: 30 s, all three)
 # Needs clang with its fuzzer runtime. The growing corpus and any crash files
 # go to tests/fuzz/build/; the seeds in tests/fuzz/corpus/ are only read.
 set -eu
 
 secs=${1:-30}
 [ $# -gt 0 ] && shift
-targets=${*:-parse chunked}
+targets=${*:-parse chunked proxy}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 out="$here/build"
@@ -18,11 +18,13 @@ for t in $targets; do
     bin="$out/fuzz_$t"
     $cc -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
         -fno-sanitize-recover=all -I"$root/csrc" -o "$bin" "$here/fuzz_$t.c" \
-        "$root/csrc/fk_parse.c" "$root/csrc/fk_chunked.c"
+        "$root/csrc/fk_parse.c" "$root/csrc/fk_chunked.c" "$root/csrc/fk_proxy.c"
+    dict="$here/$t.dict"
+    [ -e "$dict" ] || dict="$here/http.dict"
     mkdir -p "$out/corpus_$t"
     log="$out/fuzz_$t.log"
     status=0
-    (cd "$out" && "$bin" -max_total_time="$secs" -print_final_stats=1 -dict="$here/http.dict" \
+    (cd "$out" && "$bin" -max_total_time="$secs" -print_final_stats=1 -dict="$dict" \
         -artifact_prefix="$out/crash_${t}_" "$out/corpus_$t" "$here/corpus/$t") >"$log" 2>&1 ||
         status=$?
     echo "== fuzz_$t: ${secs} s"
