@@ -188,6 +188,11 @@ class Arbiter:
             mode = "one SO_REUSEPORT socket per worker" if per_worker else "shared by the workers"
             log.info("listening on %s (%s, %s%s)", address, mode, listeners.source,
                      ", TLS" if scheme == "https" else "")
+        if self.config.proxy_protocol:
+            # refused peers are closed without a word: say once whom we listen to
+            log.info("proxy_protocol: every connection opens with a PROXY header; accepted "
+                     "from %s (--forwarded-allow-ips) and unix sockets, others are closed",
+                     ",".join(self.config.forwarded_allow_ips))
         if self.config.reuse_port:
             if not any(listeners.per_worker):
                 log.warning("reuse_port: no socket supports SO_REUSEPORT; they are shared")
