@@ -26,6 +26,19 @@ cdef inline double monotonic() noexcept nogil:
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return ts.tv_sec + ts.tv_nsec * 1e-9
 
+cdef extern from "<malloc.h>" nogil:
+    int malloc_trim(size_t pad)
+
+cdef extern from "<sys/prctl.h>" nogil:
+    int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
+              unsigned long arg5)
+    enum:
+        PR_SET_PDEATHSIG
+
+cdef extern from "<errno.h>":
+    int errno
+
+
 from forker._csrc cimport *
 
 import io
@@ -1032,6 +1045,21 @@ cdef class Engine:
                 self.jobs.pop(c.index, None)
                 fk_loop_release(self.loop, c)
         self._mark_busy()
+
+
+def trim_memory():
+    """Gives the free pages of the C heap back to the system (malloc_trim(0));
+    True when some were."""
+    cdef int released
+    with nogil:
+        released = malloc_trim(0)
+    return released != 0
+
+
+def set_parent_death_signal(int signum):
+    """Have the kernel send signum to this process when its parent thread dies."""
+    if prctl(PR_SET_PDEATHSIG, <unsigned long>signum, 0, 0, 0) != 0:
+        raise OSError(errno, f"prctl(PR_SET_PDEATHSIG): {os.strerror(errno)}")
 
 
 def tls_library():
