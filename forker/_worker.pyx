@@ -574,6 +574,8 @@ cdef class Engine:
     cdef bint notified
     cdef uint64_t *slot
     cdef object slot_view  # keeps the shared memory the slot points into
+    cdef uint64_t served_at_tick  # requests served as of the last tick
+    cdef bint trim_due     # requests were served since the C heap was last trimmed
 
     def __cinit__(self):
         self.loop = NULL
@@ -702,6 +704,7 @@ cdef class Engine:
                 elif kind == FK_EV_TICK:
                     if self.tick_callback is not None:
                         self.tick_callback()
+                    self._tick_trim()
                 elif kind == FK_EV_DONE:
                     break
                 if self.stop_requested:
@@ -711,6 +714,20 @@ cdef class Engine:
                 (<Stream>stream).close()
             self.streams.clear()
             self._stop_threads()
+
+    cdef void _tick_trim(self):
+        """After a second without requests that followed some work, gives the C
+        heap's free pages back (malloc_trim): the buffers of a burst of uploads or
+        of many connections leave holes that glibc keeps resident otherwise. Never
+        while requests keep coming: then those pages are about to be used again."""
+        cdef uint64_t served = fk_loop_served(self.loop)
+        if served != self.served_at_tick:
+            self.served_at_tick = served
+            self.trim_due = True
+        elif self.trim_due:
+            self.trim_due = False
+            with nogil:
+                malloc_trim(0)
 
     # ---- requests on the loop thread ----------------------------------------------
 
