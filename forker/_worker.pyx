@@ -28,6 +28,9 @@ cdef inline double monotonic() noexcept nogil:
 
 cdef extern from "<malloc.h>" nogil:
     int malloc_trim(size_t pad)
+    int mallopt(int param, int value)
+    enum:
+        M_ARENA_MAX
 
 cdef extern from "<sys/prctl.h>" nogil:
     int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
@@ -908,6 +911,10 @@ cdef class Engine:
         import collections
         import queue
         import threading
+        # One malloc arena for the process: glibc gives each thread an arena of
+        # its own otherwise, and malloc_trim cannot shrink those arenas' tops, so
+        # a burst of uploads read by handler threads stayed resident.
+        mallopt(M_ARENA_MAX, 1)
         self.job_queue = queue.SimpleQueue()
         self.completions = collections.deque()
         self.threads_list = []
@@ -993,6 +1000,9 @@ cdef class Engine:
                 self._feed(job, plan.source)
             else:
                 self._post(DONE_PLAN, job, plan)
+            # Not held while waiting for the next job: a request's body (1 MB
+            # for an upload) would stay alive per idle thread until then.
+            item = job = req = plan = None
 
     cdef void _feed(self, Job job, object source):
         """Iterates a streamed body on the handler thread, a window at a time."""
