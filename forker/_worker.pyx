@@ -31,6 +31,8 @@ cdef extern from "<malloc.h>" nogil:
     int mallopt(int param, int value)
     enum:
         M_ARENA_MAX
+        M_MMAP_THRESHOLD
+        M_TRIM_THRESHOLD
 
 cdef extern from "<sys/prctl.h>" nogil:
     int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
@@ -632,6 +634,12 @@ cdef class Engine:
             self.notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
             cfg.notify_fd = self.notify_fd
             cfg.threaded = 1
+        # Freed memory stays in the heap while requests come (glibc would give
+        # the heap's top back, then fault it in again, on every large request):
+        # the thresholds glibc's own adaptation ends at, fixed from the start.
+        # _tick_trim gives it all back once the worker is quiet.
+        mallopt(M_MMAP_THRESHOLD, 32 << 20)
+        mallopt(M_TRIM_THRESHOLD, 64 << 20)
         self.loop = fk_loop_create(&cfg)
         if self.loop == NULL:
             raise MemoryError("cannot create the event loop")
