@@ -86,6 +86,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="request count for the count-based tools (oha, ab, h2load without keep-alive)",
     )
     p.add_argument(
+        "--settle",
+        type=float,
+        default=2.5,
+        metavar="SECONDS",
+        help="forker servers: read the processes' memory at the end of the load and again "
+        "after this many idle seconds (default 2.5; 0: at the end only)",
+    )
+    p.add_argument(
         "--tool",
         default="auto",
         choices=["auto", *loadtools.TOOLS],
@@ -278,6 +286,34 @@ class CpuShare:
         }
 
 
+def _memory(running: servers.Running, settle: float) -> dict:
+    """RSS and PSS of the master and the workers at the end of the load and,
+    with settle > 0, after that many idle seconds (a worker gives its spare
+    buffers and free heap pages back after a quiet second)."""
+
+    def sample() -> dict:
+        mem = servers.group_memory_kb(running.proc.pid)
+        leader = mem.get(running.proc.pid)
+        return {
+            "leader": list(leader) if leader else None,
+            "others": sorted(list(v) for k, v in mem.items() if k != running.proc.pid),
+        }
+
+    out = {"end": sample()}
+    if settle > 0:
+        time.sleep(settle)
+        out["settled"] = sample()
+        out["settle_s"] = settle
+    return out
+
+
+def _mib_pair(kb) -> str:
+    """[rss, pss] in KiB as "RSS / PSS" in MiB."""
+    if not kb:
+        return "-"
+    return f"{kb[0] / 1024:.1f} / {kb[1] / 1024:.1f}"
+
+
 def run_one(
     name: str, scenario: str, args: argparse.Namespace, tool: str, round_no: int
 ) -> dict:
@@ -316,6 +352,8 @@ def run_one(
                     record["failed"] = (
                         f"server exited with status {running.proc.returncode} under load"
                     )
+                elif server.counts_per_worker:
+                    record["memory_kb"] = _memory(running, args.settle)
         finally:
             servers.stop(running)
         if running.rss_kb:
@@ -411,6 +449,9 @@ def summarize(records: list[dict]) -> dict[str, dict[str, dict]]:
             rss = [r["rss_kb"] for r in good if r.get("rss_kb")]
             if rss:
                 summary["rss_kb"] = rss[-1]
+            memory = [r["memory_kb"] for r in good if r.get("memory_kb")]
+            if memory:
+                summary["memory_kb"] = memory[-1]
         out.setdefault(scenario, {})[name] = summary
     for scenario, by_server in out.items():
         for name, summary in by_server.items():
@@ -502,11 +543,40 @@ def tables(
                 markdown,
             )
         )
+    memory_rows = []
+    settle = None
+    for scenario in scenarios:
+        for name, s in sorted(summary.get(scenario, {}).items()):
+            memory = s.get("memory_kb")
+            if not memory:
+                continue
+            settle = memory.get("settle_s", settle)
+            row = [name, scenario]
+            for when in ("end", "settled"):
+                sample = memory.get(when) or {"leader": None, "others": []}
+                leader, others = sample["leader"], sample["others"]
+                worker = max(others) if others else None  # the largest RSS
+                row += [
+                    _mib_pair(leader),
+                    _mib_pair(worker),
+                ]
+            memory_rows.append(row)
+    if memory_rows:
+        lines.append(
+            _table(
+                "memory after the load, RSS / PSS in MiB"
+                + (f" (settled: after {settle:g} idle seconds)" if settle else ""),
+                ["server", "scenario", "master", "largest worker", "master settled",
+                 "largest worker settled"],
+                memory_rows,
+                markdown,
+            )
+        )
     rss_rows = []
     for scenario in scenarios:
         for name, s in sorted(summary.get(scenario, {}).items()):
             rss = s.get("rss_kb")
-            if rss and name.startswith("forker"):
+            if rss and name.startswith("forker") and not s.get("memory_kb"):
                 others = rss["others"]
                 rss_rows.append(
                     [

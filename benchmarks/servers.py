@@ -425,6 +425,21 @@ def group_rss_kb(pgid: int) -> dict[int, int]:
     return out
 
 
+def group_memory_kb(pgid: int) -> dict[int, tuple[int, int]]:
+    """(RSS, PSS) in KiB of every live process in the process group. RSS counts
+    the pages a worker shares with the master (copy-on-write) in both; PSS
+    divides each page among the processes that map it."""
+    out: dict[int, tuple[int, int]] = {}
+    for pid, rss in group_rss_kb(pgid).items():
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                pss = next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+        except (OSError, StopIteration, ValueError, IndexError):
+            continue
+        out[pid] = (rss, pss)
+    return out
+
+
 @dataclass
 class Running:
     server: Server

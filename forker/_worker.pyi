@@ -140,3 +140,10 @@ def proxy_networks(items: Iterable[str]) -> List[Tuple[int, int, bytes]]:
 def tls_library() -> str:
     """The version of the OpenSSL that Python's ssl module loaded, which the
     loop's TLS uses; raises OSError when there is none usable."""
+
+def trim_memory() -> bool:
+    """Gives the free pages of the C heap back to the system (malloc_trim(0));
+    True when some were."""
+
+def set_parent_death_signal(signum: int) -> None:
+    """Have the kernel send signum to this process when its parent thread dies."""

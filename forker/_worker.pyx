@@ -27,6 +27,24 @@ cdef inline double monotonic() noexcept nogil:
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return ts.tv_sec + ts.tv_nsec * 1e-9
 
+cdef extern from "<malloc.h>" nogil:
+    int malloc_trim(size_t pad)
+    int mallopt(int param, int value)
+    enum:
+        M_ARENA_MAX
+        M_MMAP_THRESHOLD
+        M_TRIM_THRESHOLD
+
+cdef extern from "<sys/prctl.h>" nogil:
+    int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
+              unsigned long arg5)
+    enum:
+        PR_SET_PDEATHSIG
+
+cdef extern from "<errno.h>":
+    int errno
+
+
 from forker._csrc cimport *
 
 import io
@@ -799,6 +817,8 @@ cdef class Engine:
     cdef uint64_t *slot
     cdef object slot_view  # keeps the shared memory the slot points into
     cdef fk_net *proxy_nets  # peers allowed to send a PROXY header (proxy_protocol)
+    cdef uint64_t served_at_tick  # requests served as of the last tick
+    cdef bint trim_due     # requests were served since the C heap was last trimmed
 
     def __cinit__(self):
         self.loop = NULL
@@ -869,6 +889,12 @@ cdef class Engine:
             self.notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
             cfg.notify_fd = self.notify_fd
             cfg.threaded = 1
+        # Freed memory stays in the heap while requests come (glibc would give
+        # the heap's top back, then fault it in again, on every large request):
+        # the thresholds glibc's own adaptation ends at, fixed from the start.
+        # _tick_trim gives it all back once the worker is quiet.
+        mallopt(M_MMAP_THRESHOLD, 32 << 20)
+        mallopt(M_TRIM_THRESHOLD, 64 << 20)
         self.loop = fk_loop_create(&cfg)
         if self.loop == NULL:
             raise MemoryError("cannot create the event loop")
@@ -946,6 +972,7 @@ cdef class Engine:
                 elif kind == FK_EV_TICK:
                     if self.tick_callback is not None:
                         self.tick_callback()
+                    self._tick_trim()
                 elif kind == FK_EV_DONE:
                     break
                 if self.stop_requested:
@@ -955,6 +982,20 @@ cdef class Engine:
                 (<Stream>stream).close()
             self.streams.clear()
             self._stop_threads()
+
+    cdef void _tick_trim(self):
+        """After a second without requests that followed some work, gives the C
+        heap's free pages back (malloc_trim): the buffers of a burst of uploads or
+        of many connections leave holes that glibc keeps resident otherwise. Never
+        while requests keep coming: then those pages are about to be used again."""
+        cdef uint64_t served = fk_loop_served(self.loop)
+        if served != self.served_at_tick:
+            self.served_at_tick = served
+            self.trim_due = True
+        elif self.trim_due:
+            self.trim_due = False
+            with nogil:
+                malloc_trim(0)
 
     # ---- requests on the loop thread ----------------------------------------------
 
@@ -1134,6 +1175,10 @@ cdef class Engine:
         import collections
         import queue
         import threading
+        # One malloc arena for the process: glibc gives each thread an arena of
+        # its own otherwise, and malloc_trim cannot shrink those arenas' tops, so
+        # a burst of uploads read by handler threads stayed resident.
+        mallopt(M_ARENA_MAX, 1)
         self.job_queue = queue.SimpleQueue()
         self.completions = collections.deque()
         self.threads_list = []
@@ -1218,6 +1263,9 @@ cdef class Engine:
                 self._feed(job, plan.source)
             else:
                 self._post(DONE_PLAN, job, plan)
+            # Not held while waiting for the next job: a request's body (1 MB
+            # for an upload) would stay alive per idle thread until then.
+            item = job = req = plan = None
 
     cdef void _feed(self, Job job, object source):
         """Iterates a streamed body on the handler thread, a window at a time."""
@@ -1306,6 +1354,21 @@ def proxy_networks(items):
         family = socket.AF_INET if net.version == 4 else socket.AF_INET6
         nets.append((family, net.prefixlen, net.network_address.packed))
     return nets
+
+
+def trim_memory():
+    """Gives the free pages of the C heap back to the system (malloc_trim(0));
+    True when some were."""
+    cdef int released
+    with nogil:
+        released = malloc_trim(0)
+    return released != 0
+
+
+def set_parent_death_signal(int signum):
+    """Have the kernel send signum to this process when its parent thread dies."""
+    if prctl(PR_SET_PDEATHSIG, <unsigned long>signum, 0, 0, 0) != 0:
+        raise OSError(errno, f"prctl(PR_SET_PDEATHSIG): {os.strerror(errno)}")
 
 
 def tls_library():

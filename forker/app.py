@@ -10,14 +10,17 @@ Errors are AppImportError with a message naming what failed.
 
 from __future__ import annotations
 
-import ast
 import importlib
 import os
 import sys
 import traceback
-from typing import Any, Dict, List, Optional, Tuple
+from keyword import iskeyword
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from .errors import AppImportError
+
+if TYPE_CHECKING:
+    import ast
 
 
 def greeting(request: Any) -> bytes:
@@ -68,6 +71,11 @@ def _traceback() -> str:
 
 def _evaluate(module: Any, module_name: str, expression: str) -> Any:
     where = f"{module_name}:{expression}"
+    names = expression.split(".")
+    if all(name.isidentifier() and not iskeyword(name) for name in names):
+        return _check_callable(_attribute(module, module_name, names, where), where)
+    import ast  # only for a factory call: a worker that loads app:NAME never needs it
+
     try:
         node = ast.parse(expression, mode="eval").body
     except SyntaxError:
@@ -78,13 +86,7 @@ def _evaluate(module: Any, module_name: str, expression: str) -> Any:
     path = _dotted(node)
     if path is None:
         raise AppImportError(f"{where!r}: not a name or a call with literal arguments")
-    obj = module
-    for depth, attr in enumerate(path):
-        try:
-            obj = getattr(obj, attr)
-        except AttributeError:
-            owner = ".".join([module_name] + path[:depth])
-            raise AppImportError(f"{owner!r} has no attribute {attr!r} (from {where!r})") from None
+    obj = _attribute(module, module_name, path, where)
     if call is not None:
         args, kwargs = _literal_arguments(call, where)
         if not callable(obj):
@@ -96,7 +98,20 @@ def _evaluate(module: Any, module_name: str, expression: str) -> Any:
     return _check_callable(obj, where)
 
 
+def _attribute(module: Any, module_name: str, path: List[str], where: str) -> Any:
+    obj = module
+    for depth, attr in enumerate(path):
+        try:
+            obj = getattr(obj, attr)
+        except AttributeError:
+            owner = ".".join([module_name] + path[:depth])
+            raise AppImportError(f"{owner!r} has no attribute {attr!r} (from {where!r})") from None
+    return obj
+
+
 def _dotted(node: ast.AST) -> Optional[List[str]]:
+    import ast
+
     parts = []
     while isinstance(node, ast.Attribute):
         parts.append(node.attr)
@@ -108,6 +123,8 @@ def _dotted(node: ast.AST) -> Optional[List[str]]:
 
 
 def _literal_arguments(call: ast.Call, where: str) -> Tuple[List[Any], Dict[str, Any]]:
+    import ast
+
     try:
         args = [ast.literal_eval(arg) for arg in call.args]
         kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}

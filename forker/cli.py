@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import runpy
 import sys
 import traceback
 from typing import Any, Dict, List, NoReturn, Optional
@@ -126,6 +125,8 @@ def read_config_file(path: str) -> Dict[str, Any]:
     """The public module-level names a Python settings file defines."""
     if not os.path.isfile(path):
         raise ConfigError(f"argument --config: no such file: {path}")
+    import runpy
+
     try:
         namespace = runpy.run_path(path, run_name="__config__")
     except Exception:

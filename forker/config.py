@@ -9,8 +9,7 @@ is all it takes to add an option everywhere."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, cast
+from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, cast
 
 from .errors import ConfigError
 
@@ -249,8 +248,7 @@ def _default_workers() -> int:
     return os.cpu_count() or 1
 
 
-@dataclass(frozen=True)
-class Option:
+class Option(NamedTuple):  # not a dataclass: dataclasses imports inspect and ast (~1 MB)
     name: str
     default: Any  # a value, or a zero-argument callable computing it
     convert: Callable[[str, Any], Any]

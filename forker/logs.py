@@ -23,7 +23,6 @@ from accept (or its arrival on a kept-alive connection) to the handler call
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -321,6 +320,8 @@ class AccessLog:
             "referer": headers.get("referer"),
             "user_agent": headers.get("user-agent"),
         }
+        import json  # here: only this format needs it
+
         return json.dumps(record, separators=(",", ":"))
 
     def _custom_line(self, request: Any, status: int, sent: int, request_time: float) -> str:

@@ -554,9 +554,11 @@ class Arbiter:
         if time.monotonic() < self._spawn_after:
             return
         taken = {w.id for w in active}
-        for worker_id in range(self.num_workers):
-            if worker_id not in taken:
-                self._spawn(worker_id)
+        missing = [worker_id for worker_id in range(self.num_workers) if worker_id not in taken]
+        if missing:
+            process.prepare_fork()  # once per batch: what the workers inherit, made small
+        for worker_id in missing:
+            self._spawn(worker_id)
         if self._reload is not None:
             current = [w for w in self.workers.values()
                        if w.generation == self.generation and not w.retiring]

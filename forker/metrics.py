@@ -28,7 +28,6 @@ costs the master a few microseconds per turn, never a blocked supervision loop.
 
 from __future__ import annotations
 
-import argparse
 import os
 import select
 import socket
@@ -442,6 +441,8 @@ def _read_pid(value: str) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """forker stats --pid PIDFILE | --url URL [--raw]"""
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="forker stats",
         description="Print a running server's per-worker counters as a table.")

@@ -4,28 +4,32 @@ reporting, the pidfile. Each does one system call's worth of work."""
 
 from __future__ import annotations
 
-import ctypes
+import gc
 import os
 import signal
 from typing import Callable, Optional, Sequence
 
-PR_SET_PDEATHSIG = 1
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-_libc: Optional[ctypes.CDLL] = None
-
-
-def _c() -> ctypes.CDLL:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    return _libc
 
 
 def set_parent_death_signal(signum: int) -> None:
     """Have the kernel send signum to this process when its parent thread dies."""
-    if _c().prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"prctl(PR_SET_PDEATHSIG): {os.strerror(errno)}")
+    from ._worker import set_parent_death_signal as prctl_pdeathsig  # C: no ctypes in workers
+
+    prctl_pdeathsig(signum)
+
+
+def prepare_fork() -> None:
+    """In the master, before forking workers: collect the garbage (the command
+    line's parser, the configuration's temporaries), freeze what is left so that
+    a worker's collections never write to the pages it shares with the master
+    (gc.freeze), and give the C heap's free pages back to the system, so that a
+    worker does not start out with them resident."""
+    from ._worker import trim_memory
+
+    gc.collect()
+    gc.freeze()
+    trim_memory()
 
 
 try:

@@ -11,7 +11,6 @@ worker count shrinks or the server stops; then the kernel's request migration
 
 from __future__ import annotations
 
-import ctypes
 import os
 import socket
 import stat
@@ -248,15 +247,6 @@ _SKF_AD_CPU = 36
 _SKF_AD_RANDOM = 56
 
 
-class _SockFilter(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
-                ("k", ctypes.c_uint32)]
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
-
-
 def steering_program(ncpu: int, nsockets: int) -> List[Tuple[int, int]]:
     """Classic BPF (code, k) pairs choosing the reuseport group index from the CPU
     that received the connection: index = cpu % nsockets when there are no more
@@ -277,6 +267,15 @@ def steering_program(ncpu: int, nsockets: int) -> List[Tuple[int, int]]:
 def attach_cpu_steering(group: Sequence[socket.socket], cpus: Sequence[int]) -> str:
     """Steer the connections of a reuseport group to the socket of the worker on
     the receiving CPU: a classic-BPF program, else SO_INCOMING_CPU hints."""
+    import ctypes  # here: a worker never needs it
+
+    class _SockFilter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                    ("k", ctypes.c_uint32)]
+
+    class _SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
     program = steering_program(len(cpus), len(group))
     filters = (_SockFilter * len(program))(*[_SockFilter(code, 0, 0, k) for code, k in program])
     try:

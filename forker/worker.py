@@ -95,6 +95,9 @@ def run_worker(app: Any, config: Any, listeners: List[Any], worker_id: int,
     signal.signal(signal.SIGUSR1, reopen)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the master reloads; workers are replaced
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    from ._worker import trim_memory
+
+    trim_memory()  # what loading the application freed goes back before serving
     try:
         engine.run()
     finally:
