@@ -173,7 +173,7 @@ cdef class Headers:
         return f"Headers({self.raw!r})"
 
 
-cdef Py_ssize_t BODY_BUFFER_SIZE = 1 << 20  # default body_buffer_size with threads
+cdef Py_ssize_t BODY_BUFFER_SIZE = 64 << 10  # default body_buffer_size with threads
 cdef Py_ssize_t READ_STEP = 65536  # bytes per read when the body's length is unknown
 
 

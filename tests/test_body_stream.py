@@ -187,9 +187,9 @@ def test_single_threaded_worker_receives_bodies_whole_by_default():
 
 
 def test_threads_stream_large_bodies_by_default(threaded):
-    data = payload(MiB + 1)
+    data = payload(64 * 1024 + 1)
     assert post(threaded.port, "/stream", data)[2].decode() == digest("BodyStream", data)
-    data = payload(MiB)
+    data = payload(64 * 1024)
     assert post(threaded.port, "/stream", data)[2].decode() == digest("BytesIO", data)
 
 

@@ -67,7 +67,7 @@ def test_multipart_upload(site):
 
 def test_large_multipart_upload(site):
     """4 MiB: received whole with --threads 1, streamed through wsgi.input
-    with --threads 4 (past the 1 MiB default body_buffer_size)."""
+    with --threads 4 (past the 64 KiB default body_buffer_size)."""
     content = os.urandom(4 << 20)
     response = requests.post(site.url + "/upload", files={"file": ("big.bin", content)},
                              data={"note": "large"}, timeout=30)
