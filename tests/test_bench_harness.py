@@ -218,3 +218,18 @@ def test_quick_run_against_forker(tmp_path):
     assert rec["tool"] == "wrk" and rec["rps"] > 0 and rec["errors"] == 0
     assert sum(rec["per_worker"].values()) >= rec["requests"]
     assert "keepalive" in proc.stdout
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_cpu_per_request_against_forker():
+    built = subprocess.run(
+        [sys.executable, "-c", "import forker._worker"], cwd=ROOT, check=False
+    )
+    if built.returncode != 0:
+        pytest.skip("forker's extension modules are not built in this checkout")
+    cmd = [sys.executable, "-m", "benchmarks.cpu_per_request", "--servers", "forker",
+           "--rounds", "1", "--duration", "1", "--connections", "10"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.strip().splitlines()[-1]
+    assert line.split()[0] == "forker" and float(line.split()[1]) > 0, proc.stdout
