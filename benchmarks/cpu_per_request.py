@@ -6,7 +6,8 @@ the CPU the server's processes spend per answered request much less.
 
 Each server runs with one worker (one process serving), started as the
 harness starts it; wrk (1 thread, --connections keep-alive connections) loads
-GET / for --duration seconds, interleaved over the rounds. The CPU is user
+GET / for --duration seconds (keep-alive, or with --close a connection per
+request), interleaved over the rounds. The CPU is user
 plus system time of every process in the server's process group, from /proc,
 before and after the load."""
 
@@ -40,12 +41,13 @@ def group_cpu_seconds(pgid: int) -> float:
     return total / CLK_TCK
 
 
-def load(port: int, seconds: float, connections: int) -> int:
-    """Requests wrk completed against GET / on port."""
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", f"http://127.0.0.1:{port}/"],
-        capture_output=True, text=True, check=True,
-    ).stdout
+def load(port: int, seconds: float, connections: int, close: bool = False) -> int:
+    """Requests wrk completed against GET / on port (with close, each on a
+    connection of its own)."""
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", f"http://127.0.0.1:{port}/"]
+    if close:
+        argv[1:1] = ["-H", "Connection: close"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     for line in out.splitlines():
         parts = line.split()
         if len(parts) > 2 and parts[1] == "requests" and parts[2] == "in":
@@ -60,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=float, default=4.0)
     p.add_argument("--connections", type=int, default=50)
+    p.add_argument("--close", action="store_true",
+                   help="a connection per request (Connection: close) instead of keep-alive")
     args = p.parse_args(argv)
     names = args.servers.split(",")
     for name in names:
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name in names:
                     run = running[name]
                     before = group_cpu_seconds(run.proc.pid)
-                    count = load(run.port, args.duration, args.connections)
+                    count = load(run.port, args.duration, args.connections, args.close)
                     spent = group_cpu_seconds(run.proc.pid) - before
                     results[name].append((spent / count * 1e6, count))
                     print(f"{name:14} {count / args.duration:>10,.0f} req/s "
@@ -84,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for run in running.values():
                 servers.stop(run)
-    print(f"\nmedian of {args.rounds} rounds, one worker each, wrk -t1 -c{args.connections}")
+    mode = "a connection per request" if args.close else "keep-alive"
+    print(f"\nmedian of {args.rounds} rounds, one worker each, wrk -t1 -c{args.connections}, "
+          f"{mode}")
     first = statistics.median(us for us, _ in results[names[0]])
     for name in names:
         us = statistics.median(u for u, _ in results[name])
