@@ -27,18 +27,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 def group_cpu_seconds(pgid: int) -> float:
     """User plus system CPU seconds of the live processes of a process group."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
+    return servers.group_cpu_ticks(pgid) / CLK_TCK
 
 
 def load(port: int, seconds: float, connections: int, close: bool = False) -> int:

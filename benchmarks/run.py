@@ -241,22 +241,6 @@ def _busy_ticks() -> int:
     return int(fields[1]) + int(fields[2]) + int(fields[3])
 
 
-def _group_ticks(pgid: int) -> int:
-    """User and system time of the live processes of a process group, in ticks."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total
-
-
 class CpuShare:
     """Where the CPU time went while one load ran: the server's processes, the
     load tool (reaped children of this process), and everything else on the
@@ -268,14 +252,14 @@ class CpuShare:
         self.tick = os.sysconf("SC_CLK_TCK")
         self.wall = time.monotonic()
         self.busy = _busy_ticks()
-        self.server = _group_ticks(pgid)
+        self.server = servers.group_cpu_ticks(pgid)
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.tool = usage.ru_utime + usage.ru_stime
 
     def finish(self) -> dict[str, float]:
         wall = time.monotonic() - self.wall
         busy = (_busy_ticks() - self.busy) / self.tick
-        server = (_group_ticks(self.pgid) - self.server) / self.tick
+        server = (servers.group_cpu_ticks(self.pgid) - self.server) / self.tick
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         tool = usage.ru_utime + usage.ru_stime - self.tool
         capacity = wall * (os.cpu_count() or 1) / 100

@@ -425,6 +425,22 @@ def group_rss_kb(pgid: int) -> dict[int, int]:
     return out
 
 
+def group_cpu_ticks(pgid: int) -> int:
+    """User and system time of the live processes of a process group, in ticks."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total
+
+
 def group_memory_kb(pgid: int) -> dict[int, tuple[int, int]]:
     """(RSS, PSS) in KiB of every live process in the process group. RSS counts
     the pages a worker shares with the master (copy-on-write) in both; PSS
