@@ -12,18 +12,7 @@
 #include <unistd.h>
 
 #include "fk_body.h"
-
-static int passed, failed;
-
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        if (cond) {                                                                    \
-            passed++;                                                                  \
-        } else {                                                                       \
-            failed++;                                                                  \
-            fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond);         \
-        }                                                                              \
-    } while (0)
+#include "check.h"
 
 /* What fk_body.c takes from the loop and from the TLS layer. */
 uint64_t fk_now_ms(void)
