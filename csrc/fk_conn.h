@@ -69,6 +69,7 @@ typedef struct fk_conn {
     int dirty;           /* on the dirty queue */
     int notify;          /* pending notification for Python (an FK_EV_* type), 0 none */
     int linger;          /* on close, shut the write side and drain input first */
+    int watched;         /* in the loop's epoll set (added lazily: see watch_new) */
     void *ssl;           /* OpenSSL's SSL on a TLS connection, NULL on a plain one */
     int tls;             /* FK_TLS_* state bits (fk_tls.h) */
     struct sockaddr_storage peer;

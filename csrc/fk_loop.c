@@ -58,6 +58,9 @@ struct fk_loop {
     size_t nconns;
     fk_conn *conns;            /* slab of max_connections slots */
     uint32_t *free_slots;      /* stack of free slot indexes */
+    uint64_t *unwatched;       /* generation << 32 | slot of connections accepted
+                                * but not yet in the epoll set (watch_new) */
+    size_t nunwatched;
     size_t nfree;
     size_t high_slot;          /* slots at or above this were never used */
     fk_conn *ready_head, *ready_tail;
@@ -105,8 +108,9 @@ fk_loop *fk_loop_create(const fk_loop_config *cfg)
         l->cfg.max_fields = 100;
     l->conns = calloc(l->cfg.max_connections, sizeof(fk_conn));
     l->free_slots = malloc(l->cfg.max_connections * sizeof(uint32_t));
+    l->unwatched = malloc(l->cfg.max_connections * sizeof(uint64_t));
     l->scratch = malloc(l->cfg.max_fields * sizeof(fk_header));
-    if (l->conns == NULL || l->free_slots == NULL || l->scratch == NULL)
+    if (l->conns == NULL || l->free_slots == NULL || l->unwatched == NULL || l->scratch == NULL)
         goto fail;
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (l->epfd < 0)
@@ -860,6 +864,35 @@ static void conn_read(fk_loop *l, fk_conn *c)
 
 /* ---- accepting ------------------------------------------------------------- */
 
+/* Adds a connection to the epoll set. Edge-triggered: the add itself reports
+ * what is ready already, so nothing that happened before it is missed. */
+static int watch(fk_loop *l, fk_conn *c)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                             .data.u64 = ((uint64_t)c->generation << 32) | c->index};
+    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0)
+        return -1;
+    c->watched = 1;
+    return 0;
+}
+
+/* Watches the connections accepted since the last wait that are still open.
+ * Called just before the loop blocks: a connection whose request was read,
+ * answered and closed in one turn (a connection per request, the common case
+ * behind many clients) never costs an epoll_ctl. */
+static void watch_new(fk_loop *l)
+{
+    for (size_t i = 0; i < l->nunwatched; i++) {
+        uint64_t id = l->unwatched[i];
+        fk_conn *c = &l->conns[(uint32_t)id];
+        if (c->generation != (uint32_t)(id >> 32) || c->fd < 0 || c->watched)
+            continue;
+        if (watch(l, c) != 0)
+            conn_close(l, c);
+    }
+    l->nunwatched = 0;
+}
+
 /* Accepts up to batch connections from listener index (fewer when its queue
  * empties or max_connections is reached). */
 static void accept_from(fk_loop *l, int index, int batch)
@@ -923,9 +956,9 @@ static void accept_from(fk_loop *l, int index, int batch)
         c->fresh = 1;
         c->readable = 1; /* try at once: the request often arrives with the handshake */
         c->deadline = l->now + l->cfg.header_timeout_ms;
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-                                 .data.u64 = ((uint64_t)generation << 32) | slot};
-        if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, cfd, &ev) != 0) {
+        if (l->nunwatched < l->cfg.max_connections) {
+            l->unwatched[l->nunwatched++] = ((uint64_t)generation << 32) | slot;
+        } else if (watch(l, c) != 0) {
             close(cfd);
             c->fd = -1;
             free_slot(l, c);
@@ -1444,6 +1477,9 @@ int fk_loop_next(fk_loop *l, fk_event *ev)
             ev->conn = NULL;
             return FK_EV_DONE;
         }
+        watch_new(l);
+        if (l->ready_head || l->notify_head)
+            continue; /* a connection failed to be watched and was closed */
         int timeout = (int)(l->next_tick > l->now ? l->next_tick - l->now : 0);
         int n = epoll_wait(l->epfd, l->events, MAX_EVENTS, timeout);
         refresh_clock(l);
@@ -1506,6 +1542,7 @@ void fk_loop_destroy(fk_loop *l)
         free(l->spare[i].data);
     free(l->conns);
     free(l->free_slots);
+    free(l->unwatched);
     free(l->scratch);
     free(l);
 }
