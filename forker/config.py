@@ -317,9 +317,11 @@ OPTIONS: List[Option] = [
            "--metrics-bind", "ADDRESS"),
     Option("log_level", "info", _choice("debug", "info", "warning", "error", "critical"),
            "Level of the error log.", "--log-level", "LEVEL"),
-    Option("interface", "native", _choice("native", "wsgi"),
-           "How to call the application: native (handler(request)) or wsgi (PEP 3333).",
-           "--interface", "{native,wsgi}"),
+    Option("interface", "auto", _choice("auto", "native", "wsgi"),
+           "How to call the application: native (handler(request)), wsgi (PEP 3333: "
+           "app(environ, start_response)), or auto: wsgi when the application takes two "
+           "arguments, native when it takes one.",
+           "--interface", "{auto,native,wsgi}"),
     Option("threads", 1, _int_range(1, 1024),
            "Handler threads per worker (1: handlers run on the worker's loop thread).",
            "--threads", "N"),

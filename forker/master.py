@@ -699,7 +699,7 @@ def run(app: Any, options: Mapping[str, Any],
         reload_options: Optional[Callable[[], Mapping[str, Any]]] = None) -> int:
     """Serve app with the options of forker.config until stopped; the exit status.
 
-    app is a handler (or a WSGI application with interface="wsgi"), or a
+    app is a handler or a WSGI application (see the interface option), or a
     "module:attr" string that the master (preload) or each worker imports.
     reload_options, when given, is called on HUP for the options to reload."""
     return Arbiter(app, options, reload_options).run()

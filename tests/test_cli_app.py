@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import textwrap
 
 import pytest
 
-from forker.app import as_handler, greeting, load
+from forker.app import as_handler, detect_interface, greeting, load
 from forker.config import Config
 from forker.errors import AppImportError
 from forker.wsgi import WSGIHandler
@@ -134,3 +135,71 @@ def test_as_handler_wraps_once():
     handler = as_handler(app, Config(interface="wsgi"))
     assert isinstance(handler, WSGIHandler) and handler.app is app
     assert as_handler(handler, Config(interface="wsgi")) is handler
+
+
+def wsgi_function(environ, start_response):
+    return []
+
+
+def native_handler(request):
+    return b""
+
+
+class WSGIClass:
+    """PEP 3333 allows a class: calling it gives the iterable."""
+
+    def __init__(self, environ, start_response):
+        pass
+
+    def __iter__(self):
+        return iter(())
+
+
+class WSGIMiddleware:
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        return self.app(environ, start_response)
+
+
+class NativeObject:
+    def __call__(self, request, *, extra=None):
+        return b""
+
+
+@pytest.mark.parametrize("app, interface", [
+    (wsgi_function, "wsgi"),
+    (WSGIClass, "wsgi"),
+    (WSGIMiddleware(wsgi_function), "wsgi"),
+    (functools.partial(lambda prefix, environ, start_response: [], "x"), "wsgi"),
+    (lambda environ=None, start_response=None: [], "wsgi"),
+    (native_handler, "native"),
+    (NativeObject(), "native"),
+    (functools.wraps(native_handler)(lambda *args, **kwargs: b""), "native"),
+    (greeting, "native"),
+], ids=["function", "class", "middleware", "partial", "optional-arguments", "native",
+        "native-object", "wrapped-native", "greeting"])
+def test_detect_interface(app, interface, caplog):
+    assert detect_interface(app) == interface
+    assert not caplog.records
+
+
+def test_detect_interface_warns_when_the_signature_says_neither(caplog):
+    import wsgiref.validate
+
+    assert detect_interface(wsgiref.validate.validator(wsgi_function)) == "native"
+    assert "--interface" in caplog.text
+
+
+def test_detect_interface_on_flask():
+    flask = pytest.importorskip("flask")
+    app = flask.Flask("detected")
+    assert detect_interface(app) == "wsgi"
+    assert isinstance(as_handler(app, Config()), WSGIHandler)
+
+
+def test_as_handler_auto():
+    assert isinstance(as_handler(wsgi_function, Config(interface="auto")), WSGIHandler)
+    assert as_handler(native_handler, Config(interface="auto")) is native_handler
+    assert as_handler(wsgi_function, Config(interface="native")) is wsgi_function

@@ -68,9 +68,11 @@ def test_interface_native():
         assert server.request("GET", "/x")[::2] == (200, b"native GET /x")
 
 
-def test_interface_default_is_native():
+def test_interface_auto_tells_native_from_wsgi():
     with Server("wsgiapps:native") as server:
         assert server.request("GET", "/y")[::2] == (200, b"native GET /y")
+    with Server("wsgiapps:factory('hey', punctuation='?')") as server:
+        assert server.request()[::2] == (200, b"hey?")
 
 
 def test_interface_wsgi_with_module_only_and_factory_arguments():

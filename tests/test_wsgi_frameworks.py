@@ -29,7 +29,8 @@ FRAMEWORKS = {
                 ids=lambda p: f"{p[0]}-threads{p[1]}")
 def site(request):
     name, threads = request.param
-    with Server("--interface", "wsgi", "--threads", threads, *FRAMEWORKS[name],
+    # no --interface: the application's signature says WSGI
+    with Server("--threads", threads, *FRAMEWORKS[name],
                 cwd=APPS) as server:
         server.name = name
         server.url = f"http://127.0.0.1:{server.port}"
