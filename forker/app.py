@@ -11,7 +11,6 @@ Errors are AppImportError with a message naming what failed.
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import sys
 import traceback
@@ -144,43 +143,17 @@ def _check_callable(obj: Any, where: str) -> Any:
 
 def as_handler(app: Any, config: Any) -> Any:
     """The native handler for app under config.interface ("wsgi": wrapped in a
-    WSGIHandler; "auto": as detect_interface says). Safe to call twice: a
-    handler is never wrapped again."""
-    from .wsgi import WSGIHandler
+    WSGIHandler; "auto": as forker.interface.detect says). Safe to call twice:
+    a handler is never wrapped again."""
+    interface = config.interface
+    if interface == "auto":
+        from .interface import detect
+
+        interface = detect(app)
+    if interface != "wsgi":
+        return app
+    from .wsgi import WSGIHandler  # only now: a native worker does without it
 
     if isinstance(app, WSGIHandler):
         return app
-    interface = config.interface
-    if interface == "auto":
-        interface = detect_interface(app)
-    if interface != "wsgi":
-        return app
     return WSGIHandler(app, config)
-
-
-def detect_interface(app: Any) -> str:
-    """"wsgi" for a callable that takes two positional arguments (PEP 3333's
-    environ and start_response: a Flask or Django application, a WSGI
-    function or middleware), "native" for one that takes one (a request).
-    A signature that says neither (only *args, or none readable) is served as
-    native, with a warning naming --interface."""
-    import inspect
-
-    try:
-        parameters = inspect.signature(app).parameters.values()
-    except (TypeError, ValueError):
-        parameters = None
-    if parameters is not None:
-        positional = [p for p in parameters
-                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        required = sum(1 for p in positional if p.default is p.empty)
-        if required == 0 and not any(p.kind == p.VAR_POSITIONAL for p in parameters):
-            required = len(positional)  # all optional: count them
-        if required == 2:
-            return "wsgi"
-        if required == 1:
-            return "native"
-    logging.getLogger("forker.error").warning(
-        "cannot tell from its signature whether %r is a WSGI application or a native "
-        "handler; serving it as a native handler (set --interface wsgi or native)", app)
-    return "native"

@@ -9,7 +9,8 @@ import textwrap
 
 import pytest
 
-from forker.app import as_handler, detect_interface, greeting, load
+from forker.app import as_handler, greeting, load
+from forker.interface import detect as detect_interface
 from forker.config import Config
 from forker.errors import AppImportError
 from forker.wsgi import WSGIHandler

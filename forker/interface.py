@@ -1,0 +1,66 @@
+"""Which interface an application speaks, told from its signature (the
+interface option's "auto"): two positional arguments are PEP 3333's environ
+and start_response, one is a native handler's request.
+
+Read from code objects rather than through inspect, which a native worker
+would otherwise import (and keep in memory) for this alone."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import types
+from typing import Any, Optional
+
+CO_VARARGS = 0x04  # inspect.CO_VARARGS: the code takes *args
+
+
+def detect(app: Any) -> str:
+    """"wsgi" for a callable taking two positional arguments (a Flask or
+    Django application, a WSGI function, class or middleware), "native" for
+    one taking one. A signature that says neither (only *args, or none
+    readable) is served as native, with a warning naming --interface."""
+    wsgi = sys.modules.get("forker.wsgi")
+    if wsgi is not None and isinstance(app, wsgi.WSGIHandler):
+        return "native"  # a WSGI application wrapped already
+    count = positional_arguments(app)
+    if count == 2:
+        return "wsgi"
+    if count == 1:
+        return "native"
+    logging.getLogger("forker.error").warning(
+        "cannot tell from its signature whether %r is a WSGI application or a native "
+        "handler; serving it as a native handler (set --interface wsgi or native)", app)
+    return "native"
+
+
+def positional_arguments(obj: Any, bound: int = 0, depth: int = 0) -> Optional[int]:
+    """How many positional arguments a call of obj needs (all it takes when
+    all are optional), bound of them already supplied; None when its code
+    does not say."""
+    if depth > 8:
+        return None
+    wrapped = getattr(obj, "__wrapped__", None)  # functools.wraps
+    if wrapped is not None:
+        return positional_arguments(wrapped, bound, depth + 1)
+    if isinstance(obj, functools.partial):
+        return positional_arguments(obj.func, bound + len(obj.args), depth + 1)
+    if isinstance(obj, type):
+        return positional_arguments(obj.__init__, bound + 1, depth + 1)
+    if isinstance(obj, types.MethodType):
+        return positional_arguments(obj.__func__, bound + 1, depth + 1)
+    code = getattr(obj, "__code__", None)
+    if code is None:
+        if isinstance(obj, (types.BuiltinFunctionType, types.MethodWrapperType,
+                            types.WrapperDescriptorType)):
+            return None
+        call = getattr(type(obj), "__call__", None)
+        return None if call is None else positional_arguments(call, bound + 1, depth + 1)
+    positional = code.co_argcount - bound
+    required = positional - len(getattr(obj, "__defaults__", None) or ())
+    if required > 0:
+        return required
+    if code.co_flags & CO_VARARGS:
+        return None  # only *args: anything goes
+    return positional
