@@ -269,6 +269,16 @@ SERVERS: dict[str, Server] = {
             note="native handler, one shared listening socket",
         ),
         Server(
+            "forker-greeting",
+            "native",
+            ("forker",),
+            _forker([]),
+            counts_per_worker=True,
+            unsupported=("100k", "upload", "sleep1ms"),
+            note="python -m forker without an application: the built-in greeting, "
+            "answered by the loop without a Python call (as nginx's return)",
+        ),
+        Server(
             "forker-reuseport",
             "native",
             ("forker",),

@@ -493,6 +493,34 @@ static void answer_health(fk_loop *l, fk_conn *c)
     c->again = request_done(l, c);
 }
 
+/* The loop's own answer to every request when the application is a constant
+ * (cfg.constant_body): what the handler would have said, without Python. */
+static void answer_constant(fk_loop *l, fk_conn *c)
+{
+    fk_response r = {.status = 200, .content_length = (int64_t)l->cfg.constant_body_len};
+    count_status(l, r.status);
+    if (fk_write_head(&c->out, &r, c->req.minor_version, c->keep_alive, &l->date, l->cfg.server,
+                      l->cfg.server_len) != 0 ||
+        (!c->head_only &&
+         fk_buf_append(&c->out, l->cfg.constant_body, l->cfg.constant_body_len) != 0)) {
+        conn_close(l, c);
+        return;
+    }
+    c->again = request_done(l, c);
+}
+
+/* A request is complete (its body received whole): answered here when the
+ * loop knows the answer, else queued for the handler. */
+static void request_complete(fk_loop *l, fk_conn *c)
+{
+    if (FK_UNLIKELY(is_health_check(l, &c->req)))
+        answer_health(l, c);
+    else if (l->cfg.constant_body != NULL)
+        answer_constant(l, c);
+    else
+        push_ready(l, c);
+}
+
 static void parse_head(fk_loop *l, fk_conn *c)
 {
     const char *data = c->in.data + c->in.off;
@@ -535,10 +563,7 @@ static void parse_head(fk_loop *l, fk_conn *c)
     c->head_only = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
     c->keep_alive = (req->flags & FK_REQ_KEEP_ALIVE) && l->cfg.keepalive_ms != 0 && !l->stopping;
     if (!(req->flags & FK_REQ_HAS_BODY)) {
-        if (FK_UNLIKELY(is_health_check(l, req)))
-            answer_health(l, c);
-        else
-            push_ready(l, c);
+        request_complete(l, c);
         return;
     }
     if (req->flags & FK_REQ_CHUNKED) {
@@ -564,7 +589,7 @@ static void parse_head(fk_loop *l, fk_conn *c)
 static int streams_body(const fk_loop *l, const fk_conn *c, uint64_t size)
 {
     return l->cfg.body_buffer_size != 0 && size > l->cfg.body_buffer_size &&
-           (c->ssl == NULL || !l->cfg.threaded);
+           (c->ssl == NULL || !l->cfg.threaded) && l->cfg.constant_body == NULL;
 }
 
 /* Hands the request over before its body is in: the handler reads the rest
@@ -600,7 +625,7 @@ static void parse_body(fk_loop *l, fk_conn *c)
         uint64_t want = (uint64_t)c->req.content_length;
         c->body_len = avail < want ? avail : (size_t)want;
         if (c->body_len == want)
-            push_ready(l, c);
+            request_complete(l, c);
         else if (streams_body(l, c, want))
             begin_body_stream(l, c);
         return;
@@ -624,7 +649,7 @@ static void parse_body(fk_loop *l, fk_conn *c)
         return;
     }
     if (r >= 0)
-        push_ready(l, c);
+        request_complete(l, c);
     else if (streams_body(l, c, c->body_len))
         begin_body_stream(l, c);
 }

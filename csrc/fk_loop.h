@@ -42,6 +42,10 @@ typedef struct {
     size_t server_len;
     const char *health_path;     /* answered by the loop (200, 503 when stopping); len 0 none */
     size_t health_path_len;
+    const char *constant_body;   /* non-NULL: the loop answers every request itself, 200
+                                    with this body and no other field (the built-in
+                                    greeting, as nginx's `return 200 "...";`) */
+    size_t constant_body_len;
     int proxy_protocol;          /* every connection opens with a PROXY header (v1 or v2),
                                     read before any HTTP (and before a TLS handshake); the
                                     client address it names replaces the peer's */

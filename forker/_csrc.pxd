@@ -197,6 +197,8 @@ cdef extern from "fk_loop.h" nogil:
         size_t server_len
         const char *health_path
         size_t health_path_len
+        const char *constant_body
+        size_t constant_body_len
         int proxy_protocol
         const fk_net *proxy_allow
         size_t proxy_allow_len

@@ -52,6 +52,7 @@ import logging
 import os
 import stat
 
+from .app import greeting
 from .errors import RequestBodyError
 from .response import Response
 
@@ -801,6 +802,7 @@ cdef class Engine:
     cdef object access_log
     cdef bytes server
     cdef bytes health_path
+    cdef bytes constant_body  # the built-in greeting's body, answered by the loop
     cdef readonly list listen_addrs
     cdef readonly list listen_schemes  # "http" or "https", per listener
     cdef dict streams      # slot index -> Stream (loop-thread streaming)
@@ -872,6 +874,12 @@ cdef class Engine:
         self.health_path = (getattr(config, "health_path", None) or "").encode("latin-1")
         cfg.health_path = PyBytes_AS_STRING(self.health_path)
         cfg.health_path_len = PyBytes_GET_SIZE(self.health_path)
+        if app is greeting and access_log is None:
+            # A constant answer needs no Python call: the loop gives it itself,
+            # as nginx does a `return` (nothing to log, no handler to time).
+            self.constant_body = greeting(None)
+            cfg.constant_body = PyBytes_AS_STRING(self.constant_body)
+            cfg.constant_body_len = PyBytes_GET_SIZE(self.constant_body)
         if getattr(config, "proxy_protocol", False):
             nets = proxy_networks(config.forwarded_allow_ips)
             self.proxy_nets = <fk_net *>calloc(len(nets) or 1, sizeof(fk_net))
