@@ -93,6 +93,7 @@ cdef extern from "fk_write.h" nogil:
         size_t fields_len
         int64_t content_length
         unsigned flags
+    const char *fk_status_reason(int status, size_t *len)
     int fk_field_check(const char *name, size_t name_len, const char *value, size_t value_len)
     enum:
         FK_FIELD_OTHER

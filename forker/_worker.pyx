@@ -792,6 +792,13 @@ cdef enum:
 STREAM_WINDOW = 8
 
 
+def standard_reason(int status):
+    """The reason phrase the engine writes for status ("Unknown" when unregistered)."""
+    cdef size_t n = 0
+    cdef const char *text = fk_status_reason(status, &n)
+    return text[:n].decode("latin-1")
+
+
 cdef class Engine:
     """One worker's loop. run() returns when the loop stopped."""
 
@@ -1181,13 +1188,13 @@ cdef class Engine:
 
     cdef void _start_threads(self):
         import collections
-        import queue
         import threading
+        from _queue import SimpleQueue  # the C type itself: module queue costs 90 KiB
         # One malloc arena for the process: glibc gives each thread an arena of
         # its own otherwise, and malloc_trim cannot shrink those arenas' tops, so
         # a burst of uploads read by handler threads stayed resident.
         mallopt(M_ARENA_MAX, 1)
-        self.job_queue = queue.SimpleQueue()
+        self.job_queue = SimpleQueue()
         self.completions = collections.deque()
         self.threads_list = []
         for i in range(self.threads):

@@ -19,12 +19,12 @@ from libc.stdlib cimport free, malloc
 import logging
 import re
 import sys
-from http import HTTPStatus
 from io import BytesIO
 from urllib.parse import unquote_to_bytes
 
 from ._worker import Reply
 from ._worker import Request as EngineRequest
+from ._worker import standard_reason
 from .errors import RequestBodyError
 from .response import Response
 
@@ -47,7 +47,6 @@ cdef bytes ERROR_BODY = b"Internal Server Error\n"
 cdef list ERROR_FIELDS = [("Content-Type", "text/plain; charset=utf-8")]
 
 cdef object status_line = re.compile(r"([1-9][0-9][0-9])(?: ([^\r\n\x00]*))?\Z").match
-cdef dict REASONS = {status.value: status.phrase for status in HTTPStatus}
 cdef Py_ssize_t CACHE_LIMIT = 1024  # bound on each cache filled from client or app input
 cdef enum:
     KEY_SLOTS = 128  # header names whose environ key is found by their address: sets of 2
@@ -566,7 +565,7 @@ cdef class Core:
             raise ValueError(f"invalid status {text!r}: expected '200 OK'")
         code = int(match.group(1))
         reason = match.group(2)
-        if reason is None or reason == REASONS.get(code):
+        if reason is None or reason == standard_reason(code):
             reason = None  # the engine's standard phrase
         parsed = (code, reason)
         if len(self._statuses) < CACHE_LIMIT:
