@@ -444,7 +444,23 @@ def summarize(records: list[dict]) -> dict[str, dict[str, dict]]:
             if base and summary.get("rps_median") is not None:
                 summary["reference"] = ref
                 summary["ratio"] = summary["rps_median"] / base
+                paired = round_ratios(pairs.get((scenario, name), []),
+                                      pairs.get((scenario, ref), []))
+                if paired and name != ref:
+                    summary["round_ratios"] = [round(r, 3) for r in paired]
     return out
+
+
+def round_ratios(recs: list[dict], refs: list[dict]) -> list[float]:
+    """A server's req/s over the reference's in each round both completed:
+    the two ran minutes apart at most, so a slow spell of the host weighs on
+    both, where the ratio of the medians may pair a fast round with a slow one."""
+    ref_rps = {r["round"]: r["rps"] for r in refs if not r.get("failed") and r.get("rps")}
+    return sorted(
+        r["rps"] / ref_rps[r["round"]]
+        for r in recs
+        if not r.get("failed") and r.get("rps") is not None and r["round"] in ref_rps
+    )
 
 
 def _fmt(value: float | None, spec: str = ".2f") -> str:
@@ -488,6 +504,9 @@ def tables(
                 body.append([s["server"], s["tool"], "failed", *[""] * 6])
                 continue
             ratio = f"{s['ratio']:.2f}x {s['reference']}" if "ratio" in s else "-"
+            paired = s.get("round_ratios")
+            if paired and len(paired) > 1:
+                ratio += f" (rounds {paired[0]:.2f}-{paired[-1]:.2f})"
             body.append(
                 [
                     s["server"],

@@ -129,6 +129,9 @@ class Engine:
     def stop(self, graceful: bool = True) -> None: ...
     def run(self) -> None: ...
 
+def standard_reason(status: int) -> str:
+    """The reason phrase the engine writes for status ("Unknown" when unregistered)."""
+
 def check_ssl_context(context: Any) -> None:
     """Raises ConfigError unless the loop can serve TLS with context."""
 

@@ -47,7 +47,7 @@ def positional_arguments(obj: Any, bound: int = 0, depth: int = 0) -> Optional[i
     if isinstance(obj, functools.partial):
         return positional_arguments(obj.func, bound + len(obj.args), depth + 1)
     if isinstance(obj, type):
-        return positional_arguments(obj.__init__, bound + 1, depth + 1)
+        return positional_arguments(getattr(obj, "__init__"), bound + 1, depth + 1)
     if isinstance(obj, types.MethodType):
         return positional_arguments(obj.__func__, bound + 1, depth + 1)
     code = getattr(obj, "__code__", None)
@@ -57,7 +57,7 @@ def positional_arguments(obj: Any, bound: int = 0, depth: int = 0) -> Optional[i
             return None
         call = getattr(type(obj), "__call__", None)
         return None if call is None else positional_arguments(call, bound + 1, depth + 1)
-    positional = code.co_argcount - bound
+    positional: int = code.co_argcount - bound
     required = positional - len(getattr(obj, "__defaults__", None) or ())
     if required > 0:
         return required

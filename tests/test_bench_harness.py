@@ -192,9 +192,11 @@ def test_summary_medians_ratios_and_tables():
         summary["forker"]["rps_median"] == 110.0 and summary["forker"]["p99_ms"] == 3.0
     )
     assert summary["nginx"]["ratio"] == pytest.approx(0.5)
+    assert summary["nginx"]["round_ratios"] == [0.5, 0.5, 0.5]
+    assert "round_ratios" not in summary["forker"]
     assert summary["bjoern"]["ok_rounds"] == 0 and "ratio" not in summary["bjoern"]
     text = run.tables(run.summarize(records), ["keepalive"], markdown=True)
-    assert "| nginx | wrk | 55 |" in text and "0.50x forker" in text
+    assert "| nginx | wrk | 55 |" in text and "0.50x forker (rounds 0.50-0.50)" in text
     assert "60 / 40" in text and "failed" in text
 
 
