@@ -543,6 +543,12 @@ static void parse_head(fk_loop *l, fk_conn *c)
         fail_request(l, c, fk_status_http_code(r));
         return;
     }
+    if (FK_UNLIKELY(req->method_len == 7 && memcmp(req->method, "CONNECT", 7) == 0)) {
+        /* An origin server does not tunnel: any 2xx would tell the client
+         * that the tunnel is open (RFC 9110 9.3.6), so no handler gets it. */
+        fail_request(l, c, 501);
+        return;
+    }
     if (req->num_headers > c->headers_cap) {
         size_t cap = req->num_headers < 16 ? 16 : req->num_headers;
         fk_header *h = realloc(c->headers, cap * sizeof(fk_header));

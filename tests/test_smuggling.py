@@ -153,6 +153,10 @@ REQUEST_LINE = [
     ("method-nul", req(b"G\x00T / HTTP/1.1", HOST), 400),
     ("method-del", req(b"GET\x7f / HTTP/1.1", HOST), 400),
     ("method-empty", req(b" / HTTP/1.1", HOST), 400),
+    # RFC 9110 §9.3.6: an origin server does not tunnel; a 2xx would open one
+    ("connect", req(b"CONNECT t:443 HTTP/1.1", b"Host: t:443"), 501),
+    ("connect-with-body", req(b"CONNECT t:25 HTTP/1.1", b"Host: t:25", b"Content-Length: 3",
+                              body=b"BOO"), 501),
     ("two-spaces", req(b"GET  / HTTP/1.1", HOST), 400),
     ("tab-separator", req(b"GET\t/ HTTP/1.1", HOST), 400),
     ("target-space", req(b"GET /a b HTTP/1.1", HOST), 400),
