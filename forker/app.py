@@ -145,10 +145,14 @@ def as_handler(app: Any, config: Any) -> Any:
     """The native handler for app under config.interface ("wsgi": wrapped in a
     WSGIHandler; "auto": as forker.interface.detect says). Safe to call twice:
     a handler is never wrapped again."""
+    from .interface import detect, is_async
+
+    if is_async(app):
+        raise AppImportError(
+            f"{app!r} is a coroutine function (an ASGI application or an async handler): "
+            "forker calls WSGI applications and native handlers, which answer synchronously")
     interface = config.interface
     if interface == "auto":
-        from .interface import detect
-
         interface = detect(app)
     if interface != "wsgi":
         return app

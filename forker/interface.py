@@ -14,6 +14,18 @@ import types
 from typing import Any, Optional
 
 CO_VARARGS = 0x04  # inspect.CO_VARARGS: the code takes *args
+CO_ASYNC = 0x80 | 0x200  # inspect.CO_COROUTINE | CO_ASYNC_GENERATOR
+
+
+def is_async(app: Any) -> bool:
+    """Whether calling app gives a coroutine (an ASGI application, an async
+    handler) rather than an answer. The function itself, or its class's
+    __call__, decides: a synchronous wrapper of a coroutine is synchronous."""
+    function = app.__func__ if isinstance(app, types.MethodType) else app
+    if not isinstance(function, (types.FunctionType, type)):
+        function = getattr(type(app), "__call__", None)
+    code = getattr(function, "__code__", None)
+    return code is not None and bool(code.co_flags & CO_ASYNC)
 
 
 def detect(app: Any) -> str:

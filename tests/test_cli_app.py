@@ -204,3 +204,31 @@ def test_as_handler_auto():
     assert isinstance(as_handler(wsgi_function, Config(interface="auto")), WSGIHandler)
     assert as_handler(native_handler, Config(interface="auto")) is native_handler
     assert as_handler(wsgi_function, Config(interface="native")) is wsgi_function
+
+
+async def asgi_app(scope, receive, send):
+    pass
+
+
+class ASGIObject:
+    async def __call__(self, scope, receive, send):
+        pass
+
+
+@pytest.mark.parametrize("app", [asgi_app, ASGIObject()], ids=["function", "object"])
+@pytest.mark.parametrize("interface", ["auto", "native", "wsgi"])
+def test_an_async_application_is_refused_at_load(app, interface):
+    with pytest.raises(AppImportError, match="coroutine function"):
+        as_handler(app, Config(interface=interface))
+
+
+async def async_handler(request):
+    return b""
+
+
+def test_a_synchronous_wrapper_of_a_coroutine_is_not_async():
+    @functools.wraps(async_handler)
+    def wrapper(request):
+        return b""  # as asyncio.run(async_handler(request)) would
+
+    assert as_handler(wrapper, Config()) is wrapper

@@ -317,6 +317,13 @@ def test_preload_reports_a_failing_factory(tmp_path):
     assert "RuntimeError: no db" in result.stderr
 
 
+def test_preload_refuses_an_asgi_application(tmp_path):
+    (tmp_path / "asgi.py").write_text("async def app(scope, receive, send):\n    pass\n")
+    result = run_cli("--preload", "--chdir", str(tmp_path), "--bind", "127.0.0.1:0", "asgi:app")
+    assert result.returncode == 2
+    assert "is a coroutine function (an ASGI application" in result.stderr
+
+
 def test_console_script_entry_point():
     with open(os.path.join(ROOT, "pyproject.toml")) as f:
         assert re.search(r'^forker = "forker\.cli:main"$', f.read(), re.M)
