@@ -59,7 +59,7 @@ def _main(arbiter: Any, worker: Any, listeners: List[Any]) -> int:
         pass
     process.set_title(f"forker: worker {worker.id} [{arbiter.title()}]")
     config = arbiter.config
-    if config.cpu_affinity:
+    if arbiter.pins_workers():
         process.pin_to_cpu(worker.id, arbiter.cpus)
     if config.user is not None or config.group is not None:
         process.drop_privileges(config.user, config.group)

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         text = option.help.replace("%", "%%")  # argparse %-formats help strings
         kwargs: Dict[str, Any] = {"dest": option.name, "default": argparse.SUPPRESS}
         default = None if callable(option.default) else option.default
-        if isinstance(default, bool):
+        if isinstance(default, bool) or option.switch:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["metavar"] = option.metavar or option.name.upper()

@@ -256,6 +256,7 @@ class Option(NamedTuple):  # not a dataclass: dataclasses imports inspect and as
     flag: Optional[str] = None  # command-line flag; None for API-only options
     metavar: Optional[str] = None
     repeatable: bool = False  # flag may be given several times (accumulates a list)
+    switch: bool = False  # --flag/--no-flag although the default is None (decided later)
 
     def default_value(self) -> Any:
         return self.default() if callable(self.default) else self.default
@@ -366,9 +367,10 @@ OPTIONS: List[Option] = [
     Option("reuse_port", False, _bool,
            "One SO_REUSEPORT listening socket per worker instead of one shared by all.",
            "--reuse-port"),
-    Option("cpu_affinity", False, _bool,
-           "Pin worker i to CPU i mod N; with reuse_port, steer each connection to the worker "
-           "on the CPU that received it.", "--cpu-affinity"),
+    Option("cpu_affinity", None, _optional(_bool),
+           "Pin worker i to CPU i mod N; with reuse_port, also steer each connection to the "
+           "worker on the CPU that received it. Default: pin (without steering) when there "
+           "are at least as many workers as usable CPUs.", "--cpu-affinity", switch=True),
     Option("preload", False, _bool,
            "Import the application in the master before forking the workers.", "--preload"),
     Option("pidfile", None, _str_or_none, "File to write the master's process id to.",

@@ -176,6 +176,11 @@ class Arbiter:
         process.set_title(f"forker: master [{self.title()}]")
         log.info("forker master pid %d: %d workers, %s", self.pid, self.num_workers,
                  "preloaded application" if config.preload else "workers import the application")
+        if self.pins_workers():
+            log.info("cpu_affinity: worker i runs on CPU i mod %d of %s%s", len(self.cpus),
+                     ",".join(map(str, self.cpus)),
+                     "" if config.cpu_affinity else " (a worker per CPU; --no-cpu-affinity to "
+                     "let them move)")
 
     def _start_listeners(self) -> None:
         """Starting: per-worker sockets, request migration and CPU steering."""
@@ -199,6 +204,15 @@ class Arbiter:
             self.migrate, message = enable_request_migration()
             (log.info if self.migrate else log.warning)("reuse_port: %s", message)
         self._steer()
+
+    def pins_workers(self) -> bool:
+        """cpu_affinity, or by default whether every usable CPU has a worker:
+        then a worker that stays on its CPU keeps its caches warm (measured
+        in benchmarks/RESULTS.md); with fewer workers than CPUs the kernel
+        is left to place them."""
+        if self.config.cpu_affinity is not None:
+            return bool(self.config.cpu_affinity)
+        return self.num_workers >= len(self.cpus)
 
     def _steer(self) -> None:
         """cpu_affinity in reuse_port mode: steer each group by receiving CPU."""

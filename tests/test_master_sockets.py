@@ -179,11 +179,7 @@ def test_cpu_affinity_pins_workers_and_steers_connections(servers):
         pytest.skip("needs CPUs 0 and 1")
     server = servers({"bind": "127.0.0.1:0", "workers": 2, "reuse_port": True,
                       "cpu_affinity": True}).start(2)
-    pinned = {}
-    for pid in server.workers():
-        with open(f"/proc/{pid}/status") as status:
-            allowed = re.search(r"Cpus_allowed_list:\s*(\S+)", status.read()).group(1)
-        pinned[int(allowed)] = pid
+    pinned = {int(_allowed_cpus(pid)): pid for pid in server.workers()}
     assert sorted(pinned) == [0, 1]
     assert "BPF program steers connections" in server.log()
     # On loopback the connection is received on the client's CPU: a client pinned
@@ -200,6 +196,43 @@ def test_cpu_affinity_pins_workers_and_steers_connections(servers):
         thread.start()
         thread.join(20)
         assert set(seen) == {pinned[cpu]}, (cpu, pinned, seen)
+
+
+def _allowed_cpus(pid):
+    with open(f"/proc/{pid}/status") as status:
+        return re.search(r"Cpus_allowed_list:\s*(\S+)", status.read()).group(1)
+
+
+@pytest.mark.parametrize("workers, option, pinned", [
+    ("all", None, True),      # a worker per usable CPU: pinned by default
+    ("all", False, False),    # --no-cpu-affinity
+    (1, None, False),         # fewer workers than CPUs: the kernel places them
+])
+def test_cpu_affinity_by_default_pins_a_worker_per_cpu(servers, workers, option, pinned):
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs")
+    count = len(cpus) if workers == "all" else workers
+    options = {"bind": "127.0.0.1:0", "workers": count}
+    if option is not None:
+        options["cpu_affinity"] = option
+    server = servers(options).start(count)
+    allowed = sorted(_allowed_cpus(pid) for pid in server.workers())
+    if pinned:
+        assert sorted(map(int, allowed)) == cpus
+        assert "cpu_affinity: worker i runs on CPU i mod" in server.log()
+    else:
+        assert all(set(process_cpus(a)) == set(cpus) for a in allowed), allowed
+    assert get(server.address)[0] == 200
+
+
+def process_cpus(listed):
+    """CPU numbers from a Cpus_allowed_list such as 0-3,6."""
+    cpus = []
+    for part in listed.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.extend(range(int(lo), int(hi or lo) + 1))
+    return cpus
 
 
 def test_unix_socket_owner_and_stale_socket_cleanup(servers, tmp_path):
