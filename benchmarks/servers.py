@@ -61,7 +61,7 @@ class Server:
         return None
 
     def version(self) -> str:
-        if self.name == "nginx":
+        if self.name.startswith("nginx"):
             out = subprocess.run(
                 ["nginx", "-v"], capture_output=True, text=True, check=False
             ).stderr
@@ -140,14 +140,20 @@ http {{
 """
 
 
-def _nginx(port: int, opts: Options, tmp: str) -> list[str]:
-    os.chmod(tmp, 0o755)  # run as root, nginx serves files as an unprivileged user
-    with open(os.path.join(tmp, "100k"), "wb") as f:
-        f.write(b"x" * 102400)
-    conf = os.path.join(tmp, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(NGINX_CONF.format(workers=opts.workers, tmp=tmp, port=port))
-    return ["nginx", "-c", conf, "-p", tmp, "-e", "stderr"]
+def _nginx(pinned: bool):
+    def command(port: int, opts: Options, tmp: str) -> list[str]:
+        os.chmod(tmp, 0o755)  # run as root, nginx serves files as an unprivileged user
+        with open(os.path.join(tmp, "100k"), "wb") as f:
+            f.write(b"x" * 102400)
+        conf = os.path.join(tmp, "nginx.conf")
+        text = NGINX_CONF.format(workers=opts.workers, tmp=tmp, port=port)
+        if pinned:  # what forker does by default with a worker per CPU
+            text = text.replace("daemon off;", "daemon off;\nworker_cpu_affinity auto;")
+        with open(conf, "w") as f:
+            f.write(text)
+        return ["nginx", "-c", conf, "-p", tmp, "-e", "stderr"]
+
+    return command
 
 
 def _gunicorn(worker_class: str):
@@ -269,6 +275,14 @@ SERVERS: dict[str, Server] = {
             note="native handler, one shared listening socket",
         ),
         Server(
+            "forker-unpinned",
+            "native",
+            ("forker",),
+            _forker(["--no-cpu-affinity"], "benchmarks.apps.native_app:app"),
+            counts_per_worker=True,
+            note="native handler, workers free to move between CPUs (--no-cpu-affinity)",
+        ),
+        Server(
             "forker-greeting",
             "native",
             ("forker",),
@@ -298,10 +312,18 @@ SERVERS: dict[str, Server] = {
             "nginx",
             "native",
             ("bin:nginx",),
-            _nginx,
+            _nginx(pinned=False),
             unsupported=("sleep1ms",),
             note="return 200 from the config; static file for /100k; "
             "/upload reads and discards the body",
+        ),
+        Server(
+            "nginx-pinned",
+            "native",
+            ("bin:nginx",),
+            _nginx(pinned=True),
+            unsupported=("sleep1ms",),
+            note="nginx with worker_cpu_affinity auto (forker pins a worker per CPU by default)",
         ),
         Server(
             "gunicorn-sync",
