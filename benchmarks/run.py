@@ -264,6 +264,7 @@ class CpuShare:
         tool = usage.ru_utime + usage.ru_stime - self.tool
         capacity = wall * (os.cpu_count() or 1) / 100
         return {
+            "server_s": round(server, 3),
             "server_pct": round(server / capacity, 1),
             "tool_pct": round(tool / capacity, 1),
             "other_pct": round(max(0.0, busy - server - tool) / capacity, 1),
@@ -427,6 +428,10 @@ def summarize(records: list[dict]) -> dict[str, dict[str, dict]]:
                 summary["per_worker"] = [
                     sorted(w.values(), reverse=True) for w in workers
                 ]
+            per_request = [r["cpu"]["server_s"] / r["requests"] * 1e6 for r in good
+                           if r.get("cpu", {}).get("server_s") and r.get("requests")]
+            if per_request:
+                summary["server_us"] = statistics.median(per_request)
             others = [r["cpu"]["other_pct"] for r in good if r.get("cpu")]
             if others:
                 summary["other_cpu_pct"] = statistics.median(others)
@@ -487,6 +492,7 @@ def tables(
         "p99 ms",
         "errors",
         "ratio",
+        "server µs/req",
         "other CPU",
     ]
     for scenario in scenarios:
@@ -501,7 +507,7 @@ def tables(
         body = []
         for s in rows:
             if s.get("rps_median") is None:
-                body.append([s["server"], s["tool"], "failed", *[""] * 6])
+                body.append([s["server"], s["tool"], "failed", *[""] * 7])
                 continue
             ratio = f"{s['ratio']:.2f}x {s['reference']}" if "ratio" in s else "-"
             paired = s.get("round_ratios")
@@ -517,6 +523,7 @@ def tables(
                     _fmt(s["p99_ms"]),
                     str(s["errors"]),
                     ratio,
+                    _fmt(s.get("server_us"), ".1f"),
                     _fmt(s.get("other_cpu_pct"), ".0f")
                     + ("%" if "other_cpu_pct" in s else ""),
                 ]

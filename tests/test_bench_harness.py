@@ -185,6 +185,8 @@ def test_summary_medians_ratios_and_tables():
         for i, rps in enumerate(values, 1)
     ]  # fmt: skip
     records[0]["per_worker"] = {"0/1": 60, "1/2": 40}
+    for rec in records:
+        rec["cpu"] = {"server_s": rec["requests"] * 5e-6, "server_pct": 1.0, "other_pct": 0.0}
     records.append({"round": 1, "server": "bjoern", "scenario": "keepalive", "tool": "wrk",
                     "failed": "did not start"})  # fmt: skip
     summary = run.summarize(records)["keepalive"]
@@ -193,6 +195,7 @@ def test_summary_medians_ratios_and_tables():
     )
     assert summary["nginx"]["ratio"] == pytest.approx(0.5)
     assert summary["nginx"]["round_ratios"] == [0.5, 0.5, 0.5]
+    assert summary["forker"]["server_us"] == pytest.approx(5.0)
     assert "round_ratios" not in summary["forker"]
     assert summary["bjoern"]["ok_rounds"] == 0 and "ratio" not in summary["bjoern"]
     text = run.tables(run.summarize(records), ["keepalive"], markdown=True)
