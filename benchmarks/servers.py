@@ -283,6 +283,15 @@ SERVERS: dict[str, Server] = {
             note="native handler, workers free to move between CPUs (--no-cpu-affinity)",
         ),
         Server(
+            "forker-steered",
+            "native",
+            ("forker",),
+            _forker(["--reuse-port", "--cpu-affinity"], "benchmarks.apps.native_app:app"),
+            counts_per_worker=True,
+            note="native handler, a SO_REUSEPORT socket per pinned worker, connections "
+            "steered to the worker on the CPU that received them",
+        ),
+        Server(
             "forker-greeting",
             "native",
             ("forker",),
