@@ -471,6 +471,21 @@ static int is_health_check(const fk_loop *l, const fk_request *r)
             (r->method_len == 4 && memcmp(r->method, "HEAD", 4) == 0));
 }
 
+/* Answers the current request from the loop itself (r's body is body, len
+ * bytes, left out for HEAD), then goes on as a handler's answer would. */
+static void answer_here(fk_loop *l, fk_conn *c, const fk_response *r, const char *body,
+                        size_t len)
+{
+    count_status(l, r->status);
+    if (fk_write_head(&c->out, r, c->req.minor_version, c->keep_alive, &l->date, l->cfg.server,
+                      l->cfg.server_len) != 0 ||
+        (!c->head_only && fk_buf_append(&c->out, body, len) != 0)) {
+        conn_close(l, c);
+        return;
+    }
+    c->again = request_done(l, c);
+}
+
 static void answer_health(fk_loop *l, fk_conn *c)
 {
     static const char fields[] = "Content-Type: text/plain\r\nCache-Control: no-store\r\n";
@@ -481,16 +496,9 @@ static void answer_health(fk_loop *l, fk_conn *c)
         .fields_len = sizeof(fields) - 1,
         .content_length = (int64_t)strlen(body),
     };
-    count_status(l, r.status);
     if (l->stopping)
         c->keep_alive = 0;
-    if (fk_write_head(&c->out, &r, c->req.minor_version, c->keep_alive, &l->date, l->cfg.server,
-                      l->cfg.server_len) != 0 ||
-        (!c->head_only && fk_buf_append(&c->out, body, strlen(body)) != 0)) {
-        conn_close(l, c);
-        return;
-    }
-    c->again = request_done(l, c);
+    answer_here(l, c, &r, body, strlen(body));
 }
 
 /* The loop's own answer to every request when the application is a constant
@@ -498,15 +506,7 @@ static void answer_health(fk_loop *l, fk_conn *c)
 static void answer_constant(fk_loop *l, fk_conn *c)
 {
     fk_response r = {.status = 200, .content_length = (int64_t)l->cfg.constant_body_len};
-    count_status(l, r.status);
-    if (fk_write_head(&c->out, &r, c->req.minor_version, c->keep_alive, &l->date, l->cfg.server,
-                      l->cfg.server_len) != 0 ||
-        (!c->head_only &&
-         fk_buf_append(&c->out, l->cfg.constant_body, l->cfg.constant_body_len) != 0)) {
-        conn_close(l, c);
-        return;
-    }
-    c->again = request_done(l, c);
+    answer_here(l, c, &r, l->cfg.constant_body, l->cfg.constant_body_len);
 }
 
 /* A request is complete (its body received whole): answered here when the

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 
-from tests.forker_proc import ForkerProcess, connect, read_until_close
+from tests.forker_proc import ForkerProcess, Reader, connect, read_until_close
 
 MiB = 1 << 20
 NATIVE = "tests.apps.body_app:app"
@@ -50,39 +50,6 @@ def chunked(data: bytes, sizes=(1, 4096, 65536, 333_333, 7)) -> bytes:
 def head(path: str, length: Optional[int] = None, extra: str = "") -> bytes:
     framing = "Transfer-Encoding: chunked" if length is None else f"Content-Length: {length}"
     return f"POST {path} HTTP/1.1\r\nHost: t\r\n{framing}\r\n{extra}\r\n".encode()
-
-
-class Reader:
-    """Reads responses off one connection."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buf = b""
-
-    def _more(self) -> bool:
-        data = self.sock.recv(65536)
-        self.buf += data
-        return bool(data)
-
-    def response(self) -> Tuple[int, Dict[str, str], bytes]:
-        while b"\r\n\r\n" not in self.buf:
-            if not self._more():
-                raise ConnectionError(f"closed before a response head: {self.buf!r}")
-        raw, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        lines = raw.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        fields = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            fields[name.strip().lower()] = value.strip()
-        if status == 100:
-            return self.response()
-        length = int(fields.get("content-length", "0"))
-        while len(self.buf) < length:
-            if not self._more():
-                raise ConnectionError("closed inside a response body")
-        body, self.buf = self.buf[:length], self.buf[length:]
-        return status, fields, body
 
 
 def send_body(sock: socket.socket, data: bytes, step: int = 256 * 1024) -> None:
