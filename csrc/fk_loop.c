@@ -368,8 +368,21 @@ static void conn_linger(fk_loop *l, fk_conn *c)
 static void finish_request(fk_loop *l, fk_conn *c);
 static int send_file_part(fk_loop *l, fk_conn *c);
 
+/* Whether the connection is closed once out is written: no response is still
+ * to come from the handler. */
+static int closes_when_flushed(const fk_conn *c)
+{
+    return c->close_after && c->state != FK_CONN_STREAMING && c->state != FK_CONN_HANDLING &&
+           c->state != FK_CONN_READY;
+}
+
 static int conn_flush(fk_loop *l, fk_conn *c)
 {
+    /* The last bytes before a close go with MSG_MORE: the kernel holds the tail
+     * of the response, and the FIN that close() or shutdown() adds rides in its
+     * segment, which saves the client a wake-up and the loopback two segments
+     * (a separate FIN and its ACK) per connection. */
+    int flags = closes_when_flushed(c) && c->file_left == 0 ? MSG_MORE : 0;
     while (fk_buf_pending(&c->out) > 0 || c->file_left > 0) {
         if (fk_buf_pending(&c->out) == 0) {
             int r = send_file_part(l, c);
@@ -377,7 +390,7 @@ static int conn_flush(fk_loop *l, fk_conn *c)
                 return r;
             continue;
         }
-        ssize_t n = fk_conn_send(c, c->out.data + c->out.off, fk_buf_pending(&c->out));
+        ssize_t n = fk_conn_send(c, c->out.data + c->out.off, fk_buf_pending(&c->out), flags);
         if (n > 0) {
             fk_buf_consume(&c->out, (size_t)n);
             l->cfg.slot[FK_SLOT_BYTES_OUT] += (uint64_t)n;
@@ -394,8 +407,7 @@ static int conn_flush(fk_loop *l, fk_conn *c)
     buf_trim(l, &c->out);
     if (c->state == FK_CONN_HEAD && fk_buf_pending(&c->in) == 0)
         c->deadline = l->now + l->cfg.keepalive_ms;
-    if (c->close_after && c->state != FK_CONN_STREAMING && c->state != FK_CONN_HANDLING &&
-        c->state != FK_CONN_READY) {
+    if (closes_when_flushed(c)) {
         if (c->linger || fk_buf_pending(&c->in) > 0)
             conn_linger(l, c);
         else

@@ -117,10 +117,11 @@ static inline ssize_t fk_conn_recv(fk_conn *c, char *buf, size_t len)
     return fk_tls_recv(c, buf, len);
 }
 
-static inline ssize_t fk_conn_send(fk_conn *c, const char *buf, size_t len)
+/* flags: 0, or MSG_MORE when close follows these bytes (ignored under TLS) */
+static inline ssize_t fk_conn_send(fk_conn *c, const char *buf, size_t len, int flags)
 {
     if (FK_LIKELY(c->ssl == NULL))
-        return send(c->fd, buf, len, MSG_NOSIGNAL);
+        return send(c->fd, buf, len, MSG_NOSIGNAL | flags);
     return fk_tls_send(c, buf, len);
 }
 

@@ -180,6 +180,30 @@ def test_connection_close_is_honoured(server):
     assert headers["connection"] == "close" and body == b"greeting!!!"
 
 
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    b"GET / HTTP/1.0\r\n\r\n",
+    b"GET /missing HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: t\r\nHost: u\r\n\r\n",  # 400 from the loop
+])
+def test_last_response_and_fin_share_a_segment(server, request_bytes):
+    """A response followed by a close leaves with the FIN in its segment: the
+    moment the client has read it, the end of the stream is there too, and the
+    client received no segment for the FIN alone (TCP_INFO's segs_in: SYN-ACK,
+    the ACK of the request, response and FIN)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request_bytes)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk
+            data += chunk
+        assert sock.recv(65536, socket.MSG_DONTWAIT) == b""
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+        segs_in = int.from_bytes(info[140:144], sys.byteorder)  # struct tcp_info
+        assert segs_in <= 3
+
 def test_head_gets_headers_without_body(server):
     data = server.raw(b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     status, headers, body = split_response(data)
