@@ -163,11 +163,13 @@ static const char *parse_request_line(const char *p, const char *end, fk_request
     }
     if (!version_ok(p, 10))
         goto bad;
-    if (p[5] != '1' || p[7] > '1') {
+    if (p[5] != '1') {
         *ret = FK_ERR_VERSION;
         return NULL;
     }
-    req->minor_version = p[7] - '0';
+    /* HTTP/1.2 to 1.9 are processed as HTTP/1.1, the highest minor version
+     * forker implements (RFC 9110 §2.5), as nginx and gunicorn do */
+    req->minor_version = p[7] > '1' ? 1 : p[7] - '0';
     return p + 10;
 open:
     *ret = open_line(start, lend, max, FK_ERR_URI_TOO_LONG);

@@ -174,6 +174,18 @@ def test_http10_streamed_body_is_close_delimited(server):
     assert body == b"part0;part1;part2;part3;part4;"
 
 
+def test_higher_minor_version_is_served_as_http11(server):
+    """RFC 9110 §2.5: HTTP/1.2 is processed as the highest minor version
+    implemented, so it keeps the connection alive as HTTP/1.1 does."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        buf = bytearray()
+        for version in (b"1.2", b"1.9"):
+            sock.sendall(b"GET / HTTP/" + version + b"\r\nHost: t\r\n\r\n")
+            status, headers, body = split_response(read_response(sock, buf))
+            assert status == "HTTP/1.1 200 OK" and body == b"greeting!!!"
+            assert headers.get("connection") != "close"
+
+
 def test_connection_close_is_honoured(server):
     data = server.raw(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     status, headers, body = split_response(data)

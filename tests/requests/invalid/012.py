@@ -1,2 +1,0 @@
-# HTTP/1.2 is well-formed but not supported.
-status = 505
