@@ -52,6 +52,8 @@ typedef struct {
     const fk_net *proxy_allow;   /* peers allowed to send that header (fk_net_allows);
                                     the connections of others are closed at once */
     size_t proxy_allow_len;
+    int shared_listeners;        /* other workers accept from the same sockets (not
+                                    reuse_port): take turns at the wake-up queue */
 } fk_loop_config;
 
 enum fk_event_type {

@@ -203,6 +203,7 @@ cdef extern from "fk_loop.h" nogil:
         int proxy_protocol
         const fk_net *proxy_allow
         size_t proxy_allow_len
+        int shared_listeners
 
     enum:
         FK_EV_REQUEST

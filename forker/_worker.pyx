@@ -899,6 +899,7 @@ cdef class Engine:
             cfg.proxy_protocol = 1
             cfg.proxy_allow = self.proxy_nets
             cfg.proxy_allow_len = len(nets)
+        cfg.shared_listeners = not getattr(config, "reuse_port", False)
         cfg.notify_fd = -1
         if threads > 1:
             self.notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)

@@ -154,6 +154,35 @@ def test_thousand_concurrent_connections(server):
             sock.close()
 
 
+def test_a_burst_of_connections_spreads_over_the_workers(server):
+    """Connections opened at once (a proxy's keep-alive pool, a load tool's
+    start) are shared by the workers, not nearly all taken by the first one
+    woken: each worker that accepts goes to the back of the wake-up queue."""
+    count, ratios = 60, []
+    for _ in range(5):
+        socks = []
+        try:
+            for _ in range(count):
+                sock = socket.socket()
+                sock.setblocking(False)
+                sock.connect_ex(("127.0.0.1", server.port))
+                socks.append(sock)
+                time.sleep(0.001)  # this client shares the workers' CPUs: let them run
+            time.sleep(0.05)
+            pids: dict = {}
+            for sock in socks:
+                sock.settimeout(10)
+                sock.sendall(b"GET /pid HTTP/1.1\r\nHost: t\r\n\r\n")
+                pid = split_response(read_response(sock, bytearray()))[2]
+                pids[pid] = pids.get(pid, 0) + 1
+        finally:
+            for sock in socks:
+                sock.close()
+        ratios.append(max(pids.values()) / (count / 2))
+        time.sleep(0.1)
+    assert sorted(ratios)[len(ratios) // 2] <= 1.4, ratios  # median max/mean
+
+
 def test_http10_closes_unless_keep_alive_asked(server):
     data = server.raw(b"GET / HTTP/1.0\r\n\r\n")
     status, headers, body = split_response(data)
