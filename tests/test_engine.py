@@ -221,7 +221,6 @@ def test_connection_close_is_honoured(server):
     assert headers["connection"] == "close" and body == b"greeting!!!"
 
 
-
 @pytest.mark.parametrize("request_bytes", [
     b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
     b"GET / HTTP/1.0\r\n\r\n",
