@@ -15,11 +15,13 @@ import os
 import sys
 import traceback
 from keyword import iskeyword
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from .errors import AppImportError
 
+TYPE_CHECKING = False  # not typing's: a worker process does not import typing
 if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Tuple
+
     import ast
 
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
-from typing import Any
 
 from .errors import AppImportError
+
+TYPE_CHECKING = False  # not typing's: a worker process does not import typing
+if TYPE_CHECKING:
+    from typing import Any
 
 log = logging.getLogger("forker.master")
 

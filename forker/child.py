@@ -9,10 +9,13 @@ import logging
 import os
 import signal
 import sys
-from typing import Any, List, NoReturn
 
 from . import process
 from .errors import AppImportError
+
+TYPE_CHECKING = False  # not typing's: a worker process does not import typing
+if TYPE_CHECKING:
+    from typing import Any, List, NoReturn
 
 log = logging.getLogger("forker.master")
 

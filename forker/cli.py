@@ -14,11 +14,14 @@ import importlib.util
 import os
 import sys
 import traceback
-from typing import Any, Dict, List, NoReturn, Optional
 
 from ._version import __version__
 from .config import ENV_PREFIX, OPTIONS, OPTIONS_BY_NAME, Config
 from .errors import AppImportError, ConfigError
+
+TYPE_CHECKING = False  # not typing's: a worker process does not import typing
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, NoReturn, Optional
 
 # gunicorn config-file spellings that differ from ours, so its files mostly work.
 GUNICORN_NAMES = {

@@ -9,9 +9,15 @@ is all it takes to add an option everywhere."""
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, cast
+from collections.abc import Iterable
 
 from .errors import ConfigError
+
+TYPE_CHECKING = False  # not typing's: a worker process does not import typing
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
+else:
+    from ._namedtuple import NamedTuple
 
 
 def _int_range(lo: Optional[int] = None, hi: Optional[int] = None) -> Callable[[str, Any], int]:
@@ -218,7 +224,8 @@ def _owner(name: str, value: Any) -> Optional[Tuple[Optional[int], Optional[int]
 def _hook(name: str, value: Any) -> Optional[Callable[..., Any]]:
     """A callable, or 'module:function' naming one."""
     if value is None or callable(value):
-        return cast(Optional[Callable[..., Any]], value)
+        given: Optional[Callable[..., Any]] = value
+        return given
     if isinstance(value, str) and value.count(":") == 1:
         import importlib
 
@@ -228,7 +235,8 @@ def _hook(name: str, value: Any) -> Optional[Callable[..., Any]]:
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"{name}: cannot load {value!r}: {exc}") from None
         if callable(hook):
-            return cast(Callable[..., Any], hook)
+            loaded: Callable[..., Any] = hook
+            return loaded
     raise ConfigError(f"{name}: expected a callable or 'module:function', got {value!r}")
 
 

@@ -11,7 +11,10 @@ import functools
 import logging
 import sys
 import types
-from typing import Any, Optional
+
+TYPE_CHECKING = False  # not typing's: a worker process does not import typing
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 CO_VARARGS = 0x04  # inspect.CO_VARARGS: the code takes *args
 CO_ASYNC = 0x80 | 0x200  # inspect.CO_COROUTINE | CO_ASYNC_GENERATOR

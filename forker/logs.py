@@ -29,7 +29,10 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Dict, List, Optional
+
+TYPE_CHECKING = False  # not typing's: a worker process does not import typing
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
 
 log = logging.getLogger("forker")
 

@@ -28,13 +28,16 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from . import appspec, child, metrics, process, tls
 from .child import HANDLED, WORKER_BOOT_ERROR
 from .config import Config
 from .shm import SlotTable
 from .sockets import UPGRADE_ENV, Listeners, attach_cpu_steering, enable_request_migration
+
+TYPE_CHECKING = False  # not typing's: a worker process does not import typing
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Mapping, Optional
 
 log = logging.getLogger("forker.master")
 

@@ -34,9 +34,12 @@ import socket
 import struct
 import sys
 import time
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .shm import HIST_BOUNDS_US, HIST_BUCKETS, SlotCounters
+
+TYPE_CHECKING = False  # not typing's: a worker process does not import typing
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_CLIENTS = 8

@@ -7,7 +7,10 @@ from __future__ import annotations
 import gc
 import os
 import signal
-from typing import Callable, Optional, Sequence
+
+TYPE_CHECKING = False  # not typing's: a worker process does not import typing
+if TYPE_CHECKING:
+    from typing import Callable, Optional, Sequence
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import mmap
 import struct
-from typing import List, NamedTuple, Tuple
+
+TYPE_CHECKING = False  # not typing's: a worker process does not import typing
+if TYPE_CHECKING:
+    from typing import List, NamedTuple, Tuple
+else:
+    from ._namedtuple import NamedTuple
 
 SLOT_SIZE = 512  # csrc/fk_metrics.h: FK_SLOT_WORDS 64-bit words
 HEARTBEAT = 0  # uint64, CLOCK_MONOTONIC ms of the loop's last turn

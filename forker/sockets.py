@@ -14,9 +14,14 @@ from __future__ import annotations
 import os
 import socket
 import stat
-from typing import Dict, List, MutableMapping, NamedTuple, Optional, Sequence, Tuple, Union, cast
 
 from .errors import ConfigError
+
+TYPE_CHECKING = False  # not typing's: a worker process does not import typing
+if TYPE_CHECKING:
+    from typing import Dict, List, MutableMapping, NamedTuple, Optional, Sequence, Tuple, Union
+else:
+    from ._namedtuple import NamedTuple
 
 
 FD = 0  # Address.family of "fd://N": an already open socket, target is N
@@ -31,7 +36,8 @@ class Address(NamedTuple):
             return f"fd://{self.target}"
         if self.family == socket.AF_UNIX:
             return f"unix:{self.target}"
-        host, port = cast(Tuple[str, int], self.target)
+        assert isinstance(self.target, tuple)
+        host, port = self.target
         return f"[{host}]:{port}" if self.family == socket.AF_INET6 else f"{host}:{port}"
 
 
@@ -117,7 +123,8 @@ def create_listener(
                 # "[::]:PORT" serves IPv4 too (dual stack), as nginx's ipv6only=off.
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.bind(cast(Tuple[str, int], address.target))
+            assert isinstance(address.target, tuple)  # (host, port) for TCP
+            sock.bind(address.target)
         sock.listen(backlog)
         sock.setblocking(False)
     except OSError as exc:

@@ -18,10 +18,13 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import Any, List, Optional, Sequence, Tuple
 
 from .errors import ConfigError
 from .sockets import FD, Address, parse_address
+
+TYPE_CHECKING = False  # not typing's: a worker process does not import typing
+if TYPE_CHECKING:
+    from typing import Any, List, Optional, Sequence, Tuple
 
 SCHEMES = ("http", "https")
 

@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import signal
-from typing import Any, List, Optional
+
+TYPE_CHECKING = False  # not typing's: a worker process does not import typing
+if TYPE_CHECKING:
+    from typing import Any, List, Optional
 
 log = logging.getLogger("forker.error")
 
@@ -38,7 +40,8 @@ def _max_requests(config: Any) -> int:
     limit = int(getattr(config, "max_requests", 0) or 0)
     jitter = int(getattr(config, "max_requests_jitter", 0) or 0)
     if limit > 0 and jitter > 0:
-        limit += random.randint(0, jitter)
+        # os.urandom, not the random module, which would add 0.1 MiB to every worker
+        limit += int.from_bytes(os.urandom(4), "little") % (jitter + 1)
     return limit
 
 

@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Tuple, Union
 
 from ._version import __version__
 from ._wsgi import Core, bad_value
 from ._wsgi import WSGIError as WSGIError
 from .config import Config
 from .logs import ErrorStream
+
+TYPE_CHECKING = False  # not typing's: a worker process does not import typing
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Iterable, List, Mapping, Tuple, Union
 
 _CACHE_LIMIT = 1024  # bound on the trusted-address cache, filled from client input
 
