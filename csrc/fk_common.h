@@ -13,6 +13,15 @@
 #define FK_UNLIKELY(x) (x)
 #endif
 
+/* An invariant checked in debug and sanitizer builds (FORKER_DEBUG), where a
+ * broken one aborts the worker at the place it broke. */
+#ifdef FORKER_DEBUG
+#include <assert.h>
+#define FK_ASSERT(x) assert(x)
+#else
+#define FK_ASSERT(x) ((void)0)
+#endif
+
 /* Every status the parser, the chunked decoder and the loop can return.
  * Non-negative values are byte counts; negative values are one of these.
  * fk_status_http_code() maps each error to the response the client gets. */

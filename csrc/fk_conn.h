@@ -24,12 +24,17 @@ typedef struct fk_conn {
     int listener;       /* index of the listener that accepted it */
     uint32_t index;     /* slot in the loop's slab */
     uint32_t generation; /* bumped on reuse: stale references are detected */
+    uint32_t request_id; /* bumped when a request ends: a body stream or a response of an
+                            earlier request on the same connection is detected */
     enum fk_conn_state state;
     int readable;       /* edge-triggered: data may wait in the socket */
+    int peer_shut;      /* the client's FIN was reported (EPOLLRDHUP): read to EOF, since
+                           edge-triggered epoll does not report it again */
     int keep_alive;     /* the current request allows reuse */
     int close_after;    /* close once out is flushed */
     int head_only;      /* current request is HEAD: bodies are not sent */
-    int py_owned;       /* Python holds state for the slot (must be told when it closes) */
+    int py_owned;       /* Python holds state for the slot (must be told when it closes);
+                           see "Who owns a slot" in fk_loop.c */
     int fresh;          /* accepted, no request answered yet */
     int again;          /* a request was answered in C: parse the next one */
     int stream_chunked; /* streaming body uses chunk framing */
@@ -68,6 +73,7 @@ typedef struct fk_conn {
     struct fk_conn *next_notify; /* link in the loop's queue of notifications */
     int dirty;           /* on the dirty queue */
     int notify;          /* pending notification for Python (an FK_EV_* type), 0 none */
+    int notify_linked;   /* on the notification queue (notify may be 0: withdrawn) */
     int linger;          /* on close, shut the write side and drain input first */
     int watched;         /* in the loop's epoll set (added lazily: see watch_new) */
     void *ssl;           /* OpenSSL's SSL on a TLS connection, NULL on a plain one */

@@ -56,7 +56,9 @@ struct fk_loop {
     uint64_t now;
     uint64_t next_tick;
     uint64_t served;
-    size_t nconns;
+    size_t nconns;             /* sockets open */
+    size_t nused;              /* slots not free: open sockets, and closed ones that Python
+                                * or a queue still refers to; never above max_connections */
     fk_conn *conns;            /* slab of max_connections slots */
     uint32_t *free_slots;      /* stack of free slot indexes */
     uint64_t *unwatched;       /* generation << 32 | slot of connections accepted
@@ -210,12 +212,13 @@ static void push_dirty(fk_loop *l, fk_conn *c)
 
 static void push_notify(fk_loop *l, fk_conn *c, int type)
 {
-    if (c->notify) {
-        if (type == FK_EV_CLOSED)
+    if (c->notify_linked) {
+        if (c->notify != FK_EV_CLOSED)
             c->notify = type; /* closing supersedes writable */
         return;
     }
     c->notify = type;
+    c->notify_linked = 1;
     c->next_notify = NULL;
     if (l->notify_tail)
         l->notify_tail->next_notify = c;
@@ -299,6 +302,37 @@ static void spares_sweep(fk_loop *l)
 
 /* ---- closing --------------------------------------------------------------- */
 
+/* Who owns a slot. A slot is taken by accept and given back by free_slot, and
+ * only there; between the two, four things may refer to it, and it is freed
+ * only once none does (conn_try_free):
+ *   - its socket (fd >= 0), which the loop owns;
+ *   - Python (py_owned): from the hand-over of a request until Python has
+ *     answered it whole, or until it calls fk_loop_release after FK_EV_CLOSED.
+ *     A handler thread reading a streamed body (fk_body.h) is covered by it:
+ *     Python finishes the request only once that thread is done with the body,
+ *     and the request's input (in, body_fd, the chunked state) is left alone by
+ *     the loop until then;
+ *   - the dirty queue (dirty) and the notification queue (notify_linked), which
+ *     link through the slot itself.
+ * Accepting counts slots, not sockets: a closed slot that Python still holds
+ * is not free, so the slab never overflows. A slot's generation changes when it
+ * is freed; its request_id when a request on it ends. */
+static void free_slot(fk_loop *l, fk_conn *c);
+
+static void resume_accepting(fk_loop *l)
+{
+    if (!l->listening && !l->stopping && l->accept_resume == 0 &&
+        l->nused < l->cfg.max_connections)
+        set_listening(l, 1);
+}
+
+static void conn_try_free(fk_loop *l, fk_conn *c)
+{
+    if (c->state == FK_CONN_FREE || c->fd >= 0 || c->py_owned || c->dirty || c->notify_linked)
+        return;
+    free_slot(l, c);
+}
+
 /* The handler is done with c's streamed body (read or not). */
 static void end_body_stream(fk_conn *c)
 {
@@ -312,6 +346,8 @@ static void end_body_stream(fk_conn *c)
 
 static void free_slot(fk_loop *l, fk_conn *c)
 {
+    FK_ASSERT(c->state != FK_CONN_FREE && c->fd < 0 && !c->py_owned && !c->dirty &&
+              !c->notify_linked && l->nused > 0);
     end_body_stream(c);
     buf_release(l, &c->in);
     buf_release(l, &c->out);
@@ -321,6 +357,8 @@ static void free_slot(fk_loop *l, fk_conn *c)
     c->state = FK_CONN_FREE;
     c->generation++;
     l->free_slots[l->nfree++] = c->index;
+    l->nused--;
+    resume_accepting(l);
 }
 
 static void conn_close(fk_loop *l, fk_conn *c)
@@ -332,9 +370,6 @@ static void conn_close(fk_loop *l, fk_conn *c)
         c->fd = -1;
         l->nconns--;
         l->cfg.slot[FK_SLOT_CONN_OPEN] = l->nconns;
-        if (!l->listening && !l->stopping && l->accept_resume == 0 &&
-            l->nconns < l->cfg.max_connections)
-            set_listening(l, 1);
     }
     if (c->py_owned) {
         c->state = FK_CONN_CLOSED;
@@ -357,11 +392,8 @@ static void conn_close(fk_loop *l, fk_conn *c)
                 l->ready_tail = prev;
         }
     }
-    if (c->dirty) {
-        c->state = FK_CONN_CLOSED; /* freed when the dirty queue is drained */
-        return;
-    }
-    free_slot(l, c);
+    c->state = FK_CONN_CLOSED; /* freed now, or when the queues it is on are drained */
+    conn_try_free(l, c);
 }
 
 /* Shuts our side and drains the client's input briefly, so that unread request
@@ -891,8 +923,10 @@ static void conn_read(fk_loop *l, fk_conn *c)
             if (c->state == FK_CONN_BODY && (c->req.flags & FK_REQ_CHUNKED))
                 c->raw_len += (size_t)n;
             /* drained: edge-triggered epoll reports new data (TLS: OpenSSL may
-             * hold decrypted bytes, so read on until EAGAIN) */
-            if ((size_t)n < room && c->ssl == NULL)
+             * hold decrypted bytes, so read on until EAGAIN). Not when the FIN
+             * came with these bytes: epoll reported it once, with them, and
+             * only the next read (0) tells EOF. */
+            if ((size_t)n < room && c->ssl == NULL && !c->peer_shut)
                 c->readable = 0;
             if (c->state == FK_CONN_BODY)
                 c->deadline = request_deadline(l, c, l->cfg.header_timeout_ms);
@@ -959,7 +993,7 @@ static int accept_from(fk_loop *l, int index, int batch)
 {
     int fd = l->listeners[index], accepted = 0;
     for (int i = 0; i < batch; i++) {
-        if (l->nconns >= l->cfg.max_connections) {
+        if (l->nused >= l->cfg.max_connections) {
             set_listening(l, 0); /* the other workers take the load */
             return accepted;
         }
@@ -969,6 +1003,7 @@ static int accept_from(fk_loop *l, int index, int batch)
             slot = l->free_slots[--l->nfree];
         else
             slot = (uint32_t)l->high_slot++;
+        FK_ASSERT(slot < l->cfg.max_connections && l->conns[slot].state == FK_CONN_FREE);
         c = &l->conns[slot];
         c->peer_len = sizeof(c->peer);
         int cfd = accept4(fd, (struct sockaddr *)&c->peer, &c->peer_len,
@@ -1021,11 +1056,13 @@ static int accept_from(fk_loop *l, int index, int batch)
         } else if (watch(l, c) != 0) {
             close(cfd);
             c->fd = -1;
-            free_slot(l, c);
+            c->state = FK_CONN_FREE;
+            l->free_slots[l->nfree++] = slot;
             continue;
         }
         accepted++;
         l->nconns++;
+        l->nused++;
         l->cfg.slot[FK_SLOT_CONN_OPEN] = l->nconns;
         l->cfg.slot[FK_SLOT_CONN_TOTAL]++;
         c->accepted_us = fk_now_us();
@@ -1111,8 +1148,7 @@ static void sweep(fk_loop *l)
         fk_loop_stop(l, 1); /* orphaned: the master is gone */
     if (l->accept_resume != 0 && l->now >= l->accept_resume) {
         l->accept_resume = 0;
-        if (!l->stopping && l->nconns < l->cfg.max_connections)
-            set_listening(l, 1);
+        resume_accepting(l);
     }
     for (size_t i = 0; i < l->high_slot; i++) {
         fk_conn *c = &l->conns[i];
@@ -1135,8 +1171,8 @@ static void sweep(fk_loop *l)
         case FK_CONN_HANDLING:
             break; /* the handler's own timeout belongs to the master */
         default:
-            if (c->state == FK_CONN_LINGER || fk_buf_pending(&c->out) > 0)
-                conn_close(l, c);
+            if (c->state == FK_CONN_LINGER || fk_buf_pending(&c->out) > 0 || c->file_left > 0)
+                conn_close(l, c); /* a client not reading: the write timeout */
             else
                 c->deadline = 0; /* a slow producer is not a slow client */
             break;
@@ -1159,6 +1195,7 @@ static int request_done(fk_loop *l, fk_conn *c)
         stop_accepting(l, 1);
     c->py_owned = 0;
     c->fresh = 0;
+    c->request_id++;
     if (c->body_stream) {
         l->cfg.slot[FK_SLOT_BYTES_IN] += c->body_bytes_in;
         end_body_stream(c);
@@ -1270,9 +1307,10 @@ int fk_loop_respond(fk_loop *l, fk_conn *c, const fk_response *r, const char *bo
     return after_write(l, c);
 }
 
-/* Sends the next part of a file body. Returns 1 when progress was made (the
- * request finishes with the last byte), 0 when the socket is full, -1 when the
- * connection failed and was closed. */
+/* Sends the next part of a file body. Returns 1 when progress was made, 0 when
+ * the socket is full, -1 when the connection failed and was closed. After the
+ * last byte Python is told (FK_EV_WRITABLE): it closes the file and ends the
+ * response with fk_loop_send(last), so the slot stays Python's until then. */
 static ssize_t read_file_part(fk_conn *c, size_t want, off_t *off);
 
 static int send_file_part(fk_loop *l, fk_conn *c)
@@ -1298,8 +1336,7 @@ static int send_file_part(fk_loop *l, fk_conn *c)
     if (c->file_left == 0) {
         c->file_fd = -1;
         c->stream_left = 0;
-        finish_request(l, c);
-        push_notify(l, c, FK_EV_WRITABLE); /* Python may close the file now */
+        push_notify(l, c, FK_EV_WRITABLE);
     }
     return 1;
 }
@@ -1341,7 +1378,7 @@ int fk_loop_send_file(fk_loop *l, fk_conn *c, int fd, int64_t offset, int64_t co
 
 int fk_loop_send(fk_loop *l, fk_conn *c, const char *data, size_t len, int last)
 {
-    if (c->fd < 0 || c->state != FK_CONN_STREAMING)
+    if (c->fd < 0 || c->state != FK_CONN_STREAMING || c->file_left > 0)
         return -1;
     int failed = 0;
     if (!c->head_only && len != 0) {
@@ -1379,12 +1416,13 @@ int fk_loop_send(fk_loop *l, fk_conn *c, const char *data, size_t len, int last)
 
 void fk_loop_release(fk_loop *l, fk_conn *c)
 {
-    c->py_owned = 0;
+    FK_ASSERT(c->state != FK_CONN_FREE);
     if (c->state == FK_CONN_FREE)
         return;
-    if (c->notify) {
-        c->notify = 0; /* unlink lazily: fk_loop_next skips it */
-    }
+    c->py_owned = 0;
+    c->notify = 0; /* withdrawn; unlinked when fk_loop_next reaches it */
+    c->file_fd = -1; /* Python closes the file */
+    c->file_left = 0;
     if (c->fd >= 0) {
         c->keep_alive = 0;
         c->close_after = 1;
@@ -1392,8 +1430,7 @@ void fk_loop_release(fk_loop *l, fk_conn *c)
         conn_close(l, c);
         return;
     }
-    if (!c->dirty)
-        free_slot(l, c);
+    conn_try_free(l, c);
 }
 
 void fk_loop_body_limits(const fk_loop *l, const fk_conn *c, fk_body_limits *lim)
@@ -1423,8 +1460,7 @@ static void flush_dirty(fk_loop *l)
         l->dirty_head = c->next_dirty;
         c->dirty = 0;
         if (c->fd < 0) {
-            if (c->state == FK_CONN_CLOSED && !c->py_owned)
-                free_slot(l, c);
+            conn_try_free(l, c);
             continue;
         }
         if (conn_flush(l, c) != 1 || c->state != FK_CONN_HEAD)
@@ -1448,7 +1484,9 @@ static void on_conn_event(fk_loop *l, uint64_t data, uint32_t events)
         events = fk_tls_events(c, events);
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         c->readable = 1;
-    if ((events & EPOLLOUT) && fk_buf_pending(&c->out) > 0) {
+    if (events & (EPOLLRDHUP | EPOLLHUP))
+        c->peer_shut = 1;
+    if ((events & EPOLLOUT) && (fk_buf_pending(&c->out) > 0 || c->file_left > 0)) {
         int r = conn_flush(l, c);
         if (r < 0)
             return;
@@ -1502,8 +1540,11 @@ int fk_loop_next(fk_loop *l, fk_event *ev)
                 l->notify_tail = NULL;
             int type = c->notify;
             c->notify = 0;
-            if (type == 0 || c->state == FK_CONN_FREE)
+            c->notify_linked = 0;
+            if (type == 0 || c->state == FK_CONN_FREE) {
+                conn_try_free(l, c); /* withdrawn by fk_loop_release */
                 continue;
+            }
             ev->type = type;
             ev->conn = c;
             return type;

@@ -101,16 +101,18 @@ int fk_loop_respond(fk_loop *l, fk_conn *c, const fk_response *r, const char *bo
  * Returns as fk_loop_respond(). */
 int fk_loop_send(fk_loop *l, fk_conn *c, const char *data, size_t len, int last);
 
-/* Ends a streamed response whose head announced count bytes of Content-Length
- * with bytes [offset, offset + count) of the regular file fd, sent with
+/* Sends bytes [offset, offset + count) of the regular file fd as the body of a
+ * streamed response whose head announced count bytes of Content-Length, with
  * sendfile(2) once the head is out. The caller keeps fd open until the loop
- * reports FK_EV_WRITABLE for c with the request finished (or FK_EV_CLOSED).
- * Returns 0 when the transfer is under way, 2 when it finished at once (HEAD,
- * or nothing to send), -1 when the connection is gone. */
+ * reports FK_EV_WRITABLE for c with c->file_left 0 (every byte sent; the caller
+ * then closes fd and ends the response with fk_loop_send(l, c, NULL, 0, 1)) or
+ * FK_EV_CLOSED. Returns 0 when the transfer is under way, 2 when the response
+ * finished at once (HEAD, or nothing to send), -1 when the connection is gone. */
 int fk_loop_send_file(fk_loop *l, fk_conn *c, int fd, int64_t offset, int64_t count);
 
 /* Python is done with a connection it held (after FK_EV_CLOSED, or to abort a
- * stream it cannot finish): closes it if still open and frees the slot. */
+ * stream it cannot finish): closes it if still open and gives up Python's hold
+ * on the slot, which is freed once nothing else refers to it. */
 void fk_loop_release(fk_loop *l, fk_conn *c);
 
 /* Begins a graceful stop (drain) or, with graceful == 0, a fast one. A graceful

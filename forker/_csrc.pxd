@@ -120,9 +120,11 @@ cdef extern from "fk_conn.h" nogil:
         int listener
         unsigned int index
         unsigned int generation
+        unsigned int request_id
         fk_conn_state state
         int keep_alive
         int py_owned
+        int64_t file_left
         fk_buf in_ "in"
         size_t head_len
         size_t body_off
@@ -169,6 +171,9 @@ cdef extern from "fk_tls.h" nogil:
 cdef extern from "fk_metrics.h" nogil:
     enum:
         FK_SLOT_WORDS
+        FK_SLOT_HEARTBEAT
+        FK_SLOT_BUSY_SINCE
+        FK_SLOT_TEXT
 
 cdef extern from "fk_proxy.h" nogil:
     ctypedef struct fk_net:
@@ -220,6 +225,8 @@ cdef extern from "fk_loop.h" nogil:
 
     ctypedef struct fk_loop:
         pass
+    enum:
+        FK_SLOT_TEXT_SIZE
 
     fk_loop *fk_loop_create(const fk_loop_config *cfg)
     void fk_loop_destroy(fk_loop *l)

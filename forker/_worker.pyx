@@ -52,6 +52,8 @@ import logging
 import os
 import stat
 
+from _thread import allocate_lock
+
 from .app import greeting
 from .errors import RequestBodyError
 from .response import Response
@@ -60,6 +62,12 @@ cdef extern from "Python.h":
     Py_ssize_t Py_REFCNT(object o)
 
 log = logging.getLogger("forker.error")
+
+# What a handler may raise and still get its 500: SystemExit and
+# KeyboardInterrupt too (sys.exit() in application code), which would otherwise
+# end a handler thread silently, or the worker; the worker's own signals never
+# raise them (worker.py installs handlers for SIGINT and SIGTERM).
+HANDLER_ERRORS = (Exception, SystemExit, KeyboardInterrupt)
 
 cdef bytes ERROR_BODY = b"500 Internal Server Error\n"
 cdef bytes ERROR_FIELDS = b"Content-Type: text/plain; charset=utf-8\r\n"
@@ -185,43 +193,72 @@ cdef class BodyStream:
     file-like object (read, read1, readinto, readline, readlines, iteration),
     valid until the request is answered. A client that stalls, breaks the
     chunked coding, sends more than max_body_size or hangs up makes a read
-    raise RequestBodyError."""
+    raise RequestBodyError.
+
+    Who may read: the connection's input is the reader's from the hand-over
+    until the request ends, and a request ends only after end() (csrc/fk_loop.c,
+    "Who owns a slot"). end() waits for a read under way, so no read can reach
+    the connection once the loop may reuse its buffer or socket; a stream kept
+    past its request raises instead of reading the next request's body."""
     cdef Engine _engine
     cdef fk_conn *_conn
     cdef unsigned int _generation
+    cdef unsigned int _request_id
+    cdef object _lock     # held during a read, and by end()
+    cdef bint _ended
     cdef bytes _ahead     # bytes readline took past its line
     cdef bint _touched    # read from: Request.body can no longer be whole
+    cdef uint64_t progress_ms  # CLOCK_MONOTONIC ms of the last bytes received
     cdef readonly object length  # the Content-Length; None for a chunked body
 
     cdef fk_conn *_live(self) except NULL:
         c = self._conn
-        if c == NULL or c.generation != self._generation or not c.body_stream:
+        if self._ended or c == NULL or c.generation != self._generation \
+                or c.request_id != self._request_id or not c.body_stream:
             raise RuntimeError("request body read after the request was answered")
         return c
 
+    cdef void end(self):
+        """The request is about to end: no read may follow (waits for one
+        under way)."""
+        with self._lock:
+            self._ended = True
+            self._conn = NULL
+
     cdef Py_ssize_t _read_into(self, char *dst, Py_ssize_t size) except -1:
         """One read of up to size bytes into dst; 0 at the end of the body."""
-        cdef fk_conn *c = self._live()
+        cdef fk_conn *c
         cdef fk_body_limits lim
-        cdef ssize_t n
-        self._touched = True
-        fk_loop_body_limits(self._engine.loop, c, &lim)
-        with nogil:
-            n = fk_body_read(c, dst, <size_t>size, &lim)
+        cdef ssize_t n = 0
+        cdef uint64_t now
+        with self._lock:
+            c = self._live()
+            self._touched = True
+            fk_loop_body_limits(self._engine.loop, c, &lim)
+            with nogil:
+                n = fk_body_read(c, dst, <size_t>size, &lim)
         if n < 0:
             status = fk_status_http_code(<int>n)
             raise RequestBodyError(status, BODY_ERRORS.get(<int>n, "bad request body"))
-        if n > 0 and self._engine.threads == 1 and self._engine.slot != NULL \
-                and self._engine.slot[2] != 0:
-            self._engine.slot[2] = fk_now_ms()  # progress, not a stuck handler
+        if n > 0:
+            # progress, not a stuck handler: the master's timeout looks at
+            # busy_since (and, without threads, at the heartbeat the loop
+            # cannot write while this call runs on its thread)
+            now = fk_now_ms()
+            self.progress_ms = now
+            if self._engine.threads == 1 and self._engine.slot != NULL \
+                    and self._engine.slot[FK_SLOT_BUSY_SINCE] != 0:
+                self._engine.slot[FK_SLOT_BUSY_SINCE] = now
+                self._engine.slot[FK_SLOT_HEARTBEAT] = now
         return n
 
     cdef Py_ssize_t _unread(self):
         """Bytes of the body not handed out yet, -1 when unknown (chunked)."""
-        c = self._live()
-        if c.req.flags & FK_REQ_CHUNKED:
-            return -1
-        return <Py_ssize_t>(c.body_len - c.body_taken + c.body_rest)
+        with self._lock:
+            c = self._live()
+            if c.req.flags & FK_REQ_CHUNKED:
+                return -1
+            return <Py_ssize_t>(c.body_len - c.body_taken + c.body_rest)
 
     cdef bytes _take_ahead(self, Py_ssize_t size):
         cdef bytes ahead = self._ahead
@@ -386,6 +423,12 @@ cdef class Request:
             return self._method == "HEAD"
         return self._conn.req.method_len == 4 and memcmp(self._conn.req.method, b"HEAD", 4) == 0
 
+    cdef void _end_body(self):
+        """The request is about to end: its streamed body, if any, is read no
+        more (see BodyStream)."""
+        if self._stream is not None:
+            self._stream.end()
+
     cdef void _detach_if_needed(self, bint always, Py_ssize_t own_refs):
         """Detaches when logging needs it or someone beyond the engine's own
         own_refs references kept the request."""
@@ -541,6 +584,8 @@ cdef class Request:
             stream._engine = self._engine
             stream._conn = c
             stream._generation = c.generation
+            stream._request_id = c.request_id
+            stream._lock = allocate_lock()
             stream._ahead = b""
             if not c.req.flags & FK_REQ_CHUNKED:
                 stream.length = c.req.content_length
@@ -744,11 +789,14 @@ cdef bint find_file(Plan plan, object body):
 
 
 cdef class Stream:
-    """A response body produced in pieces by an iterable, pumped by the loop."""
+    """A response body produced in pieces by an iterable, pumped by the loop,
+    or a file the loop sends."""
     cdef object iterator
     cdef object source  # the object whose close() we owe (PEP 3333)
-    cdef unsigned int generation
-    cdef Request req    # for the access log line written when the body ends
+    cdef unsigned int generation  # of the slot, and
+    cdef unsigned int request_id  # of the request on it, that this answers
+    cdef Request req    # whose streamed body ends with the response
+    cdef bint logged    # the access log line is written when the body ends
     cdef bint is_file   # sent by the loop with sendfile(2)
     cdef int status
     cdef Py_ssize_t sent
@@ -758,6 +806,8 @@ cdef class Stream:
         close_body(self.source)
         self.source = None
         self.iterator = None
+        if self.req is not None:
+            self.req._end_body()
 
 
 cdef void close_body(object source):
@@ -988,6 +1038,8 @@ cdef class Engine:
                 elif kind == FK_EV_TICK:
                     if self.tick_callback is not None:
                         self.tick_callback()
+                    if self.threads > 1:
+                        self._mark_busy()  # a body's progress moves busy_since on
                     self._tick_trim()
                 elif kind == FK_EV_DONE:
                     break
@@ -1025,12 +1077,13 @@ cdef class Engine:
             started = monotonic()
         try:
             result = self.app(req)
-        except Exception as exc:
+        except HANDLER_ERRORS as exc:
             plan = failure_plan(exc, req)
         else:
             if type(result) is bytes:  # the fast path: no Plan
                 body = <bytes>result
                 req._detach_if_needed(self.access_log is not None, 1)
+                req._end_body()
                 self._set_resp(200, None, None, 0, PyBytes_GET_SIZE(body))
                 fk_loop_respond(self.loop, c, &self.resp, PyBytes_AS_STRING(body),
                                 PyBytes_GET_SIZE(body), 1)
@@ -1040,19 +1093,14 @@ cdef class Engine:
                 return
             try:
                 plan = make_plan(result, c.req.minor_version, req._is_head())
-            except Exception:
+            except HANDLER_ERRORS:
                 log.exception("invalid response from handler for %s %s", req.method, req.target)
                 close_body(result)
                 plan = ERROR_PLAN
         req._detach_if_needed(self.access_log is not None, 1)
-        stream = self._deliver(c, plan, None)
-        if self.access_log is not None:
-            if stream is None:
-                self._log(req, plan.status, plan_sent(plan, req), started)
-            else:
-                (<Stream>stream).req = req
-                (<Stream>stream).status = plan.status
-                (<Stream>stream).started = started
+        stream = self._deliver(c, plan, None, req, started)
+        if self.access_log is not None and stream is None:
+            self._log(req, plan.status, plan_sent(plan, req), started)
         req._conn = NULL
 
     cdef void _log(self, Request req, int status, Py_ssize_t sent, double started):
@@ -1080,12 +1128,14 @@ cdef class Engine:
         self.resp.content_length = length
         self.resp.flags = flags
 
-    cdef object _deliver(self, fk_conn *c, Plan plan, Job job):
+    cdef object _deliver(self, fk_conn *c, Plan plan, Job job, Request req, double started):
         """Answers c with plan; a streamed body is pumped here (no job; the
-        Stream is returned while it runs) or fed by the job's thread."""
+        Stream is returned, and writes the log line when it ends) or fed by
+        the job's thread."""
         cdef Stream stream
         self._set_resp(plan.status, plan.reason, plan.fields, plan.flags, plan.length)
         if plan.body is not None:
+            req._end_body()
             fk_loop_respond(self.loop, c, &self.resp, PyBytes_AS_STRING(plan.body),
                             PyBytes_GET_SIZE(plan.body), 1)
             return None
@@ -1093,16 +1143,21 @@ cdef class Engine:
             if job is None:
                 close_body(plan.source)
             return None
-        if plan.file_fd >= 0:
-            return self._send_file(c, plan)
-        if job is not None:
-            return None  # the thread sends the chunks
         stream = Stream()
         stream.source = plan.source
         stream.generation = c.generation
+        stream.request_id = c.request_id
+        stream.req = req
+        stream.logged = self.access_log is not None  # (a job's chunks are logged by _collect)
+        stream.status = plan.status
+        stream.started = started
+        if plan.file_fd >= 0:
+            return self._send_file(c, plan, stream)
+        if job is not None:
+            return None  # the thread sends the chunks
         try:
             stream.iterator = iter(plan.source)
-        except Exception:
+        except HANDLER_ERRORS:
             log.exception("response body is not iterable")
             stream.close()
             fk_loop_release(self.loop, c)
@@ -1111,12 +1166,10 @@ cdef class Engine:
         self._pump(c, stream)
         return stream
 
-    cdef object _send_file(self, fk_conn *c, Plan plan):
-        cdef Stream stream = Stream()
-        stream.source = plan.source
-        stream.generation = c.generation
+    cdef object _send_file(self, fk_conn *c, Plan plan, Stream stream):
         stream.is_file = True
         stream.sent = plan.length
+        stream.req._end_body()  # the file is the answer: the body is read no more
         rc = fk_loop_send_file(self.loop, c, plan.file_fd, plan.file_offset, plan.length)
         if rc == 0:
             self.streams[c.index] = stream
@@ -1124,6 +1177,25 @@ cdef class Engine:
         stream.sent = 0
         stream.close()  # done at once (HEAD, empty) or the connection is gone
         return None
+
+    cdef Stream _stream_of(self, fk_conn *c):
+        """The Stream of c's current response, if Python streams it."""
+        item = self.streams.get(c.index)
+        if item is None:
+            return None
+        stream = <Stream>item
+        if stream.generation != c.generation or stream.request_id != c.request_id:
+            return None
+        return stream
+
+    cdef void _end_stream(self, fk_conn *c, Stream stream):
+        """The body of c's streamed response was all sent: close its source,
+        end the request, write the log line."""
+        del self.streams[c.index]
+        stream.close()
+        fk_loop_send(self.loop, c, NULL, 0, 1)
+        if stream.logged:
+            self._log(stream.req, stream.status, stream.sent, stream.started)
 
     cdef void _pump(self, fk_conn *c, Stream stream):
         """Sends chunks until the body ends or the client's buffer is full."""
@@ -1133,9 +1205,9 @@ cdef class Engine:
             try:
                 chunk = as_bytes(next(stream.iterator))
             except StopIteration:
-                fk_loop_send(self.loop, c, NULL, 0, 1)
-                break
-            except Exception:
+                self._end_stream(c, stream)
+                return
+            except HANDLER_ERRORS:
                 log.exception("error while streaming a response body")
                 self.streams.pop(c.index, None)
                 stream.close()
@@ -1146,24 +1218,19 @@ cdef class Engine:
             if rc == 1:
                 return  # resumed on FK_EV_WRITABLE
             if rc < 0:
-                break
+                break  # closed: FK_EV_CLOSED follows, and finds no stream
         self.streams.pop(c.index, None)
         stream.close()
-        if stream.req is not None:
+        if stream.logged:
             self._log(stream.req, stream.status, stream.sent, stream.started)
 
     cdef void _writable(self, fk_conn *c):
-        cdef Stream stream
-        item = self.streams.get(c.index)
-        if item is not None and (<Stream>item).generation == c.generation:
-            stream = <Stream>item
+        cdef Stream stream = self._stream_of(c)
+        if stream is not None:
             if not stream.is_file:
                 self._pump(c, stream)
-            elif c.state != FK_CONN_STREAMING:  # the loop sent the whole file
-                del self.streams[c.index]
-                stream.close()
-                if stream.req is not None:
-                    self._log(stream.req, stream.status, stream.sent, stream.started)
+            elif c.file_left == 0:  # the loop sent the whole file
+                self._end_stream(c, stream)
             return
         job = self.jobs.get(c.index)
         if job is not None and (<Job>job).paused:
@@ -1171,10 +1238,10 @@ cdef class Engine:
             (<Job>job).window.release()
 
     cdef void _closed(self, fk_conn *c):
-        stream = self.streams.get(c.index)
-        if stream is not None and (<Stream>stream).generation == c.generation:
+        cdef Stream stream = self._stream_of(c)
+        if stream is not None:
             del self.streams[c.index]
-            (<Stream>stream).close()
+            stream.close()
         job = self.jobs.get(c.index)
         if job is not None:
             # The thread may still read the request: the slot is released when
@@ -1229,32 +1296,45 @@ cdef class Engine:
 
     cdef void _mark_busy(self):
         """Threads: the shared slot shows the oldest handler call still running
-        (since when, and which request), so that the master's timeout catches a
-        stuck thread although the loop itself keeps turning."""
+        without progress (since when, and which request), so that the master's
+        timeout catches a stuck thread although the loop itself keeps turning.
+        A call receiving its request body counts from the last bytes received:
+        a slow but steady upload is not a stuck handler."""
         cdef Job oldest = None
+        cdef Job job
+        cdef uint64_t since, oldest_since = 0
         cdef bytes text
         cdef char *dest
         if self.slot == NULL:
             return
         for item in self.jobs.values():
-            if oldest is None or (<Job>item).started_ms < oldest.started_ms:
-                oldest = <Job>item
+            job = <Job>item
+            since = job.started_ms
+            stream = job.req._stream
+            if stream is not None and (<BodyStream>stream).progress_ms > since:
+                since = (<BodyStream>stream).progress_ms
+            if oldest is None or since < oldest_since:
+                oldest, oldest_since = job, since
         if oldest is None:
-            self.slot[2] = 0
+            self.slot[FK_SLOT_BUSY_SINCE] = 0
             return
-        if self.slot[2] == oldest.started_ms:
+        if self.slot[FK_SLOT_BUSY_SINCE] == oldest_since:
             return
         try:
-            text = f"{oldest.req.method} {oldest.req.target}".encode("latin-1")[:39]
+            text = f"{oldest.req.method} {oldest.req.target}".encode("latin-1")
         except Exception:
             text = b""
-        dest = <char *>&self.slot[3]
-        memset(dest, 0, 40)
+        text = text[:FK_SLOT_TEXT_SIZE - 1]
+        dest = <char *>&self.slot[FK_SLOT_TEXT]
+        memset(dest, 0, FK_SLOT_TEXT_SIZE)
         memcpy(dest, PyBytes_AS_STRING(text), PyBytes_GET_SIZE(text))
-        self.slot[2] = oldest.started_ms
+        self.slot[FK_SLOT_BUSY_SINCE] = oldest_since
 
     def _work(self):
-        """A handler thread: runs handlers and posts what they return."""
+        """A handler thread: runs handlers and posts what they return. The last
+        thing it posts for a job (the answer, or the end of a streamed body)
+        follows the end of the request's body (Request._end_body): the loop
+        may reuse the connection's input as soon as it has that post."""
         cdef Job job
         cdef Plan plan
         cdef Request req
@@ -1264,11 +1344,16 @@ cdef class Engine:
                 return
             job = <Job>item
             req = job.req
+            if job.cancelled:  # the client left before a thread was free for it
+                req._end_body()
+                self._post(DONE_ABORT, job, None)
+                item = job = req = None
+                continue
             result = None
             try:
                 result = self.app(req)
                 plan = make_plan(result, req._minor, req._is_head())
-            except Exception as exc:
+            except HANDLER_ERRORS as exc:
                 close_body(result)
                 plan = failure_plan(exc, req)
             result = None
@@ -1278,13 +1363,16 @@ cdef class Engine:
                 self._post(DONE_PLAN, job, plan)
                 self._feed(job, plan.source)
             else:
+                req._end_body()
                 self._post(DONE_PLAN, job, plan)
             # Not held while waiting for the next job: a request's body (1 MB
             # for an upload) would stay alive per idle thread until then.
             item = job = req = plan = None
 
     cdef void _feed(self, Job job, object source):
-        """Iterates a streamed body on the handler thread, a window at a time."""
+        """Iterates a streamed body on the handler thread, a window at a time,
+        then closes it and ends the request's body before the last post."""
+        cdef int last = DONE_END
         try:
             for item in source:
                 chunk = as_bytes(item)
@@ -1292,15 +1380,12 @@ cdef class Engine:
                 if job.cancelled:
                     break
                 self._post(DONE_CHUNK, job, chunk)
-            else:
-                self._post(DONE_END, job, None)
-                return
-            self._post(DONE_END, job, None)
-        except Exception:
+        except HANDLER_ERRORS:
             log.exception("error while streaming a response body")
-            self._post(DONE_ABORT, job, None)
-        finally:
-            close_body(source)
+            last = DONE_ABORT
+        close_body(source)
+        job.req._end_body()
+        self._post(last, job, None)
 
     cdef void _post(self, int kind, Job job, object payload):
         self.completions.append((kind, job, payload))
@@ -1328,10 +1413,10 @@ cdef class Engine:
                 continue
             if kind == DONE_PLAN:
                 job.status = (<Plan>payload).status
-                self._deliver(c, <Plan>payload, job)
+                stream = self._deliver(c, <Plan>payload, job, job.req, job.started)
                 if final:
                     self.jobs.pop(c.index, None)
-                    if self.access_log is not None:
+                    if self.access_log is not None and stream is None:
                         self._log(job.req, job.status, plan_sent(<Plan>payload, job.req),
                                   job.started)
             elif kind == DONE_CHUNK:
