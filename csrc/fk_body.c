@@ -5,6 +5,7 @@
 #include "fk_tls.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <string.h>
 
@@ -14,12 +15,15 @@ static int wait_input(fk_conn *c, const fk_body_limits *lim)
 {
     for (;;) {
         int wait = lim->stall_ms > 0 ? lim->stall_ms : -1;
-        if (lim->deadline_ms != 0) {
+        uint64_t deadline = fk_rate_deadline(lim->rate_base_ms, c->body_bytes_in, lim->min_rate);
+        if (lim->deadline_ms != 0 && lim->deadline_ms < deadline)
+            deadline = lim->deadline_ms;
+        if (deadline != UINT64_MAX) {
             uint64_t now = fk_now_ms();
-            if (now >= lim->deadline_ms)
+            if (now >= deadline)
                 return FK_ERR_TIMEOUT;
-            if (wait < 0 || lim->deadline_ms - now < (uint64_t)wait)
-                wait = (int)(lim->deadline_ms - now);
+            if (wait < 0 || deadline - now < (uint64_t)wait)
+                wait = deadline - now > INT_MAX ? INT_MAX : (int)(deadline - now);
         }
         int fd = c->body_fd >= 0 ? c->body_fd : c->fd;
         struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};

@@ -11,6 +11,7 @@
 #ifndef FK_BODY_H
 #define FK_BODY_H
 
+#include <stdint.h>
 #include <sys/types.h>
 #include "fk_conn.h"
 
@@ -18,7 +19,18 @@ typedef struct {
     int stall_ms;           /* longest wait for the client's next bytes */
     uint64_t deadline_ms;   /* CLOCK_MONOTONIC ms by which the body must be in; 0 none */
     uint64_t max_body_size; /* decoded bytes of a chunked body; 0 unlimited */
+    uint64_t rate_base_ms;  /* min_rate: the body must have come at min_rate bytes/s... */
+    uint64_t min_rate;      /* ...since rate_base_ms (bytes/s; 0 no minimum) */
 } fk_body_limits;
+
+/* The latest time (CLOCK_MONOTONIC ms) by which a body that received got bytes
+ * since base_ms keeps up with min_rate bytes/s; UINT64_MAX without a minimum. */
+static inline uint64_t fk_rate_deadline(uint64_t base_ms, uint64_t got, uint64_t min_rate)
+{
+    if (min_rate == 0)
+        return UINT64_MAX;
+    return base_ms + got / min_rate * 1000 + got % min_rate * 1000 / min_rate;
+}
 
 /* Copies up to max bytes of c's body into dst: first what the loop buffered,
  * then bytes read from the socket. Returns the count (> 0), 0 at the end of

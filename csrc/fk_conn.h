@@ -45,6 +45,7 @@ typedef struct fk_conn {
     int64_t file_left;   /* bytes of file_fd still to send */
     uint64_t deadline;  /* CLOCK_MONOTONIC ms after which the connection is closed; 0 none */
     uint64_t started;   /* ms when the current request's first byte arrived */
+    uint64_t req_bytes; /* bytes received since then (the minimum data rate) */
     uint64_t accepted_us; /* CLOCK_MONOTONIC us of accept */
     uint64_t ready_us;   /* us when the current request was complete */
     uint64_t handoff_us; /* us when it was handed to Python, 0 once answered */

@@ -504,6 +504,19 @@ static uint64_t request_deadline(fk_loop *l, fk_conn *c, uint64_t phase_ms)
     return d;
 }
 
+/* A body being received: each read gives the client header_timeout for its
+ * next bytes, within the request timeout, and with a minimum rate the bytes
+ * must keep coming at min_rate on average past the first header_timeout, so a
+ * client trickling a byte at a time is dropped in seconds, not at the request
+ * timeout. */
+static uint64_t body_deadline(fk_loop *l, fk_conn *c)
+{
+    uint64_t d = request_deadline(l, c, l->cfg.header_timeout_ms);
+    uint64_t rate = fk_rate_deadline(c->started + l->cfg.header_timeout_ms, c->req_bytes,
+                                     l->cfg.min_rate);
+    return rate < d ? rate : d;
+}
+
 static void process_input(fk_loop *l, fk_conn *c);
 
 /* A plain HTTP request on a TLS listener: nginx's 400, in plain text, then close. */
@@ -590,6 +603,7 @@ static void parse_head(fk_loop *l, fk_conn *c)
         return;
     if (c->started == 0) {
         c->started = l->now;
+        c->req_bytes = len;
         c->deadline = request_deadline(l, c, l->cfg.header_timeout_ms);
     }
     fk_request *req = &c->req;
@@ -641,7 +655,7 @@ static void parse_head(fk_loop *l, fk_conn *c)
         return;
     }
     c->state = FK_CONN_BODY;
-    c->deadline = request_deadline(l, c, l->cfg.header_timeout_ms);
+    c->deadline = body_deadline(l, c);
     if ((req->flags & FK_REQ_EXPECT_CONTINUE) && len - (size_t)r == 0) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         if (fk_buf_append(&c->out, cont, sizeof(cont) - 1) != 0 || conn_flush(l, c) < 0)
@@ -920,6 +934,7 @@ static void conn_read(fk_loop *l, fk_conn *c)
         }
         if (n > 0) {
             l->cfg.slot[FK_SLOT_BYTES_IN] += (uint64_t)n;
+            c->req_bytes += (uint64_t)n;
             if (c->state == FK_CONN_BODY && (c->req.flags & FK_REQ_CHUNKED))
                 c->raw_len += (size_t)n;
             /* drained: edge-triggered epoll reports new data (TLS: OpenSSL may
@@ -929,7 +944,7 @@ static void conn_read(fk_loop *l, fk_conn *c)
             if ((size_t)n < room && c->ssl == NULL && !c->peer_shut)
                 c->readable = 0;
             if (c->state == FK_CONN_BODY)
-                c->deadline = request_deadline(l, c, l->cfg.header_timeout_ms);
+                c->deadline = body_deadline(l, c);
             process_input(l, c);
             continue;
         }
@@ -987,29 +1002,73 @@ static void watch_new(fk_loop *l)
     l->nunwatched = 0;
 }
 
+static int conn_idle(const fk_conn *c)
+{
+    return c->state == FK_CONN_HEAD && !c->fresh && fk_buf_pending(&c->in) == 0 &&
+           fk_buf_pending(&c->out) == 0;
+}
+
+/* When every slot is taken, the connection that made least progress gives
+ * its slot to a new one, so that a flood of slow or idle clients cannot keep
+ * the next client out (nginx reuses idle keep-alive connections the same way;
+ * this goes on to slow heads and bodies): first connections closing or idle
+ * between requests, then those still sending a head (or a PROXY header), then
+ * those sending a body; the oldest first within each. Connections whose
+ * request is with the handler, or that are writing a response, keep theirs.
+ * Returns the connection to close, NULL when none may be. */
+static fk_conn *eviction_victim(fk_loop *l)
+{
+    fk_conn *victim = NULL;
+    int victim_rank = 3;
+    uint64_t victim_since = UINT64_MAX;
+    for (size_t i = 0; i < l->high_slot; i++) {
+        fk_conn *c = &l->conns[i];
+        if (c->fd < 0 || c->py_owned || c->dirty || c->notify_linked)
+            continue;
+        int rank;
+        uint64_t since = c->started != 0 ? c->started : c->accepted_us / 1000;
+        if (c->state == FK_CONN_LINGER) {
+            rank = 0;
+        } else if (c->state == FK_CONN_HEAD || c->state == FK_CONN_PROXY) {
+            if (fk_buf_pending(&c->out) > 0 || c->file_left > 0)
+                continue;
+            if (conn_idle(c)) {
+                rank = 0;
+                since = c->deadline; /* idle since deadline - keepalive */
+            } else {
+                rank = 1;
+            }
+        } else if (c->state == FK_CONN_BODY) {
+            rank = 2;
+        } else {
+            continue;
+        }
+        if (rank < victim_rank || (rank == victim_rank && since < victim_since)) {
+            victim = c;
+            victim_rank = rank;
+            victim_since = since;
+        }
+    }
+    return victim;
+}
+
 /* Accepts up to batch connections from listener index (fewer when its queue
  * empties or max_connections is reached). Returns how many it accepted. */
 static int accept_from(fk_loop *l, int index, int batch)
 {
     int fd = l->listeners[index], accepted = 0;
     for (int i = 0; i < batch; i++) {
-        if (l->nused >= l->cfg.max_connections) {
+        /* Full: a new connection takes the slot of one that made least progress
+         * (only once accept4 gave one: an empty queue evicts nobody). */
+        int full = l->nused >= l->cfg.max_connections;
+        if (full && eviction_victim(l) == NULL) {
             set_listening(l, 0); /* the other workers take the load */
             return accepted;
         }
-        fk_conn *c;
-        uint32_t slot;
-        if (l->nfree > 0)
-            slot = l->free_slots[--l->nfree];
-        else
-            slot = (uint32_t)l->high_slot++;
-        FK_ASSERT(slot < l->cfg.max_connections && l->conns[slot].state == FK_CONN_FREE);
-        c = &l->conns[slot];
-        c->peer_len = sizeof(c->peer);
-        int cfd = accept4(fd, (struct sockaddr *)&c->peer, &c->peer_len,
-                          SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer;
+        socklen_t peer_len = sizeof(peer);
+        int cfd = accept4(fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
-            l->free_slots[l->nfree++] = slot;
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -1021,14 +1080,26 @@ static int accept_from(fk_loop *l, int index, int batch)
             return accepted;
         }
         if (FK_UNLIKELY(l->cfg.proxy_protocol) &&
-            !fk_net_allows(l->cfg.proxy_allow, l->cfg.proxy_allow_len, &c->peer)) {
+            !fk_net_allows(l->cfg.proxy_allow, l->cfg.proxy_allow_len, &peer)) {
             /* not a proxy trusted to name clients: refused before a byte is read */
             close(cfd);
-            l->free_slots[l->nfree++] = slot;
             l->cfg.slot[FK_SLOT_PARSE_ERRORS]++;
             continue;
         }
-        if (c->peer.ss_family != AF_UNIX) {
+        if (full) {
+            fk_conn *victim = eviction_victim(l);
+            l->cfg.slot[FK_SLOT_EVICTED]++;
+            conn_close(l, victim); /* nothing else refers to it: freed now */
+            FK_ASSERT(victim->state == FK_CONN_FREE);
+        }
+        uint32_t slot;
+        if (l->nfree > 0)
+            slot = l->free_slots[--l->nfree];
+        else
+            slot = (uint32_t)l->high_slot++;
+        FK_ASSERT(slot < l->cfg.max_connections && l->conns[slot].state == FK_CONN_FREE);
+        fk_conn *c = &l->conns[slot];
+        if (peer.ss_family != AF_UNIX) {
             if (l->nodelay_inherited < 0) {
                 int on = 0;
                 socklen_t len = sizeof(on);
@@ -1043,6 +1114,8 @@ static int accept_from(fk_loop *l, int index, int batch)
         uint32_t generation = c->generation;
         memset(c, 0, offsetof(fk_conn, peer));
         c->generation = generation;
+        c->peer = peer;
+        c->peer_len = peer_len;
         c->index = slot;
         c->fd = cfd;
         c->listener = index;
@@ -1063,6 +1136,7 @@ static int accept_from(fk_loop *l, int index, int batch)
         accepted++;
         l->nconns++;
         l->nused++;
+        FK_ASSERT(l->nused <= l->cfg.max_connections && l->nconns <= l->nused);
         l->cfg.slot[FK_SLOT_CONN_OPEN] = l->nconns;
         l->cfg.slot[FK_SLOT_CONN_TOTAL]++;
         c->accepted_us = fk_now_us();
@@ -1076,12 +1150,6 @@ static int accept_from(fk_loop *l, int index, int batch)
 }
 
 /* ---- stopping and timeouts ------------------------------------------------- */
-
-static int conn_idle(const fk_conn *c)
-{
-    return c->state == FK_CONN_HEAD && !c->fresh && fk_buf_pending(&c->in) == 0 &&
-           fk_buf_pending(&c->out) == 0;
-}
 
 /* Drops this process's share of the listening sockets once it stopped
  * accepting: when every process has, the kernel refuses new connections, which
@@ -1438,6 +1506,8 @@ void fk_loop_body_limits(const fk_loop *l, const fk_conn *c, fk_body_limits *lim
     lim->stall_ms = l->cfg.header_timeout_ms > INT_MAX ? INT_MAX : (int)l->cfg.header_timeout_ms;
     lim->deadline_ms = l->cfg.request_timeout_ms != 0 ? c->started + l->cfg.request_timeout_ms : 0;
     lim->max_body_size = l->cfg.max_body_size;
+    lim->rate_base_ms = c->started + l->cfg.header_timeout_ms;
+    lim->min_rate = l->cfg.min_rate;
 }
 
 fk_conn *fk_loop_conn(fk_loop *l, uint32_t index, uint32_t generation)

@@ -29,6 +29,8 @@ typedef struct {
     uint64_t header_timeout_ms;  /* from a request's first byte to its complete head */
     uint64_t request_timeout_ms; /* from first byte to complete body; 0 none */
     uint64_t write_timeout_ms;   /* longest stall of a client not reading */
+    uint64_t min_rate;           /* bytes/s a request body must keep up, on average, past
+                                    its first header_timeout_ms (Apache's MinRate); 0 none */
     uint64_t graceful_ms;        /* drain time after a graceful stop */
     uint64_t max_requests;       /* stop gracefully after that many; 0 never */
     int wake_fd;                 /* readable when a signal arrived; -1 none */

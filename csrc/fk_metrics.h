@@ -22,6 +22,7 @@ enum {
     FK_SLOT_HANDLER = 18,     /* histogram of handler time (see below) */
     FK_SLOT_QUEUE = 34,       /* histogram of queue time: accept (or request
                                  complete) to handler call */
+    FK_SLOT_EVICTED = 50,     /* connections closed to give their slot to a new one */
     FK_SLOT_WORDS = 64,
 };
 

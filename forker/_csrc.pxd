@@ -192,6 +192,7 @@ cdef extern from "fk_loop.h" nogil:
         uint64_t header_timeout_ms
         uint64_t request_timeout_ms
         uint64_t write_timeout_ms
+        uint64_t min_rate
         uint64_t graceful_ms
         uint64_t max_requests
         int wake_fd

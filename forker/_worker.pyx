@@ -403,18 +403,20 @@ cdef class Request:
     cdef object _remote_addr, _remote_port
     cdef BodyStream _stream
     cdef int _minor, _flags, _listener
+    cdef unsigned int _request_id
     cdef uint64_t _queue_us
 
     cdef void _bind(self, Engine engine, fk_conn *conn):
         self._engine = engine
         self._conn = conn
+        self._request_id = conn.request_id
         self._minor = conn.req.minor_version
         self._flags = conn.req.flags
         self._listener = conn.listener
         self._queue_us = conn.queue_us
 
     cdef fk_conn *_live(self) except NULL:
-        if self._conn == NULL:
+        if self._conn == NULL or self._conn.request_id != self._request_id:
             raise RuntimeError("request data read after the request was answered")
         return self._conn
 
@@ -872,6 +874,7 @@ cdef class Engine:
     cdef int threads
     cdef int notify_fd
     cdef object job_queue, completions, threads_list
+    cdef bint threads_left  # handler threads still ran when the loop stopped
     cdef bint notified
     cdef uint64_t *slot
     cdef object slot_view  # keeps the shared memory the slot points into
@@ -914,6 +917,7 @@ cdef class Engine:
         cfg.header_timeout_ms = <uint64_t>(config.header_timeout * 1000)
         cfg.request_timeout_ms = <uint64_t>(config.request_timeout * 1000)
         cfg.write_timeout_ms = <uint64_t>(config.write_timeout * 1000)
+        cfg.min_rate = config.min_request_rate
         cfg.graceful_ms = <uint64_t>(config.graceful_timeout * 1000)
         cfg.max_requests = max_requests
         cfg.wake_fd = wake_fd
@@ -988,6 +992,10 @@ cdef class Engine:
             self.listen_schemes.append(scheme)
 
     def __dealloc__(self):
+        if self.threads_left:
+            # A handler thread that outlived the loop may still read a slot: the
+            # memory goes with the process, which is exiting, rather than now.
+            return
         if self.loop != NULL:
             fk_loop_destroy(self.loop)
             self.loop = NULL
@@ -1277,6 +1285,8 @@ cdef class Engine:
             self.job_queue.put(None)
         for thread in self.threads_list:
             thread.join(0.1)
+            if thread.is_alive():
+                self.threads_left = True
         self.threads_list = []
 
     cdef void _submit(self, fk_conn *c):

@@ -294,6 +294,10 @@ OPTIONS: List[Option] = [
     Option("write_timeout", 60.0, _float_range(0.1, 86400.0),
            "Seconds a client may stall reading a response before it is closed.",
            "--write-timeout", "SECONDS"),
+    Option("min_request_rate", 500, _int_range(0, 1 << 40),
+           "Bytes per second a request body must keep up on average once its first "
+           "header_timeout has passed (0: no minimum); a client trickling its body "
+           "is answered 408 and closed.", "--min-request-rate", "BYTES"),
     Option("limit_request_line", 8190, _int_range(64, 1 << 20),
            "Longest request line in bytes (414 beyond).", "--limit-request-line", "BYTES"),
     Option("limit_request_field_size", 8190, _int_range(64, 1 << 20),

@@ -47,7 +47,7 @@ MAX_HEAD = 8192
 CLIENT_SECONDS = 5.0
 CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 _ZERO_HIST = (0,) * (HIST_BUCKETS + 1)
-ZERO = SlotCounters(0, 0, 0, (0,) * 5, 0, 0, 0, _ZERO_HIST, _ZERO_HIST)
+ZERO = SlotCounters(0, 0, 0, (0,) * 5, 0, 0, 0, _ZERO_HIST, _ZERO_HIST, 0)
 
 
 def _pairwise(a: Tuple[int, ...], b: Tuple[int, ...]) -> Tuple[int, ...]:
@@ -59,7 +59,7 @@ def add(a: SlotCounters, b: SlotCounters) -> SlotCounters:
         a.requests + b.requests, a.bytes_in + b.bytes_in, a.bytes_out + b.bytes_out,
         _pairwise(a.responses, b.responses), a.connections_open + b.connections_open,
         a.connections_total + b.connections_total, a.parse_errors + b.parse_errors,
-        _pairwise(a.handler, b.handler), _pairwise(a.queue, b.queue))
+        _pairwise(a.handler, b.handler), _pairwise(a.queue, b.queue), a.evicted + b.evicted)
 
 
 # -- rendering ------------------------------------------------------------------------
@@ -84,6 +84,9 @@ _SIMPLE: Tuple[Tuple[str, str, str, Callable[[SlotCounters], int]], ...] = (
     ("forker_parse_errors_total", "counter",
      "Requests refused by the parser or a limit (answered 4xx, then closed).",
      lambda c: c.parse_errors),
+    ("forker_connections_evicted_total", "counter",
+     "Connections closed, having made least progress, to give their slot to a new one.",
+     lambda c: c.evicted),
 )
 _HISTOGRAMS: Tuple[Tuple[str, str, Callable[[SlotCounters], Tuple[int, ...]]], ...] = (
     ("forker_handler_seconds", "Time in the application handler.", lambda c: c.handler),

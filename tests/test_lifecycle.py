@@ -18,7 +18,9 @@ from typing import Callable, List
 
 import pytest
 
-from tests.forker_proc import ForkerProcess, Reader, connect, get, open_fds, read_until_close, reset
+from tests.forker_proc import (
+    ForkerProcess, Reader, connect, cpu_seconds, get, open_fds, read_until_close, reset,
+)
 
 NATIVE = "tests.apps.lifecycle_app:app"
 WSGI = "tests.apps.lifecycle_app:wsgi_app"
@@ -100,6 +102,75 @@ def test_slots_held_by_handler_threads_are_not_reused(tmp_path):
                 status, _, body = Reader(sock).response()
             assert (status, body) == (200, str(pid).encode())
         assert srv.worker_pids() == [pid]
+
+
+def test_a_worker_whose_slots_are_all_busy_waits_without_spinning(tmp_path):
+    """Every slot with a handler: nothing may be evicted, so the worker stops
+    polling the listener (no busy loop) and accepts again once a slot frees."""
+    with server(tmp_path, "--threads", "2", "--max-connections", "2") as srv:
+        pid = srv.worker_pids()[0]
+        holders = [connect(srv.port, timeout=30) for _ in range(2)]
+        for sock in holders:
+            request(sock, "/hold")
+        wait_for(lambda: started(tmp_path) == 2, "both handlers running")
+        extra = connect(srv.port, timeout=30)
+        request(extra, "/pid", close=True)
+        before = cpu_seconds(pid)
+        time.sleep(1.0)  # a spinning worker would burn this second
+        assert cpu_seconds(pid) - before < 0.5
+        (tmp_path / "release").touch()
+        for sock in holders + [extra]:
+            with sock:
+                assert Reader(sock).response()[0] == 200
+
+
+def test_slow_heads_give_their_slots_to_new_clients(tmp_path):
+    """Slowloris: every slot holds a connection trickling its head. A new
+    client still gets a slot at once (the oldest incomplete head is closed),
+    while the header timeout is a minute away."""
+    with server(tmp_path, "--max-connections", "20", "--header-timeout", "60") as srv:
+        slow = []
+        for _ in range(40):
+            sock = connect(srv.port, timeout=30)
+            sock.sendall(b"GET / HTTP/1.1\r\nX-a: ")
+            slow.append(sock)
+        assert get(srv.port, "/pid", timeout=30)[0] == 200
+        closed = 0
+        for sock in slow:
+            sock.settimeout(0.0)
+            try:
+                closed += sock.recv(1) == b""
+            except BlockingIOError:
+                pass
+            except ConnectionResetError:
+                closed += 1
+            sock.close()
+        assert closed >= 20  # the oldest gave way, not the new client
+
+
+@pytest.mark.parametrize("reader", [[], ["--threads", "2", "--body-buffer-size", "64"]],
+                         ids=["loop", "handler-thread"])
+def test_a_body_trickled_below_the_minimum_rate_is_refused(tmp_path, reader):
+    """A body sent a byte at a time, far below --min-request-rate, is answered
+    408 once the first header_timeout has passed, long before the request
+    timeout: whether the loop receives it or a handler thread reads it."""
+    with server(tmp_path, "--header-timeout", "1", "--request-timeout", "600",
+                "--min-request-rate", "1000", *reader) as srv:
+        with connect(srv.port, timeout=60) as sock:
+            sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n")
+            reply = b""
+            for _ in range(600):  # a byte every 0.1 s at most; ends with the 408
+                try:
+                    sock.sendall(b"x")
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                sock.settimeout(0.1)
+                try:
+                    reply = sock.recv(4096)
+                except socket.timeout:
+                    continue
+                break
+        assert reply.startswith(b"HTTP/1.1 408")
 
 
 # -- a request's body is its handler's until the request ends -------------------------

@@ -108,6 +108,7 @@ def test_render_names_types_and_histograms():
         "forker_connections_open": "gauge",
         "forker_connections_total": "counter",
         "forker_parse_errors_total": "counter",
+        "forker_connections_evicted_total": "counter",
         "forker_responses_total": "counter",
         "forker_handler_seconds": "histogram",
         "forker_queue_seconds": "histogram",
