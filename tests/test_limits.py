@@ -187,6 +187,66 @@ def test_chunked_single_huge_chunk_is_413(strict):
     assert status_of(data) == 413 and closed
 
 
+# The chunked framing's fixed bounds (SECURITY.md): a chunk-size line, size and
+# extensions, of at most 4096 bytes (CRLF not counted), a trailer section of at
+# most 8192 bytes (from its first field to the final CRLF included); 400 beyond,
+# and the request pipelined behind is never answered.
+
+CHUNKED_POST = head(b"POST /echo HTTP/1.1", b"Host: t", b"Transfer-Encoding: chunked")
+AFTER = b"GET /after HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+
+
+def trailer_section(size: int) -> bytes:
+    """A trailer section of exactly `size` bytes: one field and the final CRLF."""
+    return b"X-Trailer: " + b"v" * (size - len("X-Trailer: \r\n\r\n")) + b"\r\n\r\n"
+
+
+@pytest.mark.parametrize("line", [b"0" * 4095 + b"1", b"1;" + b"e" * 4094],
+                         ids=["size", "extension"])
+def test_chunk_size_line_at_limit_is_served(defaults, line):
+    assert len(line) == 4096
+    data = exchange(defaults.port, CHUNKED_POST + line + b"\r\nx\r\n0\r\n\r\n" + AFTER)
+    assert status_of(data) == 200 and b"\r\n\r\n1 x" in data, data[:300]
+    assert data.count(b"HTTP/1.1 ") == 2 and b"path=/after" in data, data[:300]
+
+
+@pytest.mark.parametrize("line", [b"0" * 4096 + b"1", b"1;" + b"e" * 4095],
+                         ids=["size", "extension"])
+def test_chunk_size_line_over_limit_is_400_and_closes(defaults, line):
+    assert len(line) == 4097
+    data = exchange(defaults.port, CHUNKED_POST + line + b"\r\nx\r\n0\r\n\r\n" + AFTER)
+    assert status_of(data) == 400 and data.count(b"HTTP/1.1 ") == 1, data[:300]
+
+
+def test_chunk_size_line_over_limit_is_400_before_its_end(defaults):
+    """The bound holds as bytes arrive: no CRLF ever comes."""
+    with connect(defaults.port) as sock:
+        sock.sendall(CHUNKED_POST + b"0" * 8192)
+        data, closed = read_until_close(sock, 10)
+    assert status_of(data) == 400 and closed
+
+
+def test_trailer_section_at_limit_is_served(defaults):
+    trailer = trailer_section(8192)
+    assert len(trailer) == 8192
+    data = exchange(defaults.port, CHUNKED_POST + b"1\r\nx\r\n0\r\n" + trailer + AFTER)
+    assert status_of(data) == 200 and b"\r\n\r\n1 x" in data, data[:300]
+    assert data.count(b"HTTP/1.1 ") == 2 and b"path=/after" in data, data[:300]
+
+
+def test_trailer_section_over_limit_is_400_and_closes(defaults):
+    trailer = trailer_section(8193)
+    data = exchange(defaults.port, CHUNKED_POST + b"1\r\nx\r\n0\r\n" + trailer + AFTER)
+    assert status_of(data) == 400 and data.count(b"HTTP/1.1 ") == 1, data[:300]
+
+
+def test_trailer_section_of_many_small_fields_over_limit_is_400(defaults):
+    """The bound is on the section, not on each field line."""
+    fields = b"".join(b"X-T%04d: v\r\n" % i for i in range(1000))  # 12 000 bytes
+    data = exchange(defaults.port, CHUNKED_POST + b"1\r\nx\r\n0\r\n" + fields + b"\r\n" + AFTER)
+    assert status_of(data) == 400 and data.count(b"HTTP/1.1 ") == 1, data[:300]
+
+
 # -- timeouts ---------------------------------------------------------------------
 
 def dribble_until_closed(sock: socket.socket, pieces, interval: float, limit: float):
