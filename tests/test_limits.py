@@ -376,6 +376,67 @@ def test_write_timeout_closes_a_client_that_stops_reading(strict, target):
     assert get(strict.port, "/pid")[0] == 200
 
 
+# -- lingering close ----------------------------------------------------------------
+# SECURITY.md: after an error response the worker shuts its side down and drains
+# the client's remaining input for at most 2 s and 1 MiB before closing. A plain
+# close() with unread input resets the connection instead: the client's next
+# read fails with ECONNRESET where it should see the response and its end.
+
+OVERSIZED_POST = head(b"POST /echo HTTP/1.1", b"Host: t", b"Content-Length: 100000000")
+
+
+def _error_then_eof(sock: socket.socket) -> int:
+    """Reads one whole response, then requires the end of the stream (a FIN, not
+    a reset) with nothing after it; returns the response's status."""
+    reader = Reader(sock)
+    status, fields, body = reader.response()
+    assert fields.get("connection") == "close" and len(body) == int(fields["content-length"])
+    try:
+        rest = sock.recv(65536)
+    except ConnectionResetError:
+        raise AssertionError(f"reset after the {status} instead of a lingering close") from None
+    assert reader.buf + rest == b"", (reader.buf + rest)[:200]
+    return status
+
+
+def _send_until_closed(sock: socket.socket, piece: bytes, total: int, pause: float = 0.0) -> int:
+    """Sends piece after piece until the server has closed (send fails) or
+    `total` bytes went out; returns the bytes sent."""
+    sent = 0
+    while sent < total:
+        try:
+            sock.sendall(piece)
+        except (BrokenPipeError, ConnectionResetError):
+            return sent
+        sent += len(piece)
+        if pause:
+            time.sleep(pause)
+    return sent
+
+
+def test_lingering_close_lets_the_client_read_the_error_then_drains_at_most_1_mib(strict):
+    """The client sends body bytes the server will never read: it gets the 413
+    whole and a clean end of stream, may keep sending for a while, and the
+    connection is closed once the worker drained 1 MiB (a client sending at
+    loopback speed would pass 64 MiB long before the 2 s deadline)."""
+    with connect(strict.port, timeout=30) as sock:
+        sock.sendall(OVERSIZED_POST + b"b" * (64 * KiB))  # unread when the 413 goes out
+        assert _error_then_eof(sock) == 413
+        sent = _send_until_closed(sock, b"b" * (64 * KiB), 64 * MiB)
+    assert sent < 64 * MiB, "the worker drained 64 MiB after its error response"
+
+
+def test_lingering_close_ends_after_2_seconds_for_a_slow_client(strict):
+    """A client dribbling bytes after the error stays far below 1 MiB: the
+    linger's deadline closes the connection (the 30 s only bound a hang)."""
+    with connect(strict.port, timeout=30) as sock:
+        sock.sendall(OVERSIZED_POST + b"b" * 1000)
+        assert _error_then_eof(sock) == 413
+        sent = _send_until_closed(sock, b"b" * 100, 30 * 10 * 100, pause=0.1)
+    assert sent < 30 * 10 * 100, "the worker lingered for 30 s"
+    assert get(strict.port, "/pid")[0] == 200
+
+
 # -- connections -------------------------------------------------------------------
 
 def served(sock: socket.socket, timeout: float) -> bool:
