@@ -331,53 +331,55 @@ def test_sigkill_worker_under_load_is_replaced_and_the_replacement_serves(server
     assert len(load.failures) <= 2, load.failures
 
 
+def sleeping(server: "Server", seconds: str) -> None:
+    """Until a handler of server sleeps `seconds` (master_app's /sleep says so)."""
+    wait_for(lambda: f" sleeping {seconds} s" in server.log(), 10, f"a handler sleeping {seconds} s")
+
+
 def test_term_lets_a_sleeping_handler_finish(servers):
-    server = servers({"bind": "127.0.0.1:0", "workers": 2, "graceful_timeout": 10}).start(2)
+    # graceful_timeout far above the hang bound of wait(): a master that waited
+    # for it instead of its workers' end would fail, however slow the machine
+    server = servers({"bind": "127.0.0.1:0", "workers": 2, "graceful_timeout": 50}).start(2)
     result: Dict[str, object] = {}
 
     def slow():
         try:
-            result["response"] = get(server.address, "/sleep?2", timeout=10)
+            result["response"] = get(server.address, "/sleep?2", timeout=30)
         except Exception as exc:  # noqa: BLE001 - reported below
             result["error"] = exc
 
     client = threading.Thread(target=slow)
     client.start()
-    time.sleep(0.5)
-    started = time.monotonic()
+    sleeping(server, "2")
     server.signal(signal.SIGTERM)
-    client.join(10)
+    client.join(30)
     assert "error" not in result, result
     status, body = result["response"]
     assert status == 200 and body.split()[1] == str(server.pid)
-    assert server.wait(10) == 0
-    assert time.monotonic() - started < 5
+    assert server.wait(30) == 0
+    assert "killing it" not in server.log()
     assert wait_for(lambda: group_gone(server.pid), 5, "every process to exit")
 
 
 def test_term_kills_what_outlives_graceful_timeout(servers):
     server = servers({"bind": "127.0.0.1:0", "workers": 1, "graceful_timeout": 1}).start(1)
-    threading.Thread(target=lambda: _ignore(get, server.address, "/sleep?20", 30),
+    threading.Thread(target=lambda: _ignore(get, server.address, "/sleep?50", 55),
                      daemon=True).start()
-    time.sleep(0.3)
-    started = time.monotonic()
+    sleeping(server, "50")
     server.signal(signal.SIGTERM)
-    assert server.wait(10) == 0
-    assert time.monotonic() - started < 4
+    assert server.wait(30) == 0  # the handler sleeps 50 s: it was killed
     assert "still running after 1 s; killing it" in server.log()
     assert re.search(r"worker 0 pid \d+ served 1 requests", server.log())
     assert wait_for(lambda: group_gone(server.pid), 5, "every process to exit")
 
 
 def test_int_stops_fast(servers):
-    server = servers({"bind": "127.0.0.1:0", "workers": 2, "graceful_timeout": 30}).start(2)
-    threading.Thread(target=lambda: _ignore(get, server.address, "/sleep?20", 30),
+    server = servers({"bind": "127.0.0.1:0", "workers": 2, "graceful_timeout": 50}).start(2)
+    threading.Thread(target=lambda: _ignore(get, server.address, "/sleep?50", 55),
                      daemon=True).start()
-    time.sleep(0.3)
-    started = time.monotonic()
+    sleeping(server, "50")
     server.signal(signal.SIGINT)
-    assert server.wait(10) == 0
-    assert time.monotonic() - started < 4
+    assert server.wait(30) == 0  # neither the 50 s handler nor the graceful timeout
     assert wait_for(lambda: group_gone(server.pid), 5, "every process to exit")
 
 
@@ -408,8 +410,8 @@ def test_ttin_ttou_change_the_worker_count(servers):
         server.signal(signal.SIGTTOU)
         server.wait_workers(count, 5)
     server.signal(signal.SIGTTOU)  # never below one
-    time.sleep(0.3)
-    assert len(server.workers()) == 1
+    wait_for(lambda: "TTOU: already at one worker" in server.log(), 5, "the last TTOU")
+    assert len(server.workers()) == 1 and "TTOU: 0 workers" not in server.log()
     assert server.answers()
 
 
@@ -697,9 +699,10 @@ def test_forker_object_keeps_worker_pids_true(servers, tmp_path):
         return state and state["pids"] == server.workers() and len(state["pids"]) == state["num"]
 
     wait_for(agrees, 5, "worker_pids to match the live workers")
-    os.kill(server.workers()[0], signal.SIGKILL)
-    time.sleep(0.2)
-    wait_for(agrees, 5, "worker_pids to follow the respawn")
+    victim = server.workers()[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: agrees() and victim not in reported()["pids"], 5,
+             "worker_pids to follow the respawn")
     server.signal(signal.SIGTTIN)
     wait_for(lambda: agrees() and reported()["num"] == 3, 5, "worker_pids to follow TTIN")
     server.signal(signal.SIGTERM)
