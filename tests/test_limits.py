@@ -1,8 +1,9 @@
 """Limits and timeouts through real sockets against `python -m forker`.
 
-Each limit is checked on both sides of its boundary; timeouts use one-second
-settings, so the expected close happens between the timeout and the timeout
-plus the loop's once-a-second sweep (with slack for a busy machine)."""
+Each limit is checked on both sides of its boundary; timeouts use one- or
+two-second settings, and a close must come no earlier than the timeout and
+before a bound that only catches a hang (a busy machine delays the close, it
+cannot make it early)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ from forker_proc import (  # noqa: E402
 )
 
 KiB, MiB = 1 << 10, 1 << 20
-SWEEP_SLACK = 2.5  # the sweep runs once a second; the machine may be busy
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,22 @@ def strict():
 @pytest.fixture(scope="module")
 def defaults():
     with ForkerProcess() as server:
+        yield server
+
+
+# Timeout tests check that a connection is closed, not before its timeout, and
+# within a bound (10 s) that only catches a hang: each runs where any other
+# timeout that could close the connection is 60 s.
+
+@pytest.fixture(scope="module")
+def head_1s():
+    with ForkerProcess("--header-timeout", "1", "--request-timeout", "60") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def keepalive_1s():
+    with ForkerProcess("--keep-alive", "1", "--header-timeout", "60", "--request-timeout", "60") as server:
         yield server
 
 
@@ -269,22 +285,22 @@ def dribble_until_closed(sock: socket.socket, pieces, interval: float, limit: fl
     return data + rest, time.monotonic() - start
 
 
-def test_header_timeout_closes_a_slowloris(strict):
+def test_header_timeout_closes_a_slowloris(head_1s):
     """One byte of head every 0.2 s: the head deadline (1 s) is not extended."""
-    with connect(strict.port) as sock:
+    with connect(head_1s.port) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\n")
         data, elapsed = dribble_until_closed(sock, (b"X" for _ in range(1000)), 0.2, 10)
     assert status_of(data) == 408
-    assert 0.9 <= elapsed <= 1 + SWEEP_SLACK
+    assert elapsed >= 0.9
 
 
-def test_header_timeout_closes_a_silent_connection(strict):
+def test_header_timeout_closes_a_silent_connection(head_1s):
     start = time.monotonic()
-    with connect(strict.port) as sock:
+    with connect(head_1s.port) as sock:
         data, closed = read_until_close(sock, 10)
     elapsed = time.monotonic() - start
     assert closed and data == b""
-    assert 0.9 <= elapsed <= 1 + SWEEP_SLACK
+    assert elapsed >= 0.9
 
 
 def test_request_timeout_bounds_a_slow_body(strict):
@@ -293,8 +309,8 @@ def test_request_timeout_bounds_a_slow_body(strict):
     with connect(strict.port) as sock:
         sock.sendall(head(b"POST /echo HTTP/1.1", b"Host: t", b"Content-Length: 900"))
         data, elapsed = dribble_until_closed(sock, (b"b" for _ in range(900)), 0.25, 10)
-    assert status_of(data) == 408
-    assert 1.9 <= elapsed <= 2 + SWEEP_SLACK
+    assert status_of(data) == 408  # each byte within the read timeout: nothing else closes it
+    assert elapsed >= 1.9
 
 
 def test_request_timeout_applies_to_wsgi_with_handler_threads():
@@ -307,22 +323,22 @@ def test_request_timeout_applies_to_wsgi_with_handler_threads():
             sock.sendall(head(b"POST / HTTP/1.1", b"Host: t", b"Content-Length: 900"))
             data, elapsed = dribble_until_closed(sock, (b"b" for _ in range(900)), 0.25, 10)
     assert status_of(data) == 408
-    assert 0.9 <= elapsed <= 1 + SWEEP_SLACK
+    assert elapsed >= 0.9
 
 
-def test_body_read_timeout_closes_a_stalled_body(strict):
+def test_body_read_timeout_closes_a_stalled_body(head_1s):
     """A body that stops arriving: the read timeout (header_timeout) applies."""
-    with connect(strict.port) as sock:
+    with connect(head_1s.port) as sock:
         start = time.monotonic()
         sock.sendall(head(b"POST /echo HTTP/1.1", b"Host: t", b"Content-Length: 900") + b"b" * 10)
         data, closed = read_until_close(sock, 10)
     elapsed = time.monotonic() - start
     assert closed and status_of(data) == 408
-    assert 0.9 <= elapsed <= 1 + SWEEP_SLACK
+    assert elapsed >= 0.9
 
 
-def test_keepalive_idle_connection_is_closed(strict):
-    with connect(strict.port) as sock:
+def test_keepalive_idle_connection_is_closed(keepalive_1s):
+    with connect(keepalive_1s.port) as sock:
         sock.sendall(b"GET /pid HTTP/1.1\r\nHost: t\r\n\r\n")
         status, fields, _ = Reader(sock).response()
         assert status == 200 and fields.get("connection", "").lower() != "close"
@@ -330,7 +346,7 @@ def test_keepalive_idle_connection_is_closed(strict):
         data, closed = read_until_close(sock, 10)
     elapsed = time.monotonic() - start
     assert closed and data == b""
-    assert 0.9 <= elapsed <= 1 + SWEEP_SLACK
+    assert elapsed >= 0.9
 
 
 def test_keepalive_zero_closes_after_each_response():
@@ -355,12 +371,12 @@ def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
 def test_write_timeout_closes_a_client_that_stops_reading(strict, target):
     (worker,) = strict.worker_pids()
     baseline = open_fds(worker)
+    start = time.monotonic()  # before the worker's last write, from which it counts
     with connect(strict.port, rcvbuf=4096) as sock:
         sock.sendall(b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % target.encode())
-        assert wait_for(lambda: open_fds(worker) == baseline + 1, 2)
-        start = time.monotonic()
-        # the worker gives up on us while we read nothing
-        assert wait_for(lambda: open_fds(worker) == baseline, 1 + SWEEP_SLACK + 1), \
+        assert sock.recv(1)  # the response began: the worker holds the connection
+        # the worker gives up on us while we read nothing (10 s: a bound on a hang)
+        assert wait_for(lambda: open_fds(worker) == baseline, 10), \
             "the worker kept a connection whose client stopped reading"
         assert time.monotonic() - start >= 0.9
         received = 0
