@@ -43,8 +43,9 @@ def defaults():
 
 
 # Timeout tests check that a connection is closed, not before its timeout, and
-# within a bound (10 s) that only catches a hang: each runs where any other
-# timeout that could close the connection is 60 s.
+# within a bound (10 s) that only catches a hang: each runs where no other
+# timeout could close the connection first (it is 60 s, or the client's
+# dribbling keeps it from firing).
 
 @pytest.fixture(scope="module")
 def head_1s():
