@@ -16,9 +16,10 @@ if ROOT not in sys.path:
     # benchmarks/ is no installed package. Appended, not prepended, so that an
     # installed forker still comes before the checkout's sources.
     sys.path.append(ROOT)
-loadtools = pytest.importorskip("benchmarks.loadtools")
-run = pytest.importorskip("benchmarks.run")
-servers = pytest.importorskip("benchmarks.servers")
+import benchmarks.loadtools as loadtools  # noqa: E402
+import benchmarks.run as run  # noqa: E402
+import benchmarks.servers as servers  # noqa: E402
+
 SCENARIOS, LoadSpec = loadtools.SCENARIOS, loadtools.LoadSpec
 SAMPLES = os.path.join(ROOT, "benchmarks", "samples")
 
@@ -205,11 +206,9 @@ def test_summary_medians_ratios_and_tables():
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 def test_quick_run_against_forker(tmp_path):
-    built = subprocess.run(
-        [sys.executable, "-c", "import forker._worker"], cwd=ROOT, check=False
-    )
-    if built.returncode != 0:
-        pytest.skip("forker's extension modules are not built in this checkout")
+    built = subprocess.run([sys.executable, "-c", "import forker._worker"], cwd=ROOT,
+                           capture_output=True, text=True, check=False)
+    assert built.returncode == 0, f"forker's extension modules are not built:\n{built.stderr}"
     out = tmp_path / "r.json"
     cmd = [sys.executable, "-m", "benchmarks", "--servers", "forker", "--scenarios", "keepalive",
            "--duration", "1", "--rounds", "1", "--connections", "10", "--load-threads", "1",
@@ -227,11 +226,9 @@ def test_quick_run_against_forker(tmp_path):
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 def test_cpu_per_request_against_forker():
-    built = subprocess.run(
-        [sys.executable, "-c", "import forker._worker"], cwd=ROOT, check=False
-    )
-    if built.returncode != 0:
-        pytest.skip("forker's extension modules are not built in this checkout")
+    built = subprocess.run([sys.executable, "-c", "import forker._worker"], cwd=ROOT,
+                           capture_output=True, text=True, check=False)
+    assert built.returncode == 0, f"forker's extension modules are not built:\n{built.stderr}"
     cmd = [sys.executable, "-m", "benchmarks.cpu_per_request", "--servers", "forker",
            "--rounds", "1", "--duration", "1", "--connections", "10"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)

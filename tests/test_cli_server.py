@@ -197,7 +197,13 @@ def test_access_log_reopens_on_usr1(tmp_path):
         assert wait_lines(path, 1, keep=lambda line: "/before" in line)
         os.rename(path, path + ".1")
         server.proc.send_signal(signal.SIGUSR1)
-        time.sleep(0.5)
+        # until the worker has reopened: a request logged in the new file
+        deadline = time.monotonic() + 10  # a bound on a hang
+        for n in range(1000):
+            server.request("GET", f"/probe{n}")
+            if wait_lines(path, 1, timeout=0.2, keep=lambda line: "/probe" in line):
+                break
+            assert time.monotonic() < deadline, "no log line in the reopened file"
         server.request("GET", "/after")
         lines = wait_lines(path, 1, keep=lambda line: "/after" in line)
     assert lines and "/after" in lines[0]

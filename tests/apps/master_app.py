@@ -1,12 +1,15 @@
 """Handlers for the master's tests: each response names the worker process."""
 
 import os
+import sys
 import time
 
 
 def app(request):
-    """/ -> "pid ppid"; /sleep?S sleeps S seconds; /loop never returns."""
+    """/ -> "pid ppid"; /sleep?S sleeps S seconds (saying so on stderr first, so
+    that a test can wait until a handler is running); /loop never returns."""
     if request.path == "/sleep":
+        print(f"handler {os.getpid()} sleeping {request.query or 1} s", file=sys.stderr, flush=True)
         time.sleep(float(request.query or 1))
     elif request.path == "/loop":
         while True:

@@ -90,6 +90,10 @@ def misc_app(environ, start_response):
         time.sleep(0.1)
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"slept"]
+    if path == "/together":
+        body = _together(int(environ["QUERY_STRING"]))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body]
     start_response("404 Not Found", [("Content-Type", "text/plain")])
     return [b"not found"]
 
@@ -107,3 +111,20 @@ def native(request):
 
 
 application = factory("module default")
+
+
+_barriers = {}
+_barriers_lock = threading.Lock()
+
+
+def _together(count):
+    """Waits until `count` requests are in this application at once: b"together",
+    or b"alone" when they were not within 8 s (a bound on a hang, nothing more;
+    a client gives up after 10)."""
+    with _barriers_lock:
+        barrier = _barriers.setdefault(count, threading.Barrier(count, timeout=8))
+    try:
+        barrier.wait()
+    except threading.BrokenBarrierError:
+        return b"alone"
+    return b"together"
