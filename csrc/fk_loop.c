@@ -1071,13 +1071,15 @@ static void stop_accepting(fk_loop *l, int recycle)
 {
     if (l->stopping)
         return;
+    /* stopping before the queue is drained: a health check read from it is
+     * answered 503, and its connection closes after its answer */
+    l->stopping = 1;
+    l->stop_deadline = l->now + l->cfg.graceful_ms;
     /* otherwise serve all the kernel already queued for us (what is left when
      * the last copy of a listener is released is reset), then stop */
     if (l->listening && !recycle)
         for (int i = 0; i < l->nlisteners; i++)
             accept_from(l, i, INT_MAX);
-    l->stopping = 1;
-    l->stop_deadline = l->now + l->cfg.graceful_ms;
     set_listening(l, 0);
     release_listeners(l);
     /* An idle keep-alive connection is not closed now: a balancer may be
