@@ -603,6 +603,7 @@ static void parse_head(fk_loop *l, fk_conn *c)
     }
     if (req->flags & FK_REQ_CHUNKED) {
         fk_chunked_init(&c->chunked);
+        c->chunked.limit = l->cfg.max_body_size;
         c->raw_len = len - (size_t)r;
     } else if (l->cfg.max_body_size != 0 && (uint64_t)req->content_length > l->cfg.max_body_size) {
         fail_request(l, c, 413);

@@ -725,6 +725,27 @@ static void test_chunked(void)
     fk_chunked_init(&d);
     len = 0;
     CHECK(fk_chunked_decode(&d, buf, &len) == FK_NEED_MORE && len == 0);
+
+    /* limit: a size line announcing more than is left is refused at its LF,
+     * before its data; up to the limit exactly is decoded */
+    fk_chunked_init(&d);
+    d.limit = 5;
+    memcpy(buf, "3\r\nabc\r\n3\r", 10);
+    len = 10;
+    CHECK(fk_chunked_decode(&d, buf, &len) == FK_NEED_MORE && len == 3);
+    memcpy(buf, "\n", 1);
+    len = 1;
+    CHECK(fk_chunked_decode(&d, buf, &len) == FK_ERR_BODY_TOO_LARGE && len == 0);
+    fk_chunked_init(&d);
+    d.limit = 5;
+    memcpy(buf, "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", 20);
+    len = 20;
+    CHECK(fk_chunked_decode(&d, buf, &len) == 0 && len == 5 && memcmp(buf, "abcde", 5) == 0);
+    fk_chunked_init(&d);
+    d.limit = 100;
+    memcpy(buf, "7fffffffffffffff\r\n", 18);
+    len = 18;
+    CHECK(fk_chunked_decode(&d, buf, &len) == FK_ERR_BODY_TOO_LARGE && len == 0);
 }
 
 int main(void)
