@@ -263,3 +263,34 @@ def test_threads_overlap_blocking_handlers():
         elapsed = time.monotonic() - start
         assert all(status == 200 and body == b"slept" for status, _, body in results)
         assert elapsed < 0.5, f"8 requests sleeping 100 ms took {elapsed:.2f}s with 8 threads"
+
+
+@pytest.mark.parametrize("interface, app", [("wsgi", "head_app:wsgi"),
+                                            ("native", "head_app:native")])
+@pytest.mark.parametrize("threads", ["1", "4"])
+def test_head_states_the_length_a_get_would_have_or_none(interface, app, threads):
+    """HEAD of a streamed body: the Content-Length a GET would carry when it is
+    known (the application's, or a WSGI one-item list's), otherwise neither a
+    length nor chunked framing (as gunicorn); never a Content-Length: 0 that
+    a GET would contradict. The connection stays usable after each."""
+    from forker_proc import Reader
+
+    with Server("--interface", interface, "--threads", threads, app) as server, \
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        reader = Reader(sock)
+        for path in ("/gen", "/cl", "/one", "/empty-on-head"):
+            sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: h\r\n\r\n"
+                         f"GET {path} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+            status, head, body = reader.response(head_only=True)
+            assert (status, body) == (200, b""), path
+            status, get_fields, get_body = reader.response()
+            assert status == 200 and get_body, path
+            if "content-length" in get_fields:
+                assert head.get("content-length") == get_fields["content-length"], (path, head)
+                assert "transfer-encoding" not in head, (path, head)
+            else:
+                assert "content-length" not in head and "transfer-encoding" not in head, \
+                    (path, head)
+        sock.sendall(b"HEAD /gen HTTP/1.0\r\n\r\n")
+        status, head, body = reader.response(head_only=True)
+        assert status == 200 and "content-length" not in head and "transfer-encoding" not in head
