@@ -180,6 +180,14 @@ static void test_target(void)
     CHECK(parse("GET /0123456789abcdef0123456789\xff HTTP/1.1\r\n" H11 "\r\n") ==
           FK_ERR_BAD_REQUEST);
     CHECK(PARSE_LIT("GET /a\0 HTTP/1.1\r\n" H11 "\r\n") == FK_ERR_BAD_REQUEST);
+    /* no fragment (RFC 9112 §3.2), wherever the '#' falls for the SIMD scan */
+    CHECK(parse("GET /p?q=1#sec HTTP/1.1\r\n" H11 "\r\n") == FK_ERR_BAD_REQUEST);
+    CHECK(parse("GET /p# HTTP/1.1\r\n" H11 "\r\n") == FK_ERR_BAD_REQUEST);
+    CHECK(parse("GET /0123456789abcdef0123456789#x HTTP/1.1\r\n" H11 "\r\n") ==
+          FK_ERR_BAD_REQUEST);
+    CHECK(parse("GET /0123456789abcdef0123456789abcdef#x HTTP/1.1\r\n" H11 "\r\n") ==
+          FK_ERR_BAD_REQUEST);
+    CHECK(parse("GET http://h/p#x HTTP/1.1\r\n" H11 "\r\n") == FK_ERR_BAD_REQUEST);
     CHECK(parse("GET a HTTP/1.1\r\n" H11 "\r\n") == FK_ERR_BAD_REQUEST);
     CHECK(parse("GET example.com/ HTTP/1.1\r\n" H11 "\r\n") == FK_ERR_BAD_REQUEST);
     CHECK(parse("GET ?a HTTP/1.1\r\n" H11 "\r\n") == FK_ERR_BAD_REQUEST);
