@@ -62,6 +62,8 @@ enum {
 
 void fk_chunked_init(fk_chunked *d)
 {
+    d->limit = 0;
+    d->total = 0;
     d->remaining = 0;
     d->line_len = 0;
     d->trailer_len = 0;
@@ -203,6 +205,10 @@ ssize_t fk_chunked_decode(fk_chunked *d, char *buf, size_t *len)
         case S_SIZE_LF:
             if (c != '\n')
                 goto bad;
+            /* total <= limit always holds, so limit - total cannot wrap */
+            if (d->limit != 0 && d->remaining > d->limit - d->total)
+                goto too_large;
+            d->total += d->remaining;
             d->line_len = 0;
             d->hex_digits = 0;
             d->state = d->remaining > 0 ? S_DATA : S_TRAILER_LINE;
@@ -265,4 +271,9 @@ bad:
     d->state = S_ERROR;
     *len = dst;
     return FK_ERR_BAD_REQUEST;
+
+too_large:
+    d->state = S_ERROR;
+    *len = dst;
+    return FK_ERR_BODY_TOO_LARGE;
 }

@@ -649,6 +649,7 @@ static void parse_head(fk_loop *l, fk_conn *c)
     }
     if (req->flags & FK_REQ_CHUNKED) {
         fk_chunked_init(&c->chunked);
+        c->chunked.limit = l->cfg.max_body_size;
         c->raw_len = len - (size_t)r;
     } else if (l->cfg.max_body_size != 0 && (uint64_t)req->content_length > l->cfg.max_body_size) {
         fail_request(l, c, 413);
@@ -1176,13 +1177,15 @@ static void stop_accepting(fk_loop *l, int recycle)
 {
     if (l->stopping)
         return;
+    /* stopping before the queue is drained: a health check read from it is
+     * answered 503, and its connection closes after its answer */
+    l->stopping = 1;
+    l->stop_deadline = l->now + l->cfg.graceful_ms;
     /* otherwise serve all the kernel already queued for us (what is left when
      * the last copy of a listener is released is reset), then stop */
     if (l->listening && !recycle)
         for (int i = 0; i < l->nlisteners; i++)
             accept_from(l, i, INT_MAX);
-    l->stopping = 1;
-    l->stop_deadline = l->now + l->cfg.graceful_ms;
     set_listening(l, 0);
     release_listeners(l);
     /* An idle keep-alive connection is not closed now: a balancer may be

@@ -18,6 +18,7 @@ void fk_date_update(fk_date *d, time_t now);
 /* Body framing of a response (fk_response.content_length). */
 #define FK_BODY_CHUNKED (-1)    /* Transfer-Encoding: chunked */
 #define FK_BODY_UNTIL_CLOSE (-2) /* HTTP/1.0 style: the body ends at connection close */
+#define FK_BODY_UNSTATED (-3)    /* HEAD of a body whose length is not known: no framing field */
 
 /* fk_response.flags */
 #define FK_RESP_CLOSE 0x01     /* close the connection after this response */
@@ -30,7 +31,7 @@ typedef struct {
     size_t reason_len;
     const char *fields; /* validated "Name: value\r\n" lines, without framing fields */
     size_t fields_len;
-    int64_t content_length; /* >= 0, or FK_BODY_CHUNKED / FK_BODY_UNTIL_CLOSE */
+    int64_t content_length; /* >= 0, or FK_BODY_CHUNKED / FK_BODY_UNTIL_CLOSE / FK_BODY_UNSTATED */
     unsigned flags;
 } fk_response;
 

@@ -82,6 +82,7 @@ cdef extern from "fk_write.h" nogil:
     enum:
         FK_BODY_CHUNKED
         FK_BODY_UNTIL_CLOSE
+        FK_BODY_UNSTATED
         FK_RESP_CLOSE
         FK_RESP_HAS_DATE
         FK_RESP_HAS_SERVER

@@ -744,12 +744,19 @@ cdef Plan make_plan(object result, int minor_version, bint head):
         body = b""
     if isinstance(body, (bytes, str, bytearray, memoryview)):
         plan.body = as_bytes(body)
-        if not (head and plan.length >= 0 and len(plan.body) == 0):
-            plan.length = len(plan.body)  # HEAD may state the GET's length
+        if not head or len(plan.body) != 0:
+            plan.length = len(plan.body)
+        elif plan.length < 0:
+            # HEAD answered without a body (Werkzeug's ()) nor a Content-Length:
+            # the GET's length is unknown, so none is stated (a handler's own
+            # Content-Length on such an answer stands: it is the GET's)
+            plan.length = FK_BODY_UNSTATED
         return plan
     plan.source = body
     if not find_file(plan, body) and plan.length < 0:
-        plan.length = FK_BODY_CHUNKED if minor_version == 1 else FK_BODY_UNTIL_CLOSE
+        # HEAD of a body of unknown length: neither a length nor chunked (as gunicorn)
+        plan.length = (FK_BODY_UNSTATED if head else
+                       FK_BODY_CHUNKED if minor_version == 1 else FK_BODY_UNTIL_CLOSE)
     return plan
 
 
@@ -1092,7 +1099,9 @@ cdef class Engine:
                 body = <bytes>result
                 req._detach_if_needed(self.access_log is not None, 1)
                 req._end_body()
-                self._set_resp(200, None, None, 0, PyBytes_GET_SIZE(body))
+                self._set_resp(200, None, None, 0,
+                               PyBytes_GET_SIZE(body) if PyBytes_GET_SIZE(body) != 0
+                               or not req._is_head() else FK_BODY_UNSTATED)
                 fk_loop_respond(self.loop, c, &self.resp, PyBytes_AS_STRING(body),
                                 PyBytes_GET_SIZE(body), 1)
                 if self.access_log is not None:

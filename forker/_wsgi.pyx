@@ -184,8 +184,8 @@ cdef tuple split_host(str host, str default_port):
             return host[:end + 1], default_port
         return host, default_port
     name, sep, port = host.rpartition(":")
-    if sep and port.isdigit() and ":" not in name:
-        return name, port
+    if sep and ":" not in name and (port.isdigit() or not port):
+        return name, port or default_port  # "a:" is "a" with an empty port (RFC 3986 §3.2.3)
     return host, default_port
 
 
@@ -407,6 +407,8 @@ cdef class Core:
             size = len(environ)
             old = PyDict_SetDefault(environ, key, value)  # borrowed
             if len(environ) == size:  # a repeated field: the values are joined
+                if key == "CONTENT_LENGTH":
+                    continue  # identical repeats (the parser refuses others): one integer
                 environ[key] = f"{<object>old}{'; ' if key == 'HTTP_COOKIE' else ', '}{value}"
         if type(body) is not bytes:
             if body.length is not None:  # a streamed chunked body has no length

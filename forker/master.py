@@ -224,6 +224,7 @@ class Arbiter:
                 log.info("cpu_affinity: %s", attach_cpu_steering(group[: self.num_workers], self.cpus))
 
     def _loop(self) -> None:
+        self._manage_workers()  # at once: a client connecting right after start is not kept waiting
         while True:
             self._wait(self._timeout())
             self._dispatch()

@@ -26,14 +26,14 @@ import ipaddress
 import re
 
 from ._version import __version__
-from ._wsgi import Core, bad_value
+from ._wsgi import Core
 from ._wsgi import WSGIError as WSGIError
 from .config import Config
 from .logs import ErrorStream
 
 TYPE_CHECKING = False  # not typing's: a worker process does not import typing
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, Iterable, List, Mapping, Tuple, Union
+    from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 _CACHE_LIMIT = 1024  # bound on the trusted-address cache, filled from client input
 
@@ -101,14 +101,53 @@ def _split_quoted(text: str, sep: str) -> List[str]:
     return parts
 
 
-def _node_address(node: str) -> Tuple[str, str]:
-    """A Forwarded 'for' node ('1.2.3.4:80', '[::1]:80', 'unknown') -> (addr, port)."""
+def _node_address(node: str) -> Optional[Tuple[str, str]]:
+    """A Forwarded 'for' node or an X-Forwarded-For hop ('1.2.3.4', '1.2.3.4:80',
+    '[::1]:80', '::1') -> (addr, port); None when it names no IP address
+    ('unknown', an obfuscated '_id', anything malformed such as '[::1')."""
+    port = "0"
     if node.startswith("["):
         end = node.find("]")
+        if end < 0:
+            return None
         addr, rest = node[1:end], node[end + 1:]
-        return addr, rest[1:] if rest[:1] == ":" and rest[1:].isdigit() else "0"
-    addr, sep, port = node.partition(":")
-    return addr, port if sep and port.isdigit() else "0"
+        if rest:
+            if rest[:1] != ":" or not rest[1:].isdigit():
+                return None
+            port = rest[1:]
+    elif node.count(":") == 1:  # IPv4 with a port; a bare IPv6 address has more colons
+        addr, _, port = node.partition(":")
+        if not port.isdigit():
+            return None
+    else:
+        addr = node
+    try:
+        ipaddress.ip_address(addr)
+    except ValueError:
+        return None
+    return addr, port
+
+
+# host [":" port] (RFC 3986 §3.2.2, §3.2.3): an IP-literal or a non-empty
+# reg-name of unreserved characters, sub-delims and percent-encodings; what the
+# request parser accepts in Host.
+_HOST_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+)"
+                      r"(?::[0-9]*)?\Z")
+
+
+def _is_host(value: str) -> bool:
+    """Whether a forwarded host (X-Forwarded-Host, Forwarded host=) is a host
+    with an optional port, fit to stand as Host; anything else is ignored."""
+    match = _HOST_RE.match(value)
+    if match is None:
+        return False
+    name = match.group(1)
+    if name[0] == "[":
+        try:
+            ipaddress.IPv6Address(name[1:-1])
+        except ValueError:
+            return False
+    return True
 
 
 class WSGIHandler(Core):
@@ -186,31 +225,36 @@ class WSGIHandler(Core):
             for element in reversed(elements):
                 chosen = element
                 node = element.get("for")
-                if node is not None and not self._is_trusted(_node_address(node)[0]):
-                    break
+                if node is not None:
+                    parsed = _node_address(node)
+                    if parsed is None or not self._is_trusted(parsed[0]):
+                        break
             if chosen is not None:
                 node = chosen.get("for")
-                if node is not None:
-                    addr, port = _node_address(node)
+                parsed = _node_address(node) if node is not None else None
+                if parsed is not None:
+                    addr, port = parsed
                 proto = chosen.get("proto")
                 host = chosen.get("host")
         else:
             chain = environ.get("HTTP_X_FORWARDED_FOR")
             if chain is not None:
                 hops = [hop.strip() for hop in chain.split(",") if hop.strip()]
+                chosen_hop = None
                 for hop in reversed(hops):
-                    addr = hop
+                    chosen_hop = hop
                     if not self._is_trusted(hop):
                         break
-                if addr is not None:
-                    addr, port = _node_address(addr) if addr.startswith("[") else (addr, "0")
+                parsed = _node_address(chosen_hop) if chosen_hop is not None else None
+                if parsed is not None:
+                    addr, port = parsed
             value = environ.get("HTTP_X_FORWARDED_PROTO")
             if value is not None:
                 proto = value.rpartition(",")[2].strip()
             value = environ.get("HTTP_X_FORWARDED_HOST")
             if value is not None:
                 host = value.rpartition(",")[2].strip()
-        if addr and addr not in ("unknown",) and not addr.startswith("_"):
+        if addr:  # an IP address: unknown, obfuscated or malformed nodes are ignored
             environ["REMOTE_ADDR"] = addr
             environ["REMOTE_PORT"] = port or "0"
         if proto:
@@ -220,5 +264,5 @@ class WSGIHandler(Core):
                 environ["HTTPS"] = "on"
             elif proto in ("http", "ws"):
                 environ["wsgi.url_scheme"] = "http"
-        if host and not bad_value(host):
+        if host and _is_host(host):
             environ["HTTP_HOST"] = host

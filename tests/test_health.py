@@ -102,3 +102,27 @@ def test_graceful_stop_serves_every_queued_connection():
             assert b"\r\nConnection: close\r\n" in data and closed
         busy.join(10)
         assert server.proc.wait(10) == 0, server.log
+
+
+def test_health_answers_503_once_a_stop_began_during_a_slow_handler():
+    """A health check that queued while the only worker was in a handler, and
+    that the worker reads only after TERM came, is answered 503: the worker
+    is stopping by then."""
+    with ForkerProcess("--health-path", "/healthz", app="tests.apps.drain_app:app") as server:
+        busy = connect(server.port, timeout=10)
+        busy.sendall(b"GET /hold HTTP/1.1\r\nHost: t\r\n\r\n")
+        deadline = time.monotonic() + 10
+        while "holding" not in server.log:  # the loop is in the handler
+            assert time.monotonic() < deadline, server.log
+            time.sleep(0.02)
+        health = connect(server.port, timeout=10)
+        health.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        server.proc.send_signal(signal.SIGTERM)
+        data, closed = read_until_close(busy, timeout=10)
+        assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"held"), data
+        data, closed = read_until_close(health, timeout=10)
+        assert data.startswith(b"HTTP/1.1 503 ") and data.endswith(b"draining\n"), data
+        assert b"\r\nConnection: close\r\n" in data and closed
+        busy.close()
+        health.close()
+        assert server.proc.wait(10) == 0, server.log

@@ -264,6 +264,32 @@ def test_trailer_section_of_many_small_fields_over_limit_is_400(defaults):
     assert status_of(data) == 400 and data.count(b"HTTP/1.1 ") == 1, data[:300]
 
 
+def test_chunk_size_over_limit_is_413_at_its_size_line(strict, defaults):
+    """A chunk that cannot fit is refused when its size line is read, before
+    any of its data comes: a huge size with the default limit too."""
+    for server, first, size_line in ((strict, b"", b"3e9"),  # 1001
+                                     (strict, b"258\r\n" + b"c" * 600 + b"\r\n", b"191"),  # 601 + 400
+                                     (defaults, b"", b"7fffffffffffffff"),
+                                     (defaults, b"", b"6400001")):  # 100 MiB + 1
+        with connect(server.port) as sock:
+            sock.sendall(head(b"POST /echo HTTP/1.1", b"Host: t", b"Transfer-Encoding: chunked")
+                         + first + size_line + b"\r\n")
+            data, closed = read_until_close(sock, 5)
+        assert data and status_of(data) == 413 and closed, (size_line, data)
+
+
+def test_chunk_size_over_limit_is_413_while_the_handler_reads_the_body():
+    """A streamed body (handed to the handler before its end): the size line
+    of a chunk past max_body_size makes the handler's read fail with 413."""
+    with ForkerProcess("--threads", "2", "--max-body-size", "200000") as server:
+        with connect(server.port) as sock:
+            sock.sendall(head(b"POST /echo HTTP/1.1", b"Host: t", b"Transfer-Encoding: chunked")
+                         + b"186a0\r\n" + b"c" * 100000 + b"\r\n"  # streamed from here
+                         + b"20000\r\n")  # 100000 + 131072 > 200000
+            data, closed = read_until_close(sock, 5)
+        assert data and status_of(data) == 413 and closed, data
+
+
 # -- timeouts ---------------------------------------------------------------------
 
 def dribble_until_closed(sock: socket.socket, pieces, interval: float, limit: float):

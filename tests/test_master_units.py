@@ -11,6 +11,7 @@ import pytest
 
 from forker import process
 from forker.errors import ConfigError
+from forker.master import Arbiter
 from forker.shm import SLOT_SIZE, SlotTable
 from forker.sockets import (
     FD, Address, Listeners, adopt_fd, enable_request_migration, parse_address, steering_program,
@@ -158,3 +159,27 @@ def test_pidfile_refuses_a_running_owner_and_is_removed_only_by_its_own(tmp_path
 def test_describe_exit():
     assert process.describe_exit(3) == "exit status 3"
     assert process.describe_exit(-9) == "signal SIGKILL"
+
+
+def test_master_forks_the_first_workers_before_its_first_wait(monkeypatch):
+    """A client that connects right after start is served as soon as a worker
+    boots, not after the master's first wait (up to a second) has passed."""
+    arbiter = Arbiter(lambda request: b"", {"workers": 2})
+    events = []
+
+    class Listeners:
+        def shrink(self, count):
+            return False
+
+    def wait(timeout):
+        events.append("wait")
+        arbiter._stopping = "fast"
+
+    arbiter.listeners = Listeners()
+    monkeypatch.setattr(process, "prepare_fork", lambda: None)
+    monkeypatch.setattr(arbiter, "_spawn", lambda worker_id: events.append(f"fork {worker_id}"))
+    monkeypatch.setattr(arbiter, "_wait", wait)
+    monkeypatch.setattr(arbiter, "_reap", lambda: None)
+    monkeypatch.setattr(arbiter, "_stop", lambda: events.append("stop"))
+    arbiter._loop()
+    assert events == ["fork 0", "fork 1", "wait", "stop"]

@@ -164,6 +164,15 @@ REQUEST_LINE = [
     ("target-ctl", req(b"GET /a\x01b HTTP/1.1", HOST), 400),
     ("target-del", req(b"GET /a\x7fb HTTP/1.1", HOST), 400),
     ("target-bare-cr", req(b"GET /\r HTTP/1.1", HOST), 400),
+    # RFC 9112 §3.2: origin-form and absolute-form have no fragment (user agents
+    # never send one); a proxy that drops it and an application that would see
+    # it in the query must not disagree on the target: refused (SECURITY.md)
+    ("target-fragment", req(b"GET /p?q=1#sec HTTP/1.1", HOST), 400),
+    ("target-fragment-path", req(b"GET /p#sec HTTP/1.1", HOST), 400),
+    ("target-fragment-empty", req(b"GET /p# HTTP/1.1", HOST), 400),
+    ("target-fragment-long", req(b"GET /" + b"a" * 40 + b"?" + b"b" * 40 + b"#c HTTP/1.1", HOST),
+     400),
+    ("target-fragment-absolute", req(b"GET http://t/p#sec HTTP/1.1", HOST), 400),
     ("line-bare-cr", b"GET / HTTP/1.1\rHost: t\r\n\r\n", 400),
     ("no-version", req(b"GET /", HOST), 400),
     ("trailing-space", req(b"GET / HTTP/1.1 ", HOST), 400),

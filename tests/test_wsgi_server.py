@@ -262,3 +262,81 @@ def test_threads_overlap_blocking_handlers():
         with ThreadPoolExecutor(8) as pool:
             results = list(pool.map(lambda _: server.request("GET", "/together?8"), range(8)))
         assert all(status == 200 and body == b"together" for status, _, body in results), results
+
+
+@pytest.mark.parametrize("interface, app", [("wsgi", "head_app:wsgi"),
+                                            ("native", "head_app:native")])
+@pytest.mark.parametrize("threads", ["1", "4"])
+def test_head_states_the_length_a_get_would_have_or_none(interface, app, threads):
+    """HEAD of a streamed body: the Content-Length a GET would carry when it is
+    known (the application's, or a WSGI one-item list's), otherwise neither a
+    length nor chunked framing (as gunicorn); never a Content-Length: 0 that
+    a GET would contradict. The connection stays usable after each."""
+    from forker_proc import Reader
+
+    with Server("--interface", interface, "--threads", threads, app) as server, \
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        reader = Reader(sock)
+        for path in ("/gen", "/cl", "/one", "/empty-on-head"):
+            sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: h\r\n\r\n"
+                         f"GET {path} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+            status, head, body = reader.response(head_only=True)
+            assert (status, body) == (200, b""), path
+            status, get_fields, get_body = reader.response()
+            assert status == 200 and get_body, path
+            if "content-length" in get_fields:
+                assert head.get("content-length") == get_fields["content-length"], (path, head)
+                assert "transfer-encoding" not in head, (path, head)
+            else:
+                assert "content-length" not in head and "transfer-encoding" not in head, \
+                    (path, head)
+        sock.sendall(b"HEAD /gen HTTP/1.0\r\n\r\n")
+        status, head, body = reader.response(head_only=True)
+        assert status == 200 and "content-length" not in head and "transfer-encoding" not in head
+
+
+# -- the environ from odd or hostile input --------------------------------------------
+
+@pytest.mark.parametrize("length, body", [(b"0", b""), (b"5", b"hello")])
+def test_environ_repeated_content_length_is_one_integer(environ_server, length, body):
+    """Identical repeats (the parser refuses others) are folded, never joined."""
+    env = environ_of(environ_server, b"POST /cl HTTP/1.1\r\nHost: h\r\nContent-Length: " + length
+                     + b"\r\nContent-Length: " + length + b"\r\nConnection: close\r\n\r\n" + body)
+    assert env["CONTENT_LENGTH"] == length.decode() and env["body"] == body.decode()
+
+
+@pytest.mark.parametrize("host, name, port", [("a:", "a", "80"), ("[::1]:", "[::1]", "80"),
+                                              ("a:8080", "a", "8080")])
+def test_environ_host_with_an_empty_port(environ_server, host, name, port):
+    env = environ_of(environ_server, get("/", f"Host: {host}"))
+    assert (env["HTTP_HOST"], env["SERVER_NAME"], env["SERVER_PORT"]) == (host, name, port)
+
+
+@pytest.mark.parametrize("field", [
+    'Forwarded: for="[::1"', 'Forwarded: for="[::1]x"', "Forwarded: for=not-an-address",
+    "X-Forwarded-For: [::1", "X-Forwarded-For: not-an-address",
+])
+def test_environ_malformed_forwarded_address_is_ignored(environ_server, field):
+    env = environ_of(environ_server, get("/", "Host: internal", field))
+    assert env["REMOTE_ADDR"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("field", [
+    "X-Forwarded-Host: evil.com/x y", "X-Forwarded-Host: evil.com/x", "X-Forwarded-Host: a b",
+    "X-Forwarded-Host: user@evil.com", "X-Forwarded-Host: evil.com:80x", "X-Forwarded-Host: [::1",
+    "X-Forwarded-Host: [zz::1]", "X-Forwarded-Host: ", 'Forwarded: host="evil.com/x"',
+])
+def test_environ_forwarded_host_that_is_no_host_is_ignored(environ_server, field):
+    env = environ_of(environ_server, get("/", "Host: internal", field))
+    assert (env["HTTP_HOST"], env["SERVER_NAME"], env["SERVER_PORT"]) == ("internal", "internal", "80")
+
+
+@pytest.mark.parametrize("value, name, port", [
+    ("public.example", "public.example", "80"), ("public.example:8443", "public.example", "8443"),
+    ("[2001:db8::1]:81", "[2001:db8::1]", "81"), ("192.0.2.7", "192.0.2.7", "80"),
+    ("a.example, b.example:82", "b.example", "82"), ("xn--bcher-kva.example", "xn--bcher-kva.example", "80"),
+])
+def test_environ_forwarded_host_that_is_a_host_is_taken(environ_server, value, name, port):
+    env = environ_of(environ_server, get("/", "Host: internal", f"X-Forwarded-Host: {value}"))
+    assert (env["SERVER_NAME"], env["SERVER_PORT"]) == (name, port)
+    assert env["HTTP_HOST"] == value.rpartition(",")[2].strip()

@@ -151,7 +151,7 @@ def test_http10_without_host_uses_listener_address():
 @pytest.mark.parametrize("host, name, port", [
     ("[::1]:8443", "[::1]", "8443"),
     ("[::1]", "[::1]", "80"),
-    ("example.com:", "example.com:", "80"),
+    ("example.com:", "example.com", "80"),  # an empty port (RFC 3986 §3.2.3)
     ("EXAMPLE.com:65535", "EXAMPLE.com", "65535"),
 ])
 def test_server_name_from_host(host, name, port):

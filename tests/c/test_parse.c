@@ -180,6 +180,14 @@ static void test_target(void)
     CHECK(parse("GET /0123456789abcdef0123456789\xff HTTP/1.1\r\n" H11 "\r\n") ==
           FK_ERR_BAD_REQUEST);
     CHECK(PARSE_LIT("GET /a\0 HTTP/1.1\r\n" H11 "\r\n") == FK_ERR_BAD_REQUEST);
+    /* no fragment (RFC 9112 §3.2), wherever the '#' falls for the SIMD scan */
+    CHECK(parse("GET /p?q=1#sec HTTP/1.1\r\n" H11 "\r\n") == FK_ERR_BAD_REQUEST);
+    CHECK(parse("GET /p# HTTP/1.1\r\n" H11 "\r\n") == FK_ERR_BAD_REQUEST);
+    CHECK(parse("GET /0123456789abcdef0123456789#x HTTP/1.1\r\n" H11 "\r\n") ==
+          FK_ERR_BAD_REQUEST);
+    CHECK(parse("GET /0123456789abcdef0123456789abcdef#x HTTP/1.1\r\n" H11 "\r\n") ==
+          FK_ERR_BAD_REQUEST);
+    CHECK(parse("GET http://h/p#x HTTP/1.1\r\n" H11 "\r\n") == FK_ERR_BAD_REQUEST);
     CHECK(parse("GET a HTTP/1.1\r\n" H11 "\r\n") == FK_ERR_BAD_REQUEST);
     CHECK(parse("GET example.com/ HTTP/1.1\r\n" H11 "\r\n") == FK_ERR_BAD_REQUEST);
     CHECK(parse("GET ?a HTTP/1.1\r\n" H11 "\r\n") == FK_ERR_BAD_REQUEST);
@@ -725,6 +733,27 @@ static void test_chunked(void)
     fk_chunked_init(&d);
     len = 0;
     CHECK(fk_chunked_decode(&d, buf, &len) == FK_NEED_MORE && len == 0);
+
+    /* limit: a size line announcing more than is left is refused at its LF,
+     * before its data; up to the limit exactly is decoded */
+    fk_chunked_init(&d);
+    d.limit = 5;
+    memcpy(buf, "3\r\nabc\r\n3\r", 10);
+    len = 10;
+    CHECK(fk_chunked_decode(&d, buf, &len) == FK_NEED_MORE && len == 3);
+    memcpy(buf, "\n", 1);
+    len = 1;
+    CHECK(fk_chunked_decode(&d, buf, &len) == FK_ERR_BODY_TOO_LARGE && len == 0);
+    fk_chunked_init(&d);
+    d.limit = 5;
+    memcpy(buf, "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", 20);
+    len = 20;
+    CHECK(fk_chunked_decode(&d, buf, &len) == 0 && len == 5 && memcmp(buf, "abcde", 5) == 0);
+    fk_chunked_init(&d);
+    d.limit = 100;
+    memcpy(buf, "7fffffffffffffff\r\n", 18);
+    len = 18;
+    CHECK(fk_chunked_decode(&d, buf, &len) == FK_ERR_BODY_TOO_LARGE && len == 0);
 }
 
 int main(void)
