@@ -79,6 +79,8 @@ typedef struct fk_conn {
     int watched;         /* in the loop's epoll set (added lazily: see watch_new) */
     void *ssl;           /* OpenSSL's SSL on a TLS connection, NULL on a plain one */
     int tls;             /* FK_TLS_* state bits (fk_tls.h) */
+    int proxy_local;     /* its PROXY header named no client (LOCAL, UNKNOWN): the peer
+                            is the balancer, whose forwarded fields are the client's own */
     struct sockaddr_storage peer;
     socklen_t peer_len;
 } fk_conn;

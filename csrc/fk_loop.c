@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "fk_loop.h"
 #include "fk_metrics.h"
+#include "fk_peers.h"
 #include "fk_tls.h"
 
 #include <errno.h>
@@ -71,6 +72,7 @@ struct fk_loop {
     fk_conn *notify_head, *notify_tail;
     int wake_pending, notify_pending, tick_pending;
     fk_header *scratch;        /* parser output, copied to the connection on success */
+    fk_peers peers;            /* open connections per client address (max_per_addr) */
     fk_date date;
     uint64_t own_slot[FK_SLOT_WORDS]; /* counters when no master shares a slot */
     struct {
@@ -114,6 +116,10 @@ fk_loop *fk_loop_create(const fk_loop_config *cfg)
     l->unwatched = malloc(l->cfg.max_connections * sizeof(uint64_t));
     l->scratch = malloc(l->cfg.max_fields * sizeof(fk_header));
     if (l->conns == NULL || l->free_slots == NULL || l->unwatched == NULL || l->scratch == NULL)
+        goto fail;
+    if (l->cfg.proxy_protocol)
+        l->cfg.max_per_addr = 0; /* every peer is the balancer */
+    if (l->cfg.max_per_addr != 0 && fk_peers_init(&l->peers, l->cfg.max_connections) != 0)
         goto fail;
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (l->epfd < 0)
@@ -368,6 +374,8 @@ static void conn_close(fk_loop *l, fk_conn *c)
             fk_tls_close(c);
         close(c->fd); /* also removes it from the epoll set */
         c->fd = -1;
+        if (l->cfg.max_per_addr != 0)
+            fk_peers_remove(&l->peers, &c->peer);
         l->nconns--;
         l->cfg.slot[FK_SLOT_CONN_OPEN] = l->nconns;
     }
@@ -868,6 +876,8 @@ static int read_proxy(fk_loop *l, fk_conn *c)
     if (!r.local) {
         c->peer = r.src;
         c->peer_len = r.src_len;
+    } else {
+        c->proxy_local = 1;
     }
     c->state = FK_CONN_HEAD;
     if (c->ssl == NULL && (size_t)n < sizeof(buf))
@@ -1087,6 +1097,13 @@ static int accept_from(fk_loop *l, int index, int batch)
             l->cfg.slot[FK_SLOT_PARSE_ERRORS]++;
             continue;
         }
+        if (l->cfg.max_per_addr != 0 && !fk_peers_add(&l->peers, &peer, l->cfg.max_per_addr)) {
+            /* one client holding many slots: closed before it takes another
+             * (and before it could make another client's connection give way) */
+            close(cfd);
+            l->cfg.slot[FK_SLOT_ADDR_REFUSED]++;
+            continue;
+        }
         if (full) {
             fk_conn *victim = eviction_victim(l);
             l->cfg.slot[FK_SLOT_EVICTED]++;
@@ -1130,6 +1147,8 @@ static int accept_from(fk_loop *l, int index, int batch)
         } else if (watch(l, c) != 0) {
             close(cfd);
             c->fd = -1;
+            if (l->cfg.max_per_addr != 0)
+                fk_peers_remove(&l->peers, &peer);
             c->state = FK_CONN_FREE;
             l->free_slots[l->nfree++] = slot;
             continue;
@@ -1725,5 +1744,6 @@ void fk_loop_destroy(fk_loop *l)
     free(l->free_slots);
     free(l->unwatched);
     free(l->scratch);
+    fk_peers_free(&l->peers);
     free(l);
 }

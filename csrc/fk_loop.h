@@ -20,6 +20,8 @@
 
 typedef struct {
     size_t max_connections;
+    uint32_t max_per_addr;       /* connections from one client address; 0 no cap (not
+                                    with proxy_protocol, where the peer is the balancer) */
     size_t max_fields;           /* header fields per request (431 beyond) */
     fk_limits limits;
     uint64_t max_body_size;      /* bytes; 0 unlimited (413 beyond) */

@@ -23,6 +23,8 @@ enum {
     FK_SLOT_QUEUE = 34,       /* histogram of queue time: accept (or request
                                  complete) to handler call */
     FK_SLOT_EVICTED = 50,     /* connections closed to give their slot to a new one */
+    FK_SLOT_ADDR_REFUSED = 51, /* connections closed at accept: their address had
+                                  max_per_addr open already */
     FK_SLOT_WORDS = 64,
 };
 

@@ -125,6 +125,7 @@ cdef extern from "fk_conn.h" nogil:
         fk_conn_state state
         int keep_alive
         int py_owned
+        int proxy_local
         int64_t file_left
         fk_buf in_ "in"
         size_t head_len
@@ -185,6 +186,7 @@ cdef extern from "fk_proxy.h" nogil:
 cdef extern from "fk_loop.h" nogil:
     ctypedef struct fk_loop_config:
         size_t max_connections
+        unsigned int max_per_addr
         size_t max_fields
         fk_limits limits
         uint64_t max_body_size

@@ -628,7 +628,9 @@ cdef class Request:
     def _wsgi_parts(self):
         """What forker._wsgi builds the environ from, in one call: method,
         target, path, query, version, scheme, host, body, remote address and
-        port, then the header fields as one flat list of names and values."""
+        port, the header fields as one flat list of names and values, and
+        whether forwarded fields may be believed of the peer (not when a PROXY
+        protocol header left the balancer as the peer: LOCAL, UNKNOWN)."""
         if self._remote_addr is None:
             self._peer()
         if self._headers is None:
@@ -639,7 +641,7 @@ cdef class Request:
                 "HTTP/1.1" if self._minor == 1 else "HTTP/1.0",
                 self._engine.listen_schemes[self._listener], self._get_host(),
                 self._get_stream() if self._conn.body_stream else self._get_body(),
-                self._remote_addr, self._remote_port, fields)
+                self._remote_addr, self._remote_port, fields, not self._conn.proxy_local)
 
     @property
     def server_addr(self):
@@ -912,6 +914,7 @@ cdef class Engine:
         self.threads = threads
         self.server = (config.server_header or "").encode("latin-1")
         cfg.max_connections = config.max_connections
+        cfg.max_per_addr = config.max_connections_per_address
         cfg.max_fields = config.limit_request_fields
         cfg.limits.max_request_line = config.limit_request_line
         cfg.limits.max_field_size = config.limit_request_field_size

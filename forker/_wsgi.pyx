@@ -372,7 +372,8 @@ cdef class Core:
             parts = request._wsgi_parts()
         else:
             parts = request_parts(request)
-        method, target, path, query, version, scheme, host, body, remote, port, fields = parts
+        (method, target, path, query, version, scheme, host, body, remote, port, fields,
+         named) = parts
         if scheme != "http":
             environ["wsgi.url_scheme"] = scheme
         if "%" in path:
@@ -419,7 +420,11 @@ cdef class Core:
         if host is not None:
             environ["HTTP_HOST"] = host  # absolute-form authority wins over Host (RFC 7230 5.4)
         default_port = "80" if scheme == "http" else "443"
-        if proxied and (<object>self)._is_trusted(remote):
+        # named: a PROXY protocol header did not leave the balancer's own address
+        # as the peer (LOCAL, UNKNOWN): a layer-4 balancer never cleans the
+        # client's forwarded fields, so they are believed only from a peer the
+        # header named
+        if proxied and named and (<object>self)._is_trusted(remote):
             (<object>self)._apply_forwarded(environ)
             host = environ.get("HTTP_HOST")
             default_port = "443" if environ["wsgi.url_scheme"] == "https" else "80"
@@ -617,4 +622,4 @@ cdef tuple request_parts(request):
         fields.append(value)
     return (request.method, request.target, request.path, request.query, request.version,
             request.scheme, request.host, request.body, request.remote_addr,
-            request.remote_port, fields)
+            request.remote_port, fields, True)

@@ -294,6 +294,10 @@ OPTIONS: List[Option] = [
     Option("write_timeout", 60.0, _float_range(0.1, 86400.0),
            "Seconds a client may stall reading a response before it is closed.",
            "--write-timeout", "SECONDS"),
+    Option("max_connections_per_address", 0, _int_range(0, 1 << 20),
+           "Most connections one client address may hold open per worker (0: no cap); "
+           "more are closed at once. Not applied with --proxy-protocol, where every "
+           "peer is the balancer.", "--max-connections-per-address", "N"),
     Option("min_request_rate", 500, _int_range(0, 1 << 40),
            "Bytes per second a request body must keep up on average once its first "
            "header_timeout has passed (0: no minimum); a client trickling its body "

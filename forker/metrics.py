@@ -21,9 +21,13 @@ Served from the master's own loop, not a thread or a forked process: a thread
 holding a lock when the master forks a worker could deadlock the child, and a
 separate process would need the pid -> worker map that only the master holds
 (a reload runs two workers of one id). The sockets are non-blocking and share
-the master's poll with its signal pipe; each connection gets a bounded head, a
-deadline and at most MAX_CLIENTS run at once, so a slow or hostile scraper
-costs the master a few microseconds per turn, never a blocked supervision loop.
+the master's poll with its signal pipe; each connection gets a bounded head and
+a deadline, and each listening socket at most MAX_CLIENTS at once, so a slow or
+hostile scraper costs the master a few microseconds per turn, never a blocked
+supervision loop. When a listener's clients are all taken, the one that has
+waited longest without a whole request gives way to the new one, and the
+local stats socket has a budget of its own: idle connections to the metrics
+port cannot lock out a scraper or `forker stats`.
 """
 
 from __future__ import annotations
@@ -42,12 +46,13 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-MAX_CLIENTS = 8
+MAX_CLIENTS = 32  # per listening socket
 MAX_HEAD = 8192
-CLIENT_SECONDS = 5.0
+CLIENT_SECONDS = 5.0  # for the whole exchange
+IDLE_SECONDS = 1.0  # for the first byte: a scraper sends its request at once
 CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 _ZERO_HIST = (0,) * (HIST_BUCKETS + 1)
-ZERO = SlotCounters(0, 0, 0, (0,) * 5, 0, 0, 0, _ZERO_HIST, _ZERO_HIST, 0)
+ZERO = SlotCounters(0, 0, 0, (0,) * 5, 0, 0, 0, _ZERO_HIST, _ZERO_HIST, 0, 0)
 
 
 def _pairwise(a: Tuple[int, ...], b: Tuple[int, ...]) -> Tuple[int, ...]:
@@ -59,7 +64,8 @@ def add(a: SlotCounters, b: SlotCounters) -> SlotCounters:
         a.requests + b.requests, a.bytes_in + b.bytes_in, a.bytes_out + b.bytes_out,
         _pairwise(a.responses, b.responses), a.connections_open + b.connections_open,
         a.connections_total + b.connections_total, a.parse_errors + b.parse_errors,
-        _pairwise(a.handler, b.handler), _pairwise(a.queue, b.queue), a.evicted + b.evicted)
+        _pairwise(a.handler, b.handler), _pairwise(a.queue, b.queue), a.evicted + b.evicted,
+        a.refused + b.refused)
 
 
 # -- rendering ------------------------------------------------------------------------
@@ -87,6 +93,9 @@ _SIMPLE: Tuple[Tuple[str, str, str, Callable[[SlotCounters], int]], ...] = (
     ("forker_connections_evicted_total", "counter",
      "Connections closed, having made least progress, to give their slot to a new one.",
      lambda c: c.evicted),
+    ("forker_connections_refused_total", "counter",
+     "Connections closed at accept: their client address held max_connections_per_address.",
+     lambda c: c.refused),
 )
 _HISTOGRAMS: Tuple[Tuple[str, str, Callable[[SlotCounters], Tuple[int, ...]]], ...] = (
     ("forker_handler_seconds", "Time in the application handler.", lambda c: c.handler),
@@ -136,13 +145,15 @@ def stats_address(pid: int) -> str:
 
 
 class _Client:
-    __slots__ = ("deadline", "head", "out", "sock")
+    __slots__ = ("born", "deadline", "head", "listener", "out", "sock")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, listener: int) -> None:
         self.sock = sock
+        self.listener = listener
         self.head = b""
         self.out = b""
-        self.deadline = time.monotonic() + CLIENT_SECONDS
+        self.born = time.monotonic()
+        self.deadline = self.born + IDLE_SECONDS
 
 
 class MetricsServer:
@@ -184,9 +195,7 @@ class MetricsServer:
 
     def watch(self) -> List[Tuple[int, int]]:
         """The descriptors to poll, with the events wanted."""
-        wanted = []
-        if len(self.clients) < MAX_CLIENTS:
-            wanted += [(fd, select.POLLIN) for fd in self.listeners]
+        wanted = [(fd, select.POLLIN) for fd in self.listeners if self._room(fd)]
         wanted += [(fd, select.POLLOUT if c.out else select.POLLIN)
                    for fd, c in self.clients.items()]
         return wanted
@@ -227,8 +236,22 @@ class MetricsServer:
             sock.close()
         self.listeners, self.clients = {}, {}
 
+    def _room(self, listener: int) -> bool:
+        """Whether a new client of listener can be taken: a free place, or one
+        whose client is still reading (it gives way)."""
+        mine = [c for c in self.clients.values() if c.listener == listener]
+        return len(mine) < MAX_CLIENTS or any(not c.out for c in mine)
+
+    def _make_room(self, listener: int) -> None:
+        """At MAX_CLIENTS, drops listener's oldest client still reading (_room
+        said there is one)."""
+        mine = [c for c in self.clients.values() if c.listener == listener]
+        if len(mine) >= MAX_CLIENTS:
+            self._drop(min((c for c in mine if not c.out), key=lambda c: c.born))
+
     def _accept(self, listener: socket.socket) -> None:
-        while len(self.clients) < MAX_CLIENTS:
+        fd = listener.fileno()
+        while self._room(fd):
             try:
                 sock, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -239,7 +262,8 @@ class MetricsServer:
             if sock.family == socket.AF_UNIX and not _trusted_peer(sock):
                 sock.close()
                 continue
-            self.clients[sock.fileno()] = _Client(sock)
+            self._make_room(fd)
+            self.clients[sock.fileno()] = _Client(sock, fd)
 
     def _read(self, client: _Client) -> None:
         try:
@@ -252,6 +276,7 @@ class MetricsServer:
             self._drop(client)
             return
         client.head += data
+        client.deadline = client.born + CLIENT_SECONDS
         if b"\r\n\r\n" in client.head or b"\n\n" in client.head:
             client.out = self._answer(client.head)
             self._write(client)

@@ -429,3 +429,33 @@ def test_a_steady_upload_longer_than_timeout_keeps_its_worker(tmp_path, threads)
             status, _, body = Reader(sock).response()
         assert (status, body) == (200, digest(piece * 50))
         assert srv.worker_pids() == [pid]
+
+
+def test_a_client_address_holds_at_most_its_cap(tmp_path):
+    """--max-connections-per-address: one address's connections beyond the cap
+    are closed at accept (without an answer), while another address and the
+    first one, once it closed some, are served."""
+    with server(tmp_path, "--max-connections-per-address", "3", "--keep-alive", "60") as srv:
+        held = [watched(srv.port) for _ in range(3)]
+        extra = connect(srv.port, timeout=30)
+        request(extra, "/pid")
+        data, closed = read_until_close(extra, timeout=30)
+        assert closed and data == b""
+        extra.close()
+        other = socket.socket()
+        other.settimeout(30)
+        other.bind(("127.0.0.2", 0))
+        other.connect(("127.0.0.1", srv.port))
+        with other:
+            request(other, "/pid", close=True)
+            assert Reader(other).response()[0] == 200
+        held.pop().close()
+
+        def served() -> bool:
+            try:
+                return get(srv.port, "/pid")[0] == 200
+            except EOFError:  # closed at accept: the server has not seen the close yet
+                return False
+        wait_for(served, "a freed place taken")
+        for sock in held:
+            sock.close()

@@ -32,7 +32,9 @@ def strict():
     with ForkerProcess("--limit-request-line", "100", "--limit-request-field-size", "100",
                        "--limit-request-fields", "10", "--max-body-size", "1000",
                        "--header-timeout", "1", "--request-timeout", "2",
-                       "--keep-alive", "1", "--write-timeout", "1") as server:
+                       "--keep-alive", "1", "--write-timeout", "1",
+                       # the request timeout alone bounds a slow body here
+                       "--min-request-rate", "0") as server:
         yield server
 
 

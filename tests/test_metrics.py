@@ -109,6 +109,7 @@ def test_render_names_types_and_histograms():
         "forker_connections_total": "counter",
         "forker_parse_errors_total": "counter",
         "forker_connections_evicted_total": "counter",
+        "forker_connections_refused_total": "counter",
         "forker_responses_total": "counter",
         "forker_handler_seconds": "histogram",
         "forker_queue_seconds": "histogram",
@@ -303,3 +304,28 @@ def test_access_log_carries_the_queue_time(tmp_path, fmt):
         else:
             path_, queued, duration = line.split()
             assert path_ == "/pid" and 0 <= int(queued) < 5_000_000 and int(duration) >= 0
+
+
+def test_idle_clients_cannot_lock_out_the_metrics_and_stats(tmp_path):
+    """Forty clients that open the metrics port and send one byte of a request,
+    more than the master serves at once: a scraper and `forker stats` are still
+    answered, the one by taking the place of the oldest idle client, the other
+    through the stats socket's own budget. (Before, eight such clients held the
+    one shared budget for their whole 5 s deadline, the next eight after them.)"""
+    pidfile = tmp_path / "forker.pid"
+    with ForkerProcess("--metrics-bind", "127.0.0.1:0", "--pid", str(pidfile)) as server:
+        port = metrics_port(server)
+        idle = []
+        try:
+            for _ in range(40):
+                sock = socket.create_connection(("127.0.0.1", port))
+                sock.sendall(b"G")
+                idle.append(sock)
+            # 3 s: well below the idle clients' 5 s; an answer takes milliseconds
+            status, _, body = get(port, "/metrics", timeout=3)
+            assert status == 200 and b"forker_requests_total" in body
+            result = run_stats("--pid", str(pidfile))
+            assert result.returncode == 0, result.stderr
+        finally:
+            for sock in idle:
+                sock.close()

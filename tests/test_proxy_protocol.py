@@ -279,9 +279,24 @@ def test_forwarded_headers_are_trusted_by_the_address_of_the_header(wsgi):
     # the header names a trusted proxy (127.0.0.1 by default): its forwarded headers count
     env = environ_of(wsgi, v1("127.0.0.1", sport=7) + xff)
     assert env["REMOTE_ADDR"] == "198.18.0.1"
-    # LOCAL keeps the real peer, 127.0.0.1, trusted as before
-    env = environ_of(wsgi, v2(command=0x20) + xff)
-    assert env["REMOTE_ADDR"] == "198.18.0.1"
+
+
+@pytest.mark.parametrize("header", [v2(command=0x20), v1(proto="UNKNOWN"), b"PROXY UNKNOWN\r\n",
+                                    v2(family=0x00),
+                                    V2_SIGNATURE + bytes([0x21, 0x31]) + struct.pack("!H", 216)
+                                    + bytes(216)],
+                         ids=["v2-local", "v1-unknown-addresses", "v1-unknown", "v2-unspec",
+                              "v2-unix"])
+def test_forwarded_headers_are_not_believed_of_a_balancer_that_named_no_client(wsgi, header):
+    """A header without a client address (LOCAL, UNKNOWN, UNSPEC, AF_UNIX)
+    leaves the balancer, a trusted address, as the peer; but a layer-4 balancer
+    passes the client's own X-Forwarded-* and Forwarded fields untouched, so
+    they are not believed: the client could name any address and scheme."""
+    forged = (b"GET /x HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 6.6.6.6\r\n"
+              b"X-Forwarded-Proto: https\r\nForwarded: for=6.6.6.7;proto=https\r\n"
+              b"Connection: close\r\n\r\n")
+    env = environ_of(wsgi, header + forged)
+    assert (env["REMOTE_ADDR"], env["wsgi.url_scheme"]) == ("127.0.0.1", "http")
 
 
 # -- the option off, the allow-list ---------------------------------------------------------
