@@ -219,7 +219,7 @@ def main() -> int:
     for name in args.attack or ["slowloris", "slow-body", "half-close"]:
         for server in args.servers.split(","):
             r = run(server, name, args.seconds)
-            fmt = (lambda v: "-" if v is None else f"{v:.0f} ms")
+            fmt = (lambda v: "-" if v is None else f"{v:.1f} ms")
             print(f"| {name} | {server} | {r['probes']} | {r['failed']} | {fmt(r['p50_ms'])} | "
                   f"{fmt(r['max_ms'])} | {r['worker_rss_mib']} MiB | {r['close_wait']} |",
                   flush=True)
