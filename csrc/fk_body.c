@@ -1,7 +1,7 @@
 /* Request bodies read by the handler as it consumes them (see fk_body.h). */
 #define _GNU_SOURCE
 #include "fk_body.h"
-#include "fk_loop.h"
+#include "fk_clock.h"
 #include "fk_tls.h"
 
 #include <errno.h>

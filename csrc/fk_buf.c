@@ -54,12 +54,6 @@ int fk_buf_append(fk_buf *b, const void *p, size_t n)
     return 0;
 }
 
-void fk_buf_trim(fk_buf *b, size_t keep)
-{
-    if (b->len == b->off && b->cap > keep)
-        fk_buf_free(b);
-}
-
 void fk_buf_free(fk_buf *b)
 {
     free(b->data);

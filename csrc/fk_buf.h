@@ -29,11 +29,6 @@ static inline void fk_buf_consume(fk_buf *b, size_t n)
 
 static inline size_t fk_buf_pending(const fk_buf *b) { return b->len - b->off; }
 
-/* Frees the memory of an empty buffer whose capacity grew past keep bytes, so
- * that one large request or response does not pin memory for the connection's
- * lifetime. */
-void fk_buf_trim(fk_buf *b, size_t keep);
-
 /* Frees the memory; the buffer is then empty and reusable. */
 void fk_buf_free(fk_buf *b);
 

@@ -1,13 +1,14 @@
 #define _GNU_SOURCE
 #include "fk_loop.h"
+#include "fk_clock.h"
 #include "fk_metrics.h"
 #include "fk_peers.h"
+#include "fk_spares.h"
 #include "fk_tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -24,9 +25,6 @@
 #define ACCEPT_BATCH 4 /* per wake-up, so that a burst of connections spreads over workers */
 #define FIRST_READ 4096        /* bytes read at once while waiting for a head */
 #define READ_CHUNK 16384       /* free space wanted before each read of a body */
-#define BUF_KEEP 65536         /* buffers larger than this are recycled when empty */
-#define SPARES 2               /* large buffers kept by the loop for reuse */
-#define SPARE_MAX (8u << 20)   /* largest buffer worth keeping */
 #define DIRECT_WRITE 32768     /* bodies this large are written from the caller's memory */
 #define HIGH_WATER (256 * 1024) /* streamed output above this pauses the producer */
 #define LINGER_MS 2000         /* how long we drain a client's input before closing */
@@ -75,20 +73,9 @@ struct fk_loop {
     fk_peers peers;            /* open connections per client address (max_per_addr) */
     fk_date date;
     uint64_t own_slot[FK_SLOT_WORDS]; /* counters when no master shares a slot */
-    struct {
-        char *data;
-        size_t cap;
-        int used; /* taken or stored since the last sweep */
-    } spare[SPARES];
+    fk_spares spares;          /* large buffers kept for reuse */
     struct epoll_event events[MAX_EVENTS];
 };
-
-uint64_t fk_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void refresh_clock(fk_loop *l)
 {
@@ -233,79 +220,6 @@ static void push_notify(fk_loop *l, fk_conn *c, int type)
     l->notify_tail = c;
 }
 
-/* ---- large buffers ----------------------------------------------------------- */
-
-/* Frees an emptied (or abandoned) buffer, keeping a large one's memory as a
- * spare: a run of uploads or large responses then reuses mapped pages instead
- * of faulting fresh ones in for every request. Spares unused for a sweep are
- * freed, so an idle worker shrinks back. */
-static void buf_release(fk_loop *l, fk_buf *b)
-{
-    if (b->cap > BUF_KEEP && b->cap <= SPARE_MAX) {
-        int slot = -1;
-        for (int i = 0; i < SPARES; i++)
-            if (l->spare[i].data == NULL || (slot >= 0 && l->spare[i].cap < l->spare[slot].cap) ||
-                (slot < 0 && l->spare[i].cap < b->cap))
-                slot = i;
-        if (slot >= 0) {
-            free(l->spare[slot].data);
-            l->spare[slot].data = b->data;
-            l->spare[slot].cap = b->cap;
-            l->spare[slot].used = 1;
-            b->data = NULL;
-            b->off = b->len = b->cap = 0;
-            return;
-        }
-    }
-    fk_buf_free(b);
-}
-
-static void buf_trim(fk_loop *l, fk_buf *b)
-{
-    if (b->len == b->off && b->cap > BUF_KEEP)
-        buf_release(l, b);
-}
-
-/* Before b grows to hold room more bytes: moves its pending bytes into a spare
- * large enough, if the loop has one. */
-static void buf_adopt_spare(fk_loop *l, fk_buf *b, size_t room)
-{
-    size_t pending = b->len - b->off;
-    if (b->cap - b->len >= room || room > SPARE_MAX)
-        return;
-    size_t need = pending + room;
-    int best = -1;
-    for (int i = 0; i < SPARES; i++)
-        if (l->spare[i].data != NULL && l->spare[i].cap >= need &&
-            (best < 0 || l->spare[i].cap < l->spare[best].cap))
-            best = i;
-    if (best < 0 || l->spare[best].cap <= b->cap)
-        return;
-    char *data = l->spare[best].data;
-    if (pending != 0)
-        memcpy(data, b->data + b->off, pending);
-    free(b->data);
-    b->data = data;
-    b->cap = l->spare[best].cap;
-    b->off = 0;
-    b->len = pending;
-    l->spare[best].data = NULL;
-    l->spare[best].cap = 0;
-    l->spare[best].used = 1;
-}
-
-static void spares_sweep(fk_loop *l)
-{
-    for (int i = 0; i < SPARES; i++) {
-        if (l->spare[i].data != NULL && !l->spare[i].used) {
-            free(l->spare[i].data);
-            l->spare[i].data = NULL;
-            l->spare[i].cap = 0;
-        }
-        l->spare[i].used = 0;
-    }
-}
-
 /* ---- closing --------------------------------------------------------------- */
 
 /* Who owns a slot. A slot is taken by accept and given back by free_slot, and
@@ -355,8 +269,8 @@ static void free_slot(fk_loop *l, fk_conn *c)
     FK_ASSERT(c->state != FK_CONN_FREE && c->fd < 0 && !c->py_owned && !c->dirty &&
               !c->notify_linked && l->nused > 0);
     end_body_stream(c);
-    buf_release(l, &c->in);
-    buf_release(l, &c->out);
+    fk_spares_release(&l->spares, &c->in);
+    fk_spares_release(&l->spares, &c->out);
     free(c->headers);
     c->headers = NULL;
     c->headers_cap = 0;
@@ -461,7 +375,7 @@ static int conn_flush(fk_loop *l, fk_conn *c)
         conn_close(l, c);
         return -1;
     }
-    buf_trim(l, &c->out);
+    fk_spares_trim(&l->spares, &c->out);
     if (c->state == FK_CONN_HEAD && fk_buf_pending(&c->in) == 0)
         c->deadline = l->now + l->cfg.keepalive_ms;
     if (closes_when_flushed(c)) {
@@ -805,7 +719,7 @@ static int reserve_input(fk_loop *l, fk_conn *c, size_t room)
         TO_OFFSET(c->headers[i].name, base);
         TO_OFFSET(c->headers[i].value, base);
     }
-    buf_adopt_spare(l, &c->in, room);
+    fk_spares_adopt(&l->spares, &c->in, room);
     int status = fk_buf_reserve(&c->in, room, 0);
     base = c->in.data + c->in.off;
     FROM_OFFSET(r->method, base);
@@ -822,57 +736,29 @@ static int reserve_input(fk_loop *l, fk_conn *c, size_t room)
 
 /* ---- PROXY protocol -------------------------------------------------------- */
 
-/* Reads the PROXY header that opens each connection of a proxy_protocol loop.
- * The socket is peeked at until the header is complete, then the header is
- * taken off it: on a TLS connection exactly the header (OpenSSL reads the
- * handshake that follows), on a plain one all that was peeked, the bytes after
- * the header going into c->in as a first read would have put them. A missing,
- * malformed or truncated header closes the connection without a response, as
- * nginx and HAProxy do: the client is a proxy, not an HTTP client. Returns 1
- * when the connection goes on with HTTP, 0 when it waits for more bytes or was
- * closed. */
+/* Reads the PROXY header that opens each connection of a proxy_protocol loop
+ * (fk_proxy_read). A missing, malformed or truncated header closes the
+ * connection without a response, as nginx and HAProxy do: the client is a
+ * proxy, not an HTTP client. Returns 1 when the connection goes on with HTTP,
+ * 0 when it waits for more bytes or was closed. */
 static int read_proxy(fk_loop *l, fk_conn *c)
 {
     char buf[FK_PROXY_MAX];
-    ssize_t n;
-    do
-        n = recv(c->fd, buf, sizeof(buf), MSG_PEEK);
-    while (n < 0 && errno == EINTR);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        c->readable = 0;
-        return 0;
-    }
-    if (n <= 0) { /* EOF before any header, or an error */
-        conn_close(l, c);
-        return 0;
-    }
     fk_proxy_result r;
-    int len = fk_proxy_parse(buf, (size_t)n, &r);
-    if (len == FK_NEED_MORE) {
-        /* peeking cannot tell that an EOF follows a partial header: ask */
-        struct pollfd p = {.fd = c->fd, .events = POLLRDHUP};
-        if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
-            conn_close(l, c);
-            return 0;
-        }
+    size_t len = 0, taken = 0;
+    int drained = 0;
+    int status = fk_proxy_read(c->fd, c->ssl != NULL, buf, &r, &len, &taken, &drained);
+    if (status == FK_PROXY_AGAIN) {
         c->readable = 0; /* the next edge brings the rest */
         return 0;
     }
-    if (len < 0) {
-        l->cfg.slot[FK_SLOT_PARSE_ERRORS]++;
+    if (status != FK_PROXY_DONE) {
+        if (status == FK_PROXY_BAD)
+            l->cfg.slot[FK_SLOT_PARSE_ERRORS]++;
         conn_close(l, c);
         return 0;
     }
-    size_t take = c->ssl != NULL ? (size_t)len : (size_t)n;
-    ssize_t got;
-    do
-        got = recv(c->fd, buf, take, 0);
-    while (got < 0 && errno == EINTR);
-    if (got != (ssize_t)take) { /* the bytes were there a moment ago: only a failure */
-        conn_close(l, c);
-        return 0;
-    }
-    l->cfg.slot[FK_SLOT_BYTES_IN] += (uint64_t)take;
+    l->cfg.slot[FK_SLOT_BYTES_IN] += (uint64_t)taken;
     if (!r.local) {
         c->peer = r.src;
         c->peer_len = r.src_len;
@@ -880,10 +766,10 @@ static int read_proxy(fk_loop *l, fk_conn *c)
         c->proxy_local = 1;
     }
     c->state = FK_CONN_HEAD;
-    if (c->ssl == NULL && (size_t)n < sizeof(buf))
-        c->readable = 0; /* drained: epoll reports what arrives next */
-    if (take > (size_t)len) {
-        if (fk_buf_append(&c->in, buf + len, take - (size_t)len) != 0) {
+    if (drained)
+        c->readable = 0; /* epoll reports what arrives next */
+    if (taken > len) {
+        if (fk_buf_append(&c->in, buf + len, taken - len) != 0) {
             conn_close(l, c);
             return 0;
         }
@@ -1233,7 +1119,7 @@ void fk_loop_stop(fk_loop *l, int graceful)
 
 static void sweep(fk_loop *l)
 {
-    spares_sweep(l);
+    fk_spares_sweep(&l->spares);
     if (l->cfg.parent_pid != 0 && getppid() != l->cfg.parent_pid)
         fk_loop_stop(l, 1); /* orphaned: the master is gone */
     if (l->accept_resume != 0 && l->now >= l->accept_resume) {
@@ -1300,7 +1186,7 @@ static int request_done(fk_loop *l, fk_conn *c)
     if (c->close_after)
         return 0;
     c->deadline = l->now + l->cfg.keepalive_ms;
-    buf_trim(l, &c->in);
+    fk_spares_trim(&l->spares, &c->in);
     /* pipelined: the next request may be complete already; held back while
      * out is backlogged, or a client that never reads makes us buffer them all */
     return fk_buf_pending(&c->in) > 0 && fk_buf_pending(&c->out) <= HIGH_WATER;
@@ -1387,7 +1273,7 @@ int fk_loop_respond(fk_loop *l, fk_conn *c, const fk_response *r, const char *bo
         } /* on EAGAIN or an error, the flush below retries or fails as usual */
     }
     if (has_body && len != 0) {
-        buf_adopt_spare(l, &c->out, len);
+        fk_spares_adopt(&l->spares, &c->out, len);
         if (fk_buf_append(&c->out, body, len) != 0) {
             conn_close(l, c);
             return -1;
@@ -1530,14 +1416,6 @@ void fk_loop_body_limits(const fk_loop *l, const fk_conn *c, fk_body_limits *lim
     lim->max_body_size = l->cfg.max_body_size;
     lim->rate_base_ms = c->started + l->cfg.header_timeout_ms;
     lim->min_rate = l->cfg.min_rate;
-}
-
-fk_conn *fk_loop_conn(fk_loop *l, uint32_t index, uint32_t generation)
-{
-    if (index >= l->high_slot)
-        return NULL;
-    fk_conn *c = &l->conns[index];
-    return c->generation == generation && c->state != FK_CONN_FREE ? c : NULL;
 }
 
 uint64_t fk_loop_served(const fk_loop *l) { return l->served; }
@@ -1738,8 +1616,7 @@ void fk_loop_destroy(fk_loop *l)
     }
     if (l->epfd >= 0)
         close(l->epfd);
-    for (int i = 0; i < SPARES; i++)
-        free(l->spare[i].data);
+    fk_spares_free(&l->spares);
     free(l->conns);
     free(l->free_slots);
     free(l->unwatched);

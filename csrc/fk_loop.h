@@ -130,14 +130,8 @@ void fk_loop_stop(fk_loop *l, int graceful);
  * from a handler's thread. */
 void fk_loop_body_limits(const fk_loop *l, const fk_conn *c, fk_body_limits *lim);
 
-/* The connection in slot index if its generation matches, else NULL. */
-fk_conn *fk_loop_conn(fk_loop *l, uint32_t index, uint32_t generation);
-
 /* Requests answered so far, and connections open now. */
 uint64_t fk_loop_served(const fk_loop *l);
 size_t fk_loop_open(const fk_loop *l);
-
-/* CLOCK_MONOTONIC in milliseconds. */
-uint64_t fk_now_ms(void);
 
 #endif

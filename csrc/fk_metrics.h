@@ -5,7 +5,6 @@
 #define FK_METRICS_H
 
 #include <stdint.h>
-#include <time.h>
 
 /* word offsets in the slot */
 enum {
@@ -45,13 +44,6 @@ static inline void fk_hist_add(volatile uint64_t *hist, uint64_t us)
         i++;
     hist[i]++;
     hist[FK_HIST_SUM] += us;
-}
-
-static inline uint64_t fk_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 #endif

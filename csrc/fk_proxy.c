@@ -1,4 +1,8 @@
+#define _GNU_SOURCE
 #include "fk_proxy.h"
+
+#include <errno.h>
+#include <poll.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -307,4 +311,38 @@ int fk_net_allows(const fk_net *nets, size_t n, const struct sockaddr_storage *s
             prefix_match(nets[i].addr, addr, nets[i].bits < max_bits ? nets[i].bits : max_bits))
             return 1;
     return 0;
+}
+
+int fk_proxy_read(int fd, int exact, char *buf, fk_proxy_result *r, size_t *len, size_t *taken,
+                  int *drained)
+{
+    ssize_t n;
+    do
+        n = recv(fd, buf, FK_PROXY_MAX, MSG_PEEK);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return FK_PROXY_AGAIN;
+    if (n <= 0) /* EOF before any header, or an error */
+        return FK_PROXY_CLOSED;
+    int parsed = fk_proxy_parse(buf, (size_t)n, r);
+    if (parsed == FK_NEED_MORE) {
+        /* peeking cannot tell that an EOF follows a partial header: ask */
+        struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+        if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+            return FK_PROXY_CLOSED;
+        return FK_PROXY_AGAIN;
+    }
+    if (parsed < 0)
+        return FK_PROXY_BAD;
+    size_t take = exact ? (size_t)parsed : (size_t)n;
+    ssize_t got;
+    do
+        got = recv(fd, buf, take, 0);
+    while (got < 0 && errno == EINTR);
+    if (got != (ssize_t)take) /* the bytes were there a moment ago: only a failure */
+        return FK_PROXY_CLOSED;
+    *len = (size_t)parsed;
+    *taken = take;
+    *drained = !exact && (size_t)n < FK_PROXY_MAX;
+    return FK_PROXY_DONE;
 }

@@ -44,6 +44,24 @@ typedef struct {
  * exactly. A LOCAL header's contents are skipped unchecked, as the spec asks. */
 int fk_proxy_parse(const char *buf, size_t len, fk_proxy_result *out);
 
+enum {
+    FK_PROXY_DONE = 1,   /* the header was taken off the socket */
+    FK_PROXY_AGAIN = 0,  /* more bytes are needed: wait for the socket's next edge */
+    FK_PROXY_CLOSED = -1, /* EOF or an error before the header ended */
+    FK_PROXY_BAD = -2,   /* not a valid header */
+};
+
+/* Reads the PROXY header at the start of the non-blocking socket fd. The
+ * socket is peeked at until the header is complete, then the header is taken
+ * off it: with exact (a TLS connection, whose handshake OpenSSL reads next)
+ * exactly the header, otherwise all that was peeked, the bytes after the
+ * header (buf[*len .. *taken)) being the connection's first input. buf holds
+ * FK_PROXY_MAX bytes. *drained tells that the socket had no more to give (the
+ * caller's edge-triggered poll reports what comes next). Returns FK_PROXY_*;
+ * r, *len and *taken are set with FK_PROXY_DONE. */
+int fk_proxy_read(int fd, int exact, char *buf, fk_proxy_result *r, size_t *len, size_t *taken,
+                  int *drained);
+
 /* An IP network of an allow-list. */
 typedef struct {
     int family;             /* AF_INET or AF_INET6 */

@@ -170,6 +170,9 @@ cdef extern from "fk_tls.h" nogil:
     int fk_tls_ctx_matches(void *ssl_ctx, int verify_mode, uint64_t options)
     void fk_tls_ctx_destroy(fk_tls_ctx *ctx)
 
+cdef extern from "fk_clock.h" nogil:
+    uint64_t fk_now_ms()
+
 cdef extern from "fk_metrics.h" nogil:
     enum:
         FK_SLOT_WORDS
@@ -244,7 +247,5 @@ cdef extern from "fk_loop.h" nogil:
     int fk_loop_send_file(fk_loop *l, fk_conn *c, int fd, int64_t offset, int64_t count)
     void fk_loop_release(fk_loop *l, fk_conn *c)
     void fk_loop_stop(fk_loop *l, int graceful)
-    fk_conn *fk_loop_conn(fk_loop *l, unsigned int index, unsigned int generation)
     uint64_t fk_loop_served(const fk_loop *l)
     size_t fk_loop_open(const fk_loop *l)
-    uint64_t fk_now_ms()

@@ -14,14 +14,9 @@
 #include "fk_body.h"
 #include "check.h"
 
-/* What fk_body.c takes from the loop and from the TLS layer. */
-uint64_t fk_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
+#include "fk_clock.h"
 
+/* What fk_body.c takes from the TLS layer. */
 ssize_t fk_tls_recv(fk_conn *c, char *buf, size_t len)
 {
     (void)c, (void)buf, (void)len;
