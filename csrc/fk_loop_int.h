@@ -1,0 +1,106 @@
+/* The loop's insides, shared by its three files and by nothing else:
+ *   fk_loop.c    the slab of connections and who owns a slot, the queues,
+ *                accepting, timeouts, stopping, and the event loop itself;
+ *   fk_input.c   reading, the PROXY header, parsing heads, request bodies;
+ *   fk_output.c  writing, answering (from the loop or the handler), file bodies.
+ * Every function here runs on the loop's thread. */
+#ifndef FK_LOOP_INT_H
+#define FK_LOOP_INT_H
+
+#include <sys/epoll.h>
+#include "fk_loop.h"
+#include "fk_metrics.h"
+#include "fk_peers.h"
+#include "fk_spares.h"
+
+#define MAX_LISTENERS 64
+#define MAX_EVENTS 256
+#define ACCEPT_BATCH 4 /* per wake-up, so that a burst of connections spreads over workers */
+#define FIRST_READ 4096        /* bytes read at once while waiting for a head */
+#define READ_CHUNK 16384       /* free space wanted before each read of a body */
+#define DIRECT_WRITE 32768     /* bodies this large are written from the caller's memory */
+#define HIGH_WATER (256 * 1024) /* streamed output above this pauses the producer */
+#define LINGER_MS 2000         /* how long we drain a client's input before closing */
+#define LINGER_MAX (1 << 20)   /* and how much of it */
+#define TICK_MS 1000
+#define EMFILE_PAUSE_MS 100
+#define TLS_FILE_CHUNK (128 * 1024) /* file bytes read per step when TLS rules out sendfile */
+
+/* epoll_event.data.u64: listeners and control fds are tagged in the top bits;
+ * connections carry generation << 32 | slot index. */
+#define TAG_LISTENER (1ULL << 63)
+#define TAG_WAKE (1ULL << 62)
+#define TAG_NOTIFY (1ULL << 61)
+#define TAG_MASK (TAG_LISTENER | TAG_WAKE | TAG_NOTIFY)
+
+struct fk_loop {
+    fk_loop_config cfg;
+    int epfd;
+    int listeners[MAX_LISTENERS];
+    fk_tls_ctx *tls[MAX_LISTENERS]; /* per listener: its TLS context, NULL plain */
+    int nlisteners;
+    int listening;             /* listeners registered in epoll */
+    int stopping;              /* 0 running, 1 graceful, 2 fast */
+    int nodelay_inherited;     /* -1 unknown, 0 set per connection, 1 inherited */
+    uint64_t stop_deadline;
+    uint64_t accept_resume;    /* ms after which accepting resumes after EMFILE */
+    int requeue_listeners;     /* accepted this turn: go to the back of the listeners' queue */
+    uint64_t now;
+    uint64_t next_tick;
+    uint64_t served;
+    size_t nconns;             /* sockets open */
+    size_t nused;              /* slots not free: open sockets, and closed ones that Python
+                                * or a queue still refers to; never above max_connections */
+    fk_conn *conns;            /* slab of max_connections slots */
+    uint32_t *free_slots;      /* stack of free slot indexes */
+    uint64_t *unwatched;       /* generation << 32 | slot of connections accepted
+                                * but not yet in the epoll set (watch_new) */
+    size_t nunwatched;
+    size_t nfree;
+    size_t high_slot;          /* slots at or above this were never used */
+    fk_conn *ready_head, *ready_tail;
+    fk_conn *dirty_head;
+    fk_conn *notify_head, *notify_tail;
+    int wake_pending, notify_pending, tick_pending;
+    fk_header *scratch;        /* parser output, copied to the connection on success */
+    fk_peers peers;            /* open connections per client address (max_per_addr) */
+    fk_date date;
+    uint64_t own_slot[FK_SLOT_WORDS]; /* counters when no master shares a slot */
+    fk_spares spares;          /* large buffers kept for reuse */
+    struct epoll_event events[MAX_EVENTS];
+};
+
+#define FK_INTERNAL __attribute__((visibility("hidden")))
+
+/* fk_loop.c */
+FK_INTERNAL void push_ready(fk_loop *l, fk_conn *c);
+FK_INTERNAL void push_dirty(fk_loop *l, fk_conn *c);
+FK_INTERNAL void push_notify(fk_loop *l, fk_conn *c, int type);
+/* Closes c's socket; the slot is freed once nothing refers to it. */
+FK_INTERNAL void conn_close(fk_loop *l, fk_conn *c);
+/* Shuts our side and drains the client's input briefly before closing. */
+FK_INTERNAL void conn_linger(fk_loop *l, fk_conn *c);
+/* The handler is done with c's streamed body (read or not). */
+FK_INTERNAL void end_body_stream(fk_conn *c);
+/* Stops accepting (recycle: a max_requests recycle). */
+FK_INTERNAL void stop_accepting(fk_loop *l, int recycle);
+
+/* fk_input.c */
+/* Reads what c's socket holds and parses it, while its state allows. */
+FK_INTERNAL void conn_read(fk_loop *l, fk_conn *c);
+/* Parses what c->in holds: heads and bodies, answering what the loop answers. */
+FK_INTERNAL void process_input(fk_loop *l, fk_conn *c);
+
+/* fk_output.c */
+/* Writes what out holds (then the file part). Returns 1 when all is written,
+ * 0 when the socket is full (EPOLLOUT will tell), -1 when the connection
+ * failed and was closed. */
+FK_INTERNAL int conn_flush(fk_loop *l, fk_conn *c);
+FK_INTERNAL void count_status(fk_loop *l, int status);
+/* Answers status from the loop itself and closes after it (lingering). */
+FK_INTERNAL void fail_request(fk_loop *l, fk_conn *c, int status);
+/* The request is answered: account for it and reset the connection for the
+ * next one. Returns 1 when bytes of a next request may be parsed now. */
+FK_INTERNAL int request_done(fk_loop *l, fk_conn *c);
+
+#endif
