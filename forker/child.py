@@ -33,12 +33,23 @@ IGNORED = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 def run(arbiter: Any, worker: Any, listeners: List[Any]) -> NoReturn:
     """In the child: set up, run the worker loop, leave with its status."""
     status: Any = 1
+    worker.pid = os.getpid()
     try:
         status = _main(arbiter, worker, listeners)
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
         log.exception("worker %d crashed", worker.id)
+    finally:
+        _leave(arbiter, worker, status)
+
+
+def _leave(arbiter: Any, worker: Any, status: Any) -> NoReturn:
+    """The worker_exit hook, then the exit itself."""
+    try:
+        from . import hooks
+
+        hooks.call("worker_exit", arbiter.config.worker_exit, arbiter, worker)
     finally:
         _exit(status)
 
@@ -71,7 +82,7 @@ def _main(arbiter: Any, worker: Any, listeners: List[Any]) -> int:
         if os.getppid() != arbiter.pid:
             return 0
     if config.post_fork is not None:
-        config.post_fork(worker.id)
+        config.post_fork(arbiter, worker)
     app = arbiter.app
     try:
         if app is None:
@@ -80,11 +91,33 @@ def _main(arbiter: Any, worker: Any, listeners: List[Any]) -> int:
     except (AppImportError, ImportError) as exc:
         log.error("worker %d: cannot load the application: %s", worker.id, exc)
         return WORKER_BOOT_ERROR
+    if config.pre_request is not None or config.post_request is not None:
+        from .hooks import wrap_requests
+
+        app = wrap_requests(app, config, worker)
+    if config.worker_abort is not None:
+        _on_abort(arbiter, worker)
+    if config.post_worker_init is not None:
+        config.post_worker_init(worker)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
     from .tls import listener_schemes
 
     return run_worker(app, config, listeners, worker.id, arbiter.slots.view(worker.slot),
-                      schemes=listener_schemes(config, listeners, arbiter.listeners.source))
+                      schemes=listener_schemes(config, listeners, arbiter.listeners.source),
+                      worker=worker)
+
+
+def _on_abort(arbiter: Any, worker: Any) -> None:
+    """SIGABRT, which the master sends past timeout when worker_abort is set:
+    the hook, worker_exit, and exit status 1, as in gunicorn."""
+
+    def abort(signum: int, frame: Any) -> None:
+        from . import hooks
+
+        hooks.call("worker_abort", arbiter.config.worker_abort, worker)
+        _leave(arbiter, worker, 1)
+
+    signal.signal(signal.SIGABRT, abort)
 
 
 def _reset_signals(arbiter: Any) -> None:

@@ -240,6 +240,44 @@ def _hook(name: str, value: Any) -> Optional[Callable[..., Any]]:
     raise ConfigError(f"{name}: expected a callable or 'module:function', got {value!r}")
 
 
+def _accepts(hook: Callable[..., Any], count: int) -> Optional[bool]:
+    """Whether hook can be called with count positional arguments; None when its
+    signature cannot be read (a builtin): it is then taken as it is."""
+    import inspect  # only for a hook that is set: workers without hooks never import it
+
+    try:
+        signature = inspect.signature(hook)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind(*range(count))
+    except TypeError:
+        return False
+    return True
+
+
+def _hook_of(*parameters: str, legacy: bool = False) -> Callable[[str, Any], Any]:
+    """A converter of a hook called with gunicorn's arguments, checked against its
+    signature so that a wrong one is refused at start rather than in each worker.
+    legacy: forker's former one-argument form hook(worker_id) is also accepted (it
+    cannot be mistaken for gunicorn's two arguments) and called so."""
+
+    def convert(name: str, value: Any) -> Optional[Callable[..., Any]]:
+        hook = _hook(name, value)
+        if hook is None or _accepts(hook, len(parameters)) is not False:
+            return hook
+        if legacy and _accepts(hook, 1):
+            def called_with_worker_id(server: Any, worker: Any) -> Any:
+                return hook(worker.id)
+
+            called_with_worker_id.legacy = hook  # type: ignore[attr-defined]
+            return called_with_worker_id
+        raise ConfigError(f"{name}: the hook must take gunicorn's arguments, "
+                          f"{name}({', '.join(parameters)}); {hook!r} cannot")
+
+    return convert
+
+
 def _ssl_context(name: str, value: Any) -> Any:
     """None, an ssl.SSLContext, or a function returning one (checked by forker.tls)."""
     if value is None or callable(value):
@@ -399,13 +437,44 @@ OPTIONS: List[Option] = [
     Option("proc_name", None, _str_or_none,
            "Name shown in process titles, 'forker: master [NAME]' (default: the application).",
            "--name", "NAME"),
-    Option("on_starting", None, _hook,
-           "Hook on_starting(config), called in the master before it binds."),
-    Option("post_fork", None, _hook,
-           "Hook post_fork(worker_id), called in each worker right after fork."),
-    Option("worker_exit", None, _hook,
-           "Hook worker_exit(worker_id, status), called in the master when a worker has exited: "
-           "status is its exit code, or minus the number of the signal that killed it."),
+    # gunicorn's server hooks, with its names and arguments (forker/hooks.py).
+    Option("on_starting", None, _hook_of("server"),
+           "Hook on_starting(server), called in the master before it binds."),
+    Option("on_reload", None, _hook_of("server"),
+           "Hook on_reload(server), called in the master on HUP, with the new configuration."),
+    Option("when_ready", None, _hook_of("server"),
+           "Hook when_ready(server), called in the master once it listens, before the "
+           "workers start."),
+    Option("pre_fork", None, _hook_of("server", "worker"),
+           "Hook pre_fork(server, worker), called in the master before each worker is forked."),
+    Option("post_fork", None, _hook_of("server", "worker", legacy=True),
+           "Hook post_fork(server, worker), called in each worker right after fork "
+           "(forker's earlier post_fork(worker_id), one argument, is still called so)."),
+    Option("post_worker_init", None, _hook_of("worker"),
+           "Hook post_worker_init(worker), called in each worker once it has loaded the "
+           "application, before it serves."),
+    Option("worker_int", None, _hook_of("worker"),
+           "Hook worker_int(worker), called in a worker when it gets INT or QUIT."),
+    Option("worker_abort", None, _hook_of("worker"),
+           "Hook worker_abort(worker), called in a worker that ran past timeout, before the "
+           "master kills it (the master sends it SIGABRT)."),
+    Option("pre_exec", None, _hook_of("server"),
+           "Hook pre_exec(server), called in the new master of an upgrade (USR2) before exec."),
+    Option("pre_request", None, _hook_of("worker", "req"),
+           "Hook pre_request(worker, req), called in the worker before the application, "
+           "with req.method, req.path, req.query, req.headers."),
+    Option("post_request", None, _hook_of("worker", "req", "environ", "resp"),
+           "Hook post_request(worker, req, environ, resp), called in the worker once the "
+           "application's response is complete; resp.status is its status line."),
+    Option("child_exit", None, _hook_of("server", "worker"),
+           "Hook child_exit(server, worker), called in the master when a worker has exited."),
+    Option("worker_exit", None, _hook_of("server", "worker"),
+           "Hook worker_exit(server, worker), called in a worker that is exiting."),
+    Option("nworkers_changed", None, _hook_of("server", "new_value", "old_value"),
+           "Hook nworkers_changed(server, new_value, old_value), called in the master when "
+           "the number of workers changes (old_value None the first time)."),
+    Option("on_exit", None, _hook_of("server"),
+           "Hook on_exit(server), called in the master just before it exits."),
     Option("certfile", None, _str_or_none,
            "PEM file of the TLS certificate (then its chain). Listeners without an http:// or "
            "https:// prefix serve HTTPS when it is set.", "--certfile", "FILE"),

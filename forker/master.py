@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 
-from . import appspec, child, metrics, process, tls
+from . import appspec, child, hooks, metrics, process, tls
 from .child import HANDLED, WORKER_BOOT_ERROR
 from .config import Config
 from .shm import SlotTable
@@ -46,6 +46,7 @@ BOOT_WINDOW = 60.0
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 4.0
 FAST_STOP_SECONDS = 2.0  # INT/QUIT: how long workers get before SIGKILL
 DUMP_SECONDS = 0.3  # a timed-out worker gets this long to print its stack before SIGKILL
+ABORT_SECONDS = 1.0  # ... and this long with a worker_abort hook to run, as gunicorn gives
 MEMORY_CHECK_SECONDS = 1.0
 SLOT_CAPACITY = 4096  # 1024 workers, a reload's second generation, and room to spare
 
@@ -54,16 +55,23 @@ RESTART_ONLY = ("bind", "reuse_port", "backlog", "user", "group", "pidfile",
 
 
 class Worker:
-    """The master's record of one worker process."""
+    """The master's record of one worker process, also what hooks get as `worker`
+    (gunicorn's attributes: pid, ppid, age, log, cfg)."""
 
     __slots__ = ("id", "slot", "generation", "pid", "born", "booted", "retiring",
-                 "deadline", "kill_at", "timed_out")
+                 "deadline", "kill_at", "timed_out", "ppid", "age", "cfg")
 
-    def __init__(self, worker_id: int, slot: int, generation: int) -> None:
+    log = log
+
+    def __init__(self, worker_id: int, slot: int, generation: int, ppid: int = 0,
+                 age: int = 0, cfg: Optional[Config] = None) -> None:
         self.id = worker_id
         self.slot = slot
         self.generation = generation
-        self.pid = 0
+        self.pid = 0  # until forked; its own pid in the worker
+        self.ppid = ppid  # the master
+        self.age = age  # the how-manieth worker the master spawned
+        self.cfg = cfg  # the configuration the worker runs with
         self.born = time.monotonic()
         self.booted = False  # its loop has written a heartbeat
         self.retiring = False  # sent TERM: it drains and exits, a successor may be running
@@ -91,10 +99,12 @@ class Arbiter:
         self.options = dict(options)
         self.reload_options = reload_options
         self.config = self._read_config()
-        self.num_workers: int = self.config.workers
-        self.app: Any = None  # the handler, when loaded in the master
         self.pid = os.getpid()
-        self.cwd = os.environ.get("PWD") or os.getcwd()
+        self._num_workers: Optional[int] = None
+        self.num_workers = self.config.workers
+        self.app: Any = None  # the handler, when loaded in the master
+        self._age = 0  # workers spawned so far
+        self.cwd = _working_directory()
         self.workers: Dict[int, Worker] = {}
         self.generation = 0
         self._next_generation = 1
@@ -116,6 +126,29 @@ class Arbiter:
         self._upgrade_pid = 0
         self._last_memory_check = 0.0
         self._memory_warned = False
+
+    # -- what hooks see (gunicorn's Arbiter attributes) --------------------------
+
+    log = log
+
+    @property
+    def cfg(self) -> Config:
+        return self.config
+
+    @property
+    def WORKERS(self) -> Dict[int, Worker]:  # noqa: N802 (gunicorn's name)
+        return self.workers
+
+    @property
+    def num_workers(self) -> int:
+        assert self._num_workers is not None
+        return self._num_workers
+
+    @num_workers.setter
+    def num_workers(self, value: int) -> None:
+        old, self._num_workers = self._num_workers, value
+        if value != old:
+            hooks.call("nworkers_changed", self.config.nworkers_changed, self, value, old)
 
     # -- configuration and application ---------------------------------------
 
@@ -150,14 +183,14 @@ class Arbiter:
             raise
         finally:
             self._cleanup()
+            hooks.call("on_exit", self.config.on_exit, self)
         return self._exit_status
 
     def _start(self) -> None:
         """Starting: hooks, logging, preload, bind, pidfile, slots, signals."""
         config = self.config
         _setup_logging(config)
-        if config.on_starting is not None:
-            config.on_starting(config)
+        hooks.call("on_starting", config.on_starting, self)
         if config.preload:
             self.app = self.load_app(config, fresh=False)  # fails fast, before binding
         elif not isinstance(self.app_spec, str):
@@ -184,6 +217,7 @@ class Arbiter:
                      ",".join(map(str, self.cpus)),
                      "" if config.cpu_affinity else " (a worker per CPU; --no-cpu-affinity to "
                      "let them move)")
+        hooks.call("when_ready", config.when_ready, self)
 
     def _start_listeners(self) -> None:
         """Starting: per-worker sockets, request migration and CPU steering."""
@@ -360,6 +394,7 @@ class Arbiter:
             self.listeners.ensure(max(self.num_workers, self._reload.num_workers))
         self._spawn_after = 0.0
         log.info("HUP: reloading; starting %d new workers", self.num_workers)
+        hooks.call("on_reload", config.on_reload, self)
 
     def _on_usr2(self) -> None:
         """USR2: re-execute the master with the listening sockets inherited."""
@@ -385,6 +420,7 @@ class Arbiter:
                 environ = dict(os.environ, **{UPGRADE_ENV: ",".join(map(str, fds))})
                 self._restore_signals()
                 os.chdir(self.cwd)
+                hooks.call("pre_exec", self.config.pre_exec, self)
                 os.execve(sys.executable, [sys.executable] + argv[1:], environ)
             except BaseException as exc:
                 sys.stderr.write(f"forker: USR2: cannot re-execute the master: {exc}\n")
@@ -443,12 +479,7 @@ class Arbiter:
         else:
             log.warning("worker %d pid %d died (%s) after %d requests; replacing it",
                         worker.id, worker.pid, how, state.requests)
-        hook = self.config.worker_exit
-        if hook is not None:
-            try:
-                hook(worker.id, code)
-            except Exception:
-                log.exception("worker_exit hook failed")
+        hooks.call("child_exit", self.config.child_exit, self, worker)
 
     def _boot_failed(self, worker: Worker, code: int) -> None:
         """A worker died before serving: back off, abort a reload, or give up."""
@@ -552,7 +583,11 @@ class Arbiter:
         worker.retiring = True  # its successor starts now
         worker.deadline = float("inf")  # kill_at below is its deadline
         _kill(worker.pid, signal.SIGUSR2)  # faulthandler prints its stack
-        worker.kill_at = time.monotonic() + DUMP_SECONDS
+        if self.config.worker_abort is not None:  # gunicorn's SIGABRT: the hook, then exit
+            _kill(worker.pid, signal.SIGABRT)
+            worker.kill_at = time.monotonic() + ABORT_SECONDS
+        else:
+            worker.kill_at = time.monotonic() + DUMP_SECONDS
 
     def _retire(self, worker: Worker) -> None:
         """Ask a worker to stop gracefully; a successor may start at once."""
@@ -598,8 +633,10 @@ class Arbiter:
         except LookupError as exc:
             log.error("cannot start worker %d: %s", worker_id, exc)
             return
-        worker = Worker(worker_id, slot, self.generation)
+        self._age += 1
+        worker = Worker(worker_id, slot, self.generation, self.pid, self._age, self.config)
         listeners = self.listeners.for_worker(worker_id)
+        hooks.call("pre_fork", self.config.pre_fork, self, worker)
         # Blocked across fork: a TERM meant for the child must not reach the
         # master's handler copy in it before it has reset its dispositions.
         signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
@@ -676,6 +713,20 @@ class Arbiter:
         for signum, previous in self._saved_signals.items():
             signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
         self._saved_signals = {}
+
+
+def _working_directory() -> str:
+    """The directory an upgrade re-executes in: $PWD, which keeps the symbolic
+    links a deployment switches (/srv/app/current), when it is where we are; a
+    PWD inherited from elsewhere (a parent that changed directory) is not."""
+    cwd = os.getcwd()
+    pwd = os.environ.get("PWD")
+    try:
+        if pwd and os.path.samefile(pwd, cwd):
+            return pwd
+    except OSError:
+        pass
+    return cwd
 
 
 def _kill(pid: int, signum: int) -> None:

@@ -621,12 +621,12 @@ import os
 def _note(text):
     with open(os.environ["HOOK_LOG"], "a") as out:
         out.write(text + "\\n")
-def on_starting(config):
-    _note(f"starting {config.workers}")
+def on_starting(server):
+    _note(f"starting {server.cfg.workers}")
 def post_fork(worker_id):
     _note(f"post_fork {worker_id} {os.getpid()}")
-def worker_exit(worker_id, status):
-    _note(f"worker_exit {worker_id} {status}")
+def child_exit(server, worker):
+    _note(f"child_exit {worker.id} {worker.pid}")
 '''
 
 
@@ -637,13 +637,13 @@ def test_hooks_pidfile_and_process_titles(servers, tmp_path):
     pidfile.parent.mkdir()
     server = servers({"bind": "127.0.0.1:0", "workers": 2, "pidfile": str(pidfile),
                       "on_starting": "hooks:on_starting", "post_fork": "hooks:post_fork",
-                      "worker_exit": "hooks:worker_exit", "proc_name": "titled"},
+                      "child_exit": "hooks:child_exit", "proc_name": "titled"},
                      env={"HOOK_LOG": str(hook_log)}).start(2)
     assert int(pidfile.read_text()) == server.pid
     victim = server.workers()[0]
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: hook_log.read_text().count("post_fork") == 3, 5, "the respawn's post_fork")
-    assert "worker_exit" in hook_log.read_text()
+    assert "child_exit" in hook_log.read_text()
     try:
         import setproctitle  # noqa: F401
     except ImportError:
@@ -658,8 +658,8 @@ def test_hooks_pidfile_and_process_titles(servers, tmp_path):
     lines = hook_log.read_text().splitlines()
     assert lines[0] == "starting 2"
     assert sum(line.startswith("post_fork") for line in lines) == 3
-    assert f"worker_exit {_id_of(lines, victim)} -9" in lines
-    assert sum(line.startswith("worker_exit") for line in lines) == 3
+    assert f"child_exit {_id_of(lines, victim)} {victim}" in lines
+    assert sum(line.startswith("child_exit") for line in lines) == 3
     assert not pidfile.exists()
 
 
