@@ -37,6 +37,18 @@ def _int_range(lo: Optional[int] = None, hi: Optional[int] = None) -> Callable[[
     return convert
 
 
+def _limit(lo: int, hi: int) -> Callable[[str, Any], int]:
+    """_int_range(lo, hi), and 0 for hi (gunicorn's 0: unlimited)."""
+    within = _int_range(lo, hi)
+
+    def convert(name: str, value: Any) -> int:
+        if value in (0, "0") and not isinstance(value, bool):
+            return hi
+        return within(name, value)
+
+    return convert
+
+
 def _optional(convert: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
     """convert, letting None (the option's default) through."""
     def optional(name: str, value: Any) -> Any:
@@ -278,6 +290,36 @@ def _hook_of(*parameters: str, legacy: bool = False) -> Callable[[str, Any], Any
     return convert
 
 
+def _cert_reqs(name: str, value: Any) -> str:
+    """none, optional, required; also gunicorn's 0, 1, 2 (ssl.CERT_NONE, ...)."""
+    if isinstance(value, int) and not isinstance(value, bool) or isinstance(value, str) \
+            and value.strip().isdigit():
+        number = int(value)
+        if 0 <= number <= 2:
+            return ("none", "optional", "required")[number]
+    return _choice("none", "optional", "required")(name, value)
+
+
+def _proxy_protocol(name: str, value: Any) -> bool:
+    """true/false; also gunicorn's off, v1, v2, auto (forker tells v1 from v2 itself)."""
+    if isinstance(value, str) and value.strip().lower() in ("v1", "v2", "auto"):
+        return True
+    if isinstance(value, str) and value.strip().lower() == "off":
+        return False
+    return _bool(name, value)
+
+
+def _str_list(name: str, value: Any) -> List[str]:
+    """Paths: a list, or one string with commas between them."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, Iterable) and all(isinstance(item, (str, os.PathLike)) for item in value):
+        return [os.fspath(item) for item in value]
+    raise ConfigError(f"{name}: expected a list of paths, got {value!r}")
+
+
 def _ssl_context(name: str, value: Any) -> Any:
     """None, an ssl.SSLContext, or a function returning one (checked by forker.tls)."""
     if value is None or callable(value):
@@ -288,6 +330,15 @@ def _ssl_context(name: str, value: Any) -> Any:
         return value
     raise ConfigError(f"{name}: expected an ssl.SSLContext or a function returning one, "
                       f"got {value!r}")
+
+
+CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!MD5:!DSS"
+
+
+def _ciphers(name: str, value: Any) -> str:
+    """An OpenSSL cipher list; None (gunicorn's default) is forker's list."""
+    text = _str_or_none(name, value)
+    return CIPHERS if text is None else text
 
 
 def _default_workers() -> int:
@@ -336,12 +387,15 @@ OPTIONS: List[Option] = [
            "Bytes per second a request body must keep up on average once its first "
            "header_timeout has passed (0: no minimum); a client trickling its body "
            "is answered 408 and closed.", "--min-request-rate", "BYTES"),
-    Option("limit_request_line", 8190, _int_range(64, 1 << 20),
-           "Longest request line in bytes (414 beyond).", "--limit-request-line", "BYTES"),
-    Option("limit_request_field_size", 8190, _int_range(64, 1 << 20),
-           "Longest header field line in bytes (431 beyond).", "--limit-request-field-size", "BYTES"),
-    Option("limit_request_fields", 100, _int_range(1, 32768),
-           "Most header fields in a request (431 beyond).", "--limit-request-fields", "N"),
+    Option("limit_request_line", 8190, _limit(64, 1 << 20),
+           "Longest request line in bytes (414 beyond; 0: the most, 1 MiB).",
+           "--limit-request-line", "BYTES"),
+    Option("limit_request_field_size", 8190, _limit(64, 1 << 20),
+           "Longest header field line in bytes (431 beyond; 0: the most, 1 MiB).",
+           "--limit-request-field-size", "BYTES"),
+    Option("limit_request_fields", 100, _limit(1, 32768),
+           "Most header fields in a request (431 beyond; 0: the most, 32768).",
+           "--limit-request-fields", "N"),
     Option("max_body_size", 100 * MiB, _int_range(0, 1 << 62),
            "Largest request body in bytes (413 beyond; 0 means unlimited).", "--max-body-size", "BYTES"),
     Option("body_buffer_size", None, _optional(_int_range(0, 1 << 62)),
@@ -388,7 +442,7 @@ OPTIONS: List[Option] = [
     Option("forwarded_allow_ips", ["127.0.0.1"], _ip_list,
            "Peers trusted to set X-Forwarded-For/-Proto/-Host and Forwarded: comma-separated "
            "IPs or networks, or '*' for all.", "--forwarded-allow-ips", "IPS"),
-    Option("proxy_protocol", False, _bool,
+    Option("proxy_protocol", False, _proxy_protocol,
            "Every connection opens with a PROXY protocol header, v1 or v2 (detected), as "
            "HAProxy's send-proxy/send-proxy-v2 and nginx's proxy_protocol send it; the client "
            "address it carries becomes the peer's: REMOTE_ADDR, remote_addr, the access log "
@@ -402,6 +456,12 @@ OPTIONS: List[Option] = [
     Option("chdir", None, _str_or_none,
            "Change to DIR before loading the application (also put on sys.path).",
            "--chdir", "DIR"),
+    Option("reload", False, _bool,
+           "For development: restart the workers when a source file of the application "
+           "(any Python module they imported) or a --reload-extra-file changes.", "--reload"),
+    Option("reload_extra_files", [], _str_list,
+           "With --reload, also watch FILE (a template, a settings file).",
+           "--reload-extra-file", "FILE", repeatable=True),
     Option("timeout", 30.0, _float_range(0.0, 86400.0),
            "Seconds a worker may go without a heartbeat (a handler running that long) "
            "before the master kills and replaces it (0: never).", "--timeout", "SECONDS"),
@@ -484,12 +544,12 @@ OPTIONS: List[Option] = [
     Option("ca_certs", None, _str_or_none,
            "PEM file of the CAs that client certificates must chain to (mTLS).",
            "--ca-certs", "FILE"),
-    Option("cert_reqs", "none", _choice("none", "optional", "required"),
+    Option("cert_reqs", "none", _cert_reqs,
            "Client certificates: none (not asked for), optional (verified when sent) or "
-           "required (the handshake fails without a valid one); needs ca_certs.",
+           "required (the handshake fails without a valid one; also gunicorn's 0, 1, 2); "
+           "needs ca_certs.",
            "--cert-reqs", "{none,optional,required}"),
-    Option("ciphers", "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!MD5:!DSS",
-           _str_or_none,
+    Option("ciphers", CIPHERS, _ciphers,
            "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's defaults).",
            "--ciphers", "LIST"),
     Option("ssl_context", None, _ssl_context,
@@ -498,6 +558,9 @@ OPTIONS: List[Option] = [
 ]
 
 OPTIONS_BY_NAME: Dict[str, Option] = {option.name: option for option in OPTIONS}
+# gunicorn's names of options, readable from a Config (server.cfg.preload_app in a hook)
+GUNICORN_ALIASES = {"accesslog": "access_log", "errorlog": "error_log", "loglevel": "log_level",
+                    "preload_app": "preload", "worker_connections": "max_connections"}
 ENV_PREFIX = "FORKER_"
 
 
@@ -529,9 +592,12 @@ class Config:
         return self.update(values)
 
     def __getattr__(self, name: str) -> Any:
+        values = self.__dict__["_values"]
         try:
-            return self.__dict__["_values"][name]
+            return values[name]
         except KeyError:
+            if name in GUNICORN_ALIASES:
+                return values[GUNICORN_ALIASES[name]]
             raise AttributeError(name) from None
 
     def as_dict(self) -> Dict[str, Any]:
