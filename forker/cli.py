@@ -339,7 +339,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _check_config(app, config)
     if extras.get("daemon"):
         _daemonize(bool(extras.get("enable_stdio_inheritance")))
-    logs.setup(config)
+    try:
+        logs.setup(config)
+    except OSError as exc:
+        _fail(f"error_log: cannot write to {config.error_log}: {exc.strerror}")
     _configure_logging(extras)
     log = logging.getLogger("forker.master")
     if path is not None:
@@ -369,7 +372,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ConfigError as exc:  # found by the master: certificates, log files
         _fail(str(exc))
     except BindError as exc:  # a port in use, an address not on this host
-        _fail(str(exc), 1)
+        _fail(exc.strerror or str(exc), 1)
     return status if isinstance(status, int) else 0
 
 

@@ -122,6 +122,10 @@ class Arbiter:
         self._exit_status = 0
         self._reload: Optional[_Reload] = None
         self._boot_failures: List[float] = []
+        self._ever_booted = False  # a worker has served: boot failures are retried from now on
+        # One byte: the worker that takes it reports a failed import with its traceback;
+        # others failing alike at the same time say nothing (N workers, one traceback).
+        self.boot_report = (-1, -1)
         self._spawn_after = 0.0
         self._upgrade_pid = 0
         self._last_memory_check = 0.0
@@ -158,6 +162,7 @@ class Arbiter:
         config.update_from_env()
         config.update(options)
         tls.check(config)  # here, not after fork: a bad certificate is no boot loop
+        _check_access_log(config)
         return config
 
     def load_app(self, config: Config, fresh: bool) -> Any:
@@ -166,6 +171,11 @@ class Arbiter:
 
     def title(self) -> str:
         return self.config.proc_name or appspec.describe(self.app_spec)
+
+    def short_title(self, role: str) -> str:
+        """The 15-byte command name: 'NAME master', 'NAME w3' (NAME: proc_name or forker)."""
+        suffix = f" {role}"
+        return (self.config.proc_name or "forker")[: 15 - len(suffix)] + suffix
 
     # -- the loop ---------------------------------------------------------------
 
@@ -202,6 +212,8 @@ class Arbiter:
                 self.pidfile = process.Pidfile(config.pidfile)
                 self.pidfile.create(self.pid)
             self.slots = SlotTable(SLOT_CAPACITY)
+            self.boot_report = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            os.write(self.boot_report[1], b"!")
             self.metrics = metrics.MetricsServer.open(self, log)
             self._install_signals()
         except BaseException:
@@ -209,7 +221,7 @@ class Arbiter:
             if self.metrics is not None:
                 self.metrics.close()
             raise
-        process.set_title(f"forker: master [{self.title()}]")
+        process.set_title(f"forker: master [{self.title()}]", self.short_title("master"))
         log.info("forker master pid %d: %d workers, %s", self.pid, self.num_workers,
                  "preloaded application" if config.preload else "workers import the application")
         if self.pins_workers():
@@ -485,6 +497,18 @@ class Arbiter:
         """A worker died before serving: back off, abort a reload, or give up."""
         why = ("the application could not be loaded" if code == WORKER_BOOT_ERROR
                else process.describe_exit(code))
+        if code == WORKER_BOOT_ERROR and not self._ever_booted and self._reload is None:
+            log.error("worker %d pid %d could not load the application; exiting (as no "
+                      "worker has served yet, retrying would fail alike)", worker.id, worker.pid)
+            self._stopping = "fast"
+            self._exit_status = WORKER_BOOT_ERROR
+            return
+        if code == WORKER_BOOT_ERROR:  # retried: the next failure tells its traceback again
+            try:
+                os.read(self.boot_report[0], 1)
+            except BlockingIOError:
+                pass
+            os.write(self.boot_report[1], b"!")
         if self._reload is not None and worker.generation == self.generation:
             log.error("HUP: a new worker failed to boot (%s); keeping the old workers", why)
             self._abort_reload()
@@ -528,6 +552,7 @@ class Arbiter:
             state = self.slots.read(worker.slot)
             if state.heartbeat_ms and not worker.booted:
                 worker.booted = True
+                self._ever_booted = True
                 if worker.generation == self.generation:
                     self._boot_failures.clear()
             if worker.kill_at:
@@ -706,6 +731,10 @@ class Arbiter:
             self.metrics.close()
         if self.slots is not None:
             self.slots.close()
+        for fd in self.boot_report:
+            if fd >= 0:
+                os.close(fd)
+        self.boot_report = (-1, -1)
 
     def _restore_signals(self) -> None:
         if self.signal_pipe[1] >= 0:
@@ -713,6 +742,20 @@ class Arbiter:
         for signum, previous in self._saved_signals.items():
             signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
         self._saved_signals = {}
+
+
+def _check_access_log(config: Config) -> None:
+    """An access log file that cannot be written is refused at start (or HUP),
+    not found by each worker at its first request."""
+    from .errors import ConfigError
+
+    path = config.access_log
+    if not path or path == "-":
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644))
+    except OSError as exc:
+        raise ConfigError(f"access_log: cannot write to {path}: {exc.strerror}") from None
 
 
 def _working_directory() -> str:

@@ -592,16 +592,27 @@ def test_max_worker_memory_below_a_fresh_worker_does_not_churn(servers):
     assert server.log().count("is below the") == 1
 
 
-def test_boot_crash_backs_off_then_exits_with_a_message(servers):
+def test_boot_crash_backs_off_then_exits_with_a_message(servers, tmp_path):
+    (tmp_path / "crasher.py").write_text("import os\n"
+                                         "def post_fork(server, worker):\n    os._exit(5)\n")
+    server = servers({"bind": "127.0.0.1:0", "workers": 2, "post_fork": "crasher:post_fork"})
+    status = server.wait(20)
+    log = server.log()
+    assert status == 3, log
+    assert "retrying in 0.1 s" in log and "retrying in 0.4 s" in log
+    assert re.search(r"failed to boot 5 times in a row within [\d.]+ s \(last: exit status 5\); "
+                     r"giving up", log), log
+    assert group_gone(server.pid)
+
+
+def test_an_import_error_before_any_worker_served_is_told_once_then_exits(servers):
     server = servers({"bind": "127.0.0.1:0", "workers": 2},
                      env={"MASTER_APP_BROKEN": "1"})
     status = server.wait(20)
     log = server.log()
     assert status == 3, log
-    assert "retrying in 0.1 s" in log and "retrying in 0.4 s" in log
-    assert re.search(r"failed to boot 5 times in a row within [\d.]+ s \(last: the application "
-                     r"could not be loaded\); giving up", log), log
-    assert log.count("this application fails to import") >= 5
+    assert log.count("Traceback") == 1 and "RuntimeError: this application fails" in log, log
+    assert "could not load the application; exiting" in log and "retrying in" not in log
     assert group_gone(server.pid)
 
 
