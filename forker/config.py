@@ -362,8 +362,9 @@ class Option(NamedTuple):  # not a dataclass: dataclasses imports inspect and as
 MiB = 1024 * 1024
 
 OPTIONS: List[Option] = [
-    Option("bind", ["0.0.0.0:8080"], _bind_list,
-           "Address to listen on: HOST:PORT, :PORT (all interfaces), [IPv6]:PORT or unix:PATH.",
+    Option("bind", ["127.0.0.1:8080"], _bind_list,
+           "Address to listen on: HOST:PORT, :PORT or 0.0.0.0:PORT (all interfaces), "
+           "[IPv6]:PORT or unix:PATH. The default serves this host only.",
            "--bind", "ADDRESS", repeatable=True),
     Option("workers", _default_workers, _int_range(1, 1024),
            "Number of worker processes (default: one per CPU core).", "--workers", "N"),

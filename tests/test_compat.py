@@ -208,3 +208,15 @@ def test_paste_without_pastedeploy_is_refused_with_a_message(tmp_path):
     out = run("--paste", "development.ini", cwd=tmp_path)
     assert out.returncode == 2
     assert "PasteDeploy is not installed" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_default_bind_is_this_host_only(tmp_path):
+    out = run("--print-config", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert any(line.split() == ["bind", "=", "['127.0.0.1:8080']"]
+               for line in out.stdout.splitlines()), out.stdout
+    out = run("--print-config", "--bind", ":8080", cwd=tmp_path)
+    assert any(line.split() == ["bind", "=", "[':8080']"] for line in out.stdout.splitlines())
+    from forker.sockets import parse_address
+
+    assert parse_address(":8080").target == ("0.0.0.0", 8080)  # all interfaces
