@@ -443,6 +443,11 @@ OPTIONS: List[Option] = [
     Option("forwarded_allow_ips", ["127.0.0.1"], _ip_list,
            "Peers trusted to set X-Forwarded-For/-Proto/-Host and Forwarded: comma-separated "
            "IPs or networks, or '*' for all.", "--forwarded-allow-ips", "IPS"),
+    Option("forwarded_host", False, _bool,
+           "Also take the host and port (HTTP_HOST, SERVER_NAME, SERVER_PORT) from the "
+           "X-Forwarded-Host or Forwarded host= of peers in forwarded_allow_ips. Off by "
+           "default, as in gunicorn and uvicorn: the client address and the scheme are "
+           "taken from them either way.", "--forwarded-host"),
     Option("proxy_protocol", False, _proxy_protocol,
            "Every connection opens with a PROXY protocol header, v1 or v2 (detected), as "
            "HAProxy's send-proxy/send-proxy-v2 and nginx's proxy_protocol send it; the client "
