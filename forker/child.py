@@ -15,7 +15,7 @@ from .errors import AppImportError
 
 TYPE_CHECKING = False  # not typing's: a worker process does not import typing
 if TYPE_CHECKING:
-    from typing import Any, List, NoReturn
+    from typing import Any, Dict, List, NoReturn, Optional
 
 log = logging.getLogger("forker.master")
 
@@ -134,8 +134,8 @@ def _watch_sources(master: int, extra: List[str]) -> None:
                 paths.append(path)
         return paths
 
-    def stamps() -> dict:
-        found = {}
+    def stamps() -> Dict[str, Optional[int]]:
+        found: Dict[str, Optional[int]] = {}
         for path in files():
             try:
                 found[path] = os.stat(path).st_mtime_ns
