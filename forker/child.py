@@ -15,7 +15,7 @@ from .errors import AppImportError
 
 TYPE_CHECKING = False  # not typing's: a worker process does not import typing
 if TYPE_CHECKING:
-    from typing import Any, List, NoReturn
+    from typing import Any, Dict, List, NoReturn, Optional
 
 log = logging.getLogger("forker.master")
 
@@ -33,12 +33,23 @@ IGNORED = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 def run(arbiter: Any, worker: Any, listeners: List[Any]) -> NoReturn:
     """In the child: set up, run the worker loop, leave with its status."""
     status: Any = 1
+    worker.pid = os.getpid()
     try:
         status = _main(arbiter, worker, listeners)
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
         log.exception("worker %d crashed", worker.id)
+    finally:
+        _leave(arbiter, worker, status)
+
+
+def _leave(arbiter: Any, worker: Any, status: Any) -> NoReturn:
+    """The worker_exit hook, then the exit itself."""
+    try:
+        from . import hooks
+
+        hooks.call("worker_exit", arbiter.config.worker_exit, arbiter, worker)
     finally:
         _exit(status)
 
@@ -60,7 +71,8 @@ def _main(arbiter: Any, worker: Any, listeners: List[Any]) -> int:
         logs.set_worker_id(worker.id)
     except ImportError:
         pass
-    process.set_title(f"forker: worker {worker.id} [{arbiter.title()}]")
+    process.set_title(f"forker: worker {worker.id} [{arbiter.title()}]",
+                      arbiter.short_title(f"w{worker.id}"))
     config = arbiter.config
     if arbiter.pins_workers():
         process.pin_to_cpu(worker.id, arbiter.cpus)
@@ -71,20 +83,91 @@ def _main(arbiter: Any, worker: Any, listeners: List[Any]) -> int:
         if os.getppid() != arbiter.pid:
             return 0
     if config.post_fork is not None:
-        config.post_fork(worker.id)
+        config.post_fork(arbiter, worker)
     app = arbiter.app
     try:
         if app is None:
             app = arbiter.load_app(config, fresh=False)
         from .worker import run_worker
     except (AppImportError, ImportError) as exc:
-        log.error("worker %d: cannot load the application: %s", worker.id, exc)
+        try:
+            told = os.read(arbiter.boot_report[0], 1)
+        except (BlockingIOError, AttributeError):
+            told = b""
+        if told:  # the first to fail says why; the others would repeat it
+            log.error("worker %d: cannot load the application: %s", worker.id, exc)
         return WORKER_BOOT_ERROR
+    if config.pre_request is not None or config.post_request is not None:
+        from .hooks import wrap_requests
+
+        app = wrap_requests(app, config, worker)
+    if config.worker_abort is not None:
+        _on_abort(arbiter, worker)
+    if config.post_worker_init is not None:
+        config.post_worker_init(worker)
+    if config.reload and worker.id == 0:  # one watcher is enough; HUP replaces them all
+        _watch_sources(arbiter.pid, config.reload_extra_files)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
     from .tls import listener_schemes
 
     return run_worker(app, config, listeners, worker.id, arbiter.slots.view(worker.slot),
-                      schemes=listener_schemes(config, listeners, arbiter.listeners.source))
+                      schemes=listener_schemes(config, listeners, arbiter.listeners.source),
+                      worker=worker)
+
+
+RELOAD_POLL_SECONDS = 1.0
+
+
+def _watch_sources(master: int, extra: List[str]) -> None:
+    """--reload: a thread that polls the modification times of the modules this
+    worker imported and of the extra files, and sends HUP to the master when
+    one changes: the master reloads (a new generation imports the code anew; a
+    broken one leaves the running workers in place, as any reload does)."""
+    import threading
+    import time
+
+    def files() -> List[str]:
+        paths = list(extra)
+        for module in list(sys.modules.values()):
+            path = getattr(module, "__file__", None)
+            if path and path.endswith(".py"):
+                paths.append(path)
+        return paths
+
+    def stamps() -> Dict[str, Optional[int]]:
+        found: Dict[str, Optional[int]] = {}
+        for path in files():
+            try:
+                found[path] = os.stat(path).st_mtime_ns
+            except OSError:
+                found[path] = None
+        return found
+
+    def watch() -> None:
+        seen = stamps()
+        while os.getppid() == master:
+            time.sleep(RELOAD_POLL_SECONDS)
+            now = stamps()
+            changed = [path for path, stamp in now.items() if seen.get(path, stamp) != stamp]
+            seen = now
+            if changed:
+                log.info("reload: %s changed; reloading", changed[0])
+                os.kill(master, signal.SIGHUP)
+
+    threading.Thread(target=watch, name="forker-reload", daemon=True).start()
+
+
+def _on_abort(arbiter: Any, worker: Any) -> None:
+    """SIGABRT, which the master sends past timeout when worker_abort is set:
+    the hook, worker_exit, and exit status 1, as in gunicorn."""
+
+    def abort(signum: int, frame: Any) -> None:
+        from . import hooks
+
+        hooks.call("worker_abort", arbiter.config.worker_abort, worker)
+        _leave(arbiter, worker, 1)
+
+    signal.signal(signal.SIGABRT, abort)
 
 
 def _reset_signals(arbiter: Any) -> None:

@@ -11,23 +11,58 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
 import os
 import sys
 import traceback
 
+from . import compat
 from ._version import __version__
 from .config import ENV_PREFIX, OPTIONS, OPTIONS_BY_NAME, Config
-from .errors import AppImportError, ConfigError
+from .errors import AppImportError, BindError, ConfigError
 
 TYPE_CHECKING = False  # not typing's: a worker process does not import typing
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, NoReturn, Optional
+    from typing import Any, Dict, List, NoReturn, Optional, Tuple
 
-# gunicorn config-file spellings that differ from ours, so its files mostly work.
-GUNICORN_NAMES = {
-    "accesslog": "access_log",
-    "errorlog": "error_log",
-    "loglevel": "log_level",
+DEFAULT_CONFIG = "forker.conf.py"  # read from the working directory when there is no -c
+
+# gunicorn's flags for forker's options (forker/compat.py maps the rest).
+ALIASES = {
+    "bind": ("-b",), "workers": ("-w",), "timeout": ("-t",), "pidfile": ("-p",),
+    "user": ("-u",), "group": ("-g",), "proc_name": ("-n",),
+    "access_log": ("--access-logfile",), "error_log": ("--error-logfile", "--log-file"),
+    "access_log_format": ("--access-logformat",),
+    "limit_request_field_size": ("--limit-request-field_size",),
+}
+GUNICORN_DEST = "gunicorn."  # argparse dest prefix of the flags compat.SETTINGS adds
+
+# Help of gunicorn's flags that forker honours through compat.EXTRAS.
+EXTRA_HELP = {
+    "config": "A Python file of settings (a gunicorn.conf.py works): module-level names "
+              "such as workers = 4; python:MODULE for a module's. Default: "
+              f"./{DEFAULT_CONFIG} when it exists.",
+    "worker_class": "gunicorn's worker class: sync and gthread are forker's worker (handler "
+                    "threads from --threads); any other is refused.",
+    "daemon": "Detach from the terminal and run in the background (standard streams to "
+              "/dev/null unless -R).",
+    "raw_env": "Set the environment variable KEY=VALUE in the master and the workers. "
+               "May be repeated.",
+    "pythonpath": "Comma-separated directories to put first on sys.path.",
+    "umask": "gunicorn's umask, such as 0o22 or 022: unix sockets are created with "
+             "mode 0o777 & ~UMASK (as --unix-socket-mode).",
+    "enable_stdio_inheritance": "With --daemon, keep the standard output and error.",
+    "capture_output": "Send the application's standard output and error to the "
+                      "--error-logfile file.",
+    "check_config": "Check the configuration and that the application loads, then exit "
+                    "(status 0 if both are fine).",
+    "print_config": "Print every setting's value, then exit.",
+    "logconfig": "Configure Python's logging from FILE (logging.config.fileConfig).",
+    "logconfig_json": "Configure Python's logging from a JSON FILE (logging.config.dictConfig).",
+    "paste": "Serve the application of a PasteDeploy .ini FILE (PasteDeploy must be "
+             "installed); FILE#NAME for a section other than main.",
+    "raw_paste_global_conf": "KEY=VALUE given to the PasteDeploy file as a global. "
+                             "May be repeated.",
 }
 
 DESCRIPTION = """\
@@ -43,6 +78,12 @@ EPILOG = f"""\
 Every option can also be set by a {ENV_PREFIX}<NAME> environment variable
 ({ENV_PREFIX}WORKERS=4, {ENV_PREFIX}ACCESS_LOG=-) or in the --config file
 (workers = 4). Flags override the config file, which overrides the environment.
+
+gunicorn's flags and configuration files are accepted: its names of forker's
+options are aliases (-b, -w, -t, --access-logfile, ...), and a setting forker
+lacks (HTTP/2, ASGI, syslog, statsd, dirty arbiters, ...) is warned about by
+name when it asks for something, or refused when serving without it would do
+something else (-k gevent, --protocol uwsgi).
 """
 
 
@@ -53,8 +94,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("app", nargs="?", metavar="APP",
                         help="the application to serve (default: the built-in greeting)")
-    parser.add_argument("--config", metavar="FILE",
-                        help="a Python file of settings: module-level names such as workers = 4")
     parser.add_argument("--version", action="version", version=f"forker {__version__}")
     for option in OPTIONS:
         if option.flag is None:
@@ -62,7 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
         text = option.help.replace("%", "%%")  # argparse %-formats help strings
         kwargs: Dict[str, Any] = {"dest": option.name, "default": argparse.SUPPRESS}
         default = None if callable(option.default) else option.default
-        if isinstance(default, bool) or option.switch:
+        flags = (option.flag,) + ALIASES.get(option.name, ())
+        if option.name == "proxy_protocol":  # gunicorn's --proxy-protocol [v1|v2|auto|off]
+            kwargs.update(nargs="?", const=True, metavar="MODE")
+            parser.add_argument("--no-proxy-protocol", dest=option.name, action="store_const",
+                                const=False, default=argparse.SUPPRESS,
+                                help="No PROXY protocol header (the default).")
+        elif isinstance(default, bool) or option.switch:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["metavar"] = option.metavar or option.name.upper()
@@ -72,7 +117,29 @@ def build_parser() -> argparse.ArgumentParser:
             if default not in (None, "", []):
                 shown = ",".join(map(str, default)) if isinstance(default, list) else default
                 text += f" [default: {shown}]".replace("%", "%%")
-        parser.add_argument(option.flag, help=text, **kwargs)
+        parser.add_argument(*flags, help=text, **kwargs)
+    honoured = parser.add_argument_group("gunicorn's settings that forker honours")
+    taken = parser._option_string_actions  # flags already defined, by forker's options
+    for name, setting in compat.SETTINGS.items():
+        flags = tuple(flag for flag in setting.flags if flag not in taken)
+        if not flags:
+            continue
+        group = honoured if name in EXTRA_HELP else parser
+        text = EXTRA_HELP[name].replace("%", "%%") if name in EXTRA_HELP else argparse.SUPPRESS
+        kwargs = {"dest": GUNICORN_DEST + name, "default": argparse.SUPPRESS, "help": text}
+        if setting.kind == "switch":
+            kwargs["action"] = "store_true"
+        elif setting.kind == "off":
+            kwargs.update(action="store_const", const=False)
+        elif setting.kind == "append":
+            kwargs.update(action="append", metavar="KEY=VALUE")
+        elif setting.kind == "optional":
+            kwargs.update(nargs="?", const="auto", metavar=name.upper())
+        else:
+            kwargs["metavar"] = {"config": "FILE", "logconfig": "FILE", "logconfig_json": "FILE",
+                                 "paste": "FILE", "worker_class": "CLASS",
+                                 "pythonpath": "DIRS"}.get(name, name.upper())
+        group.add_argument(*flags, **kwargs)
     return parser
 
 
@@ -86,7 +153,16 @@ def collect(args: argparse.Namespace, settings: Optional[Dict[str, Any]] = None,
             environ: Optional[Dict[str, str]] = None) -> Config:
     """Defaults < FORKER_* environment < settings (of the --config file) < flags.
     A bad value raises ConfigError naming where it came from."""
+    return collect_all(args, settings, environ)[0]
+
+
+def collect_all(args: argparse.Namespace, settings: Optional[Dict[str, Any]] = None,
+                environ: Optional[Dict[str, str]] = None) -> Tuple[Config, Dict[str, Any]]:
+    """collect(), and the compat.EXTRAS given, which the command line does itself."""
     environ = dict(os.environ) if environ is None else environ
+    source = getattr(args, "config_path", None) or getattr(args, GUNICORN_DEST + "config", None) \
+        or "the configuration file"
+    extras: Dict[str, Any] = {}
     config = Config()
     for option in OPTIONS:
         variable = ENV_PREFIX + option.name.upper()
@@ -97,13 +173,34 @@ def collect(args: argparse.Namespace, settings: Optional[Dict[str, Any]] = None,
                 raise ConfigError(f"environment variable {variable}: "
                                   f"{_message(option.name, exc)}") from None
     for key, value in (settings or {}).items():
-        name = GUNICORN_NAMES.get(key, key)
-        if name in OPTIONS_BY_NAME:
+        if key in compat.SETTINGS:  # gunicorn's name (most are forker's too)
+            values = compat.translate(key, value, f"{source}: ")
+        elif key in OPTIONS_BY_NAME:
+            values = {key: value}
+        else:
+            continue  # a helper of the file's own (import multiprocessing), as gunicorn
+        for name, item in values.items():
+            if name in compat.EXTRAS:
+                extras[name] = item
+                continue
             try:
-                config.update({name: value})
+                config.update({name: item})
             except ConfigError as exc:
-                raise ConfigError(f"{args.config}: {key}: {_message(name, exc)}") from None
+                raise ConfigError(f"{source}: {key}: {_message(name, exc)}") from None
     given = vars(args)
+    for key, value in given.items():  # gunicorn's flags for what forker lacks or does itself
+        if not key.startswith(GUNICORN_DEST):
+            continue
+        name = key[len(GUNICORN_DEST):]
+        flag = compat.gunicorn_flag(name)
+        for option_name, item in compat.translate(name, value, f"argument {flag}: ").items():
+            if option_name in compat.EXTRAS:
+                extras[option_name] = item
+                continue
+            try:
+                config.update({option_name: item})
+            except ConfigError as exc:
+                raise ConfigError(f"argument {flag}: {_message(option_name, exc)}") from None
     for option in OPTIONS:
         if option.flag is not None and option.name in given:
             try:
@@ -111,36 +208,64 @@ def collect(args: argparse.Namespace, settings: Optional[Dict[str, Any]] = None,
             except ConfigError as exc:
                 raise ConfigError(f"argument {option.flag}: "
                                   f"{_message(option.name, exc)}") from None
-    return config
+    context = config.ssl_context
+    if isinstance(context, compat._GunicornSSLContext):
+        context.config = config  # gunicorn's ssl_context(config, factory) reads the files
+    return config, extras
 
 
 def configure(args: argparse.Namespace, parser: argparse.ArgumentParser,
               settings: Optional[Dict[str, Any]] = None,
               environ: Optional[Dict[str, str]] = None) -> Config:
     """collect(), with errors reported by the parser (exit status 2)."""
+    return configure_all(args, parser, settings, environ)[0]
+
+
+def configure_all(args: argparse.Namespace, parser: argparse.ArgumentParser,
+                  settings: Optional[Dict[str, Any]] = None,
+                  environ: Optional[Dict[str, str]] = None) -> Tuple[Config, Dict[str, Any]]:
     try:
-        return collect(args, settings, environ)
+        return collect_all(args, settings, environ)
     except ConfigError as exc:
         parser.error(str(exc))
 
 
-def read_config_file(path: str) -> Dict[str, Any]:
-    """The public module-level names a Python settings file defines."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"argument --config: no such file: {path}")
-    import runpy
+def config_path(args: argparse.Namespace) -> Optional[str]:
+    """-c FILE (or python:MODULE), else ./forker.conf.py when it exists."""
+    given = getattr(args, GUNICORN_DEST + "config", None)
+    if given is not None:
+        return str(given)
+    return DEFAULT_CONFIG if os.path.isfile(DEFAULT_CONFIG) else None
 
-    try:
-        namespace = runpy.run_path(path, run_name="__config__")
-    except Exception:
-        raise ConfigError(f"argument --config: {path} raised an error:\n"
-                          f"{traceback.format_exc()}") from None
+
+def read_config_file(path: str) -> Dict[str, Any]:
+    """The public module-level names a Python settings file (or, for
+    python:MODULE, a module) defines."""
+    if path.startswith("python:"):
+        import importlib
+
+        try:
+            module = importlib.import_module(path[len("python:"):])
+        except Exception:
+            raise ConfigError(f"argument --config: importing {path} failed:\n"
+                              f"{traceback.format_exc()}") from None
+        namespace = vars(module)
+    else:
+        if not os.path.isfile(path):
+            raise ConfigError(f"argument --config: no such file: {path}")
+        import runpy
+
+        try:
+            namespace = runpy.run_path(path, run_name="__config__")
+        except Exception:
+            raise ConfigError(f"argument --config: {path} raised an error:\n"
+                              f"{traceback.format_exc()}") from None
     return {key: value for key, value in namespace.items() if not key.startswith("_")}
 
 
-def _fail(message: str) -> NoReturn:
+def _fail(message: str, status: int = 2) -> NoReturn:
     sys.stderr.write(f"forker: error: {message}\n")
-    raise SystemExit(2)
+    raise SystemExit(status)
 
 
 def _check_importable(spec: str) -> None:
@@ -167,17 +292,26 @@ def main(argv: Optional[List[str]] = None) -> int:
         return stats(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    path = config_path(args)
+    args.config_path = path
     try:
-        settings = read_config_file(args.config) if args.config is not None else {}
+        settings = read_config_file(path) if path is not None else {}
     except ConfigError as exc:
         parser.error(str(exc))
-    config = configure(args, parser, settings)
-    spec = args.app if args.app is not None else settings.get("wsgi_app")  # gunicorn's name
+    config, extras = configure_all(args, parser, settings)
+    try:
+        _apply_environment(extras)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    if extras.get("print_config"):
+        for name, value in sorted(config.as_dict().items()):
+            print(f"{name:<28} = {value!r}")
+        return 0
+    spec = args.app if args.app is not None else extras.get("wsgi_app")  # gunicorn's name
 
     from . import logs
     from .app import greeting
 
-    logs.setup(config)
     if config.chdir:
         try:
             os.chdir(config.chdir)
@@ -187,7 +321,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
     app: Any
-    if spec is None:
+    if extras.get("paste"):
+        if spec is not None:
+            _fail("give either APP or --paste, not both")
+        app = _load_paste(extras["paste"], extras.get("raw_paste_global_conf"))
+        spec = extras["paste"]
+    elif spec is None:
         app = greeting
         config.update({"interface": "native"})  # the greeting is a native handler
     else:
@@ -196,12 +335,31 @@ def main(argv: Optional[List[str]] = None) -> int:
             _check_importable(spec)
         except AppImportError as exc:
             _fail(f"cannot load the application {spec!r}: {exc}")
+    if extras.get("check_config"):
+        return _check_config(app, config)
+    if extras.get("daemon"):
+        _daemonize(bool(extras.get("enable_stdio_inheritance")))
+    try:
+        logs.setup(config)
+    except OSError as exc:
+        _fail(f"error_log: cannot write to {config.error_log}: {exc.strerror}")
+    _configure_logging(extras)
+    log = logging.getLogger("forker.master")
+    if path is not None:
+        log.info("configuration read from %s", os.path.abspath(path)
+                 if not path.startswith("python:") else path)
+    for warning in compat.take_warnings():
+        log.warning("%s", warning)
+    if extras.get("capture_output"):
+        _capture_output(config)
     options = config.as_dict()
     options["chdir"] = None  # done: a reload must not apply a relative path twice
 
     def reload_options() -> Dict[str, Any]:
         """HUP: the environment and the --config file again, under the same flags."""
-        fresh = collect(args, read_config_file(args.config) if args.config else {})
+        fresh = collect(args, read_config_file(path) if path else {})
+        for warning in compat.take_warnings():
+            log.warning("HUP: %s", warning)
         fresh.update({"chdir": None, "interface": config.interface})
         return fresh.as_dict()
 
@@ -211,6 +369,95 @@ def main(argv: Optional[List[str]] = None) -> int:
         status = run(app, options, reload_options)
     except AppImportError as exc:  # --preload: the master imports it
         _fail(f"cannot load the application {spec!r}: {exc}")
-    except ConfigError as exc:  # found by the master: certificate files
+    except ConfigError as exc:  # found by the master: certificates, log files
         _fail(str(exc))
+    except BindError as exc:  # a port in use, an address not on this host
+        _fail(exc.strerror or str(exc), 1)
     return status if isinstance(status, int) else 0
+
+
+def _apply_environment(extras: Dict[str, Any]) -> None:
+    """-e, --pythonpath: what the master and the workers it forks inherit."""
+    if "raw_env" in extras:
+        for key, value in compat.env_pairs("raw_env", extras["raw_env"]):
+            os.environ[key] = value
+    if extras.get("pythonpath"):
+        for directory in reversed(compat.pythonpath_dirs(extras["pythonpath"])):
+            if directory not in sys.path:
+                sys.path.insert(0, directory)
+
+
+def _check_config(app: Any, config: Config) -> int:
+    """--check-config: the configuration was read; load the application too."""
+    from .appspec import load_handler
+    from .tls import check
+
+    try:
+        check(config)
+        load_handler(app, config, fresh=False)
+    except (AppImportError, ConfigError) as exc:
+        sys.stderr.write(f"forker: error: {exc}\n")
+        return 1
+    print("forker: the configuration and the application are fine")
+    return 0
+
+
+def _load_paste(path: str, global_conf: Any) -> Any:
+    """--paste FILE[#NAME]: the WSGI application of a PasteDeploy file."""
+    try:
+        from paste.deploy import loadapp  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        _fail(f"--paste {path}: PasteDeploy is not installed (pip install PasteDeploy)")
+    name = None
+    if "#" in path:
+        path, name = path.split("#", 1)
+    defaults = dict(compat.env_pairs("raw_paste_global_conf", global_conf or []))
+    try:
+        return loadapp(f"config:{os.path.abspath(path)}", name=name, global_conf=defaults)
+    except Exception:
+        _fail(f"--paste {path}: cannot load the application:\n{traceback.format_exc()}")
+
+
+def _configure_logging(extras: Dict[str, Any]) -> None:
+    """--log-config, --log-config-json, logconfig_dict: Python's logging.config."""
+    import logging.config
+
+    try:
+        if extras.get("logconfig"):
+            logging.config.fileConfig(extras["logconfig"], disable_existing_loggers=False)
+        if extras.get("logconfig_json"):
+            import json
+
+            with open(extras["logconfig_json"]) as source:
+                logging.config.dictConfig(json.load(source))
+        if extras.get("logconfig_dict"):
+            logging.config.dictConfig(dict(extras["logconfig_dict"], version=1))
+    except Exception as exc:
+        _fail(f"cannot configure logging: {exc}")
+
+
+def _capture_output(config: Config) -> None:
+    """--capture-output: file descriptors 1 and 2 to the error log file."""
+    if config.error_log in (None, "", "-"):
+        return
+    fd = os.open(config.error_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _daemonize(keep_stdio: bool) -> None:
+    """-D: fork twice, a session of our own, standard streams to /dev/null."""
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    if not keep_stdio:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+    os.close(null)

@@ -37,6 +37,18 @@ def _int_range(lo: Optional[int] = None, hi: Optional[int] = None) -> Callable[[
     return convert
 
 
+def _limit(lo: int, hi: int) -> Callable[[str, Any], int]:
+    """_int_range(lo, hi), and 0 for hi (gunicorn's 0: unlimited)."""
+    within = _int_range(lo, hi)
+
+    def convert(name: str, value: Any) -> int:
+        if value in (0, "0") and not isinstance(value, bool):
+            return hi
+        return within(name, value)
+
+    return convert
+
+
 def _optional(convert: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
     """convert, letting None (the option's default) through."""
     def optional(name: str, value: Any) -> Any:
@@ -240,6 +252,74 @@ def _hook(name: str, value: Any) -> Optional[Callable[..., Any]]:
     raise ConfigError(f"{name}: expected a callable or 'module:function', got {value!r}")
 
 
+def _accepts(hook: Callable[..., Any], count: int) -> Optional[bool]:
+    """Whether hook can be called with count positional arguments; None when its
+    signature cannot be read (a builtin): it is then taken as it is."""
+    import inspect  # only for a hook that is set: workers without hooks never import it
+
+    try:
+        signature = inspect.signature(hook)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind(*range(count))
+    except TypeError:
+        return False
+    return True
+
+
+def _hook_of(*parameters: str, legacy: bool = False) -> Callable[[str, Any], Any]:
+    """A converter of a hook called with gunicorn's arguments, checked against its
+    signature so that a wrong one is refused at start rather than in each worker.
+    legacy: forker's former one-argument form hook(worker_id) is also accepted (it
+    cannot be mistaken for gunicorn's two arguments) and called so."""
+
+    def convert(name: str, value: Any) -> Optional[Callable[..., Any]]:
+        hook = _hook(name, value)
+        if hook is None or _accepts(hook, len(parameters)) is not False:
+            return hook
+        if legacy and _accepts(hook, 1):
+            def called_with_worker_id(server: Any, worker: Any) -> Any:
+                return hook(worker.id)
+
+            called_with_worker_id.legacy = hook  # type: ignore[attr-defined]
+            return called_with_worker_id
+        raise ConfigError(f"{name}: the hook must take gunicorn's arguments, "
+                          f"{name}({', '.join(parameters)}); {hook!r} cannot")
+
+    return convert
+
+
+def _cert_reqs(name: str, value: Any) -> str:
+    """none, optional, required; also gunicorn's 0, 1, 2 (ssl.CERT_NONE, ...)."""
+    if isinstance(value, int) and not isinstance(value, bool) or isinstance(value, str) \
+            and value.strip().isdigit():
+        number = int(value)
+        if 0 <= number <= 2:
+            return ("none", "optional", "required")[number]
+    return _choice("none", "optional", "required")(name, value)
+
+
+def _proxy_protocol(name: str, value: Any) -> bool:
+    """true/false; also gunicorn's off, v1, v2, auto (forker tells v1 from v2 itself)."""
+    if isinstance(value, str) and value.strip().lower() in ("v1", "v2", "auto"):
+        return True
+    if isinstance(value, str) and value.strip().lower() == "off":
+        return False
+    return _bool(name, value)
+
+
+def _str_list(name: str, value: Any) -> List[str]:
+    """Paths: a list, or one string with commas between them."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, Iterable) and all(isinstance(item, (str, os.PathLike)) for item in value):
+        return [os.fspath(item) for item in value]
+    raise ConfigError(f"{name}: expected a list of paths, got {value!r}")
+
+
 def _ssl_context(name: str, value: Any) -> Any:
     """None, an ssl.SSLContext, or a function returning one (checked by forker.tls)."""
     if value is None or callable(value):
@@ -250,6 +330,15 @@ def _ssl_context(name: str, value: Any) -> Any:
         return value
     raise ConfigError(f"{name}: expected an ssl.SSLContext or a function returning one, "
                       f"got {value!r}")
+
+
+CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!MD5:!DSS"
+
+
+def _ciphers(name: str, value: Any) -> str:
+    """An OpenSSL cipher list; None (gunicorn's default) is forker's list."""
+    text = _str_or_none(name, value)
+    return CIPHERS if text is None else text
 
 
 def _default_workers() -> int:
@@ -273,8 +362,9 @@ class Option(NamedTuple):  # not a dataclass: dataclasses imports inspect and as
 MiB = 1024 * 1024
 
 OPTIONS: List[Option] = [
-    Option("bind", ["0.0.0.0:8080"], _bind_list,
-           "Address to listen on: HOST:PORT, :PORT (all interfaces), [IPv6]:PORT or unix:PATH.",
+    Option("bind", ["127.0.0.1:8080"], _bind_list,
+           "Address to listen on: HOST:PORT, :PORT or 0.0.0.0:PORT (all interfaces), "
+           "[IPv6]:PORT or unix:PATH. The default serves this host only.",
            "--bind", "ADDRESS", repeatable=True),
     Option("workers", _default_workers, _int_range(1, 1024),
            "Number of worker processes (default: one per CPU core).", "--workers", "N"),
@@ -302,12 +392,15 @@ OPTIONS: List[Option] = [
            "Bytes per second a request body must keep up on average once its first "
            "header_timeout has passed (0: no minimum); a client trickling its body "
            "is answered 408 and closed.", "--min-request-rate", "BYTES"),
-    Option("limit_request_line", 8190, _int_range(64, 1 << 20),
-           "Longest request line in bytes (414 beyond).", "--limit-request-line", "BYTES"),
-    Option("limit_request_field_size", 8190, _int_range(64, 1 << 20),
-           "Longest header field line in bytes (431 beyond).", "--limit-request-field-size", "BYTES"),
-    Option("limit_request_fields", 100, _int_range(1, 32768),
-           "Most header fields in a request (431 beyond).", "--limit-request-fields", "N"),
+    Option("limit_request_line", 8190, _limit(64, 1 << 20),
+           "Longest request line in bytes (414 beyond; 0: the most, 1 MiB).",
+           "--limit-request-line", "BYTES"),
+    Option("limit_request_field_size", 8190, _limit(64, 1 << 20),
+           "Longest header field line in bytes (431 beyond; 0: the most, 1 MiB).",
+           "--limit-request-field-size", "BYTES"),
+    Option("limit_request_fields", 100, _limit(1, 32768),
+           "Most header fields in a request (431 beyond; 0: the most, 32768).",
+           "--limit-request-fields", "N"),
     Option("max_body_size", 100 * MiB, _int_range(0, 1 << 62),
            "Largest request body in bytes (413 beyond; 0 means unlimited).", "--max-body-size", "BYTES"),
     Option("body_buffer_size", None, _optional(_int_range(0, 1 << 62)),
@@ -354,7 +447,12 @@ OPTIONS: List[Option] = [
     Option("forwarded_allow_ips", ["127.0.0.1"], _ip_list,
            "Peers trusted to set X-Forwarded-For/-Proto/-Host and Forwarded: comma-separated "
            "IPs or networks, or '*' for all.", "--forwarded-allow-ips", "IPS"),
-    Option("proxy_protocol", False, _bool,
+    Option("forwarded_host", False, _bool,
+           "Also take the host and port (HTTP_HOST, SERVER_NAME, SERVER_PORT) from the "
+           "X-Forwarded-Host or Forwarded host= of peers in forwarded_allow_ips. Off by "
+           "default, as in gunicorn and uvicorn: the client address and the scheme are "
+           "taken from them either way.", "--forwarded-host"),
+    Option("proxy_protocol", False, _proxy_protocol,
            "Every connection opens with a PROXY protocol header, v1 or v2 (detected), as "
            "HAProxy's send-proxy/send-proxy-v2 and nginx's proxy_protocol send it; the client "
            "address it carries becomes the peer's: REMOTE_ADDR, remote_addr, the access log "
@@ -368,6 +466,12 @@ OPTIONS: List[Option] = [
     Option("chdir", None, _str_or_none,
            "Change to DIR before loading the application (also put on sys.path).",
            "--chdir", "DIR"),
+    Option("reload", False, _bool,
+           "For development: restart the workers when a source file of the application "
+           "(any Python module they imported) or a --reload-extra-file changes.", "--reload"),
+    Option("reload_extra_files", [], _str_list,
+           "With --reload, also watch FILE (a template, a settings file).",
+           "--reload-extra-file", "FILE", repeatable=True),
     Option("timeout", 30.0, _float_range(0.0, 86400.0),
            "Seconds a worker may go without a heartbeat (a handler running that long) "
            "before the master kills and replaces it (0: never).", "--timeout", "SECONDS"),
@@ -403,13 +507,44 @@ OPTIONS: List[Option] = [
     Option("proc_name", None, _str_or_none,
            "Name shown in process titles, 'forker: master [NAME]' (default: the application).",
            "--name", "NAME"),
-    Option("on_starting", None, _hook,
-           "Hook on_starting(config), called in the master before it binds."),
-    Option("post_fork", None, _hook,
-           "Hook post_fork(worker_id), called in each worker right after fork."),
-    Option("worker_exit", None, _hook,
-           "Hook worker_exit(worker_id, status), called in the master when a worker has exited: "
-           "status is its exit code, or minus the number of the signal that killed it."),
+    # gunicorn's server hooks, with its names and arguments (forker/hooks.py).
+    Option("on_starting", None, _hook_of("server"),
+           "Hook on_starting(server), called in the master before it binds."),
+    Option("on_reload", None, _hook_of("server"),
+           "Hook on_reload(server), called in the master on HUP, with the new configuration."),
+    Option("when_ready", None, _hook_of("server"),
+           "Hook when_ready(server), called in the master once it listens, before the "
+           "workers start."),
+    Option("pre_fork", None, _hook_of("server", "worker"),
+           "Hook pre_fork(server, worker), called in the master before each worker is forked."),
+    Option("post_fork", None, _hook_of("server", "worker", legacy=True),
+           "Hook post_fork(server, worker), called in each worker right after fork "
+           "(forker's earlier post_fork(worker_id), one argument, is still called so)."),
+    Option("post_worker_init", None, _hook_of("worker"),
+           "Hook post_worker_init(worker), called in each worker once it has loaded the "
+           "application, before it serves."),
+    Option("worker_int", None, _hook_of("worker"),
+           "Hook worker_int(worker), called in a worker when it gets INT or QUIT."),
+    Option("worker_abort", None, _hook_of("worker"),
+           "Hook worker_abort(worker), called in a worker that ran past timeout, before the "
+           "master kills it (the master sends it SIGABRT)."),
+    Option("pre_exec", None, _hook_of("server"),
+           "Hook pre_exec(server), called in the new master of an upgrade (USR2) before exec."),
+    Option("pre_request", None, _hook_of("worker", "req"),
+           "Hook pre_request(worker, req), called in the worker before the application, "
+           "with req.method, req.path, req.query, req.headers."),
+    Option("post_request", None, _hook_of("worker", "req", "environ", "resp"),
+           "Hook post_request(worker, req, environ, resp), called in the worker once the "
+           "application's response is complete; resp.status is its status line."),
+    Option("child_exit", None, _hook_of("server", "worker"),
+           "Hook child_exit(server, worker), called in the master when a worker has exited."),
+    Option("worker_exit", None, _hook_of("server", "worker"),
+           "Hook worker_exit(server, worker), called in a worker that is exiting."),
+    Option("nworkers_changed", None, _hook_of("server", "new_value", "old_value"),
+           "Hook nworkers_changed(server, new_value, old_value), called in the master when "
+           "the number of workers changes (old_value None the first time)."),
+    Option("on_exit", None, _hook_of("server"),
+           "Hook on_exit(server), called in the master just before it exits."),
     Option("certfile", None, _str_or_none,
            "PEM file of the TLS certificate (then its chain). Listeners without an http:// or "
            "https:// prefix serve HTTPS when it is set.", "--certfile", "FILE"),
@@ -419,12 +554,12 @@ OPTIONS: List[Option] = [
     Option("ca_certs", None, _str_or_none,
            "PEM file of the CAs that client certificates must chain to (mTLS).",
            "--ca-certs", "FILE"),
-    Option("cert_reqs", "none", _choice("none", "optional", "required"),
+    Option("cert_reqs", "none", _cert_reqs,
            "Client certificates: none (not asked for), optional (verified when sent) or "
-           "required (the handshake fails without a valid one); needs ca_certs.",
+           "required (the handshake fails without a valid one; also gunicorn's 0, 1, 2); "
+           "needs ca_certs.",
            "--cert-reqs", "{none,optional,required}"),
-    Option("ciphers", "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!MD5:!DSS",
-           _str_or_none,
+    Option("ciphers", CIPHERS, _ciphers,
            "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's defaults).",
            "--ciphers", "LIST"),
     Option("ssl_context", None, _ssl_context,
@@ -433,6 +568,9 @@ OPTIONS: List[Option] = [
 ]
 
 OPTIONS_BY_NAME: Dict[str, Option] = {option.name: option for option in OPTIONS}
+# gunicorn's names of options, readable from a Config (server.cfg.preload_app in a hook)
+GUNICORN_ALIASES = {"accesslog": "access_log", "errorlog": "error_log", "loglevel": "log_level",
+                    "preload_app": "preload", "worker_connections": "max_connections"}
 ENV_PREFIX = "FORKER_"
 
 
@@ -464,9 +602,12 @@ class Config:
         return self.update(values)
 
     def __getattr__(self, name: str) -> Any:
+        values = self.__dict__["_values"]
         try:
-            return self.__dict__["_values"][name]
+            return values[name]
         except KeyError:
+            if name in GUNICORN_ALIASES:
+                return values[GUNICORN_ALIASES[name]]
             raise AttributeError(name) from None
 
     def as_dict(self) -> Dict[str, Any]:

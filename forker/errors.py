@@ -9,6 +9,10 @@ class ConfigError(ForkerError, ValueError):
     """An option has a bad value; the message names the option and what is allowed."""
 
 
+class BindError(ForkerError, OSError):
+    """A listening socket could not be opened; the message names the address and why."""
+
+
 class AppImportError(ForkerError):
     """The application named on the command line could not be loaded."""
 

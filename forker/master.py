@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 
-from . import appspec, child, metrics, process, tls
+from . import appspec, child, hooks, metrics, process, tls
 from .child import HANDLED, WORKER_BOOT_ERROR
 from .config import Config
 from .shm import SlotTable
@@ -46,6 +46,7 @@ BOOT_WINDOW = 60.0
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 4.0
 FAST_STOP_SECONDS = 2.0  # INT/QUIT: how long workers get before SIGKILL
 DUMP_SECONDS = 0.3  # a timed-out worker gets this long to print its stack before SIGKILL
+ABORT_SECONDS = 1.0  # ... and this long with a worker_abort hook to run, as gunicorn gives
 MEMORY_CHECK_SECONDS = 1.0
 SLOT_CAPACITY = 4096  # 1024 workers, a reload's second generation, and room to spare
 
@@ -54,16 +55,23 @@ RESTART_ONLY = ("bind", "reuse_port", "backlog", "user", "group", "pidfile",
 
 
 class Worker:
-    """The master's record of one worker process."""
+    """The master's record of one worker process, also what hooks get as `worker`
+    (gunicorn's attributes: pid, ppid, age, log, cfg)."""
 
     __slots__ = ("id", "slot", "generation", "pid", "born", "booted", "retiring",
-                 "deadline", "kill_at", "timed_out")
+                 "deadline", "kill_at", "timed_out", "ppid", "age", "cfg")
 
-    def __init__(self, worker_id: int, slot: int, generation: int) -> None:
+    log = log
+
+    def __init__(self, worker_id: int, slot: int, generation: int, ppid: int = 0,
+                 age: int = 0, cfg: Optional[Config] = None) -> None:
         self.id = worker_id
         self.slot = slot
         self.generation = generation
-        self.pid = 0
+        self.pid = 0  # until forked; its own pid in the worker
+        self.ppid = ppid  # the master
+        self.age = age  # the how-manieth worker the master spawned
+        self.cfg = cfg  # the configuration the worker runs with
         self.born = time.monotonic()
         self.booted = False  # its loop has written a heartbeat
         self.retiring = False  # sent TERM: it drains and exits, a successor may be running
@@ -91,10 +99,12 @@ class Arbiter:
         self.options = dict(options)
         self.reload_options = reload_options
         self.config = self._read_config()
-        self.num_workers: int = self.config.workers
-        self.app: Any = None  # the handler, when loaded in the master
         self.pid = os.getpid()
-        self.cwd = os.environ.get("PWD") or os.getcwd()
+        self._num_workers: Optional[int] = None
+        self.num_workers = self.config.workers
+        self.app: Any = None  # the handler, when loaded in the master
+        self._age = 0  # workers spawned so far
+        self.cwd = _working_directory()
         self.workers: Dict[int, Worker] = {}
         self.generation = 0
         self._next_generation = 1
@@ -112,10 +122,37 @@ class Arbiter:
         self._exit_status = 0
         self._reload: Optional[_Reload] = None
         self._boot_failures: List[float] = []
+        self._ever_booted = False  # a worker has served: boot failures are retried from now on
+        # One byte: the worker that takes it reports a failed import with its traceback;
+        # others failing alike at the same time say nothing (N workers, one traceback).
+        self.boot_report = (-1, -1)
         self._spawn_after = 0.0
         self._upgrade_pid = 0
         self._last_memory_check = 0.0
         self._memory_warned = False
+
+    # -- what hooks see (gunicorn's Arbiter attributes) --------------------------
+
+    log = log
+
+    @property
+    def cfg(self) -> Config:
+        return self.config
+
+    @property
+    def WORKERS(self) -> Dict[int, Worker]:  # noqa: N802 (gunicorn's name)
+        return self.workers
+
+    @property
+    def num_workers(self) -> int:
+        assert self._num_workers is not None
+        return self._num_workers
+
+    @num_workers.setter
+    def num_workers(self, value: int) -> None:
+        old, self._num_workers = self._num_workers, value
+        if value != old:
+            hooks.call("nworkers_changed", self.config.nworkers_changed, self, value, old)
 
     # -- configuration and application ---------------------------------------
 
@@ -125,6 +162,7 @@ class Arbiter:
         config.update_from_env()
         config.update(options)
         tls.check(config)  # here, not after fork: a bad certificate is no boot loop
+        _check_access_log(config)
         return config
 
     def load_app(self, config: Config, fresh: bool) -> Any:
@@ -133,6 +171,11 @@ class Arbiter:
 
     def title(self) -> str:
         return self.config.proc_name or appspec.describe(self.app_spec)
+
+    def short_title(self, role: str) -> str:
+        """The 15-byte command name: 'NAME master', 'NAME w3' (NAME: proc_name or forker)."""
+        suffix = f" {role}"
+        return (self.config.proc_name or "forker")[: 15 - len(suffix)] + suffix
 
     # -- the loop ---------------------------------------------------------------
 
@@ -150,14 +193,14 @@ class Arbiter:
             raise
         finally:
             self._cleanup()
+            hooks.call("on_exit", self.config.on_exit, self)
         return self._exit_status
 
     def _start(self) -> None:
         """Starting: hooks, logging, preload, bind, pidfile, slots, signals."""
         config = self.config
         _setup_logging(config)
-        if config.on_starting is not None:
-            config.on_starting(config)
+        hooks.call("on_starting", config.on_starting, self)
         if config.preload:
             self.app = self.load_app(config, fresh=False)  # fails fast, before binding
         elif not isinstance(self.app_spec, str):
@@ -169,6 +212,8 @@ class Arbiter:
                 self.pidfile = process.Pidfile(config.pidfile)
                 self.pidfile.create(self.pid)
             self.slots = SlotTable(SLOT_CAPACITY)
+            self.boot_report = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            os.write(self.boot_report[1], b"!")
             self.metrics = metrics.MetricsServer.open(self, log)
             self._install_signals()
         except BaseException:
@@ -176,7 +221,7 @@ class Arbiter:
             if self.metrics is not None:
                 self.metrics.close()
             raise
-        process.set_title(f"forker: master [{self.title()}]")
+        process.set_title(f"forker: master [{self.title()}]", self.short_title("master"))
         log.info("forker master pid %d: %d workers, %s", self.pid, self.num_workers,
                  "preloaded application" if config.preload else "workers import the application")
         if self.pins_workers():
@@ -184,6 +229,7 @@ class Arbiter:
                      ",".join(map(str, self.cpus)),
                      "" if config.cpu_affinity else " (a worker per CPU; --no-cpu-affinity to "
                      "let them move)")
+        hooks.call("when_ready", config.when_ready, self)
 
     def _start_listeners(self) -> None:
         """Starting: per-worker sockets, request migration and CPU steering."""
@@ -360,6 +406,7 @@ class Arbiter:
             self.listeners.ensure(max(self.num_workers, self._reload.num_workers))
         self._spawn_after = 0.0
         log.info("HUP: reloading; starting %d new workers", self.num_workers)
+        hooks.call("on_reload", config.on_reload, self)
 
     def _on_usr2(self) -> None:
         """USR2: re-execute the master with the listening sockets inherited."""
@@ -385,6 +432,7 @@ class Arbiter:
                 environ = dict(os.environ, **{UPGRADE_ENV: ",".join(map(str, fds))})
                 self._restore_signals()
                 os.chdir(self.cwd)
+                hooks.call("pre_exec", self.config.pre_exec, self)
                 os.execve(sys.executable, [sys.executable] + argv[1:], environ)
             except BaseException as exc:
                 sys.stderr.write(f"forker: USR2: cannot re-execute the master: {exc}\n")
@@ -443,17 +491,24 @@ class Arbiter:
         else:
             log.warning("worker %d pid %d died (%s) after %d requests; replacing it",
                         worker.id, worker.pid, how, state.requests)
-        hook = self.config.worker_exit
-        if hook is not None:
-            try:
-                hook(worker.id, code)
-            except Exception:
-                log.exception("worker_exit hook failed")
+        hooks.call("child_exit", self.config.child_exit, self, worker)
 
     def _boot_failed(self, worker: Worker, code: int) -> None:
         """A worker died before serving: back off, abort a reload, or give up."""
         why = ("the application could not be loaded" if code == WORKER_BOOT_ERROR
                else process.describe_exit(code))
+        if code == WORKER_BOOT_ERROR and not self._ever_booted and self._reload is None:
+            log.error("worker %d pid %d could not load the application; exiting (as no "
+                      "worker has served yet, retrying would fail alike)", worker.id, worker.pid)
+            self._stopping = "fast"
+            self._exit_status = WORKER_BOOT_ERROR
+            return
+        if code == WORKER_BOOT_ERROR:  # retried: the next failure tells its traceback again
+            try:
+                os.read(self.boot_report[0], 1)
+            except BlockingIOError:
+                pass
+            os.write(self.boot_report[1], b"!")
         if self._reload is not None and worker.generation == self.generation:
             log.error("HUP: a new worker failed to boot (%s); keeping the old workers", why)
             self._abort_reload()
@@ -497,6 +552,7 @@ class Arbiter:
             state = self.slots.read(worker.slot)
             if state.heartbeat_ms and not worker.booted:
                 worker.booted = True
+                self._ever_booted = True
                 if worker.generation == self.generation:
                     self._boot_failures.clear()
             if worker.kill_at:
@@ -552,7 +608,11 @@ class Arbiter:
         worker.retiring = True  # its successor starts now
         worker.deadline = float("inf")  # kill_at below is its deadline
         _kill(worker.pid, signal.SIGUSR2)  # faulthandler prints its stack
-        worker.kill_at = time.monotonic() + DUMP_SECONDS
+        if self.config.worker_abort is not None:  # gunicorn's SIGABRT: the hook, then exit
+            _kill(worker.pid, signal.SIGABRT)
+            worker.kill_at = time.monotonic() + ABORT_SECONDS
+        else:
+            worker.kill_at = time.monotonic() + DUMP_SECONDS
 
     def _retire(self, worker: Worker) -> None:
         """Ask a worker to stop gracefully; a successor may start at once."""
@@ -598,8 +658,10 @@ class Arbiter:
         except LookupError as exc:
             log.error("cannot start worker %d: %s", worker_id, exc)
             return
-        worker = Worker(worker_id, slot, self.generation)
+        self._age += 1
+        worker = Worker(worker_id, slot, self.generation, self.pid, self._age, self.config)
         listeners = self.listeners.for_worker(worker_id)
+        hooks.call("pre_fork", self.config.pre_fork, self, worker)
         # Blocked across fork: a TERM meant for the child must not reach the
         # master's handler copy in it before it has reset its dispositions.
         signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
@@ -669,6 +731,10 @@ class Arbiter:
             self.metrics.close()
         if self.slots is not None:
             self.slots.close()
+        for fd in self.boot_report:
+            if fd >= 0:
+                os.close(fd)
+        self.boot_report = (-1, -1)
 
     def _restore_signals(self) -> None:
         if self.signal_pipe[1] >= 0:
@@ -676,6 +742,34 @@ class Arbiter:
         for signum, previous in self._saved_signals.items():
             signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
         self._saved_signals = {}
+
+
+def _check_access_log(config: Config) -> None:
+    """An access log file that cannot be written is refused at start (or HUP),
+    not found by each worker at its first request."""
+    from .errors import ConfigError
+
+    path = config.access_log
+    if not path or path == "-":
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644))
+    except OSError as exc:
+        raise ConfigError(f"access_log: cannot write to {path}: {exc.strerror}") from None
+
+
+def _working_directory() -> str:
+    """The directory an upgrade re-executes in: $PWD, which keeps the symbolic
+    links a deployment switches (/srv/app/current), when it is where we are; a
+    PWD inherited from elsewhere (a parent that changed directory) is not."""
+    cwd = os.getcwd()
+    pwd = os.environ.get("PWD")
+    try:
+        if pwd and os.path.samefile(pwd, cwd):
+            return pwd
+    except OSError:
+        pass
+    return cwd
 
 
 def _kill(pid: int, signum: int) -> None:

@@ -43,10 +43,19 @@ except ImportError:  # optional: titles are a nicety
     _setproctitle = None
 
 
-def set_title(title: str) -> None:
-    """Set the process title shown by ps and top, when setproctitle is installed."""
+def set_title(title: str, short: Optional[str] = None) -> None:
+    """Set the process title shown by `ps -f` when setproctitle is installed,
+    and the command name shown by `ps`, top and pgrep (15 bytes; without
+    setproctitle, what there is) to short, written to /proc/self/comm as
+    prctl(PR_SET_NAME) would."""
     if _setproctitle is not None:
         _setproctitle(title)
+    if short:
+        try:
+            with open("/proc/self/comm", "w") as comm:
+                comm.write(short.encode("utf-8")[:15].decode("utf-8", "ignore"))
+        except OSError:
+            pass
 
 
 def usable_cpus() -> Sequence[int]:

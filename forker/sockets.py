@@ -11,11 +11,12 @@ worker count shrinks or the server stops; then the kernel's request migration
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import stat
 
-from .errors import ConfigError
+from .errors import BindError, ConfigError
 
 TYPE_CHECKING = False  # not typing's: a worker process does not import typing
 if TYPE_CHECKING:
@@ -127,10 +128,28 @@ def create_listener(
             sock.bind(address.target)
         sock.listen(backlog)
         sock.setblocking(False)
+    except BindError:
+        sock.close()
+        raise
     except OSError as exc:
         sock.close()
-        raise OSError(exc.errno, f"cannot listen on {address}: {exc.strerror}") from None
+        raise BindError(exc.errno, f"cannot listen on {address}: "
+                                   f"{_reason(address, exc)}") from None
     return sock
+
+
+def _reason(address: Address, exc: OSError) -> str:
+    """Why bind or listen failed, in the terms of the address."""
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.EADDRINUSE:
+        return f"{reason} (another process listens there)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{reason} (no interface of this host has that address)"
+    if exc.errno == errno.EACCES and address.family != socket.AF_UNIX:
+        return f"{reason} (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+    if address.family == socket.AF_UNIX and exc.errno == errno.ENOENT:
+        return f"the directory {os.path.dirname(str(address.target)) or '.'} does not exist"
+    return reason
 
 
 def adopt_fd(fd: int, backlog: int) -> socket.socket:
@@ -139,10 +158,10 @@ def adopt_fd(fd: int, backlog: int) -> socket.socket:
     try:
         sock = socket.socket(fileno=fd)
     except OSError as exc:
-        raise OSError(exc.errno, f"cannot use fd://{fd}: {exc.strerror}") from None
+        raise BindError(exc.errno, f"cannot use fd://{fd}: {exc.strerror}") from None
     if sock.type != socket.SOCK_STREAM:
         sock.detach()
-        raise OSError(88, f"fd://{fd} is not a stream socket")
+        raise BindError(88, f"fd://{fd} is not a stream socket")
     sock.set_inheritable(False)  # an upgrade passes it on explicitly; nothing else may
     if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
         sock.listen(backlog)
@@ -156,14 +175,14 @@ def _remove_stale_unix_socket(path: str) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(mode):
-        raise OSError(17, f"{path} exists and is not a socket")
+        raise BindError(17, f"cannot listen on unix:{path}: it exists and is not a socket")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.connect(path)
     except OSError:
         os.unlink(path)  # nobody listens there: a leftover from a previous run
     else:
-        raise OSError(98, f"{path} is in use by another server")
+        raise BindError(98, f"cannot listen on unix:{path}: another server listens there")
     finally:
         probe.close()
 

@@ -54,9 +54,11 @@ def _access_logger(config: Any, worker_id: int) -> Optional[Any]:
 
 
 def run_worker(app: Any, config: Any, listeners: List[Any], worker_id: int,
-               slot: Optional[memoryview] = None, schemes: Optional[List[str]] = None) -> int:
+               slot: Optional[memoryview] = None, schemes: Optional[List[str]] = None,
+               worker: Any = None) -> int:
     """Serve on the inherited listeners until told to stop; returns the exit status.
-    schemes: "http" or "https" per listener (default: all plain)."""
+    schemes: "http" or "https" per listener (default: all plain). worker: what the
+    worker_int hook gets (the master's record of this worker)."""
     from ._worker import Engine
     from .errors import ConfigError
 
@@ -81,7 +83,13 @@ def run_worker(app: Any, config: Any, listeners: List[Any], worker_id: int,
     def graceful(signum: int, frame: Any) -> None:
         engine.stop(graceful=True)
 
+    worker_int = getattr(config, "worker_int", None)
+
     def fast(signum: int, frame: Any) -> None:
+        if worker_int is not None:
+            from .hooks import call
+
+            call("worker_int", worker_int, worker)
         engine.stop(graceful=False)
 
     def reopen(signum: int, frame: Any) -> None:

@@ -186,6 +186,7 @@ class WSGIHandler(Core):
                 self._trusted_nets.append(net)
         self._trusted = trusted
         self._trust_cache: Dict[str, bool] = {}
+        self._forwarded_host = bool(config.forwarded_host)
 
     # -- proxies (called by Core for requests with forwarded header fields) ----------
 
@@ -210,7 +211,8 @@ class WSGIHandler(Core):
         return trusted
 
     def _apply_forwarded(self, environ: Dict[str, Any]) -> None:
-        """Take the client address, scheme and host from a trusted proxy's headers.
+        """Take the client address and scheme from a trusted proxy's headers, and
+        the host with forwarded_host.
 
         The client is the rightmost forwarded address that is not itself a
         trusted proxy (the leftmost when all are trusted). With Forwarded, the
@@ -264,5 +266,5 @@ class WSGIHandler(Core):
                 environ["HTTPS"] = "on"
             elif proto in ("http", "ws"):
                 environ["wsgi.url_scheme"] = "http"
-        if host and _is_host(host):
+        if host and self._forwarded_host and _is_host(host):
             environ["HTTP_HOST"] = host

@@ -129,7 +129,17 @@ def test_forwarded_allow_ips_default_trusts_localhost():
     with Server("--interface", "wsgi", ENVIRON_APP) as server:
         env = environ(server, headers=PROXIED)
         assert (env["REMOTE_ADDR"], env["wsgi.url_scheme"], env["SERVER_NAME"]) == \
+            ("203.0.113.50", "https", "127.0.0.1")  # the host only with --forwarded-host
+        assert env["HTTP_HOST"] == f"127.0.0.1:{server.port}"
+        assert env["SERVER_PORT"] == str(server.port)
+
+
+def test_forwarded_host_takes_the_host_from_trusted_proxies():
+    with Server("--interface", "wsgi", "--forwarded-host", ENVIRON_APP) as server:
+        env = environ(server, headers=PROXIED)
+        assert (env["REMOTE_ADDR"], env["wsgi.url_scheme"], env["SERVER_NAME"]) == \
             ("203.0.113.50", "https", "public.example")
+        assert (env["HTTP_HOST"], env["SERVER_PORT"]) == ("public.example", "443")
 
 
 @pytest.mark.parametrize("allowed", ["10.0.0.1", "192.168.0.0/16,10.0.0.0/8"])

@@ -592,16 +592,27 @@ def test_max_worker_memory_below_a_fresh_worker_does_not_churn(servers):
     assert server.log().count("is below the") == 1
 
 
-def test_boot_crash_backs_off_then_exits_with_a_message(servers):
+def test_boot_crash_backs_off_then_exits_with_a_message(servers, tmp_path):
+    (tmp_path / "crasher.py").write_text("import os\n"
+                                         "def post_fork(server, worker):\n    os._exit(5)\n")
+    server = servers({"bind": "127.0.0.1:0", "workers": 2, "post_fork": "crasher:post_fork"})
+    status = server.wait(20)
+    log = server.log()
+    assert status == 3, log
+    assert "retrying in 0.1 s" in log and "retrying in 0.4 s" in log
+    assert re.search(r"failed to boot 5 times in a row within [\d.]+ s \(last: exit status 5\); "
+                     r"giving up", log), log
+    assert group_gone(server.pid)
+
+
+def test_an_import_error_before_any_worker_served_is_told_once_then_exits(servers):
     server = servers({"bind": "127.0.0.1:0", "workers": 2},
                      env={"MASTER_APP_BROKEN": "1"})
     status = server.wait(20)
     log = server.log()
     assert status == 3, log
-    assert "retrying in 0.1 s" in log and "retrying in 0.4 s" in log
-    assert re.search(r"failed to boot 5 times in a row within [\d.]+ s \(last: the application "
-                     r"could not be loaded\); giving up", log), log
-    assert log.count("this application fails to import") >= 5
+    assert log.count("Traceback") == 1 and "RuntimeError: this application fails" in log, log
+    assert "could not load the application; exiting" in log and "retrying in" not in log
     assert group_gone(server.pid)
 
 
@@ -621,12 +632,12 @@ import os
 def _note(text):
     with open(os.environ["HOOK_LOG"], "a") as out:
         out.write(text + "\\n")
-def on_starting(config):
-    _note(f"starting {config.workers}")
+def on_starting(server):
+    _note(f"starting {server.cfg.workers}")
 def post_fork(worker_id):
     _note(f"post_fork {worker_id} {os.getpid()}")
-def worker_exit(worker_id, status):
-    _note(f"worker_exit {worker_id} {status}")
+def child_exit(server, worker):
+    _note(f"child_exit {worker.id} {worker.pid}")
 '''
 
 
@@ -637,13 +648,13 @@ def test_hooks_pidfile_and_process_titles(servers, tmp_path):
     pidfile.parent.mkdir()
     server = servers({"bind": "127.0.0.1:0", "workers": 2, "pidfile": str(pidfile),
                       "on_starting": "hooks:on_starting", "post_fork": "hooks:post_fork",
-                      "worker_exit": "hooks:worker_exit", "proc_name": "titled"},
+                      "child_exit": "hooks:child_exit", "proc_name": "titled"},
                      env={"HOOK_LOG": str(hook_log)}).start(2)
     assert int(pidfile.read_text()) == server.pid
     victim = server.workers()[0]
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: hook_log.read_text().count("post_fork") == 3, 5, "the respawn's post_fork")
-    assert "worker_exit" in hook_log.read_text()
+    assert "child_exit" in hook_log.read_text()
     try:
         import setproctitle  # noqa: F401
     except ImportError:
@@ -658,8 +669,8 @@ def test_hooks_pidfile_and_process_titles(servers, tmp_path):
     lines = hook_log.read_text().splitlines()
     assert lines[0] == "starting 2"
     assert sum(line.startswith("post_fork") for line in lines) == 3
-    assert f"worker_exit {_id_of(lines, victim)} -9" in lines
-    assert sum(line.startswith("worker_exit") for line in lines) == 3
+    assert f"child_exit {_id_of(lines, victim)} {victim}" in lines
+    assert sum(line.startswith("child_exit") for line in lines) == 3
     assert not pidfile.exists()
 
 

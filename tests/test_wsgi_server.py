@@ -25,6 +25,14 @@ def environ_server(request):
 
 
 @pytest.fixture(scope="module")
+def forwarded_server():
+    """Takes the host from trusted proxies too (--forwarded-host)."""
+    with Server("--interface", "wsgi", "--forwarded-host",
+                "wsgiapps:validated_environ_app") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
 def misc_server():
     with Server("--interface", "wsgi", "wsgiapps:misc_app") as server:
         yield server
@@ -126,12 +134,15 @@ def test_environ_chunked_request_body(environ_server):
     assert env["CONTENT_LENGTH"] == "12"  # the body arrives whole: frameworks see its length
 
 
-def test_forwarded_headers_from_localhost_are_trusted_by_default(environ_server):
-    env = environ_of(environ_server, get("/", "Host: internal", "X-Forwarded-For: 203.0.113.9",
-                                         "X-Forwarded-Proto: https",
-                                         "X-Forwarded-Host: public.example"))
+def test_forwarded_headers_from_localhost_are_trusted_by_default(environ_server,
+                                                                forwarded_server):
+    request = get("/", "Host: internal", "X-Forwarded-For: 203.0.113.9",
+                  "X-Forwarded-Proto: https", "X-Forwarded-Host: public.example")
+    env = environ_of(environ_server, request)
     assert env["REMOTE_ADDR"] == "203.0.113.9"
     assert env["wsgi.url_scheme"] == "https"
+    assert env["HTTP_HOST"] == "internal" and env["SERVER_PORT"] == "443"  # as gunicorn
+    env = environ_of(forwarded_server, request)
     assert env["HTTP_HOST"] == "public.example" and env["SERVER_PORT"] == "443"
     env = environ_of(environ_server, get("/", "Host: internal",
                                          'Forwarded: for="[2001:db8::5]:1234";proto=https'))
@@ -326,8 +337,8 @@ def test_environ_malformed_forwarded_address_is_ignored(environ_server, field):
     "X-Forwarded-Host: user@evil.com", "X-Forwarded-Host: evil.com:80x", "X-Forwarded-Host: [::1",
     "X-Forwarded-Host: [zz::1]", "X-Forwarded-Host: ", 'Forwarded: host="evil.com/x"',
 ])
-def test_environ_forwarded_host_that_is_no_host_is_ignored(environ_server, field):
-    env = environ_of(environ_server, get("/", "Host: internal", field))
+def test_environ_forwarded_host_that_is_no_host_is_ignored(forwarded_server, field):
+    env = environ_of(forwarded_server, get("/", "Host: internal", field))
     assert (env["HTTP_HOST"], env["SERVER_NAME"], env["SERVER_PORT"]) == ("internal", "internal", "80")
 
 
@@ -336,7 +347,7 @@ def test_environ_forwarded_host_that_is_no_host_is_ignored(environ_server, field
     ("[2001:db8::1]:81", "[2001:db8::1]", "81"), ("192.0.2.7", "192.0.2.7", "80"),
     ("a.example, b.example:82", "b.example", "82"), ("xn--bcher-kva.example", "xn--bcher-kva.example", "80"),
 ])
-def test_environ_forwarded_host_that_is_a_host_is_taken(environ_server, value, name, port):
-    env = environ_of(environ_server, get("/", "Host: internal", f"X-Forwarded-Host: {value}"))
+def test_environ_forwarded_host_that_is_a_host_is_taken(forwarded_server, value, name, port):
+    env = environ_of(forwarded_server, get("/", "Host: internal", f"X-Forwarded-Host: {value}"))
     assert (env["SERVER_NAME"], env["SERVER_PORT"]) == (name, port)
     assert env["HTTP_HOST"] == value.rpartition(",")[2].strip()

@@ -233,11 +233,21 @@ def test_forwarded_headers_from_a_trusted_peer():
     env = environ_for(Request(headers=[
         ("Host", "internal:8000"), ("X-Forwarded-For", "203.0.113.7, 10.0.0.2"),
         ("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "www.example.org")]),
-        forwarded_allow_ips="127.0.0.1,10.0.0.0/8")
+        forwarded_allow_ips="127.0.0.1,10.0.0.0/8", forwarded_host=True)
     assert env["REMOTE_ADDR"] == "203.0.113.7"
     assert env["wsgi.url_scheme"] == "https"
     assert env["HTTP_HOST"] == "www.example.org"
     assert env["SERVER_NAME"] == "www.example.org" and env["SERVER_PORT"] == "443"
+
+
+@pytest.mark.parametrize("field", [("X-Forwarded-Host", "www.example.org:8443"),
+                                   ("Forwarded", 'proto=https;host="www.example.org:8443"')])
+def test_the_forwarded_host_is_ignored_by_default_as_in_gunicorn(field):
+    env = environ_for(Request(headers=[("Host", "internal:8000"), field,
+                                       ("X-Forwarded-Proto", "https")]))
+    assert env["wsgi.url_scheme"] == "https"
+    assert (env["HTTP_HOST"], env["SERVER_NAME"], env["SERVER_PORT"]) == \
+        ("internal:8000", "internal", "8000")
 
 
 def test_forwarded_headers_from_an_untrusted_peer_are_ignored():
@@ -269,7 +279,7 @@ def test_rfc7239_forwarded():
     env = environ_for(Request(headers=[
         ("Host", "internal"),
         ("Forwarded", 'for="[2001:db8:cafe::17]:4711";proto=https;host="example.com:8443"'),
-        ("X-Forwarded-For", "9.9.9.9")]))
+        ("X-Forwarded-For", "9.9.9.9")]), forwarded_host=True)
     assert env["REMOTE_ADDR"] == "2001:db8:cafe::17"
     assert env["REMOTE_PORT"] == "4711"
     assert env["wsgi.url_scheme"] == "https"

@@ -1,0 +1,187 @@
+"""gunicorn's server hooks (the options of forker.config named after them).
+
+The `server` a hook gets is the master's Arbiter (forker/master.py): `pid`,
+`cfg` (the configuration, also readable by gunicorn's setting names),
+`log`, `num_workers` (settable), `WORKERS`. The `worker` is the master's
+record of a worker (forker.master.Worker): `id`, `pid`, `ppid`, `age`,
+`log`, `cfg`, `booted`.
+
+pre_request and post_request put Python on the request path: when either is
+set, each worker wraps its application once (wrap_requests); when neither is,
+nothing is wrapped and a request costs what it did without them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+TYPE_CHECKING = False  # not typing's: a worker process does not import typing
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+log = logging.getLogger("forker.master")
+
+
+def call(name: str, hook: Optional[Callable[..., Any]], *args: Any) -> None:
+    """Call a hook if set; an exception in it is logged, never raised."""
+    if hook is None:
+        return
+    try:
+        hook(*args)
+    except Exception:
+        log.exception("the %s hook raised", name)
+
+
+class Request:
+    """What pre_request and post_request get as `req` for a WSGI application:
+    gunicorn's request attributes, read from the environ."""
+
+    __slots__ = ("environ", "method", "uri", "path", "query", "scheme", "remote_addr",
+                 "_headers")
+
+    def __init__(self, environ: Dict[str, Any]) -> None:
+        self.environ = environ
+        self.method: str = environ.get("REQUEST_METHOD", "GET")
+        self.uri: str = environ.get("RAW_URI", "")
+        path, _, query = self.uri.partition("?")
+        self.path = path.partition("#")[0]
+        self.query: str = environ.get("QUERY_STRING", query)
+        self.scheme: str = environ.get("wsgi.url_scheme", "http")
+        self.remote_addr: str = environ.get("REMOTE_ADDR", "")
+        self._headers: Optional[List[Tuple[str, str]]] = None
+
+    @property
+    def version(self) -> Tuple[int, int]:
+        text = self.environ.get("SERVER_PROTOCOL", "HTTP/1.1")
+        return (1, 0) if text == "HTTP/1.0" else (1, 1)
+
+    @property
+    def headers(self) -> List[Tuple[str, str]]:
+        """(NAME, value) pairs with upper-case names, as gunicorn gives them."""
+        if self._headers is None:
+            pairs = []
+            for key, value in self.environ.items():
+                if key.startswith("HTTP_"):
+                    pairs.append((key[5:].replace("_", "-"), value))
+                elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                    pairs.append((key.replace("_", "-"), value))
+            self._headers = pairs
+        return self._headers
+
+
+class Response:
+    """What post_request gets as `resp`: `status` ("200 OK"), `status_code`
+    (200) and `headers`, once the application answered (a 500 if it raised)."""
+
+    __slots__ = ("status", "headers")
+
+    def __init__(self) -> None:
+        self.status: Optional[str] = None
+        self.headers: List[Tuple[str, str]] = []
+
+    @property
+    def status_code(self) -> Optional[int]:
+        if self.status is None:
+            return None
+        try:
+            return int(str(self.status).split(None, 1)[0])
+        except ValueError:
+            return None
+
+
+class _Closing:
+    """An application's response iterable whose close() also runs post_request."""
+
+    __slots__ = ("result", "after")
+
+    def __init__(self, result: Any, after: Callable[[], None]) -> None:
+        self.result = result
+        self.after = after
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.result)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.result, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self.after()
+
+
+def wrap_requests(app: Any, config: Any, worker: Any) -> Any:
+    """app (the worker's handler) with pre_request and post_request around each
+    call; app itself when neither hook is set."""
+    pre, post = config.pre_request, config.post_request
+    if pre is None and post is None:
+        return app
+    from .wsgi import WSGIHandler
+
+    if isinstance(app, WSGIHandler):
+        return WSGIHandler(_wsgi(app.app, pre, post, worker), config)
+    return _native(app, pre, post, worker)
+
+
+def _wsgi(app: Any, pre: Any, post: Any, worker: Any) -> Callable[..., Any]:
+    from .wsgi import FileWrapper
+
+    def hooked(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        req = Request(environ)
+        if pre is not None:
+            pre(worker, req)  # raising answers 500, as in gunicorn
+        if post is None:
+            return app(environ, start_response)
+        resp = Response()
+
+        def start(status: str, headers: List[Tuple[str, str]], exc_info: Any = None) -> Any:
+            resp.status, resp.headers = status, headers
+            return start_response(status, headers, exc_info)
+
+        def after() -> None:
+            call("post_request", post, worker, req, environ, resp)
+
+        try:
+            result = app(environ, start)
+        except BaseException:
+            resp.status = "500 Internal Server Error"
+            after()
+            raise
+        kind = type(result)
+        if kind is list or kind is tuple or kind is FileWrapper:
+            after()  # the body is known (or is a file the loop sends): complete
+            return result
+        return _Closing(result, after)
+
+    return hooked
+
+
+def _native(handler: Any, pre: Any, post: Any, worker: Any) -> Callable[[Any], Any]:
+    def hooked(request: Any) -> Any:
+        if pre is not None:
+            pre(worker, request)
+        if post is None:
+            return handler(request)
+        resp = Response()
+        try:
+            result = handler(request)
+        except BaseException:
+            resp.status = "500 Internal Server Error"
+            call("post_request", post, worker, request, {}, resp)
+            raise
+        status = getattr(result, "status", 200)
+        resp.status = f"{status} {_reason(status)}"
+        resp.headers = list(getattr(result, "headers", None) or [])
+        call("post_request", post, worker, request, {}, resp)
+        return result
+
+    return hooked
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
