@@ -24,9 +24,11 @@ def _int_range(lo: Optional[int] = None, hi: Optional[int] = None) -> Callable[[
     def convert(name: str, value: Any) -> int:
         if isinstance(value, bool):
             raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        if isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
         try:
             number = int(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
         if lo is not None and number < lo:
             raise ConfigError(f"{name}: must be at least {lo}, got {number}")
@@ -79,8 +81,58 @@ def _str_or_none(name: str, value: Any) -> Optional[str]:
     if value is None:
         return None
     if isinstance(value, (str, os.PathLike)):
-        return os.fspath(value)
-    raise ConfigError(f"{name}: expected a string, got {value!r}")
+        text = os.fsdecode(value)
+        if "\0" not in text:
+            return text
+    raise ConfigError(f"{name}: expected a string without NUL characters, got {value!r}")
+
+
+def _control_characters(text: str) -> List[str]:
+    return [ch for ch in text if ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0]
+
+
+def _field_value(name: str, value: Any) -> Optional[str]:
+    """A response field value the worker loop writes as is (server_header): text
+    encodable as Latin-1, without control characters (CR and LF would end the
+    field and start another), nor spaces at either end. Empty: no field."""
+    text = _str_or_none(name, value)
+    if not text:
+        return text
+    bad = [ch for ch in _control_characters(text) if ch != "\t"]
+    if bad:
+        raise ConfigError(f"{name}: control character {bad[0]!r} not allowed in a header "
+                          f"value, got {text!r}")
+    if any(ord(ch) > 0xFF for ch in text):
+        raise ConfigError(f"{name}: only Latin-1 characters can be sent in a header, "
+                          f"got {text!r}")
+    if text != text.strip(" \t"):
+        raise ConfigError(f"{name}: a header value cannot begin or end with spaces, got {text!r}")
+    return text
+
+
+def _request_path(name: str, value: Any) -> Optional[str]:
+    """A path the worker loop compares with request targets byte for byte
+    (health_path): '/' then printable ASCII, with no query or fragment;
+    other characters are written percent-encoded, as clients send them."""
+    text = _str_or_none(name, value)
+    if not text:
+        return None
+    if not text.startswith("/"):
+        raise ConfigError(f"{name}: expected a path starting with '/', got {text!r}")
+    bad = [ch for ch in text if not "!" <= ch <= "~" or ch in "?#"]
+    if bad:
+        raise ConfigError(f"{name}: {bad[0]!r} cannot be part of the path (printable ASCII "
+                          f"without '?' and '#'; percent-encode the rest), got {text!r}")
+    return text
+
+
+def _ciphers(name: str, value: Any) -> Optional[str]:
+    """An OpenSSL cipher list: printable ASCII."""
+    text = _str_or_none(name, value)
+    if text and not all(" " <= ch <= "~" for ch in text):
+        raise ConfigError(f"{name}: expected an OpenSSL cipher list (printable ASCII), "
+                          f"got {text!r}")
+    return text
 
 
 def _choice(*choices: str) -> Callable[[str, Any], str]:
@@ -99,7 +151,7 @@ def _bind_list(name: str, value: Any) -> List[str]:
         items = list(value)
     else:
         raise ConfigError(f"{name}: expected an address or a list of addresses, got {value!r}")
-    if not items or not all(isinstance(item, str) and item for item in items):
+    if not items or not all(isinstance(item, str) and item and "\0" not in item for item in items):
         raise ConfigError(f"{name}: expected non-empty address strings, got {value!r}")
     from .sockets import parse_address  # late: sockets imports nothing heavy, but keep config first
 
@@ -143,6 +195,10 @@ def _ip_list(name: str, value: Any) -> List[str]:
 def _root_path(name: str, value: Any) -> str:
     if not isinstance(value, str) or (value and not value.startswith("/")):
         raise ConfigError(f"{name}: expected a path starting with '/', got {value!r}")
+    if _control_characters(value) or any(ord(ch) > 0xFF for ch in value):
+        # compared with PATH_INFO, which holds Latin-1 characters (PEP 3333)
+        raise ConfigError(f"{name}: expected a path of printable Latin-1 characters, "
+                          f"got {value!r}")
     return value.rstrip("/")
 
 
@@ -184,7 +240,11 @@ def _account(kind: str, lookup: Callable[[str], int]) -> Callable[[str, Any], Op
         if value is None:
             return None
         if isinstance(value, int) and not isinstance(value, bool) or isinstance(value, str) and value.isdigit():
-            return int(value)
+            number = int(value)
+            if not 0 <= number < 0xFFFFFFFF:  # uid_t and gid_t; -1 means "unchanged"
+                raise ConfigError(f"{name}: {kind[0]}id must be within 0 and {0xFFFFFFFF - 1}, "
+                                  f"got {number}")
+            return number
         if isinstance(value, str) and value:
             try:
                 return lookup(value)
@@ -317,10 +377,10 @@ OPTIONS: List[Option] = [
     Option("max_connections", 1000, _int_range(1, 1 << 20),
            "Most open connections per worker; at the limit the worker stops accepting.",
            "--max-connections", "N"),
-    Option("server_header", "forker", _str_or_none,
+    Option("server_header", "forker", _field_value,
            "Value of the Server response header (empty string: no Server header).",
            "--server-header", "TEXT"),
-    Option("health_path", None, _str_or_none,
+    Option("health_path", None, _request_path,
            "Path answered by the worker loop itself, without calling the application: "
            "200 while serving, 503 once a graceful stop began (e.g. /healthz).",
            "--health-path", "PATH"),
@@ -420,7 +480,7 @@ OPTIONS: List[Option] = [
            "required (the handshake fails without a valid one); needs ca_certs.",
            "--cert-reqs", "{none,optional,required}"),
     Option("ciphers", "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!MD5:!DSS",
-           _str_or_none,
+           _ciphers,
            "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's defaults).",
            "--ciphers", "LIST"),
     Option("ssl_context", None, _ssl_context,
