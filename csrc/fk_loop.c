@@ -43,6 +43,7 @@
 
 struct fk_loop {
     fk_loop_config cfg;
+    fk_limits limits;          /* cfg's max_request_line and max_field_size */
     int epfd;
     int listeners[MAX_LISTENERS];
     fk_tls_ctx *tls[MAX_LISTENERS]; /* per listener: its TLS context, NULL plain */
@@ -109,6 +110,8 @@ fk_loop *fk_loop_create(const fk_loop_config *cfg)
         l->cfg.max_connections = 1000;
     if (l->cfg.max_fields == 0)
         l->cfg.max_fields = 100;
+    l->limits.max_request_line = l->cfg.max_request_line;
+    l->limits.max_field_size = l->cfg.max_field_size;
     l->conns = calloc(l->cfg.max_connections, sizeof(fk_conn));
     l->free_slots = malloc(l->cfg.max_connections * sizeof(uint32_t));
     l->unwatched = malloc(l->cfg.max_connections * sizeof(uint64_t));
@@ -609,7 +612,7 @@ static void parse_head(fk_loop *l, fk_conn *c)
     fk_request *req = &c->req;
     req->headers = l->scratch;
     req->num_headers = l->cfg.max_fields;
-    int r = fk_parse_request(data, len, c->last_len, req, &l->cfg.limits);
+    int r = fk_parse_request(data, len, c->last_len, req, &l->limits);
     if (r == FK_NEED_MORE) {
         c->last_len = len;
         return;
@@ -1523,6 +1526,7 @@ fk_conn *fk_loop_conn(fk_loop *l, uint32_t index, uint32_t generation)
 
 uint64_t fk_loop_served(const fk_loop *l) { return l->served; }
 size_t fk_loop_open(const fk_loop *l) { return l->nconns; }
+const fk_loop_config *fk_loop_config_of(const fk_loop *l) { return &l->cfg; }
 
 /* ---- the loop -------------------------------------------------------------- */
 

@@ -325,6 +325,10 @@ class Option(NamedTuple):  # not a dataclass: dataclasses imports inspect and as
     metavar: Optional[str] = None
     repeatable: bool = False  # flag may be given several times (accumulates a list)
     switch: bool = False  # --flag/--no-flag although the default is None (decided later)
+    # The field of the C core's fk_loop_config (csrc/fk_loop.h) that this
+    # option's value fills, converted by that field's kind (seconds become
+    # milliseconds, text Latin-1 bytes): docs/ARCHITECTURE.md, "Adding an option".
+    c_field: Optional[str] = None
 
     def default_value(self) -> Any:
         return self.default() if callable(self.default) else self.default
@@ -342,30 +346,35 @@ OPTIONS: List[Option] = [
            "Length of the kernel's queue of connections not yet accepted.", "--backlog", "N"),
     Option("keepalive", 5.0, _float_range(0.0, 3600.0),
            "Seconds an idle keep-alive connection is kept open (0 disables keep-alive).",
-           "--keep-alive", "SECONDS"),
+           "--keep-alive", "SECONDS", c_field="keepalive_ms"),
     Option("graceful_timeout", 30.0, _float_range(0.0, 86400.0),
            "Seconds workers get to finish in-flight requests on a graceful stop.",
-           "--graceful-timeout", "SECONDS"),
+           "--graceful-timeout", "SECONDS", c_field="graceful_ms"),
     Option("header_timeout", 10.0, _float_range(0.1, 3600.0),
-           "Seconds a client has to send a complete request head.", "--header-timeout", "SECONDS"),
+           "Seconds a client has to send a complete request head.", "--header-timeout", "SECONDS",
+           c_field="header_timeout_ms"),
     Option("request_timeout", 60.0, _float_range(0.0, 86400.0),
            "Seconds a client has to send a whole request, head and body (0: no limit).",
-           "--request-timeout", "SECONDS"),
+           "--request-timeout", "SECONDS", c_field="request_timeout_ms"),
     Option("write_timeout", 60.0, _float_range(0.1, 86400.0),
            "Seconds a client may stall reading a response before it is closed.",
-           "--write-timeout", "SECONDS"),
+           "--write-timeout", "SECONDS", c_field="write_timeout_ms"),
     Option("min_request_rate", 500, _int_range(0, 1 << 40),
            "Bytes per second a request body must keep up on average once its first "
            "header_timeout has passed (0: no minimum); a client trickling its body "
-           "is answered 408 and closed.", "--min-request-rate", "BYTES"),
+           "is answered 408 and closed.", "--min-request-rate", "BYTES", c_field="min_rate"),
     Option("limit_request_line", 8190, _int_range(64, 1 << 20),
-           "Longest request line in bytes (414 beyond).", "--limit-request-line", "BYTES"),
+           "Longest request line in bytes (414 beyond).", "--limit-request-line", "BYTES",
+           c_field="max_request_line"),
     Option("limit_request_field_size", 8190, _int_range(64, 1 << 20),
-           "Longest header field line in bytes (431 beyond).", "--limit-request-field-size", "BYTES"),
+           "Longest header field line in bytes (431 beyond).", "--limit-request-field-size", "BYTES",
+           c_field="max_field_size"),
     Option("limit_request_fields", 100, _int_range(1, 32768),
-           "Most header fields in a request (431 beyond).", "--limit-request-fields", "N"),
+           "Most header fields in a request (431 beyond).", "--limit-request-fields", "N",
+           c_field="max_fields"),
     Option("max_body_size", 100 * MiB, _int_range(0, 1 << 62),
-           "Largest request body in bytes (413 beyond; 0 means unlimited).", "--max-body-size", "BYTES"),
+           "Largest request body in bytes (413 beyond; 0 means unlimited).", "--max-body-size", "BYTES",
+           c_field="max_body_size"),
     Option("body_buffer_size", None, _optional(_int_range(0, 1 << 62)),
            "Request bodies up to this many bytes are received whole before the application "
            "is called; a larger one is read from the client as the application reads it "
@@ -373,17 +382,17 @@ OPTIONS: List[Option] = [
            "--threads 1, every body is received whole (up to --max-body-size), so that a slow "
            "client never holds the worker's only thread; set it to stream there too, as "
            "gunicorn's sync worker does (0: every body whole).",
-           "--body-buffer-size", "BYTES"),
+           "--body-buffer-size", "BYTES", c_field="body_buffer_size"),
     Option("max_connections", 1000, _int_range(1, 1 << 20),
            "Most open connections per worker; at the limit the worker stops accepting.",
-           "--max-connections", "N"),
+           "--max-connections", "N", c_field="max_connections"),
     Option("server_header", "forker", _field_value,
            "Value of the Server response header (empty string: no Server header).",
-           "--server-header", "TEXT"),
+           "--server-header", "TEXT", c_field="server"),
     Option("health_path", None, _request_path,
            "Path answered by the worker loop itself, without calling the application: "
            "200 while serving, 503 once a graceful stop began (e.g. /healthz).",
-           "--health-path", "PATH"),
+           "--health-path", "PATH", c_field="health_path"),
     Option("metrics_bind", None, _metrics_bind,
            "HOST:PORT where the master serves the workers' counters at /metrics in the "
            "Prometheus text format (default: off).",
@@ -417,7 +426,7 @@ OPTIONS: List[Option] = [
            "and forwarded-header trust. Only peers in forwarded_allow_ips (and unix-socket "
            "peers) may send it: others, and connections without a valid header, are closed "
            "without a response. On TLS listeners the header precedes the handshake.",
-           "--proxy-protocol"),
+           "--proxy-protocol", c_field="proxy_protocol"),
     Option("root_path", "", _root_path,
            "Path prefix the application is mounted under (WSGI SCRIPT_NAME).",
            "--root-path", "PATH"),

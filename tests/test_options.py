@@ -7,13 +7,15 @@ as given (round trip through the loop's own copy)."""
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
 import pytest
 
-from cli_server import ROOT, run_cli
-from forker.config import Config
+from cli_server import ROOT, Server, run_cli
+from forker import _worker, config as config_module
+from forker.config import OPTIONS, Config
 from forker.errors import ConfigError
 
 BAD_VALUES = [
@@ -116,3 +118,132 @@ def test_serve_refuses_the_value_before_forking():
                             timeout=60, cwd=ROOT, env={"PYTHONPATH": ROOT, "PATH": "/usr/bin:/bin"})
     assert result.stdout.startswith("health_path: "), (result.stdout, result.stderr)
 
+
+def test_max_requests_beyond_a_c_int_serves():
+    """The engine took max_requests as a C int: 3e9 failed every worker at boot."""
+    with Server("--max-requests", "3000000000", "--max-requests-jitter", "5") as server:
+        status, _, body = server.request("GET", "/")
+        assert status == 200 and body
+    assert server.proc.returncode == 0, server.stderr
+
+
+# -- one path from the options table to fk_loop_config -------------------------------
+
+FIELDS = dict(_worker.loop_config_fields())  # name -> kind, from csrc/fk_loop.h
+C_OPTIONS = [option for option in OPTIONS if option.c_field]
+SLOT = 512  # bytes of a worker's shared slot
+# What the Engine sets itself: its arguments, and values derived from several options.
+ENGINE_FIELDS = {"max_requests", "wake_fd", "notify_fd", "threaded", "parent_pid", "slot",
+                 "constant_body", "proxy_allow", "proxy_allow_len", "shared_listeners"}
+
+
+def loop_values(config, **engine):
+    engine.setdefault("slot", bytearray(SLOT))
+    return _worker.Engine(lambda request: b"", config, [], **engine).loop_config()
+
+
+def expected(option, value):
+    """What the option's value becomes in its field."""
+    kind = FIELDS[option.c_field]
+    if kind == "ms":
+        return math.ceil(round(value * 1000, 6))
+    if kind == "text":
+        return None if value is None else value.encode("latin-1")
+    return int(value)
+
+
+def test_every_field_has_one_source():
+    from_options = [option.c_field for option in C_OPTIONS]
+    assert len(set(from_options)) == len(from_options)
+    assert set(FIELDS) == set(from_options) | ENGINE_FIELDS | {
+        name for name, kind in FIELDS.items() if kind == "len"}
+    assert not set(from_options) & ENGINE_FIELDS
+
+
+def test_every_c_facing_option_round_trips():
+    values = {}
+    for k, option in enumerate(C_OPTIONS):  # values unlike the defaults and each other
+        kind = FIELDS[option.c_field]
+        values[option.name] = {"ms": 1.25 + k, "count": 1000 + 7 * k, "u64": 1000 + 7 * k,
+                               "int": not option.default_value(),
+                               "text": f"/v{k}"}[kind]
+    config = Config(**values)
+    got = loop_values(config, max_requests=77, wake_fd=9, parent_pid=4242)
+    for option in C_OPTIONS:
+        assert got[option.c_field] == expected(option, values[option.name]), option.name
+    assert (got["max_requests"], got["wake_fd"], got["parent_pid"]) == (77, 9, 4242)
+    assert got["server_len"] == len(values["server_header"])
+    assert got["health_path_len"] == len(values["health_path"])
+    assert got["shared_listeners"] == 1 and got["threaded"] == 0 and got["notify_fd"] == -1
+    assert got["slot"] != 0 and got["constant_body"] is None
+
+
+def test_derived_fields():
+    config = Config(reuse_port=True, proxy_protocol=True, forwarded_allow_ips="10.0.0.0/8,::1",
+                    server_header="", body_buffer_size=None)
+    got = loop_values(config, threads=2)
+    assert got["shared_listeners"] == 0
+    assert got["proxy_allow"] != 0 and got["proxy_allow_len"] == 2
+    assert got["threaded"] == 1 and got["notify_fd"] >= 0
+    assert got["body_buffer_size"] == 64 << 10  # None: the default for threads
+    assert got["server"] == b"" and got["server_len"] == 0
+    assert got["health_path"] is None and got["health_path_len"] == 0
+    assert loop_values(Config(body_buffer_size=None))["body_buffer_size"] == 0
+    assert loop_values(Config(), max_requests=(1 << 62) + 5)["max_requests"] == (1 << 62) + 5
+
+
+def accepted(name, value):
+    try:
+        Config(**{name: value})
+    except ValueError:
+        return False
+    return True
+
+
+def extremes(option):
+    """The least value the option's validator accepts (of a few), and the greatest integer."""
+    name = option.name
+    lo = next(v for v in (0, 0.1, 1, 64) if accepted(name, v))
+    hi = max(1, lo)
+    assert accepted(name, hi)
+    while accepted(name, hi * 2) and hi < 1 << 80:
+        hi *= 2
+    step = hi
+    while step:  # the greatest accepted, by bisection
+        if accepted(name, hi + step):
+            hi += step
+        step //= 2
+    return lo, hi
+
+
+@pytest.mark.parametrize("option", [o for o in C_OPTIONS if FIELDS[o.c_field] != "text"
+                                    and not isinstance(o.default_value(), bool)],
+                         ids=lambda option: option.name)
+def test_every_value_a_validator_accepts_fits_its_field(option):
+    for value in extremes(option):
+        got = loop_values(Config(**{option.name: value}))
+        assert got[option.c_field] == expected(option, value), (option.name, value)
+
+
+def test_a_positive_time_never_becomes_none():
+    got = loop_values(Config(request_timeout=0.0004, keepalive=0.0001, graceful_timeout=0.0002))
+    assert (got["request_timeout_ms"], got["keepalive_ms"], got["graceful_ms"]) == (1, 1, 1)
+
+
+def without_c_field(field):
+    return [option._replace(c_field=None) if option.c_field == field else option
+            for option in OPTIONS]
+
+
+def test_a_field_nothing_sets_stops_the_engine(monkeypatch):
+    monkeypatch.setattr(config_module, "OPTIONS", without_c_field("min_rate"))
+    with pytest.raises(ValueError, match=r"fk_loop_config\.min_rate: no option"):
+        loop_values(Config())
+
+
+def test_a_c_field_that_is_no_field_stops_the_engine(monkeypatch):
+    options = [option._replace(c_field="min_rate_typo") if option.c_field == "min_rate"
+               else option for option in OPTIONS]
+    monkeypatch.setattr(config_module, "OPTIONS", options)
+    with pytest.raises(ValueError, match="min_request_rate: c_field 'min_rate_typo'"):
+        loop_values(Config())
