@@ -46,6 +46,15 @@ Every option can also be set by a {ENV_PREFIX}<NAME> environment variable
 """
 
 
+def _shown_default(default: Any) -> str:
+    """A default as --help shows it: quoted and escaped when the help
+    formatter, which folds whitespace, would change it ("ok\\n" is 'ok\\n')."""
+    shown = ",".join(map(str, default)) if isinstance(default, list) else str(default)
+    if shown != " ".join(shown.split()) or not shown.isprintable():
+        return repr(shown)
+    return shown
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="forker", description=DESCRIPTION, epilog=EPILOG,
@@ -70,8 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                 kwargs["action"] = "append"
                 text += " May be repeated."
             if default not in (None, "", []):
-                shown = ",".join(map(str, default)) if isinstance(default, list) else default
-                text += f" [default: {shown}]".replace("%", "%%")
+                text += f" [default: {_shown_default(default)}]".replace("%", "%%")
         parser.add_argument(option.flag, help=text, **kwargs)
     return parser
 

@@ -247,3 +247,18 @@ def test_a_c_field_that_is_no_field_stops_the_engine(monkeypatch):
     monkeypatch.setattr(config_module, "OPTIONS", options)
     with pytest.raises(ValueError, match="min_request_rate: c_field 'min_rate_typo'"):
         loop_values(Config())
+
+
+# -- --help ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("default,shown", [("ok\n", "'ok\\n'"), ("a\tb", "'a\\tb'"),
+                                           (" x", "' x'"), ("plain text", "plain text"),
+                                           (["a", "b"], "a,b"), (8190, "8190")])
+def test_help_shows_a_default_as_it_is(monkeypatch, default, shown):
+    from forker import cli
+
+    option = config_module.Option("probe", default, lambda name, value: value, "A probe.",
+                                  "--probe", "X")
+    monkeypatch.setattr(cli, "OPTIONS", [option])
+    text = " ".join(cli.build_parser().format_help().split())
+    assert f"A probe. [default: {shown}]" in text, text
