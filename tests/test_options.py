@@ -8,6 +8,7 @@ as given (round trip through the loop's own copy)."""
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 
@@ -168,10 +169,15 @@ def test_every_c_facing_option_round_trips():
                                "int": not option.default_value(),
                                "text": f"/v{k}"}[kind]
     config = Config(**values)
-    got = loop_values(config, max_requests=77, wake_fd=9, parent_pid=4242)
+    wake_r, wake_w = os.pipe()  # the loop watches wake_fd: it must be open
+    try:
+        got = loop_values(config, max_requests=77, wake_fd=wake_r, parent_pid=4242)
+    finally:
+        os.close(wake_r)
+        os.close(wake_w)
     for option in C_OPTIONS:
         assert got[option.c_field] == expected(option, values[option.name]), option.name
-    assert (got["max_requests"], got["wake_fd"], got["parent_pid"]) == (77, 9, 4242)
+    assert (got["max_requests"], got["wake_fd"], got["parent_pid"]) == (77, wake_r, 4242)
     assert got["server_len"] == len(values["server_header"])
     assert got["health_path_len"] == len(values["health_path"])
     assert got["shared_listeners"] == 1 and got["threaded"] == 0 and got["notify_fd"] == -1
