@@ -57,6 +57,8 @@ extensions = [
 setup(
     ext_modules=cythonize(
         extensions,
+        # the generated C (tens of thousands of lines) stays out of the sources
+        build_dir="build/cython",
         language_level=3,
         compiler_directives={"boundscheck": False, "wraparound": False, "cdivision": True},
     )

@@ -126,7 +126,7 @@ static void parse_head(fk_loop *l, fk_conn *c)
     fk_request *req = &c->req;
     req->headers = l->scratch;
     req->num_headers = l->cfg.max_fields;
-    int r = fk_parse_request(data, len, c->last_len, req, &l->cfg.limits);
+    int r = fk_parse_request(data, len, c->last_len, req, &l->limits);
     if (r == FK_NEED_MORE) {
         c->last_len = len;
         return;

@@ -36,15 +36,17 @@ fk_loop *fk_loop_create(const fk_loop_config *cfg)
         l->cfg.max_connections = 1000;
     if (l->cfg.max_fields == 0)
         l->cfg.max_fields = 100;
+    l->limits.max_request_line = l->cfg.max_request_line;
+    l->limits.max_field_size = l->cfg.max_field_size;
     l->conns = calloc(l->cfg.max_connections, sizeof(fk_conn));
     l->free_slots = malloc(l->cfg.max_connections * sizeof(uint32_t));
     l->unwatched = malloc(l->cfg.max_connections * sizeof(uint64_t));
     l->scratch = malloc(l->cfg.max_fields * sizeof(fk_header));
     if (l->conns == NULL || l->free_slots == NULL || l->unwatched == NULL || l->scratch == NULL)
         goto fail;
-    if (l->cfg.proxy_protocol)
-        l->cfg.max_per_addr = 0; /* every peer is the balancer */
-    if (l->cfg.max_per_addr != 0 && fk_peers_init(&l->peers, l->cfg.max_connections) != 0)
+    /* not with proxy_protocol: every peer is the balancer */
+    l->per_addr = l->cfg.proxy_protocol ? 0 : (uint32_t)l->cfg.max_per_addr;
+    if (l->per_addr != 0 && fk_peers_init(&l->peers, l->cfg.max_connections) != 0)
         goto fail;
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (l->epfd < 0)
@@ -226,7 +228,7 @@ void conn_close(fk_loop *l, fk_conn *c)
             fk_tls_close(c);
         close(c->fd); /* also removes it from the epoll set */
         c->fd = -1;
-        if (l->cfg.max_per_addr != 0)
+        if (l->per_addr != 0)
             fk_peers_remove(&l->peers, &c->peer);
         l->nconns--;
         l->cfg.slot[FK_SLOT_CONN_OPEN] = l->nconns;
@@ -385,7 +387,7 @@ static int accept_from(fk_loop *l, int index, int batch)
             l->cfg.slot[FK_SLOT_PARSE_ERRORS]++;
             continue;
         }
-        if (l->cfg.max_per_addr != 0 && !fk_peers_add(&l->peers, &peer, l->cfg.max_per_addr)) {
+        if (l->per_addr != 0 && !fk_peers_add(&l->peers, &peer, l->per_addr)) {
             /* one client holding many slots: closed before it takes another
              * (and before it could make another client's connection give way) */
             close(cfd);
@@ -435,7 +437,7 @@ static int accept_from(fk_loop *l, int index, int batch)
         } else if (watch(l, c) != 0) {
             close(cfd);
             c->fd = -1;
-            if (l->cfg.max_per_addr != 0)
+            if (l->per_addr != 0)
                 fk_peers_remove(&l->peers, &peer);
             c->state = FK_CONN_FREE;
             l->free_slots[l->nfree++] = slot;
@@ -588,6 +590,7 @@ void fk_loop_body_limits(const fk_loop *l, const fk_conn *c, fk_body_limits *lim
 
 uint64_t fk_loop_served(const fk_loop *l) { return l->served; }
 size_t fk_loop_open(const fk_loop *l) { return l->nconns; }
+const fk_loop_config *fk_loop_config_of(const fk_loop *l) { return &l->cfg; }
 
 /* ---- the loop -------------------------------------------------------------- */
 

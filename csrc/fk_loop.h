@@ -18,47 +18,92 @@
 #define FK_SLOT_SIZE 64      /* bytes of the shared slot (forker/shm.py) */
 #define FK_SLOT_TEXT_SIZE 40 /* "METHOD target" of the running handler call, at byte 24 */
 
+/* The loop's configuration, declared once: each line is a field, its C type,
+ * its name and its kind, which tells forker/_worker.pyx (loop_config()) how to
+ * fill it from a Python value:
+ *   FK_CFG_COUNT  size_t, from an integer
+ *   FK_CFG_U64    uint64_t, from an integer
+ *   FK_CFG_MS     uint64_t milliseconds, from seconds (rounded up: a positive
+ *                 time never becomes 0, which means "none" to some fields)
+ *   FK_CFG_INT    int or pid_t, from an integer or a bool
+ *   FK_CFG_TEXT   const char *, from text (Latin-1) or bytes kept alive as long
+ *                 as the loop; NULL for None. Its FK_CFG_LEN field follows it
+ *   FK_CFG_LEN    size_t, the length of the FK_CFG_TEXT field before it
+ *   FK_CFG_ADDR   a pointer to a buffer kept alive as long as the loop
+ * Each value comes from the option of forker/config.py whose c_field names the
+ * field, or else from the Engine (descriptors, the shared slot, values derived
+ * from several options); a field that neither sets stops the Engine's
+ * construction. The struct and the table of its fields that _worker.pyx reads
+ * are both made from this list (docs/ARCHITECTURE.md, "Adding an option"). */
+#define FK_LOOP_CONFIG_FIELDS(X)                                                              \
+    X(size_t, max_connections, FK_CFG_COUNT)                                                  \
+    X(size_t, max_per_addr, FK_CFG_COUNT)       /* connections from one client address; 0 no  \
+                                                   cap (not with proxy_protocol, where the    \
+                                                   peer is the balancer) */                   \
+    X(size_t, max_fields, FK_CFG_COUNT)         /* header fields per request (431 beyond) */  \
+    X(size_t, max_request_line, FK_CFG_COUNT)   /* bytes (414 beyond) */                      \
+    X(size_t, max_field_size, FK_CFG_COUNT)     /* bytes of a field line (431 beyond) */      \
+    X(uint64_t, max_body_size, FK_CFG_U64)      /* bytes; 0 unlimited (413 beyond) */         \
+    X(uint64_t, body_buffer_size, FK_CFG_U64)   /* larger bodies are left to the handler to   \
+                                                   read (fk_body.h); 0: every body is read    \
+                                                   whole first */                             \
+    X(uint64_t, keepalive_ms, FK_CFG_MS)        /* idle keep-alive; 0 disables keep-alive */  \
+    X(uint64_t, header_timeout_ms, FK_CFG_MS)   /* from a request's first byte to its         \
+                                                   complete head */                           \
+    X(uint64_t, request_timeout_ms, FK_CFG_MS)  /* from first byte to complete body; 0 none */\
+    X(uint64_t, write_timeout_ms, FK_CFG_MS)    /* longest stall of a client not reading */   \
+    X(uint64_t, min_rate, FK_CFG_U64)           /* bytes/s a request body must keep up, on    \
+                                                   average, past its first header_timeout_ms  \
+                                                   (Apache's MinRate); 0 none */              \
+    X(uint64_t, graceful_ms, FK_CFG_MS)         /* drain time after a graceful stop */        \
+    X(uint64_t, max_requests, FK_CFG_U64)       /* stop gracefully after that many; 0 never */\
+    X(int, wake_fd, FK_CFG_INT)                 /* readable when a signal arrived; -1 none */ \
+    X(int, notify_fd, FK_CFG_INT)               /* eventfd written by handler threads; -1 */  \
+    X(int, threaded, FK_CFG_INT)                /* handlers run on threads: the caller, not   \
+                                                   the loop, keeps busy_since and the request \
+                                                   text in the slot */                        \
+    X(pid_t, parent_pid, FK_CFG_INT)            /* stop gracefully when getppid() changes;    \
+                                                   0 no check */                              \
+    X(volatile uint64_t *, slot, FK_CFG_ADDR)   /* shared with the master (FK_SLOT_SIZE       \
+                                                   bytes): heartbeat, served, busy_since, then\
+                                                   the running request's text; NULL: own */   \
+    X(const char *, server, FK_CFG_TEXT)        /* Server field value; length 0 for none */   \
+    X(size_t, server_len, FK_CFG_LEN)                                                         \
+    X(const char *, health_path, FK_CFG_TEXT)   /* answered by the loop (200, 503 when        \
+                                                   stopping); length 0 none */                \
+    X(size_t, health_path_len, FK_CFG_LEN)                                                    \
+    X(const char *, constant_body, FK_CFG_TEXT) /* non-NULL: the loop answers every request   \
+                                                   itself, 200 with this body and no other    \
+                                                   field (the built-in greeting, as nginx's   \
+                                                   `return 200 "...";`) */                    \
+    X(size_t, constant_body_len, FK_CFG_LEN)                                                  \
+    X(int, proxy_protocol, FK_CFG_INT)          /* every connection opens with a PROXY header \
+                                                   (v1 or v2), read before any HTTP (and      \
+                                                   before a TLS handshake); the client address\
+                                                   it names replaces the peer's */            \
+    X(const fk_net *, proxy_allow, FK_CFG_ADDR) /* peers allowed to send that header          \
+                                                   (fk_net_allows); the connections of others \
+                                                   are closed at once */                      \
+    X(size_t, proxy_allow_len, FK_CFG_COUNT)                                                  \
+    X(int, shared_listeners, FK_CFG_INT)        /* other workers accept from the same sockets \
+                                                   (not reuse_port): take turns at the wake-up\
+                                                   queue */
+
+enum fk_cfg_kind {
+    FK_CFG_COUNT = 1,
+    FK_CFG_U64,
+    FK_CFG_MS,
+    FK_CFG_INT,
+    FK_CFG_TEXT,
+    FK_CFG_LEN,
+    FK_CFG_ADDR,
+};
+
+#define FK_CFG_MEMBER(type, name, kind) type name;
 typedef struct {
-    size_t max_connections;
-    uint32_t max_per_addr;       /* connections from one client address; 0 no cap (not
-                                    with proxy_protocol, where the peer is the balancer) */
-    size_t max_fields;           /* header fields per request (431 beyond) */
-    fk_limits limits;
-    uint64_t max_body_size;      /* bytes; 0 unlimited (413 beyond) */
-    uint64_t body_buffer_size;   /* larger bodies are left to the handler to read
-                                    (fk_body.h); 0: every body is read whole first */
-    uint64_t keepalive_ms;       /* idle keep-alive; 0 disables keep-alive */
-    uint64_t header_timeout_ms;  /* from a request's first byte to its complete head */
-    uint64_t request_timeout_ms; /* from first byte to complete body; 0 none */
-    uint64_t write_timeout_ms;   /* longest stall of a client not reading */
-    uint64_t min_rate;           /* bytes/s a request body must keep up, on average, past
-                                    its first header_timeout_ms (Apache's MinRate); 0 none */
-    uint64_t graceful_ms;        /* drain time after a graceful stop */
-    uint64_t max_requests;       /* stop gracefully after that many; 0 never */
-    int wake_fd;                 /* readable when a signal arrived; -1 none */
-    int notify_fd;               /* eventfd written by handler threads; -1 none */
-    int threaded;                /* handlers run on threads: the caller, not the loop,
-                                    keeps busy_since and the request text in the slot */
-    pid_t parent_pid;            /* stop gracefully when getppid() changes; 0 no check */
-    volatile uint64_t *slot;     /* shared with the master (FK_SLOT_SIZE bytes): heartbeat,
-                                    served, busy_since, then the running request's text */
-    const char *server;          /* Server field value; length 0 for none */
-    size_t server_len;
-    const char *health_path;     /* answered by the loop (200, 503 when stopping); len 0 none */
-    size_t health_path_len;
-    const char *constant_body;   /* non-NULL: the loop answers every request itself, 200
-                                    with this body and no other field (the built-in
-                                    greeting, as nginx's `return 200 "...";`) */
-    size_t constant_body_len;
-    int proxy_protocol;          /* every connection opens with a PROXY header (v1 or v2),
-                                    read before any HTTP (and before a TLS handshake); the
-                                    client address it names replaces the peer's */
-    const fk_net *proxy_allow;   /* peers allowed to send that header (fk_net_allows);
-                                    the connections of others are closed at once */
-    size_t proxy_allow_len;
-    int shared_listeners;        /* other workers accept from the same sockets (not
-                                    reuse_port): take turns at the wake-up queue */
+    FK_LOOP_CONFIG_FIELDS(FK_CFG_MEMBER)
 } fk_loop_config;
+#undef FK_CFG_MEMBER
 
 enum fk_event_type {
     FK_EV_REQUEST = 1, /* conn holds a complete request for the handler */
@@ -133,5 +178,9 @@ void fk_loop_body_limits(const fk_loop *l, const fk_conn *c, fk_body_limits *lim
 /* Requests answered so far, and connections open now. */
 uint64_t fk_loop_served(const fk_loop *l);
 size_t fk_loop_open(const fk_loop *l);
+
+/* The loop's copy of its configuration (as given to fk_loop_create, with
+ * defaults filled in). */
+const fk_loop_config *fk_loop_config_of(const fk_loop *l);
 
 #endif

@@ -35,6 +35,7 @@
 
 struct fk_loop {
     fk_loop_config cfg;
+    fk_limits limits;          /* cfg's max_request_line and max_field_size */
     int epfd;
     int listeners[MAX_LISTENERS];
     fk_tls_ctx *tls[MAX_LISTENERS]; /* per listener: its TLS context, NULL plain */
@@ -63,7 +64,8 @@ struct fk_loop {
     fk_conn *notify_head, *notify_tail;
     int wake_pending, notify_pending, tick_pending;
     fk_header *scratch;        /* parser output, copied to the connection on success */
-    fk_peers peers;            /* open connections per client address (max_per_addr) */
+    fk_peers peers;            /* open connections per client address (per_addr) */
+    uint32_t per_addr;         /* cfg.max_per_addr, 0 with proxy_protocol */
     fk_date date;
     uint64_t own_slot[FK_SLOT_WORDS]; /* counters when no master shares a slot */
     fk_spares spares;          /* large buffers kept for reuse */

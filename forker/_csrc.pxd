@@ -187,35 +187,18 @@ cdef extern from "fk_proxy.h" nogil:
         unsigned char addr[16]
 
 cdef extern from "fk_loop.h" nogil:
+    # Its fields are declared once, in csrc/fk_loop.h (FK_LOOP_CONFIG_FIELDS), and
+    # reached through the table of them (forker/_worker.pyx, loop_config()).
     ctypedef struct fk_loop_config:
-        size_t max_connections
-        unsigned int max_per_addr
-        size_t max_fields
-        fk_limits limits
-        uint64_t max_body_size
-        uint64_t body_buffer_size
-        uint64_t keepalive_ms
-        uint64_t header_timeout_ms
-        uint64_t request_timeout_ms
-        uint64_t write_timeout_ms
-        uint64_t min_rate
-        uint64_t graceful_ms
-        uint64_t max_requests
-        int wake_fd
-        int notify_fd
-        int threaded
-        int parent_pid
-        uint64_t *slot
-        const char *server
-        size_t server_len
-        const char *health_path
-        size_t health_path_len
-        const char *constant_body
-        size_t constant_body_len
-        int proxy_protocol
-        const fk_net *proxy_allow
-        size_t proxy_allow_len
-        int shared_listeners
+        pass
+    enum:
+        FK_CFG_COUNT
+        FK_CFG_U64
+        FK_CFG_MS
+        FK_CFG_INT
+        FK_CFG_TEXT
+        FK_CFG_LEN
+        FK_CFG_ADDR
 
     enum:
         FK_EV_REQUEST
@@ -249,3 +232,4 @@ cdef extern from "fk_loop.h" nogil:
     void fk_loop_stop(fk_loop *l, int graceful)
     uint64_t fk_loop_served(const fk_loop *l)
     size_t fk_loop_open(const fk_loop *l)
+    const fk_loop_config *fk_loop_config_of(const fk_loop *l)

@@ -2,7 +2,8 @@
 
 import io
 import socket
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple, TypeVar, Union, overload
+from typing import (Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar, Union,
+                    overload)
 
 _T = TypeVar("_T")
 
@@ -100,6 +101,10 @@ class Reply:
     @property
     def reason(self) -> Optional[str]: ...
 
+def loop_config_fields() -> List[Tuple[str, str]]:
+    """The fields of fk_loop_config in order, as (name, kind), kind one of
+    "count", "u64", "ms", "int", "text", "len", "addr"."""
+
 class Engine:
     """One worker's loop. run() returns when the loop stopped."""
 
@@ -126,6 +131,9 @@ class Engine:
     def served(self) -> int: ...
     @property
     def open_connections(self) -> int: ...
+    def loop_config(self) -> Dict[str, Union[int, bytes, None]]:
+        """The loop's own copy of its fk_loop_config, every field by name (for
+        tests: text fields as bytes, address fields as integers)."""
     def stop(self, graceful: bool = True) -> None: ...
     def run(self) -> None: ...
 

@@ -10,7 +10,6 @@ from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.ref cimport Py_INCREF, PyObject
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.stdint cimport int64_t, uint64_t
-from libc.stdlib cimport calloc, free
 from libc.string cimport memcmp, memcpy, memset
 
 cdef extern from "<time.h>" nogil:
@@ -860,6 +859,223 @@ def standard_reason(int status):
     return text[:n].decode("latin-1")
 
 
+# -- the C core's configuration ------------------------------------------------------
+#
+# fk_loop_config is declared once, in csrc/fk_loop.h (FK_LOOP_CONFIG_FIELDS),
+# which also makes the table below of its fields: name, place, size and kind.
+# loop_config() fills every field through that table, from the option of
+# forker/config.py whose c_field names it, or from the Engine's own values;
+# nothing here names a field but the Engine's values (docs/ARCHITECTURE.md).
+
+cdef extern from *:
+    """
+    #include <stddef.h>
+    #include "fk_loop.h"
+    typedef struct {
+        const char *name;
+        size_t offset;
+        size_t size;
+        int kind;
+    } fk_cfg_field;
+    #define FK_CFG_ENTRY(type, name, kind) {#name, offsetof(fk_loop_config, name), sizeof(type), kind},
+    static const fk_cfg_field fk_cfg_fields[] = {FK_LOOP_CONFIG_FIELDS(FK_CFG_ENTRY)};
+    #undef FK_CFG_ENTRY
+    #define FK_CFG_NFIELDS (sizeof(fk_cfg_fields) / sizeof(fk_cfg_fields[0]))
+    """
+    ctypedef struct fk_cfg_field:
+        const char *name
+        size_t offset
+        size_t size
+        int kind
+    const fk_cfg_field fk_cfg_fields[]
+    size_t FK_CFG_NFIELDS
+
+cdef unsigned char CFG_UNSET = 0xA5  # what a field nothing filled holds (never a plausible value)
+
+
+def loop_config_fields():
+    """The fields of fk_loop_config in order, as (name, kind), kind one of
+    "count", "u64", "ms", "int", "text", "len", "addr"."""
+    kinds = {FK_CFG_COUNT: "count", FK_CFG_U64: "u64", FK_CFG_MS: "ms", FK_CFG_INT: "int",
+             FK_CFG_TEXT: "text", FK_CFG_LEN: "len", FK_CFG_ADDR: "addr"}
+    return [(fk_cfg_fields[i].name.decode("ascii"), kinds[fk_cfg_fields[i].kind])
+            for i in range(FK_CFG_NFIELDS)]
+
+
+cdef object cfg_integer(object value, const fk_cfg_field *f, str origin):
+    """value as the integer the field holds, checked against its C type."""
+    cdef str name = f.name.decode("ascii")
+    if f.kind == FK_CFG_MS:
+        # seconds to milliseconds, rounded up (0.0004 s is 1 ms, not 0: "none");
+        # the rounding to 6 places keeps 1.1 s at 1100 ms, not 1101
+        from math import ceil
+        number = ceil(round(float(value) * 1000, 6))
+    else:
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"{origin}: {value!r} is not an integer (fk_loop_config.{name})")
+        number = int(value)
+    bits = 8 * f.size
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if f.kind == FK_CFG_INT else (0, (1 << bits) - 1)
+    if not lo <= number <= hi:
+        raise ValueError(f"{origin}: {value!r} does not fit fk_loop_config.{name} "
+                         f"({bits}-bit {'signed' if f.kind == FK_CFG_INT else 'unsigned'})")
+    return number
+
+
+cdef void cfg_store(char *field, const fk_cfg_field *f, object number) except *:
+    cdef uint64_t u
+    cdef int64_t i
+    cdef unsigned int u32
+    cdef int i32
+    if f.kind == FK_CFG_INT and f.size == 4:
+        i32 = number
+        memcpy(field, &i32, 4)
+    elif f.kind == FK_CFG_INT and f.size == 8:
+        i = number
+        memcpy(field, &i, 8)
+    elif f.size == 8:
+        u = number
+        memcpy(field, &u, 8)
+    elif f.size == 4:
+        u32 = number
+        memcpy(field, &u32, 4)
+    else:
+        raise ValueError(f"fk_loop_config.{f.name.decode('ascii')}: unsupported size {f.size}")
+
+
+cdef object cfg_load(const char *field, const fk_cfg_field *f):
+    cdef uint64_t u = 0
+    cdef int64_t i = 0
+    cdef unsigned int u32 = 0
+    cdef int i32 = 0
+    if f.kind == FK_CFG_INT and f.size == 4:
+        memcpy(&i32, field, 4)
+        return i32
+    if f.kind == FK_CFG_INT and f.size == 8:
+        memcpy(&i, field, 8)
+        return i
+    if f.size == 8:
+        memcpy(&u, field, 8)
+        return u
+    memcpy(&u32, field, 4)
+    return u32
+
+
+@cython.final
+cdef class LoopConfig:
+    """An fk_loop_config and everything its pointers point to: the bytes of its
+    text fields and the buffers of its address fields, kept as long as this
+    object lives (the Engine keeps it until its loop is destroyed)."""
+
+    cdef fk_loop_config cfg
+    cdef list keep
+
+    def __cinit__(self):
+        self.keep = []
+        memset(&self.cfg, CFG_UNSET, sizeof(self.cfg))
+
+
+cdef LoopConfig loop_config(object config, dict engine):
+    """The loop's configuration: each field of fk_loop_config from the option of
+    config (forker.config.OPTIONS) whose c_field names it, or from engine (field
+    name -> value, for what the Engine decides). Raises ValueError naming the
+    field when a field is set by nothing or by both, when a c_field names no
+    field, or when a value does not fit its field."""
+    from .config import OPTIONS
+    cdef LoopConfig built = LoopConfig()
+    cdef const fk_cfg_field *f
+    cdef const fk_cfg_field *length
+    cdef char *base = <char *>&built.cfg
+    cdef const unsigned char[::1] view
+    cdef const char *p
+    cdef size_t i
+    index = {fk_cfg_fields[i].name.decode("ascii"): i for i in range(FK_CFG_NFIELDS)}
+    sources = {}  # field -> (where the value comes from, value)
+    for option in OPTIONS:
+        field = option.c_field
+        if field is None:
+            continue
+        if field not in index:
+            raise ValueError(f"{option.name}: c_field {field!r} is no field of fk_loop_config "
+                             "(csrc/fk_loop.h)")
+        value = getattr(config, option.name)
+        if value is not None or fk_cfg_fields[index[field]].kind == FK_CFG_TEXT:
+            sources[field] = (option.name, value)  # None: the Engine decides
+    for field, value in engine.items():
+        if field not in index:
+            raise ValueError(f"the Engine sets {field!r}, no field of fk_loop_config")
+        if field in sources:
+            raise ValueError(f"fk_loop_config.{field}: set both by option {sources[field][0]} "
+                             "and by the Engine")
+        sources[field] = ("the Engine's " + field, value)
+    for i in range(FK_CFG_NFIELDS):
+        f = &fk_cfg_fields[i]
+        name = f.name.decode("ascii")
+        if f.kind == FK_CFG_LEN:
+            continue  # with its text, before it
+        if name not in sources:
+            raise ValueError(f"fk_loop_config.{name}: no option of forker/config.py has "
+                             f"c_field={name!r}, and the Engine does not set it")
+        origin, value = sources.pop(name)
+        if f.kind == FK_CFG_TEXT:
+            length = &fk_cfg_fields[i + 1] if i + 1 < FK_CFG_NFIELDS else NULL
+            if length == NULL or length.kind != FK_CFG_LEN:
+                raise ValueError(f"fk_loop_config.{name}: a text field must be followed by "
+                                 "its length (FK_CFG_LEN)")
+            if isinstance(value, str):
+                try:
+                    value = value.encode("latin-1")
+                except UnicodeEncodeError:
+                    raise ValueError(f"{origin}: {value!r} is not Latin-1 text") from None
+            if value is not None and type(value) is not bytes:
+                raise ValueError(f"{origin}: expected text, got {value!r}")
+            p = NULL if value is None else PyBytes_AS_STRING(value)
+            memcpy(base + f.offset, &p, sizeof(p))
+            cfg_store(base + length.offset, length, 0 if value is None else len(value))
+            built.keep.append(value)
+        elif f.kind == FK_CFG_ADDR:
+            p = NULL
+            if value is not None:
+                view = value
+                if view.shape[0] == 0:
+                    raise ValueError(f"{origin}: an empty buffer for fk_loop_config.{name}")
+                p = <const char *>&view[0]
+                built.keep.append(value)
+            memcpy(base + f.offset, &p, sizeof(p))
+        else:
+            if value is None or isinstance(value, (str, bytes)):
+                raise ValueError(f"{origin}: expected a number for fk_loop_config.{name}, "
+                                 f"got {value!r}")
+            cfg_store(base + f.offset, f, cfg_integer(value, f, origin))
+    if sources:  # only length fields are left: their text sets them
+        raise ValueError(f"fk_loop_config.{next(iter(sources))}: set with its text field, "
+                         "not on its own")
+    return built
+
+
+cdef dict loop_config_values(const fk_loop_config *cfg):
+    """Every field of cfg by name: integers, bytes (None for NULL) for text,
+    and the address (0 for NULL) of address fields."""
+    cdef const fk_cfg_field *f
+    cdef const char *base = <const char *>cfg
+    cdef const char *p
+    cdef size_t i, n
+    values = {}
+    for i in range(FK_CFG_NFIELDS):
+        f = &fk_cfg_fields[i]
+        name = f.name.decode("ascii")
+        if f.kind == FK_CFG_TEXT:
+            memcpy(&p, base + f.offset, sizeof(p))
+            n = cfg_load(base + fk_cfg_fields[i + 1].offset, &fk_cfg_fields[i + 1])
+            values[name] = None if p == NULL else p[:n]
+        elif f.kind == FK_CFG_ADDR:
+            memcpy(&p, base + f.offset, sizeof(p))
+            values[name] = <size_t>p
+        else:
+            values[name] = cfg_load(base + f.offset, f)
+    return values
+
+
 cdef class Engine:
     """One worker's loop. run() returns when the loop stopped."""
 
@@ -868,9 +1084,7 @@ cdef class Engine:
     cdef list tls_keep     # what tls_ctx needs alive (a Python ssl.SSLContext)
     cdef object app
     cdef object access_log
-    cdef bytes server
-    cdef bytes health_path
-    cdef bytes constant_body  # the built-in greeting's body, answered by the loop
+    cdef LoopConfig config  # what the loop's configuration points to, kept while it runs
     cdef readonly list listen_addrs
     cdef readonly list listen_schemes  # "http" or "https", per listener
     cdef dict streams      # slot index -> Stream (loop-thread streaming)
@@ -887,7 +1101,6 @@ cdef class Engine:
     cdef bint notified
     cdef uint64_t *slot
     cdef object slot_view  # keeps the shared memory the slot points into
-    cdef fk_net *proxy_nets  # peers allowed to send a PROXY header (proxy_protocol)
     cdef uint64_t served_at_tick  # requests served as of the last tick
     cdef bint trim_due     # requests were served since the C heap was last trimmed
 
@@ -898,84 +1111,57 @@ cdef class Engine:
         self.tls_ctx = NULL
         self.tls_keep = []
         self.notify_fd = -1
-        self.proxy_nets = NULL
 
     def __init__(self, app, config, listeners, slot=None, int wake_fd=-1, int parent_pid=0,
-                 int max_requests=0, access_log=None, tick=None, int threads=1,
+                 max_requests=0, access_log=None, tick=None, int threads=1,
                  schemes=None):
-        cdef fk_loop_config cfg
-        memset(&cfg, 0, sizeof(cfg))  # fields added later default to 0/NULL
         cdef unsigned char[:] view
+        cdef fk_net *nets
         self.app = app
         self.access_log = access_log
         self.tick_callback = tick
         self.streams = {}
         self.jobs = {}
         self.threads = threads
-        self.server = (config.server_header or "").encode("latin-1")
-        cfg.max_connections = config.max_connections
-        cfg.max_per_addr = config.max_connections_per_address
-        cfg.max_fields = config.limit_request_fields
-        cfg.limits.max_request_line = config.limit_request_line
-        cfg.limits.max_field_size = config.limit_request_field_size
-        cfg.max_body_size = config.max_body_size
-        buffer_size = config.body_buffer_size
-        if buffer_size is None:  # stream large bodies only where a thread may wait for them
-            buffer_size = BODY_BUFFER_SIZE if threads > 1 else 0
-        cfg.body_buffer_size = buffer_size
-        cfg.keepalive_ms = <uint64_t>(config.keepalive * 1000)
-        cfg.header_timeout_ms = <uint64_t>(config.header_timeout * 1000)
-        cfg.request_timeout_ms = <uint64_t>(config.request_timeout * 1000)
-        cfg.write_timeout_ms = <uint64_t>(config.write_timeout * 1000)
-        cfg.min_rate = config.min_request_rate
-        cfg.graceful_ms = <uint64_t>(config.graceful_timeout * 1000)
-        cfg.max_requests = max_requests
-        cfg.wake_fd = wake_fd
-        cfg.parent_pid = parent_pid
-        cfg.slot = NULL
+        # What the options table does not give fk_loop_config itself (loop_config()).
+        engine = {"max_requests": max_requests, "wake_fd": wake_fd, "parent_pid": parent_pid,
+                  "threaded": threads > 1, "notify_fd": -1, "slot": None,
+                  "constant_body": None, "proxy_allow": None, "proxy_allow_len": 0,
+                  "shared_listeners": not config.reuse_port}
+        if config.body_buffer_size is None:  # stream large bodies only where a thread may wait
+            engine["body_buffer_size"] = BODY_BUFFER_SIZE if threads > 1 else 0
         if slot is not None:
             view = slot
             if view.shape[0] < FK_SLOT_WORDS * 8:
                 raise ValueError(f"slot must hold at least {FK_SLOT_WORDS * 8} bytes")
-            cfg.slot = <uint64_t *>&view[0]
-            self.slot = cfg.slot
+            self.slot = <uint64_t *>&view[0]
             self.slot_view = slot
-        cfg.server = PyBytes_AS_STRING(self.server)
-        cfg.server_len = PyBytes_GET_SIZE(self.server)
-        self.health_path = (getattr(config, "health_path", None) or "").encode("latin-1")
-        cfg.health_path = PyBytes_AS_STRING(self.health_path)
-        cfg.health_path_len = PyBytes_GET_SIZE(self.health_path)
+            engine["slot"] = slot
         if app is greeting and access_log is None:
             # A constant answer needs no Python call: the loop gives it itself,
             # as nginx does a `return` (nothing to log, no handler to time).
-            self.constant_body = greeting(None)
-            cfg.constant_body = PyBytes_AS_STRING(self.constant_body)
-            cfg.constant_body_len = PyBytes_GET_SIZE(self.constant_body)
-        if getattr(config, "proxy_protocol", False):
-            nets = proxy_networks(config.forwarded_allow_ips)
-            self.proxy_nets = <fk_net *>calloc(len(nets) or 1, sizeof(fk_net))
-            if self.proxy_nets == NULL:
-                raise MemoryError("cannot allocate the PROXY protocol allow-list")
-            for i, (family, bits, packed) in enumerate(nets):
-                self.proxy_nets[i].family = family
-                self.proxy_nets[i].bits = bits
-                memcpy(self.proxy_nets[i].addr, <const char *>packed, len(packed))
-            cfg.proxy_protocol = 1
-            cfg.proxy_allow = self.proxy_nets
-            cfg.proxy_allow_len = len(nets)
-        cfg.shared_listeners = not getattr(config, "reuse_port", False)
-        cfg.notify_fd = -1
+            engine["constant_body"] = greeting(None)
+        if config.proxy_protocol:
+            allowed = proxy_networks(config.forwarded_allow_ips)
+            packed = bytearray(sizeof(fk_net) * (len(allowed) or 1))
+            nets = <fk_net *><char *>packed
+            for i, (family, bits, address) in enumerate(allowed):
+                nets[i].family = family
+                nets[i].bits = bits
+                memcpy(nets[i].addr, <const char *>address, len(address))
+            engine["proxy_allow"] = packed
+            engine["proxy_allow_len"] = len(allowed)
         if threads > 1:
             self.notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-            cfg.notify_fd = self.notify_fd
-            cfg.threaded = 1
+            engine["notify_fd"] = self.notify_fd
+        self.config = loop_config(config, engine)
         # Freed memory stays in the heap while requests come (glibc would give
         # the heap's top back, then fault it in again, on every large request):
         # the thresholds glibc's own adaptation ends at, fixed from the start.
         # _tick_trim gives it all back once the worker is quiet.
         mallopt(M_MMAP_THRESHOLD, 32 << 20)
         mallopt(M_TRIM_THRESHOLD, 64 << 20)
-        self.loop = fk_loop_create(&cfg)
+        self.loop = fk_loop_create(&self.config.cfg)
         if self.loop == NULL:
             raise MemoryError("cannot create the event loop")
         self.listen_addrs = []
@@ -1005,6 +1191,7 @@ cdef class Engine:
         if self.threads_left:
             # A handler thread that outlived the loop may still read a slot: the
             # memory goes with the process, which is exiting, rather than now.
+            Py_INCREF(self.config)  # and so does what the loop's configuration points to
             return
         if self.loop != NULL:
             fk_loop_destroy(self.loop)
@@ -1012,8 +1199,6 @@ cdef class Engine:
         if self.tls_ctx != NULL:  # after the loop: its connections used it
             fk_tls_ctx_destroy(self.tls_ctx)
             self.tls_ctx = NULL
-        free(self.proxy_nets)  # after the loop too: its copy of the config points here
-        self.proxy_nets = NULL
         if self.notify_fd >= 0:
             os.close(self.notify_fd)
             self.notify_fd = -1
@@ -1025,6 +1210,11 @@ cdef class Engine:
     @property
     def open_connections(self):
         return fk_loop_open(self.loop)
+
+    def loop_config(self):
+        """The loop's own copy of its fk_loop_config, every field by name (for
+        tests: text fields as bytes, address fields as integers)."""
+        return loop_config_values(fk_loop_config_of(self.loop))
 
     def stop(self, graceful=True):
         """Asks the loop to stop (safe from a signal handler: only sets a flag)."""

@@ -87,6 +87,15 @@ something else (-k gevent, --protocol uwsgi).
 """
 
 
+def _shown_default(default: Any) -> str:
+    """A default as --help shows it: quoted and escaped when the help
+    formatter, which folds whitespace, would change it ("ok\\n" is 'ok\\n')."""
+    shown = ",".join(map(str, default)) if isinstance(default, list) else str(default)
+    if shown != " ".join(shown.split()) or not shown.isprintable():
+        return repr(shown)
+    return shown
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="forker", description=DESCRIPTION, epilog=EPILOG,
@@ -115,8 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                 kwargs["action"] = "append"
                 text += " May be repeated."
             if default not in (None, "", []):
-                shown = ",".join(map(str, default)) if isinstance(default, list) else default
-                text += f" [default: {shown}]".replace("%", "%%")
+                text += f" [default: {_shown_default(default)}]".replace("%", "%%")
         parser.add_argument(*flags, help=text, **kwargs)
     honoured = parser.add_argument_group("gunicorn's settings that forker honours")
     taken = parser._option_string_actions  # flags already defined, by forker's options

@@ -24,9 +24,11 @@ def _int_range(lo: Optional[int] = None, hi: Optional[int] = None) -> Callable[[
     def convert(name: str, value: Any) -> int:
         if isinstance(value, bool):
             raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        if isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
         try:
             number = int(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
         if lo is not None and number < lo:
             raise ConfigError(f"{name}: must be at least {lo}, got {number}")
@@ -91,8 +93,49 @@ def _str_or_none(name: str, value: Any) -> Optional[str]:
     if value is None:
         return None
     if isinstance(value, (str, os.PathLike)):
-        return os.fspath(value)
-    raise ConfigError(f"{name}: expected a string, got {value!r}")
+        text = os.fsdecode(value)
+        if "\0" not in text:
+            return text
+    raise ConfigError(f"{name}: expected a string without NUL characters, got {value!r}")
+
+
+def _control_characters(text: str) -> List[str]:
+    return [ch for ch in text if ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0]
+
+
+def _field_value(name: str, value: Any) -> Optional[str]:
+    """A response field value the worker loop writes as is (server_header): text
+    encodable as Latin-1, without control characters (CR and LF would end the
+    field and start another), nor spaces at either end. Empty: no field."""
+    text = _str_or_none(name, value)
+    if not text:
+        return text
+    bad = [ch for ch in _control_characters(text) if ch != "\t"]
+    if bad:
+        raise ConfigError(f"{name}: control character {bad[0]!r} not allowed in a header "
+                          f"value, got {text!r}")
+    if any(ord(ch) > 0xFF for ch in text):
+        raise ConfigError(f"{name}: only Latin-1 characters can be sent in a header, "
+                          f"got {text!r}")
+    if text != text.strip(" \t"):
+        raise ConfigError(f"{name}: a header value cannot begin or end with spaces, got {text!r}")
+    return text
+
+
+def _request_path(name: str, value: Any) -> Optional[str]:
+    """A path the worker loop compares with request targets byte for byte
+    (health_path): '/' then printable ASCII, with no query or fragment;
+    other characters are written percent-encoded, as clients send them."""
+    text = _str_or_none(name, value)
+    if not text:
+        return None
+    if not text.startswith("/"):
+        raise ConfigError(f"{name}: expected a path starting with '/', got {text!r}")
+    bad = [ch for ch in text if not "!" <= ch <= "~" or ch in "?#"]
+    if bad:
+        raise ConfigError(f"{name}: {bad[0]!r} cannot be part of the path (printable ASCII "
+                          f"without '?' and '#'; percent-encode the rest), got {text!r}")
+    return text
 
 
 def _choice(*choices: str) -> Callable[[str, Any], str]:
@@ -111,7 +154,7 @@ def _bind_list(name: str, value: Any) -> List[str]:
         items = list(value)
     else:
         raise ConfigError(f"{name}: expected an address or a list of addresses, got {value!r}")
-    if not items or not all(isinstance(item, str) and item for item in items):
+    if not items or not all(isinstance(item, str) and item and "\0" not in item for item in items):
         raise ConfigError(f"{name}: expected non-empty address strings, got {value!r}")
     from .sockets import parse_address  # late: sockets imports nothing heavy, but keep config first
 
@@ -155,6 +198,10 @@ def _ip_list(name: str, value: Any) -> List[str]:
 def _root_path(name: str, value: Any) -> str:
     if not isinstance(value, str) or (value and not value.startswith("/")):
         raise ConfigError(f"{name}: expected a path starting with '/', got {value!r}")
+    if _control_characters(value) or any(ord(ch) > 0xFF for ch in value):
+        # compared with PATH_INFO, which holds Latin-1 characters (PEP 3333)
+        raise ConfigError(f"{name}: expected a path of printable Latin-1 characters, "
+                          f"got {value!r}")
     return value.rstrip("/")
 
 
@@ -196,7 +243,11 @@ def _account(kind: str, lookup: Callable[[str], int]) -> Callable[[str, Any], Op
         if value is None:
             return None
         if isinstance(value, int) and not isinstance(value, bool) or isinstance(value, str) and value.isdigit():
-            return int(value)
+            number = int(value)
+            if not 0 <= number < 0xFFFFFFFF:  # uid_t and gid_t; -1 means "unchanged"
+                raise ConfigError(f"{name}: {kind[0]}id must be within 0 and {0xFFFFFFFF - 1}, "
+                                  f"got {number}")
+            return number
         if isinstance(value, str) and value:
             try:
                 return lookup(value)
@@ -336,9 +387,15 @@ CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!MD5:!DSS"
 
 
 def _ciphers(name: str, value: Any) -> str:
-    """An OpenSSL cipher list; None (gunicorn's default) is forker's list."""
+    """An OpenSSL cipher list, printable ASCII; None (gunicorn's default) is
+    forker's list."""
     text = _str_or_none(name, value)
-    return CIPHERS if text is None else text
+    if text is None:
+        return CIPHERS
+    if not all(" " <= ch <= "~" for ch in text):
+        raise ConfigError(f"{name}: expected an OpenSSL cipher list (printable ASCII), "
+                          f"got {text!r}")
+    return text
 
 
 def _default_workers() -> int:
@@ -354,6 +411,10 @@ class Option(NamedTuple):  # not a dataclass: dataclasses imports inspect and as
     metavar: Optional[str] = None
     repeatable: bool = False  # flag may be given several times (accumulates a list)
     switch: bool = False  # --flag/--no-flag although the default is None (decided later)
+    # The field of the C core's fk_loop_config (csrc/fk_loop.h) that this
+    # option's value fills, converted by that field's kind (seconds become
+    # milliseconds, text Latin-1 bytes): docs/ARCHITECTURE.md, "Adding an option".
+    c_field: Optional[str] = None
 
     def default_value(self) -> Any:
         return self.default() if callable(self.default) else self.default
@@ -372,37 +433,40 @@ OPTIONS: List[Option] = [
            "Length of the kernel's queue of connections not yet accepted.", "--backlog", "N"),
     Option("keepalive", 5.0, _float_range(0.0, 3600.0),
            "Seconds an idle keep-alive connection is kept open (0 disables keep-alive).",
-           "--keep-alive", "SECONDS"),
+           "--keep-alive", "SECONDS", c_field="keepalive_ms"),
     Option("graceful_timeout", 30.0, _float_range(0.0, 86400.0),
            "Seconds workers get to finish in-flight requests on a graceful stop.",
-           "--graceful-timeout", "SECONDS"),
+           "--graceful-timeout", "SECONDS", c_field="graceful_ms"),
     Option("header_timeout", 10.0, _float_range(0.1, 3600.0),
-           "Seconds a client has to send a complete request head.", "--header-timeout", "SECONDS"),
+           "Seconds a client has to send a complete request head.", "--header-timeout", "SECONDS",
+           c_field="header_timeout_ms"),
     Option("request_timeout", 60.0, _float_range(0.0, 86400.0),
            "Seconds a client has to send a whole request, head and body (0: no limit).",
-           "--request-timeout", "SECONDS"),
+           "--request-timeout", "SECONDS", c_field="request_timeout_ms"),
     Option("write_timeout", 60.0, _float_range(0.1, 86400.0),
            "Seconds a client may stall reading a response before it is closed.",
-           "--write-timeout", "SECONDS"),
+           "--write-timeout", "SECONDS", c_field="write_timeout_ms"),
     Option("max_connections_per_address", 0, _int_range(0, 1 << 20),
            "Most connections one client address may hold open per worker (0: no cap); "
            "more are closed at once. Not applied with --proxy-protocol, where every "
-           "peer is the balancer.", "--max-connections-per-address", "N"),
+           "peer is the balancer.", "--max-connections-per-address", "N",
+           c_field="max_per_addr"),
     Option("min_request_rate", 500, _int_range(0, 1 << 40),
            "Bytes per second a request body must keep up on average once its first "
            "header_timeout has passed (0: no minimum); a client trickling its body "
-           "is answered 408 and closed.", "--min-request-rate", "BYTES"),
+           "is answered 408 and closed.", "--min-request-rate", "BYTES", c_field="min_rate"),
     Option("limit_request_line", 8190, _limit(64, 1 << 20),
            "Longest request line in bytes (414 beyond; 0: the most, 1 MiB).",
-           "--limit-request-line", "BYTES"),
+           "--limit-request-line", "BYTES", c_field="max_request_line"),
     Option("limit_request_field_size", 8190, _limit(64, 1 << 20),
            "Longest header field line in bytes (431 beyond; 0: the most, 1 MiB).",
-           "--limit-request-field-size", "BYTES"),
+           "--limit-request-field-size", "BYTES", c_field="max_field_size"),
     Option("limit_request_fields", 100, _limit(1, 32768),
            "Most header fields in a request (431 beyond; 0: the most, 32768).",
-           "--limit-request-fields", "N"),
+           "--limit-request-fields", "N", c_field="max_fields"),
     Option("max_body_size", 100 * MiB, _int_range(0, 1 << 62),
-           "Largest request body in bytes (413 beyond; 0 means unlimited).", "--max-body-size", "BYTES"),
+           "Largest request body in bytes (413 beyond; 0 means unlimited).", "--max-body-size", "BYTES",
+           c_field="max_body_size"),
     Option("body_buffer_size", None, _optional(_int_range(0, 1 << 62)),
            "Request bodies up to this many bytes are received whole before the application "
            "is called; a larger one is read from the client as the application reads it "
@@ -410,17 +474,18 @@ OPTIONS: List[Option] = [
            "--threads 1, every body is received whole (up to --max-body-size), so that a slow "
            "client never holds the worker's only thread; set it to stream there too, as "
            "gunicorn's sync worker does (0: every body whole).",
-           "--body-buffer-size", "BYTES"),
+           "--body-buffer-size", "BYTES", c_field="body_buffer_size"),
     Option("max_connections", 1000, _int_range(1, 1 << 20),
-           "Most open connections per worker; at the limit the worker stops accepting.",
-           "--max-connections", "N"),
-    Option("server_header", "forker", _str_or_none,
+           "Most open connections per worker; at the limit a new connection takes the slot "
+           "of the one that made least progress (idle, or slowest to send its request).",
+           "--max-connections", "N", c_field="max_connections"),
+    Option("server_header", "forker", _field_value,
            "Value of the Server response header (empty string: no Server header).",
-           "--server-header", "TEXT"),
-    Option("health_path", None, _str_or_none,
+           "--server-header", "TEXT", c_field="server"),
+    Option("health_path", None, _request_path,
            "Path answered by the worker loop itself, without calling the application: "
            "200 while serving, 503 once a graceful stop began (e.g. /healthz).",
-           "--health-path", "PATH"),
+           "--health-path", "PATH", c_field="health_path"),
     Option("metrics_bind", None, _metrics_bind,
            "HOST:PORT where the master serves the workers' counters at /metrics in the "
            "Prometheus text format (default: off).",
@@ -459,7 +524,7 @@ OPTIONS: List[Option] = [
            "and forwarded-header trust. Only peers in forwarded_allow_ips (and unix-socket "
            "peers) may send it: others, and connections without a valid header, are closed "
            "without a response. On TLS listeners the header precedes the handshake.",
-           "--proxy-protocol"),
+           "--proxy-protocol", c_field="proxy_protocol"),
     Option("root_path", "", _root_path,
            "Path prefix the application is mounted under (WSGI SCRIPT_NAME).",
            "--root-path", "PATH"),

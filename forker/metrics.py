@@ -281,19 +281,24 @@ class MetricsServer:
             client.out = self._answer(client.head)
             self._write(client)
         elif len(client.head) > MAX_HEAD:
-            client.out = _response(431, "Request Header Fields Too Large\n")
+            client.out = self._response(431, "Request Header Fields Too Large\n")
             self._write(client)
 
     def _answer(self, head: bytes) -> bytes:
         parts = head.split(b"\n", 1)[0].split()
         if len(parts) != 3 or not parts[2].startswith(b"HTTP/"):
-            return _response(400, "Bad Request\n")
+            return self._response(400, "Bad Request\n")
         method, target = parts[0], parts[1].split(b"?", 1)[0]
         if target != b"/metrics":
-            return _response(404, "Not Found: the metrics are at /metrics\n")
+            return self._response(404, "Not Found: the metrics are at /metrics\n")
         if method not in (b"GET", b"HEAD"):
-            return _response(405, "Method Not Allowed\n", ("Allow", "GET, HEAD"))
-        return _response(200, self.text(), ("Content-Type", CONTENT_TYPE), head_only=method == b"HEAD")
+            return self._response(405, "Method Not Allowed\n", ("Allow", "GET, HEAD"))
+        return self._response(200, self.text(), ("Content-Type", CONTENT_TYPE), head_only=method == b"HEAD")
+
+    def _response(self, status: int, body: str, *headers: Tuple[str, str],
+                  head_only: bool = False) -> bytes:
+        return _response(status, body, *headers, head_only=head_only,
+                         server=getattr(self.arbiter.config, "server_header", None))
 
     def _write(self, client: _Client) -> None:
         try:
@@ -312,11 +317,26 @@ class MetricsServer:
         client.sock.close()
 
 
-def _response(status: int, body: str, *headers: Tuple[str, str], head_only: bool = False) -> bytes:
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _http_date(now: Optional[float] = None) -> str:
+    """IMF-fixdate (RFC 9110 §5.6.7), whatever the locale."""
+    t = time.gmtime(now)
+    return (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
+
+
+def _response(status: int, body: str, *headers: Tuple[str, str], head_only: bool = False,
+              server: Optional[str] = None) -> bytes:
+    """A whole response with the fields every forker response carries: Date,
+    Server (server_header; none when empty) and its length."""
     data = body.encode("utf-8")
     reasons = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
                431: "Request Header Fields Too Large"}
-    fields = [("Content-Type", "text/plain; charset=utf-8")] if not headers else []
+    fields = [("Date", _http_date())] + ([("Server", server)] if server else [])
+    fields += [("Content-Type", "text/plain; charset=utf-8")] if not headers else []
     fields += [*headers, ("Content-Length", str(len(data))), ("Connection", "close")]
     head = f"HTTP/1.1 {status} {reasons[status]}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields)
     return (head + "\r\n").encode("latin-1") + (b"" if head_only else data)
