@@ -9,6 +9,8 @@ Attacks (bounded in connections and time; each stops by itself):
   slow-body   slowhttptest -B: 3,000 connections sending a body a few bytes at a time
   half-close  part of a head and the FIN in one segment, 400 connections a second,
               the attacker letting go of each socket at once
+  slow-read   slowhttptest -X: 1,500 connections asking for 1 MiB and reading it
+              slowly (a 1 KiB window, 32 bytes every second)
 While an attack runs, a probe sends GET / on a new connection every 0.1 s (10 s
 timeout) and records how long each took. Both servers run with their defaults
 (forker: max_connections 1000 per worker; nginx: worker_connections 1024, its
@@ -48,6 +50,7 @@ http {{
     server {{
         listen 127.0.0.1:{port} backlog=2048;
         location / {{ return 200 "greeting!!!"; }}
+        location = /big {{ root {tmp}; }}
     }}
 }}
 """
@@ -55,6 +58,8 @@ http {{
 
 def start_nginx(tmp: str, port: int) -> subprocess.Popen:
     os.chmod(tmp, 0o755)
+    with open(os.path.join(tmp, "big"), "wb") as f:
+        f.write(b"x" * (1 << 20))
     conf = os.path.join(tmp, "nginx.conf")
     with open(conf, "w") as f:
         f.write(NGINX_CONF.format(tmp=tmp, port=port))
@@ -64,8 +69,10 @@ def start_nginx(tmp: str, port: int) -> subprocess.Popen:
 
 def start_forker(port: int) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=servers.ROOT)
+    # tests/apps/hardening_app: GET / answers "path=/", GET /big 1 MiB in one body
     return subprocess.Popen([sys.executable, "-m", "forker", "--bind", f"127.0.0.1:{port}",
-                             "--workers", "2"], start_new_session=True, env=env,
+                             "--workers", "2", "tests.apps.hardening_app:app"],
+                            start_new_session=True, env=env, cwd=servers.ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -143,6 +150,11 @@ def attack(name: str, port: int, seconds: int, stop: threading.Event) -> Optiona
     if name == "slow-body":
         return subprocess.Popen(["slowhttptest", "-B", "-i", "5", "-s", "100000", "-x", "2",
                                  *common], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if name == "slow-read":
+        return subprocess.Popen(["slowhttptest", "-X", "-c", "1500", "-r", "500", "-l",
+                                 str(seconds), "-u", url + "big", "-p", "3", "-w", "512",
+                                 "-y", "1024", "-n", "1", "-z", "32", "-k", "1"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     threading.Thread(target=half_close_flood, args=(port, seconds, 400, stop), daemon=True).start()
     return None
 
@@ -206,7 +218,7 @@ def run(server: str, name: str, seconds: int) -> Dict[str, object]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--attack", action="append",
-                        choices=["slowloris", "slow-body", "half-close"])
+                        choices=["slowloris", "slow-body", "half-close", "slow-read"])
     parser.add_argument("--servers", default="forker,nginx")
     parser.add_argument("--seconds", type=int, default=30)
     args = parser.parse_args()
@@ -216,7 +228,7 @@ def main() -> int:
     print("| attack | server | probes | failed | median wait | worst wait | worker RSS | "
           "CLOSE-WAIT |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name in args.attack or ["slowloris", "slow-body", "half-close"]:
+    for name in args.attack or ["slowloris", "slow-body", "half-close", "slow-read"]:
         for server in args.servers.split(","):
             r = run(server, name, args.seconds)
             fmt = (lambda v: "-" if v is None else f"{v:.1f} ms")

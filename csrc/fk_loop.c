@@ -521,9 +521,39 @@ void fk_loop_stop(fk_loop *l, int graceful)
         stop_accepting(l, 0);
 }
 
+/* Slow readers cannot make the worker hold unbounded memory: a response the
+ * socket did not take waits in its connection's out (for a complete body, the
+ * part the socket did not take; a streamed one stops its producer at
+ * HIGH_WATER). When what all connections hold passes max_output, the
+ * connections holding most are closed until it is back under: those are the
+ * readers furthest behind, and closing them frees the most for the fewest. */
+static void bound_output(fk_loop *l)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < l->high_slot; i++)
+        if (l->conns[i].fd >= 0)
+            total += fk_buf_pending(&l->conns[i].out);
+    while (total > l->cfg.max_output) {
+        fk_conn *most = NULL;
+        for (size_t i = 0; i < l->high_slot; i++) {
+            fk_conn *c = &l->conns[i];
+            if (c->fd >= 0 && (most == NULL || fk_buf_pending(&c->out) > fk_buf_pending(&most->out)))
+                most = c;
+        }
+        if (most == NULL || fk_buf_pending(&most->out) == 0)
+            return;
+        total -= fk_buf_pending(&most->out);
+        l->cfg.slot[FK_SLOT_SHED]++;
+        conn_close(l, most);
+        fk_spares_release(&l->spares, &most->out); /* now, when Python still holds the slot */
+    }
+}
+
 static void sweep(fk_loop *l)
 {
     fk_spares_sweep(&l->spares);
+    if (l->cfg.max_output != 0)
+        bound_output(l);
     if (l->cfg.parent_pid != 0 && getppid() != l->cfg.parent_pid)
         fk_loop_stop(l, 1); /* orphaned: the master is gone */
     if (l->accept_resume != 0 && l->now >= l->accept_resume) {

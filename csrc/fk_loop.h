@@ -55,6 +55,10 @@
     X(uint64_t, min_rate, FK_CFG_U64)           /* bytes/s a request body must keep up, on    \
                                                    average, past its first header_timeout_ms  \
                                                    (Apache's MinRate); 0 none */              \
+    X(uint64_t, max_output, FK_CFG_U64)         /* bytes of responses waiting in the worker's \
+                                                   buffers for slow readers; beyond, the      \
+                                                   connections holding most are closed; 0 no  \
+                                                   bound */                                   \
     X(uint64_t, graceful_ms, FK_CFG_MS)         /* drain time after a graceful stop */        \
     X(uint64_t, max_requests, FK_CFG_U64)       /* stop gracefully after that many; 0 never */\
     X(int, wake_fd, FK_CFG_INT)                 /* readable when a signal arrived; -1 none */ \

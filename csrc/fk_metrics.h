@@ -24,6 +24,8 @@ enum {
     FK_SLOT_EVICTED = 50,     /* connections closed to give their slot to a new one */
     FK_SLOT_ADDR_REFUSED = 51, /* connections closed at accept: their address had
                                   max_per_addr open already */
+    FK_SLOT_SHED = 52,        /* connections closed to bring the output the worker
+                                 buffers for slow readers back under max_output */
     FK_SLOT_WORDS = 64,
 };
 

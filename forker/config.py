@@ -451,6 +451,10 @@ OPTIONS: List[Option] = [
            "more are closed at once. Not applied with --proxy-protocol, where every "
            "peer is the balancer.", "--max-connections-per-address", "N",
            c_field="max_per_addr"),
+    Option("max_output_buffer", 256 * MiB, _int_range(0, 1 << 50),
+           "Bytes of responses a worker may hold for clients that read slowly (0: no "
+           "bound); beyond, the connections holding most are closed.",
+           "--max-output-buffer", "BYTES", c_field="max_output"),
     Option("min_request_rate", 500, _int_range(0, 1 << 40),
            "Bytes per second a request body must keep up on average once its first "
            "header_timeout has passed (0: no minimum); a client trickling its body "

@@ -52,7 +52,7 @@ CLIENT_SECONDS = 5.0  # for the whole exchange
 IDLE_SECONDS = 1.0  # for the first byte: a scraper sends its request at once
 CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 _ZERO_HIST = (0,) * (HIST_BUCKETS + 1)
-ZERO = SlotCounters(0, 0, 0, (0,) * 5, 0, 0, 0, _ZERO_HIST, _ZERO_HIST, 0, 0)
+ZERO = SlotCounters(0, 0, 0, (0,) * 5, 0, 0, 0, _ZERO_HIST, _ZERO_HIST, 0, 0, 0)
 
 
 def _pairwise(a: Tuple[int, ...], b: Tuple[int, ...]) -> Tuple[int, ...]:
@@ -65,7 +65,7 @@ def add(a: SlotCounters, b: SlotCounters) -> SlotCounters:
         _pairwise(a.responses, b.responses), a.connections_open + b.connections_open,
         a.connections_total + b.connections_total, a.parse_errors + b.parse_errors,
         _pairwise(a.handler, b.handler), _pairwise(a.queue, b.queue), a.evicted + b.evicted,
-        a.refused + b.refused)
+        a.refused + b.refused, a.shed + b.shed)
 
 
 # -- rendering ------------------------------------------------------------------------
@@ -96,6 +96,9 @@ _SIMPLE: Tuple[Tuple[str, str, str, Callable[[SlotCounters], int]], ...] = (
     ("forker_connections_refused_total", "counter",
      "Connections closed at accept: their client address held max_connections_per_address.",
      lambda c: c.refused),
+    ("forker_connections_shed_total", "counter",
+     "Connections closed to bring the output buffered for slow readers under "
+     "max_output_buffer.", lambda c: c.shed),
 )
 _HISTOGRAMS: Tuple[Tuple[str, str, Callable[[SlotCounters], Tuple[int, ...]]], ...] = (
     ("forker_handler_seconds", "Time in the application handler.", lambda c: c.handler),

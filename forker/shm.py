@@ -32,7 +32,7 @@ HIST_BUCKETS = 15  # FK_HIST_BUCKETS: counts per bucket (not cumulative), +Inf l
 HIST_BOUNDS_US = (100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,
                   500000, 1000000, 2500000)  # fk_hist_bounds_us
 _HIST_WORDS = HIST_BUCKETS + 1  # the buckets, then the sum in microseconds
-_METRICS = struct.Struct(f"=QQ5QQQQ{_HIST_WORDS}Q{_HIST_WORDS}QQQ")
+_METRICS = struct.Struct(f"=QQ5QQQQ{_HIST_WORDS}Q{_HIST_WORDS}QQQQ")
 
 
 class SlotState(NamedTuple):
@@ -56,6 +56,7 @@ class SlotCounters(NamedTuple):
     queue: Tuple[int, ...]  # the same, for the time from accept to the handler call
     evicted: int  # connections closed to give their slot to a new one
     refused: int  # connections closed at accept: their address held its cap
+    shed: int  # connections closed to bring buffered output under max_output_buffer
 
 
 class SlotTable:
@@ -93,7 +94,7 @@ class SlotTable:
         hist = 10 + _HIST_WORDS
         return SlotCounters(requests, words[0], words[1], words[2:7], words[7], words[8],
                             words[9], words[10:hist], words[hist:hist + _HIST_WORDS],
-                            words[hist + _HIST_WORDS], words[hist + _HIST_WORDS + 1])
+                            *words[hist + _HIST_WORDS:hist + _HIST_WORDS + 3])
 
     def request_text(self, index: int) -> str:
         """The request the worker is running, if its loop records it; '' otherwise."""

@@ -110,6 +110,7 @@ def test_render_names_types_and_histograms():
         "forker_parse_errors_total": "counter",
         "forker_connections_evicted_total": "counter",
         "forker_connections_refused_total": "counter",
+        "forker_connections_shed_total": "counter",
         "forker_responses_total": "counter",
         "forker_handler_seconds": "histogram",
         "forker_queue_seconds": "histogram",
@@ -328,4 +329,29 @@ def test_idle_clients_cannot_lock_out_the_metrics_and_stats(tmp_path):
             assert result.returncode == 0, result.stderr
         finally:
             for sock in idle:
+                sock.close()
+
+
+def test_output_held_for_slow_readers_is_bounded():
+    """Twenty clients ask for 8 MiB each and read nothing: the worker holds what
+    their sockets did not take only up to --max-output-buffer (4 MiB here),
+    closing the connections that hold most, and goes on serving."""
+    with ForkerProcess("--max-output-buffer", str(4 << 20), "--write-timeout", "600",
+                       "--metrics-bind", "127.0.0.1:0") as server:
+        port = metrics_port(server)
+        readers = []
+        try:
+            for _ in range(20):
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+                sock.connect(("127.0.0.1", server.port))
+                sock.sendall(b"GET /big?8 HTTP/1.1\r\nHost: t\r\n\r\n")
+                readers.append(sock)
+            deadline = time.monotonic() + 30  # the sweep runs once a second
+            while total(scrape(port), "forker_connections_shed_total") < 10:
+                assert time.monotonic() < deadline, "the output held was never bounded"
+                time.sleep(0.1)
+            assert get(server.port, "/pid")[0] == 200
+        finally:
+            for sock in readers:
                 sock.close()
