@@ -315,6 +315,11 @@ def run_one(
         record["startup_s"] = round(running.startup_s, 3)
         try:
             problem = servers.check(running.port, SCENARIOS[scenario].path)
+            head_bytes, refused, declared = servers.check_head(server, running.port)
+            record["head_bytes"] = head_bytes
+            if declared:
+                record["head_differs"] = declared
+            problem = problem or refused
             if problem:
                 record["failed"] = f"wrong answer: {problem}"
             else:
@@ -380,12 +385,17 @@ def check_servers(
                     for p in (servers.check(running.port, path) for path in paths)
                     if p
                 ]
+                head_bytes, refused, declared = servers.check_head(server, running.port)
+                if refused:
+                    problems.append(refused)
             finally:
                 servers.stop(running)
         bad += bool(problems)
         state = "; ".join(problems) if problems else f"ok ({', '.join(paths)})"
+        head = f"head of / {head_bytes} B" + (f" ({declared})" if declared else "")
         print(
-            f"{name:<17} {server.version():<10} started in {running.startup_s:.2f} s, {state}"
+            f"{name:<17} {server.version():<10} started in {running.startup_s:.2f} s, "
+            f"{head}, {state}"
         )
     return 1 if bad else 0
 
@@ -405,6 +415,12 @@ def summarize(records: list[dict]) -> dict[str, dict[str, dict]]:
             "tool": recs[0]["tool"],
             "failures": [r["failed"] for r in recs if r.get("failed")],
         }
+        heads = [r for r in recs if r.get("head_bytes")]
+        if heads:
+            summary["head_bytes"] = heads[-1]["head_bytes"]
+        declared = [r["head_differs"] for r in recs if r.get("head_differs")]
+        if declared:
+            summary["head_differs"] = declared[-1]
         if good:
             rps = sorted(r["rps"] for r in good)
             median = statistics.median(rps)
@@ -495,6 +511,7 @@ def tables(
         "server µs/req",
         "other CPU",
     ]
+    differing: dict[str, str] = {}
     for scenario in scenarios:
         header = columns
         rows = sorted(
@@ -506,8 +523,11 @@ def tables(
         title = f"{scenario}: {SCENARIOS[scenario].title}"
         body = []
         for s in rows:
+            label = s["server"] + (" *" if s.get("head_differs") else "")
+            if s.get("head_differs"):
+                differing[s["server"]] = s["head_differs"]
             if s.get("rps_median") is None:
-                body.append([s["server"], s["tool"], "failed", *[""] * 7])
+                body.append([label, s["tool"], "failed", *[""] * 7])
                 continue
             ratio = f"{s['ratio']:.2f}x {s['reference']}" if "ratio" in s else "-"
             paired = s.get("round_ratios")
@@ -515,7 +535,7 @@ def tables(
                 ratio += f" (rounds {paired[0]:.2f}-{paired[-1]:.2f})"
             body.append(
                 [
-                    s["server"],
+                    label,
                     s["tool"],
                     f"{s['rps_median']:,.0f}",
                     f"±{s['spread_pct'] / 2:.1f}%",
@@ -532,6 +552,8 @@ def tables(
         if not any("other_cpu_pct" in r for r in rows):
             header, body = header[:-1], [row[:-1] for row in body]
         lines.append(_table(title, header, body, markdown))
+    for name, text in sorted(differing.items()):
+        lines.append(f"* {name}: its response head differs from the others': {text}\n")
     spread_rows = []
     for scenario in scenarios:
         for name, s in summary.get(scenario, {}).items():

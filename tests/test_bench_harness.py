@@ -235,3 +235,42 @@ def test_cpu_per_request_against_forker():
     assert proc.returncode == 0, proc.stderr
     line = proc.stdout.strip().splitlines()[-1]
     assert line.split()[0] == "forker" and float(line.split()[1]) > 0, proc.stdout
+
+
+def test_response_heads_must_carry_the_same_fields():
+    nginx = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: x\r\nContent-Type: text/plain\r\n"
+             b"Content-Length: 11\r\nConnection: keep-alive\r\n\r\n")  # fmt: skip
+    assert servers.head_differences(nginx) == []
+    granian = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 11\r\n\r\n"
+    assert servers.head_differences(granian) == []
+    bare = b"HTTP/1.1 200 OK\r\nServer: forker\r\nContent-Length: 11\r\n\r\n"
+    assert servers.head_differences(bare) == ["no Content-Type"]
+    html = bare.replace(b"Server: forker", b"Content-Type: text/html")
+    assert servers.head_differences(html) == ["Content-Type: text/html (not text/plain)"]
+
+
+def test_an_undeclared_head_difference_is_refused(monkeypatch):
+    bare = b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n"
+    monkeypatch.setattr(servers, "raw_head", lambda port: bare)
+    plain = servers.SERVERS["forker"]
+    assert plain.head_differs == ""
+    size, refused, declared = servers.check_head(plain, 1)
+    assert size == len(bare) and declared is None
+    assert refused == "response head differs from the others: no Content-Type"
+    greeting = servers.SERVERS["forker-greeting"]
+    assert servers.check_head(greeting, 1) == (len(bare), None, "no Content-Type")
+
+
+def test_a_declared_head_difference_is_marked_in_the_tables():
+    records = [
+        {"round": 1, "server": "forker", "scenario": "keepalive", "tool": "wrk",
+         "rps": 100.0, "errors": 0, "requests": 100, "head_bytes": 118},
+        {"round": 1, "server": "forker-greeting", "scenario": "keepalive", "tool": "wrk",
+         "rps": 120.0, "errors": 0, "requests": 120, "head_bytes": 92,
+         "head_differs": "no Content-Type"},
+    ]  # fmt: skip
+    summary = run.summarize(records)
+    assert summary["keepalive"]["forker-greeting"]["head_bytes"] == 92
+    text = run.tables(summary, ["keepalive"], markdown=True)
+    assert "| forker-greeting * | wrk |" in text and "| forker | wrk |" in text
+    assert "* forker-greeting: its response head differs" in text
