@@ -369,7 +369,7 @@ def check_servers(
             try:
                 running = servers.start(server, opts, tmp)
             except RuntimeError as exc:
-                print(f"{name:<17} FAILED: {exc}")
+                print(f"{name:<21} FAILED: {exc}")
                 bad += 1
                 continue
             try:
@@ -394,7 +394,7 @@ def check_servers(
         state = "; ".join(problems) if problems else f"ok ({', '.join(paths)})"
         head = f"head of / {head_bytes} B" + (f" ({declared})" if declared else "")
         print(
-            f"{name:<17} {server.version():<10} started in {running.startup_s:.2f} s, "
+            f"{name:<21} {server.version():<10} started in {running.startup_s:.2f} s, "
             f"{head}, {state}"
         )
     return 1 if bad else 0
@@ -777,7 +777,7 @@ def main(argv: list[str] | None = None) -> int:
                     else f"FAILED: {rec['failed']}"
                 )
                 print(
-                    f"round {round_no + 1} {scenario:<11} {name:<17} {shown}",
+                    f"round {round_no + 1} {scenario:<11} {name:<21} {shown}",
                     file=sys.stderr,
                 )
 

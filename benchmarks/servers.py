@@ -200,12 +200,28 @@ def _granian(interface: str, app: str):
             "warning",
             "--backlog",
             "2048",
+            # Its fastest options for this load: HTTP/1 only (no protocol
+            # sniffing), a single-threaded runtime per worker.
+            "--http",
+            "1",
+            "--runtime-mode",
+            "st",
         )
         if interface == "wsgi":
             argv += ["--blocking-threads", str(opts.threads)]
+        elif _has("uvloop"):
+            argv += ["--loop", "uvloop"]
         return argv + [app]
 
     return command
+
+
+def _has(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def _uvicorn(port: int, opts: Options, tmp: str) -> list[str]:
@@ -226,15 +242,12 @@ def _uvicorn(port: int, opts: Options, tmp: str) -> list[str]:
         "--backlog",
         "2048",
     )
-    try:
-        importlib.import_module("uvloop")
+    if _has("uvloop"):
         argv += ["--loop", "uvloop"]
-    except ImportError:
-        pass
     return argv + ["benchmarks.apps.asgi_app:app"]
 
 
-def _prefork(kind: str):
+def _prefork(kind: str, pinned: bool = False):
     def command(port: int, opts: Options, tmp: str) -> list[str]:
         return _python(
             "-m",
@@ -243,6 +256,7 @@ def _prefork(kind: str):
             "127.0.0.1",
             str(port),
             str(opts.workers),
+            *(["--pin"] if pinned else []),
         )
 
     return command
@@ -323,6 +337,14 @@ SERVERS: dict[str, Server] = {
             note="WSGI app, --threads",
         ),
         Server(
+            "forker-wsgi-unpinned",
+            "wsgi",
+            ("forker",),
+            _forker(["--interface", "wsgi", "--threads", "0", "--no-cpu-affinity"], WSGI_APP),
+            counts_per_worker=True,
+            note="WSGI app, --threads, workers free to move between CPUs (--no-cpu-affinity)",
+        ),
+        Server(
             "nginx",
             "native",
             ("bin:nginx",),
@@ -383,11 +405,27 @@ SERVERS: dict[str, Server] = {
             note="pre-forked by benchmarks/apps/prefork.py; one thread per worker",
         ),
         Server(
+            "bjoern-pinned",
+            "wsgi",
+            ("bjoern",),
+            _prefork("bjoern", pinned=True),
+            package="bjoern",
+            note="as bjoern, each worker pinned to its own CPU (os.sched_setaffinity)",
+        ),
+        Server(
             "meinheld",
             "wsgi",
             ("meinheld", "greenlet"),
             _prefork("meinheld"),
             note="pre-forked by benchmarks/apps/prefork.py",
+        ),
+        Server(
+            "meinheld-pinned",
+            "wsgi",
+            ("meinheld", "greenlet"),
+            _prefork("meinheld", pinned=True),
+            package="meinheld",
+            note="as meinheld, each worker pinned to its own CPU (os.sched_setaffinity)",
         ),
         Server(
             "socketify",

@@ -274,3 +274,22 @@ def test_a_declared_head_difference_is_marked_in_the_tables():
     text = run.tables(summary, ["keepalive"], markdown=True)
     assert "| forker-greeting * | wrk |" in text and "| forker | wrk |" in text
     assert "* forker-greeting: its response head differs" in text
+
+
+def test_peers_at_their_best_command_lines(tmp_path):
+    from benchmarks.apps import prefork
+
+    assert prefork.worker_cpus(2, {1, 0}) == [0, 1]
+    assert prefork.worker_cpus(3, {4, 2}) == [2, 4, 2]
+    opts = servers.Options(workers=2, threads=1)
+    pinned = servers.SERVERS["bjoern-pinned"].command(8000, opts, str(tmp_path))
+    assert pinned[-1] == "--pin" and "--pin" not in servers.SERVERS["bjoern"].command(
+        8000, opts, str(tmp_path)
+    )
+    granian = servers.SERVERS["granian-wsgi"].command(8000, opts, str(tmp_path))
+    for flag, value in (("--http", "1"), ("--runtime-mode", "st"), ("--blocking-threads", "1")):
+        assert granian[granian.index(flag) + 1] == value
+    unpinned = servers.SERVERS["forker-wsgi-unpinned"].command(8000, opts, str(tmp_path))
+    assert "--no-cpu-affinity" in unpinned and unpinned[unpinned.index("--threads") + 1] == "1"
+    servers.SERVERS["nginx-pinned"].command(8000, opts, str(tmp_path))
+    assert "worker_cpu_affinity auto;" in (tmp_path / "nginx.conf").read_text()
