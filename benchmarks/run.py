@@ -431,7 +431,10 @@ def summarize(records: list[dict]) -> dict[str, dict[str, dict]]:
                     "rps_min": rps[0],
                     "rps_max": rps[-1],
                     "rps_all": [round(r["rps"], 1) for r in good],
-                    "spread_pct": 100 * (rps[-1] - rps[0]) / median if median else 0.0,
+                    # None from one round: it has no range.
+                    "spread_pct": 100 * (rps[-1] - rps[0]) / median
+                    if median and len(rps) > 1
+                    else None,
                     "p50_ms": middle.get("p50_ms"),
                     "p99_ms": middle.get("p99_ms"),
                     "errors": sum(r.get("errors", 0) for r in good),
@@ -488,6 +491,14 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def spread(summary: dict) -> str:
+    """± half the range of the rounds, in % of the median; n/a from one
+    round, which has no range to show."""
+    if summary.get("spread_pct") is None:
+        return "n/a"
+    return f"±{summary['spread_pct'] / 2:.1f}%"
+
+
 def worker_spread(counts: list[int]) -> str:
     if not counts or not sum(counts):
         return "-"
@@ -538,7 +549,7 @@ def tables(
                     label,
                     s["tool"],
                     f"{s['rps_median']:,.0f}",
-                    f"±{s['spread_pct'] / 2:.1f}%",
+                    spread(s),
                     _fmt(s["p50_ms"]),
                     _fmt(s["p99_ms"]),
                     str(s["errors"]),
@@ -719,8 +730,26 @@ def report(data: dict, args: argparse.Namespace) -> None:
         chart(data["summary"], scenarios, args.chart, _subtitle(data["meta"]))
 
 
+def chart_unavailable() -> str | None:
+    """Why --chart cannot be drawn here, or None: asked before the run, so
+    that minutes of load are not lost to a missing matplotlib at the end."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        return (
+            f"--chart needs matplotlib ({exc}): pip install matplotlib, "
+            'or pip install -e ".[bench]"'
+        )
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.chart and not args.check:
+        problem = chart_unavailable()
+        if problem:
+            print(problem, file=sys.stderr)
+            return 2
     if args.from_json:
         with open(args.from_json) as f:
             data = json.load(f)

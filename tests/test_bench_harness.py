@@ -293,3 +293,32 @@ def test_peers_at_their_best_command_lines(tmp_path):
     assert "--no-cpu-affinity" in unpinned and unpinned[unpinned.index("--threads") + 1] == "1"
     servers.SERVERS["nginx-pinned"].command(8000, opts, str(tmp_path))
     assert "worker_cpu_affinity auto;" in (tmp_path / "nginx.conf").read_text()
+
+
+def test_one_round_has_no_spread():
+    records = [{"round": 1, "server": "forker", "scenario": "keepalive", "tool": "wrk",
+                "rps": 100.0, "errors": 0, "requests": 100}]  # fmt: skip
+    summary = run.summarize(records)
+    assert summary["keepalive"]["forker"]["spread_pct"] is None
+    text = run.tables(summary, ["keepalive"], markdown=True)
+    assert "| n/a |" in text and "±0.0%" not in text
+    records.append(dict(records[0], round=2, rps=120.0))
+    assert "±9.1%" in run.tables(run.summarize(records), ["keepalive"], markdown=True)
+
+
+def test_chart_without_matplotlib_fails_before_the_run(monkeypatch, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.split(".")[0] == "matplotlib":
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    started = []
+    monkeypatch.setattr(run, "run_one", lambda *a, **k: started.append(a))
+    monkeypatch.setattr(run.servers, "start", lambda *a, **k: started.append(a))
+    assert run.main(["--servers", "forker", "--chart", "x.png", "--rounds", "1"]) == 2
+    assert started == [] and "--chart needs matplotlib" in capsys.readouterr().err
