@@ -38,6 +38,8 @@ class Scenario:
     keepalive: bool = True
     pipeline: int = 1
     post_bytes: int = 0
+    connections: int | None = None  # None: the tool's default (100)
+    requests: int | None = None  # for the count-based tools, None: from the duration
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -49,6 +51,18 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("100k", "keep-alive, 100 KB response", "/100k"),
         Scenario("upload", "keep-alive, 1 MB POST", "/upload", post_bytes=1 << 20),
         Scenario("sleep1ms", "keep-alive, handler sleeps 1 ms", "/sleep1ms"),
+        # The issue's own command, `oha -c 500 -n 200000 --latency-correction
+        # --disable-keepalive URL`. Without oha: wrk -c 500 with "Connection:
+        # close" for the duration (wrk has no request count), or h2load --h1
+        # -c 500 -n 200000 with "Connection: close" (--tool h2load).
+        Scenario(
+            "seed",
+            "the seed's command: 500 connections, a new one per request, GET /",
+            "/",
+            keepalive=False,
+            connections=500,
+            requests=200000,
+        ),
     ]
 }
 
@@ -108,14 +122,16 @@ class LoadSpec:
 
 
 def _connections(spec: LoadSpec, default: int = 100) -> int:
-    return spec.connections if spec.connections else default
+    """--connections, else the scenario's own count, else the default."""
+    return spec.connections or spec.scenario.connections or default
 
 
 def _count(spec: LoadSpec, rate_guess: int = 20000) -> int:
-    """A request count for tools that need one: enough for about the duration
-    at a plausible rate, at least ten per connection."""
-    if spec.requests:
-        return spec.requests
+    """A request count for tools that need one: --requests, the scenario's own
+    count, else enough for about the duration at a plausible rate, at least
+    ten per connection."""
+    if spec.requests or spec.scenario.requests:
+        return spec.requests or spec.scenario.requests
     return max(_connections(spec) * 10, int(spec.duration * rate_guess))
 
 

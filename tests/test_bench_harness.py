@@ -322,3 +322,20 @@ def test_chart_without_matplotlib_fails_before_the_run(monkeypatch, capsys):
     monkeypatch.setattr(run.servers, "start", lambda *a, **k: started.append(a))
     assert run.main(["--servers", "forker", "--chart", "x.png", "--rounds", "1"]) == 2
     assert started == [] and "--chart needs matplotlib" in capsys.readouterr().err
+
+
+def test_the_seed_command_and_its_fallbacks(monkeypatch):
+    monkeypatch.setattr(loadtools, "_oha_json_flags", lambda: ["--output-format", "json"])
+    oha = loadtools.build_command("oha", _spec("seed"))
+    assert oha[-6:] == ["-c", "500", "-n", "200000", "--disable-keepalive",
+                        "http://127.0.0.1:9/"]  # fmt: skip
+    assert "--latency-correction" in oha
+    wrk = loadtools.build_command("wrk", _spec("seed"))
+    assert wrk[wrk.index("-c") + 1] == "500" and wrk[-2:] == ["--", "close"]
+    h2 = loadtools.build_command("h2load", _spec("seed"))
+    assert h2[h2.index("-c") + 1] == "500" and h2[h2.index("-n") + 1] == "200000"
+    assert "Connection: close" in h2
+    # --connections still overrides the scenario's own count
+    assert "50" in loadtools.build_command("wrk", _spec("seed", connections=50))
+    monkeypatch.setattr(loadtools, "available", lambda tool: tool != "oha")
+    assert loadtools.pick_tool(SCENARIOS["seed"]) == "wrk"
