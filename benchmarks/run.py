@@ -503,7 +503,14 @@ def worker_spread(counts: list[int]) -> str:
     if not counts or not sum(counts):
         return "-"
     mean = sum(counts) / len(counts)
-    return f"max/mean {max(counts) / mean:.2f}"
+    text = f"max/mean {max(counts) / mean:.2f}"
+    # A worker that served (next to) nothing: with forker-steered on the
+    # loopback, every connection of a client thread goes to the worker on
+    # that thread's CPU, so wrk's threads starting on one CPU load one worker.
+    idle = sum(1 for c in counts if c < 0.01 * mean)
+    if idle:
+        text += f", {idle} of {len(counts)} workers idle"
+    return text
 
 
 def tables(

@@ -339,3 +339,10 @@ def test_the_seed_command_and_its_fallbacks(monkeypatch):
     assert "50" in loadtools.build_command("wrk", _spec("seed", connections=50))
     monkeypatch.setattr(loadtools, "available", lambda tool: tool != "oha")
     assert loadtools.pick_tool(SCENARIOS["seed"]) == "wrk"
+
+
+def test_worker_balance_names_idle_workers():
+    assert run.worker_spread([120, 80]) == "max/mean 1.20"
+    assert run.worker_spread([166638, 0]) == "max/mean 2.00, 1 of 2 workers idle"
+    assert run.worker_spread([239767, 3]) == "max/mean 2.00, 1 of 2 workers idle"
+    assert run.worker_spread([0, 0]) == "-"
