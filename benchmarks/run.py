@@ -122,6 +122,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="only start each server, check every scenario's endpoint, and stop it",
     )
     p.add_argument(
+        "--compare",
+        metavar="A:B,...",
+        default=None,
+        help="also print A's req/s over B's, per round and per scenario "
+        "(e.g. forker-unpinned:nginx for unpinned against unpinned)",
+    )
+    p.add_argument(
         "--json",
         metavar="PATH",
         default=None,
@@ -487,6 +494,44 @@ def round_ratios(recs: list[dict], refs: list[dict]) -> list[float]:
     )
 
 
+def parse_pairs(spec: str | None) -> list[tuple[str, str]]:
+    if not spec:
+        return []
+    pairs = []
+    for item in spec.split(","):
+        a, sep, b = item.strip().partition(":")
+        if not sep or not a or not b:
+            raise SystemExit(f"--compare wants A:B pairs, not {item!r}")
+        for name in (a, b):
+            if name not in SERVERS:
+                raise SystemExit(f"--compare: unknown server {name!r}")
+        pairs.append((a, b))
+    return pairs
+
+
+def comparisons(records: list[dict], pairs: list[tuple[str, str]],
+                scenarios: list[str], markdown: bool) -> str:
+    """For each pair A:B and scenario, the median of A's req/s over B's in
+    the same round, and the range of those per-round ratios."""
+    rows = []
+    for a, b in pairs:
+        for scenario in scenarios:
+            mine = [r for r in records if r["server"] == a and r["scenario"] == scenario]
+            theirs = [r for r in records if r["server"] == b and r["scenario"] == scenario]
+            ratios = round_ratios(mine, theirs)
+            if not ratios:
+                continue
+            rows.append([
+                f"{a} / {b}", scenario, f"{statistics.median(ratios):.2f}",
+                f"{ratios[0]:.2f}-{ratios[-1]:.2f}" if len(ratios) > 1 else "n/a",
+                str(len(ratios)),
+            ])  # fmt: skip
+    if not rows:
+        return ""
+    return _table("paired ratios (req/s of A over B in the same round)",
+                  ["A / B", "scenario", "median", "range", "rounds"], rows, markdown)
+
+
 def _fmt(value: float | None, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -725,10 +770,13 @@ def _subtitle(meta: dict) -> str:
 def report(data: dict, args: argparse.Namespace) -> None:
     """Print the tables, and write what --json, --markdown and --chart ask for."""
     scenarios = [s for s in SCENARIOS if s in data["summary"]]
+    pairs = parse_pairs(args.compare)
     print(tables(data["summary"], scenarios, markdown=False))
+    print(comparisons(data["runs"], pairs, scenarios, markdown=False))
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(tables(data["summary"], scenarios, markdown=True))
+            f.write(comparisons(data["runs"], pairs, scenarios, markdown=True))
     if args.json and not args.from_json:
         with open(args.json, "w") as f:
             json.dump(data, f, indent=1)
@@ -752,6 +800,7 @@ def chart_unavailable() -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    parse_pairs(args.compare)  # a typo fails now, not after the run
     if args.chart and not args.check:
         problem = chart_unavailable()
         if problem:

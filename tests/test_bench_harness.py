@@ -346,3 +346,20 @@ def test_worker_balance_names_idle_workers():
     assert run.worker_spread([166638, 0]) == "max/mean 2.00, 1 of 2 workers idle"
     assert run.worker_spread([239767, 3]) == "max/mean 2.00, 1 of 2 workers idle"
     assert run.worker_spread([0, 0]) == "-"
+
+
+def test_paired_ratios_of_any_two_servers():
+    records = [
+        {"round": i, "server": name, "scenario": "keepalive", "tool": "wrk", "rps": rps}
+        for name, values in (("forker-unpinned", [100.0, 90.0, 130.0]),
+                             ("nginx", [80.0, 100.0, 100.0]))
+        for i, rps in enumerate(values, 1)
+    ]  # fmt: skip
+    pairs = run.parse_pairs("forker-unpinned:nginx")
+    text = run.comparisons(records, pairs, ["keepalive", "nokeepalive"], markdown=True)
+    assert "| forker-unpinned / nginx | keepalive | 1.25 | 0.90-1.30 | 3 |" in text
+    assert "nokeepalive" not in text
+    with pytest.raises(SystemExit):
+        run.parse_pairs("forker-unpinned")
+    with pytest.raises(SystemExit):
+        run.parse_pairs("forker:nope")
