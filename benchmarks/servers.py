@@ -368,6 +368,8 @@ SERVERS: dict[str, Server] = {
             _gunicorn("sync"),
             package="gunicorn",
             note="sync workers close every connection",
+            head_differs="Connection: close on a keep-alive request (sync workers "
+            "close every connection)",
         ),
         Server(
             "gunicorn-gthread",
@@ -525,6 +527,11 @@ def head_differences(head: bytes) -> list[str]:
             out.append(f"no {name.title()}")
         elif got.lower() != want:
             out.append(f"{name.title()}: {got} (not {want})")
+    # The request asked for nothing: an HTTP/1.1 server that closes here
+    # closes every keep-alive connection, and its keep-alive figures are
+    # a connection per request.
+    if fields.get("connection", "").lower() == "close":
+        out.append("Connection: close on a keep-alive request")
     return out
 
 

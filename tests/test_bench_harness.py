@@ -363,3 +363,13 @@ def test_paired_ratios_of_any_two_servers():
         run.parse_pairs("forker-unpinned")
     with pytest.raises(SystemExit):
         run.parse_pairs("forker:nope")
+
+
+def test_a_server_closing_keep_alive_connections_is_refused():
+    meinheld_default = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n"
+                        b"Connection: close\r\n\r\n")  # fmt: skip
+    assert servers.head_differences(meinheld_default) == [
+        "Connection: close on a keep-alive request"
+    ]
+    assert servers.SERVERS["gunicorn-sync"].head_differs  # declared: it never keeps alive
+    assert not servers.SERVERS["meinheld"].head_differs

@@ -40,6 +40,8 @@ def main(argv):
 
         server.listen((host, port))
         server.set_access_logger(None)
+        # Keep-alive is off by default (every answer says Connection: close).
+        server.set_keepalive(10)
 
         def loop():
             server.run(app)
