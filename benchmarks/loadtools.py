@@ -40,6 +40,8 @@ class Scenario:
     post_bytes: int = 0
     connections: int | None = None  # None: the tool's default (100)
     requests: int | None = None  # for the count-based tools, None: from the duration
+    app: str | None = None  # the WSGI servers' app, when not benchmarks.apps.wsgi_app
+    wsgi_only: bool = False  # served by the WSGI servers only
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -62,6 +64,31 @@ SCENARIOS: dict[str, Scenario] = {
             keepalive=False,
             connections=500,
             requests=200000,
+        ),
+        # Real applications, WSGI servers only: a JSON object from a plain
+        # WSGI function, from Flask (jsonify) and from Django (JsonResponse).
+        Scenario("json", "keep-alive, JSON from a plain WSGI app", "/json", wsgi_only=True),
+        Scenario(
+            "flask",
+            "keep-alive, JSON from a Flask view",
+            "/json",
+            app="benchmarks.apps.flask_app:app",
+            wsgi_only=True,
+        ),
+        Scenario(
+            "django",
+            "keep-alive, JSON from a Django view",
+            "/json",
+            app="benchmarks.apps.django_app:app",
+            wsgi_only=True,
+        ),
+        # 20 MiB through wsgi.file_wrapper, 10 connections.
+        Scenario(
+            "file20m",
+            "keep-alive, 20 MB file (wsgi.file_wrapper)",
+            "/file20m",
+            wsgi_only=True,
+            connections=10,
         ),
     ]
 }

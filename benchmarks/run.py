@@ -306,12 +306,28 @@ def _mib_pair(kb) -> str:
     return f"{kb[0] / 1024:.1f} / {kb[1] / 1024:.1f}"
 
 
+def serves(name: str, scenario: str) -> bool:
+    """Whether the server runs the scenario: not one it cannot serve, and
+    the real-application scenarios only on the WSGI servers."""
+    server, sc = SERVERS[name], SCENARIOS[scenario]
+    if scenario in server.unsupported:
+        return False
+    return not sc.wsgi_only or server.group == "wsgi"
+
+
+def options(args: argparse.Namespace, scenario: str | None = None) -> servers.Options:
+    app = SCENARIOS[scenario].app if scenario else None
+    return servers.Options(
+        workers=args.workers, threads=args.threads, wsgi_app=app or servers.WSGI_APP
+    )
+
+
 def run_one(
     name: str, scenario: str, args: argparse.Namespace, tool: str, round_no: int
 ) -> dict:
     server = SERVERS[name]
     record = {"round": round_no, "server": name, "scenario": scenario, "tool": tool}
-    opts = servers.Options(workers=args.workers, threads=args.threads)
+    opts = options(args, scenario)
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         try:
             running = servers.start(server, opts, tmp)
@@ -367,16 +383,21 @@ def run_one(
 def check_servers(
     names: list[str], scenarios: list[str], args: argparse.Namespace
 ) -> int:
-    """Start each server once, check the endpoint of every scenario it serves."""
-    opts = servers.Options(workers=args.workers, threads=args.threads)
+    """Start each server once per app, check the endpoint of every scenario it
+    serves."""
     bad = 0
-    for name in names:
+    for name, app in [(n, a) for n in names for a in
+                      dict.fromkeys(SCENARIOS[s].app for s in scenarios
+                                    if serves(n, s))]:  # fmt: skip
         server = SERVERS[name]
+        opts = servers.Options(workers=args.workers, threads=args.threads,
+                               wsgi_app=app or servers.WSGI_APP)  # fmt: skip
+        label = name + (f" ({app.split('.')[-1].split(':')[0]})" if app else "")
         with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
             try:
                 running = servers.start(server, opts, tmp)
             except RuntimeError as exc:
-                print(f"{name:<21} FAILED: {exc}")
+                print(f"{label:<30} FAILED: {exc}")
                 bad += 1
                 continue
             try:
@@ -384,7 +405,7 @@ def check_servers(
                     {
                         SCENARIOS[s].path
                         for s in scenarios
-                        if s not in server.unsupported
+                        if serves(name, s) and SCENARIOS[s].app == app
                     }
                 )
                 problems = [
@@ -401,7 +422,7 @@ def check_servers(
         state = "; ".join(problems) if problems else f"ok ({', '.join(paths)})"
         head = f"head of / {head_bytes} B" + (f" ({declared})" if declared else "")
         print(
-            f"{name:<21} {server.version():<10} started in {running.startup_s:.2f} s, "
+            f"{label:<30} {server.version():<10} started in {running.startup_s:.2f} s, "
             f"{head}, {state}"
         )
     return 1 if bad else 0
@@ -836,7 +857,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             scenarios.remove(s)
     pairs = [
-        (s, n) for s in scenarios for n in names if s not in SERVERS[n].unsupported
+        (s, n) for s in scenarios for n in names if serves(n, s)
     ]
     estimate = len(pairs) * args.rounds * (args.duration + 1.5)
     print(
@@ -852,7 +873,7 @@ def main(argv: list[str] | None = None) -> int:
         order = names[round_no % len(names) :] + names[: round_no % len(names)]
         for scenario in scenarios:
             for name in order:
-                if scenario in SERVERS[name].unsupported:
+                if not serves(name, scenario):
                     continue
                 rec = run_one(name, scenario, args, tools[scenario], round_no + 1)
                 records.append(rec)

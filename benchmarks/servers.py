@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import importlib
 import importlib.metadata
+import json
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ WSGI_APP = "benchmarks.apps.wsgi_app:app"
 class Options:
     workers: int = 2
     threads: int = 4  # for the servers that run a blocking app in threads
+    wsgi_app: str = WSGI_APP  # the WSGI servers' app: a scenario may name another
 
 
 @dataclass
@@ -107,7 +109,8 @@ def _forker(extra: list[str], app: str | None = None):
         )
         if "--threads" in extra:
             argv[argv.index("--threads") + 1] = str(opts.threads)
-        return argv + ([app] if app else [])
+        chosen = opts.wsgi_app if app == WSGI_APP else app
+        return argv + ([chosen] if chosen else [])
 
     return command
 
@@ -177,7 +180,7 @@ def _gunicorn(worker_class: str):
         )
         if worker_class == "gthread":
             argv += ["--threads", str(opts.threads)]
-        return argv + [WSGI_APP]
+        return argv + [opts.wsgi_app]
 
     return command
 
@@ -211,7 +214,7 @@ def _granian(interface: str, app: str):
             argv += ["--blocking-threads", str(opts.threads)]
         elif _has("uvloop"):
             argv += ["--loop", "uvloop"]
-        return argv + [app]
+        return argv + [opts.wsgi_app if app == WSGI_APP else app]
 
     return command
 
@@ -257,6 +260,7 @@ def _prefork(kind: str, pinned: bool = False):
             str(port),
             str(opts.workers),
             *(["--pin"] if pinned else []),
+            *(["--app", opts.wsgi_app] if opts.wsgi_app != WSGI_APP else []),
         )
 
     return command
@@ -466,6 +470,10 @@ def fetch(
 EXPECTED = {"/": GREETING, "/100k": b"x" * 102400, "/sleep1ms": GREETING}
 
 
+JSON_BODY = {"message": "Hello, World!"}
+FILE_SIZE = 20 << 20
+
+
 def check(port: int, path: str) -> str | None:
     """None when the endpoint answers what every server must answer."""
     try:
@@ -473,10 +481,22 @@ def check(port: int, path: str) -> str | None:
             status, body = fetch(port, path, b"x" * (1 << 20))
             want = b"1048576"
         else:
-            status, body = fetch(port, path)
-            want = EXPECTED[path]
+            status, body = fetch(port, path, timeout=30.0)
+            want = EXPECTED.get(path)
     except (OSError, http.client.HTTPException) as exc:
         return f"{path}: {type(exc).__name__}: {exc}"
+    if path == "/json":  # Flask, Django and json.dumps space it differently
+        try:
+            ok = status == 200 and json.loads(body) == JSON_BODY
+        except ValueError:
+            ok = False
+        if not ok:
+            return f"{path}: status {status}, body {body[:60]!r}"
+        return None
+    if path == "/file20m":
+        if status != 200 or len(body) != FILE_SIZE or body[:4] != b"yyyy":
+            return f"{path}: status {status}, {len(body)} bytes"
+        return None
     if status != 200 or body != want:
         return f"{path}: status {status}, body {body[:40]!r} ({len(body)} bytes)"
     return None

@@ -373,3 +373,33 @@ def test_a_server_closing_keep_alive_connections_is_refused():
     ]
     assert servers.SERVERS["gunicorn-sync"].head_differs  # declared: it never keeps alive
     assert not servers.SERVERS["meinheld"].head_differs
+
+
+def test_real_application_scenarios_run_on_the_wsgi_servers_with_their_app(tmp_path):
+    assert run.serves("forker-wsgi", "flask") and run.serves("bjoern-pinned", "django")
+    assert not run.serves("forker", "flask") and not run.serves("nginx", "file20m")
+    assert run.serves("forker", "100k") and not run.serves("nginx", "sleep1ms")
+    args = run.parse_args(["--threads", "1"])
+    opts = run.options(args, "flask")
+    assert opts.wsgi_app == "benchmarks.apps.flask_app:app" and opts.threads == 1
+    assert run.options(args, "json").wsgi_app == servers.WSGI_APP
+    for name in ("forker-wsgi", "gunicorn-gthread", "granian-wsgi"):
+        argv = servers.SERVERS[name].command(8000, opts, str(tmp_path))
+        assert argv[-1] == "benchmarks.apps.flask_app:app", name
+    bjoern = servers.SERVERS["bjoern-pinned"].command(8000, opts, str(tmp_path))
+    assert bjoern[-2:] == ["--app", "benchmarks.apps.flask_app:app"]
+    native = servers.SERVERS["forker"].command(8000, opts, str(tmp_path))
+    assert native[-1] == "benchmarks.apps.native_app:app"
+
+
+def test_json_and_file_answers_are_checked_by_meaning_and_size(monkeypatch):
+    answers = {}
+    monkeypatch.setattr(servers, "fetch", lambda port, path, body=None, timeout=5.0: answers[path])
+    answers["/json"] = (200, b'{"message":"Hello, World!"}\n')  # Flask's spacing
+    assert servers.check(1, "/json") is None
+    answers["/json"] = (200, b'{"message": "Hello!"}')
+    assert servers.check(1, "/json").startswith("/json: status 200")
+    answers["/file20m"] = (200, b"y" * (20 << 20))
+    assert servers.check(1, "/file20m") is None
+    answers["/file20m"] = (200, b"y" * 3932160)
+    assert servers.check(1, "/file20m") == "/file20m: status 200, 3932160 bytes"

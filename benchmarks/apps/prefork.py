@@ -1,6 +1,6 @@
 """Pre-fork runners for the servers that ship none: bjoern and meinheld.
 
-    python -m benchmarks.apps.prefork bjoern|meinheld HOST PORT WORKERS [--pin]
+    python -m benchmarks.apps.prefork bjoern|meinheld HOST PORT WORKERS [--pin] [--app M:A]
 
 The parent binds once, forks WORKERS children that each run the server's loop
 on the shared socket, and waits; TERM and INT are passed on to the children.
@@ -8,11 +8,10 @@ With --pin, child i is pinned to the i-th CPU it may run on (modulo their
 count), as forker pins its workers by default and nginx with
 worker_cpu_affinity auto."""
 
+import importlib
 import os
 import signal
 import sys
-
-from benchmarks.apps.wsgi_app import app
 
 
 def worker_cpus(workers, cpus):
@@ -25,6 +24,13 @@ def worker_cpus(workers, cpus):
 def main(argv):
     pin = "--pin" in argv
     argv = [a for a in argv if a != "--pin"]
+    spec = "benchmarks.apps.wsgi_app:app"
+    if "--app" in argv:  # --app module:attribute, another WSGI app
+        at = argv.index("--app")
+        spec = argv[at + 1]
+        del argv[at : at + 2]
+    module, _, attr = spec.partition(":")
+    app = getattr(importlib.import_module(module), attr or "app")
     kind, host, port, workers = argv[0], argv[1], int(argv[2]), int(argv[3])
     placement = worker_cpus(workers, os.sched_getaffinity(0)) if pin else None
     if kind == "bjoern":
