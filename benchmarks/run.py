@@ -465,6 +465,7 @@ def summarize(records: list[dict]) -> dict[str, dict[str, dict]]:
                     else None,
                     "p50_ms": middle.get("p50_ms"),
                     "p99_ms": middle.get("p99_ms"),
+                    "p999_ms": middle.get("p999_ms"),
                     "errors": sum(r.get("errors", 0) for r in good),
                     "requests": sum(r.get("requests", 0) for r in good),
                     "command": middle.get("command"),
@@ -635,6 +636,11 @@ def tables(
         # Runs recorded before the CPU share was measured have no such column.
         if not any("other_cpu_pct" in r for r in rows):
             header, body = header[:-1], [row[:-1] for row in body]
+        # p99.9 where the tool gave it (h2load's log at a fixed rate).
+        if any(r.get("p999_ms") is not None for r in rows):
+            header = header[:6] + ["p99.9 ms"] + header[6:]
+            body = [row[:6] + [_fmt(r.get("p999_ms")) if len(row) > 3 and row[2] != "failed"
+                               else ""] + row[6:] for row, r in zip(body, rows)]  # fmt: skip
         lines.append(_table(title, header, body, markdown))
     for name, text in sorted(differing.items()):
         lines.append(f"* {name}: its response head differs from the others': {text}\n")

@@ -403,3 +403,16 @@ def test_json_and_file_answers_are_checked_by_meaning_and_size(monkeypatch):
     assert servers.check(1, "/file20m") is None
     answers["/file20m"] = (200, b"y" * 3932160)
     assert servers.check(1, "/file20m") == "/file20m: status 200, 3932160 bytes"
+
+
+def test_fixed_rate_through_h2load_and_its_log(monkeypatch):
+    monkeypatch.setattr(loadtools, "available", lambda tool: True)
+    assert loadtools.pick_tool(SCENARIOS["rate20k"]) == "h2load"
+    assert loadtools.pick_tool(SCENARIOS["rate20k"], "wrk") is None
+    cmd = loadtools.build_command("h2load", _spec("rate20k"), log_file="/tmp/l")
+    assert "--rps=200" in cmd and "--log-file=/tmp/l" in cmd and "-D" in cmd
+    assert "--rps=400" in loadtools.build_command("h2load", _spec("rate20k", connections=50))
+    log = "".join(f"1700000000{i:06d}\t200\t{(i + 1) * 10}\n" for i in range(1000))
+    p50, p99, p999 = loadtools.h2load_log_latency(log)
+    assert (p50, p99, p999) == (5.01, 9.91, 10.0)
+    assert loadtools.h2load_log_latency("") == (None, None, None)
