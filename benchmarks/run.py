@@ -336,6 +336,7 @@ def run_one(
             return record
         record["server_command"] = running.command
         record["startup_s"] = round(running.startup_s, 3)
+        record["settled"] = running.settled
         try:
             problem = servers.check(running.port, SCENARIOS[scenario].path)
             head_bytes, refused, declared = servers.check_head(server, running.port)
@@ -422,7 +423,8 @@ def check_servers(
         state = "; ".join(problems) if problems else f"ok ({', '.join(paths)})"
         head = f"head of / {head_bytes} B" + (f" ({declared})" if declared else "")
         print(
-            f"{label:<30} {server.version():<10} started in {running.startup_s:.2f} s, "
+            f"{label:<30} {server.version():<10} started in {running.startup_s:.2f} s"
+            f"{'' if running.settled else ' (never idle)'}, "
             f"{head}, {state}"
         )
     return 1 if bad else 0

@@ -616,6 +616,43 @@ def group_cpu_ticks(pgid: int) -> int:
     return total
 
 
+def _group_states(pgid: int) -> tuple[int, str]:
+    """CPU ticks and the run states of the live processes of a process group."""
+    ticks, states = 0, ""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            ticks += int(fields[11]) + int(fields[12])
+            states += fields[0]
+    return ticks, states
+
+
+def wait_settled(pgid: int, window: float = 0.1, timeout: float = 5.0) -> bool:
+    """Wait until no process of the group runs and their CPU time has not
+    grown for `window` seconds: every worker has finished starting (importing
+    the app) and waits for connections. The first answer to GET / only says
+    that one worker is ready; a load that starts while another still imports
+    puts all of its keep-alive connections on the ready one (a balance of
+    2.00). False when the group never settled within the timeout."""
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        ticks, states = _group_states(pgid)
+        now = time.monotonic()
+        if "R" in states or ticks != last:
+            last, since = ticks, now
+        elif now - since >= window:
+            return True
+        time.sleep(0.01)
+    return False
+
+
 def group_memory_kb(pgid: int) -> dict[int, tuple[int, int]]:
     """(RSS, PSS) in KiB of every live process in the process group. RSS counts
     the pages a worker shares with the master (copy-on-write) in both; PSS
@@ -639,6 +676,7 @@ class Running:
     log_path: str
     command: list[str]
     startup_s: float = 0.0
+    settled: bool = False  # every process idle before the load (wait_settled)
     log: str = ""
     rss_kb: dict[int, int] = field(default_factory=dict)
 
@@ -679,6 +717,7 @@ def start(
             status, body = fetch(port, "/", timeout=2.0)
             if status == 200 and body == GREETING:
                 running.startup_s = time.monotonic() - began
+                running.settled = wait_settled(proc.pid)
                 return running
             problem = f"GET / gave status {status}, body {body[:40]!r}"
             break

@@ -416,3 +416,20 @@ def test_fixed_rate_through_h2load_and_its_log(monkeypatch):
     p50, p99, p999 = loadtools.h2load_log_latency(log)
     assert (p50, p99, p999) == (5.01, 9.91, 10.0)
     assert loadtools.h2load_log_latency("") == (None, None, None)
+
+
+def test_start_waits_until_every_process_is_idle():
+    """A stand-in worker that keeps a CPU busy for 0.4 s after its start, as
+    a worker importing the app does while another already answers."""
+    import time
+
+    busy = "import time\nend = time.monotonic() + 0.4\nwhile time.monotonic() < end: pass\ntime.sleep(30)"
+    proc = subprocess.Popen([sys.executable, "-c", busy], start_new_session=True)
+    try:
+        began = time.monotonic()
+        assert servers.wait_settled(proc.pid, window=0.1, timeout=5.0)
+        assert time.monotonic() - began >= 0.4
+        assert not servers.wait_settled(os.getpgid(0), window=10.0, timeout=0.2)
+    finally:
+        proc.kill()
+        proc.wait()
