@@ -575,7 +575,9 @@ def worker_spread(counts: list[int]) -> str:
     text = f"max/mean {max(counts) / mean:.2f}"
     # A worker that served (next to) nothing: with forker-steered on the
     # loopback, every connection of a client thread goes to the worker on
-    # that thread's CPU, so wrk's threads starting on one CPU load one worker.
+    # that thread's CPU, so wrk's threads starting on one CPU load one worker;
+    # and a pinned worker whose CPU another program holds when wrk's burst of
+    # connects arrives misses all of them (see RESULTS.md).
     idle = sum(1 for c in counts if c < 0.01 * mean)
     if idle:
         text += f", {idle} of {len(counts)} workers idle"
