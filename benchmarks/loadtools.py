@@ -38,6 +38,11 @@ class Scenario:
     keepalive: bool = True
     pipeline: int = 1
     post_bytes: int = 0
+    connections: int | None = None  # None: the tool's default (100)
+    requests: int | None = None  # for the count-based tools, None: from the duration
+    app: str | None = None  # the WSGI servers' app, when not benchmarks.apps.wsgi_app
+    rate: int | None = None  # total req/s to send at (h2load --rps), None: saturate
+    wsgi_only: bool = False  # served by the WSGI servers only
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -49,6 +54,51 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("100k", "keep-alive, 100 KB response", "/100k"),
         Scenario("upload", "keep-alive, 1 MB POST", "/upload", post_bytes=1 << 20),
         Scenario("sleep1ms", "keep-alive, handler sleeps 1 ms", "/sleep1ms"),
+        # The issue's own command, `oha -c 500 -n 200000 --latency-correction
+        # --disable-keepalive URL`. Without oha: wrk -c 500 with "Connection:
+        # close" for the duration (wrk has no request count), or h2load --h1
+        # -c 500 -n 200000 with "Connection: close" (--tool h2load).
+        Scenario(
+            "seed",
+            "the seed's command: 500 connections, a new one per request, GET /",
+            "/",
+            keepalive=False,
+            connections=500,
+            requests=200000,
+        ),
+        # Real applications, WSGI servers only: a JSON object from a plain
+        # WSGI function, from Flask (jsonify) and from Django (JsonResponse).
+        Scenario("json", "keep-alive, JSON from a plain WSGI app", "/json", wsgi_only=True),
+        Scenario(
+            "flask",
+            "keep-alive, JSON from a Flask view",
+            "/json",
+            app="benchmarks.apps.flask_app:app",
+            wsgi_only=True,
+        ),
+        Scenario(
+            "django",
+            "keep-alive, JSON from a Django view",
+            "/json",
+            app="benchmarks.apps.django_app:app",
+            wsgi_only=True,
+        ),
+        # Latency at a fixed rate below saturation rather than at saturation:
+        # h2load --rps per connection, percentiles from its per-request log.
+        Scenario(
+            "rate20k",
+            "keep-alive, GET / at a fixed 20,000 req/s",
+            "/",
+            rate=20000,
+        ),
+        # 20 MiB through wsgi.file_wrapper, 10 connections.
+        Scenario(
+            "file20m",
+            "keep-alive, 20 MB file (wsgi.file_wrapper)",
+            "/file20m",
+            wsgi_only=True,
+            connections=10,
+        ),
     ]
 }
 
@@ -62,6 +112,7 @@ class LoadResult:
     rps: float = 0.0
     p50_ms: float | None = None
     p99_ms: float | None = None
+    p999_ms: float | None = None  # where the tool's output gives it
     errors: int = 0
     error_detail: dict[str, int] = field(default_factory=dict)
     failed: str | None = None  # why the run produced no figure
@@ -83,6 +134,8 @@ def pick_tool(scenario: Scenario, wanted: str = "auto") -> str | None:
             return False
         if scenario.pipeline > 1:
             return tool in ("wrk", "h2load")
+        if scenario.rate:  # wrk has no -R here (that is wrk2), ab and oha's -q untried
+            return tool == "h2load"
         return True
 
     if wanted != "auto":
@@ -108,14 +161,16 @@ class LoadSpec:
 
 
 def _connections(spec: LoadSpec, default: int = 100) -> int:
-    return spec.connections if spec.connections else default
+    """--connections, else the scenario's own count, else the default."""
+    return spec.connections or spec.scenario.connections or default
 
 
 def _count(spec: LoadSpec, rate_guess: int = 20000) -> int:
-    """A request count for tools that need one: enough for about the duration
-    at a plausible rate, at least ten per connection."""
-    if spec.requests:
-        return spec.requests
+    """A request count for tools that need one: --requests, the scenario's own
+    count, else enough for about the duration at a plausible rate, at least
+    ten per connection."""
+    if spec.requests or spec.scenario.requests:
+        return spec.requests or spec.scenario.requests
     return max(_connections(spec) * 10, int(spec.duration * rate_guess))
 
 
@@ -129,7 +184,9 @@ def _oha_json_flags() -> list[str]:
     return ["--output-format", "json"] if "--output-format" in text else ["-j"]
 
 
-def build_command(tool: str, spec: LoadSpec, body_file: str | None = None) -> list[str]:
+def build_command(
+    tool: str, spec: LoadSpec, body_file: str | None = None, log_file: str | None = None
+) -> list[str]:
     sc = spec.scenario
     url = spec.url + sc.path
     if tool == "wrk":
@@ -189,6 +246,9 @@ def build_command(tool: str, spec: LoadSpec, body_file: str | None = None) -> li
             cmd += ["-D", f"{max(1, round(spec.duration))}"]
         else:
             cmd += ["-n", str(_count(spec)), "-H", "Connection: close"]
+        if sc.rate:
+            cmd += [f"--rps={max(1, round(sc.rate / _connections(spec)))}"]
+            cmd += [f"--log-file={log_file or 'LOG_FILE'}"]
         if sc.pipeline > 1:
             cmd += ["-m", str(sc.pipeline)]
         if sc.post_bytes:
@@ -365,6 +425,21 @@ def parse_oha(output: str) -> LoadResult:
     return result
 
 
+def h2load_log_latency(text: str) -> tuple[float | None, float | None, float | None]:
+    """p50, p99 and p99.9 in ms from h2load's --log-file: one line per
+    request, start time (µs since the epoch), status, µs to the response's
+    end, tab-separated."""
+    times = sorted(int(line.split("\t")[2]) for line in text.splitlines()
+                   if line.count("\t") >= 2)  # fmt: skip
+    if not times:
+        return None, None, None
+
+    def pct(p: float) -> float:
+        return times[min(len(times) - 1, int(p / 100 * len(times)))] / 1000
+
+    return pct(50), pct(99), pct(99.9)
+
+
 PARSERS = {"wrk": parse_wrk, "h2load": parse_h2load, "ab": parse_ab, "oha": parse_oha}
 
 
@@ -380,7 +455,8 @@ def run(tool: str, spec: LoadSpec, timeout: float | None = None) -> LoadResult:
             body_file = os.path.join(tmp, "body")
             with open(body_file, "wb") as f:
                 f.write(b"x" * spec.scenario.post_bytes)
-        cmd = build_command(tool, spec, body_file)
+        log_file = os.path.join(tmp, "h2load.log") if spec.scenario.rate else None
+        cmd = build_command(tool, spec, body_file, log_file)
         if timeout is None:
             timeout = spec.duration * 3 + 30
             if "-n" in cmd:  # count-based: as long as the server takes, within reason
@@ -401,13 +477,20 @@ def run(tool: str, spec: LoadSpec, timeout: float | None = None) -> LoadResult:
             return LoadResult(
                 tool, cmd, failed=f"{tool} ran over its {timeout:.0f} s bound"
             )
+        log_text = ""
+        if log_file and os.path.exists(log_file):
+            with open(log_file) as f:
+                log_text = f.read()
     shown = [part if part != body_file else "BODY_FILE" for part in cmd]
     try:
         result = PARSERS[tool](output)
     except (ValueError, KeyError, json.JSONDecodeError) as exc:
         tail = " | ".join(output.strip().splitlines()[-3:])
         return LoadResult(tool, shown, failed=f"{exc} (exit {proc.returncode}): {tail}")
-    result.command = shown
+    result.command = [part if part != f"--log-file={log_file}" else "--log-file=LOG"
+                      for part in shown]  # fmt: skip
+    if log_file:
+        result.p50_ms, result.p99_ms, result.p999_ms = h2load_log_latency(log_text)
     if spec.scenario.pipeline > 1:
         # The tools time a whole batch of pipelined requests, not one.
         result.p50_ms = result.p99_ms = None

@@ -122,6 +122,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="only start each server, check every scenario's endpoint, and stop it",
     )
     p.add_argument(
+        "--compare",
+        metavar="A:B,...",
+        default=None,
+        help="also print A's req/s over B's, per round and per scenario "
+        "(e.g. forker-unpinned:nginx for unpinned against unpinned)",
+    )
+    p.add_argument(
         "--json",
         metavar="PATH",
         default=None,
@@ -299,12 +306,28 @@ def _mib_pair(kb) -> str:
     return f"{kb[0] / 1024:.1f} / {kb[1] / 1024:.1f}"
 
 
+def serves(name: str, scenario: str) -> bool:
+    """Whether the server runs the scenario: not one it cannot serve, and
+    the real-application scenarios only on the WSGI servers."""
+    server, sc = SERVERS[name], SCENARIOS[scenario]
+    if scenario in server.unsupported:
+        return False
+    return not sc.wsgi_only or server.group == "wsgi"
+
+
+def options(args: argparse.Namespace, scenario: str | None = None) -> servers.Options:
+    app = SCENARIOS[scenario].app if scenario else None
+    return servers.Options(
+        workers=args.workers, threads=args.threads, wsgi_app=app or servers.WSGI_APP
+    )
+
+
 def run_one(
     name: str, scenario: str, args: argparse.Namespace, tool: str, round_no: int
 ) -> dict:
     server = SERVERS[name]
     record = {"round": round_no, "server": name, "scenario": scenario, "tool": tool}
-    opts = servers.Options(workers=args.workers, threads=args.threads)
+    opts = options(args, scenario)
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         try:
             running = servers.start(server, opts, tmp)
@@ -313,8 +336,14 @@ def run_one(
             return record
         record["server_command"] = running.command
         record["startup_s"] = round(running.startup_s, 3)
+        record["settled"] = running.settled
         try:
             problem = servers.check(running.port, SCENARIOS[scenario].path)
+            head_bytes, refused, declared = servers.check_head(server, running.port)
+            record["head_bytes"] = head_bytes
+            if declared:
+                record["head_differs"] = declared
+            problem = problem or refused
             if problem:
                 record["failed"] = f"wrong answer: {problem}"
             else:
@@ -355,16 +384,21 @@ def run_one(
 def check_servers(
     names: list[str], scenarios: list[str], args: argparse.Namespace
 ) -> int:
-    """Start each server once, check the endpoint of every scenario it serves."""
-    opts = servers.Options(workers=args.workers, threads=args.threads)
+    """Start each server once per app, check the endpoint of every scenario it
+    serves."""
     bad = 0
-    for name in names:
+    for name, app in [(n, a) for n in names for a in
+                      dict.fromkeys(SCENARIOS[s].app for s in scenarios
+                                    if serves(n, s))]:  # fmt: skip
         server = SERVERS[name]
+        opts = servers.Options(workers=args.workers, threads=args.threads,
+                               wsgi_app=app or servers.WSGI_APP)  # fmt: skip
+        label = name + (f" ({app.split('.')[-1].split(':')[0]})" if app else "")
         with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
             try:
                 running = servers.start(server, opts, tmp)
             except RuntimeError as exc:
-                print(f"{name:<17} FAILED: {exc}")
+                print(f"{label:<30} FAILED: {exc}")
                 bad += 1
                 continue
             try:
@@ -372,7 +406,7 @@ def check_servers(
                     {
                         SCENARIOS[s].path
                         for s in scenarios
-                        if s not in server.unsupported
+                        if serves(name, s) and SCENARIOS[s].app == app
                     }
                 )
                 problems = [
@@ -380,12 +414,18 @@ def check_servers(
                     for p in (servers.check(running.port, path) for path in paths)
                     if p
                 ]
+                head_bytes, refused, declared = servers.check_head(server, running.port)
+                if refused:
+                    problems.append(refused)
             finally:
                 servers.stop(running)
         bad += bool(problems)
         state = "; ".join(problems) if problems else f"ok ({', '.join(paths)})"
+        head = f"head of / {head_bytes} B" + (f" ({declared})" if declared else "")
         print(
-            f"{name:<17} {server.version():<10} started in {running.startup_s:.2f} s, {state}"
+            f"{label:<30} {server.version():<10} started in {running.startup_s:.2f} s"
+            f"{'' if running.settled else ' (never idle)'}, "
+            f"{head}, {state}"
         )
     return 1 if bad else 0
 
@@ -405,6 +445,12 @@ def summarize(records: list[dict]) -> dict[str, dict[str, dict]]:
             "tool": recs[0]["tool"],
             "failures": [r["failed"] for r in recs if r.get("failed")],
         }
+        heads = [r for r in recs if r.get("head_bytes")]
+        if heads:
+            summary["head_bytes"] = heads[-1]["head_bytes"]
+        declared = [r["head_differs"] for r in recs if r.get("head_differs")]
+        if declared:
+            summary["head_differs"] = declared[-1]
         if good:
             rps = sorted(r["rps"] for r in good)
             median = statistics.median(rps)
@@ -415,9 +461,13 @@ def summarize(records: list[dict]) -> dict[str, dict[str, dict]]:
                     "rps_min": rps[0],
                     "rps_max": rps[-1],
                     "rps_all": [round(r["rps"], 1) for r in good],
-                    "spread_pct": 100 * (rps[-1] - rps[0]) / median if median else 0.0,
+                    # None from one round: it has no range.
+                    "spread_pct": 100 * (rps[-1] - rps[0]) / median
+                    if median and len(rps) > 1
+                    else None,
                     "p50_ms": middle.get("p50_ms"),
                     "p99_ms": middle.get("p99_ms"),
+                    "p999_ms": middle.get("p999_ms"),
                     "errors": sum(r.get("errors", 0) for r in good),
                     "requests": sum(r.get("requests", 0) for r in good),
                     "command": middle.get("command"),
@@ -468,15 +518,70 @@ def round_ratios(recs: list[dict], refs: list[dict]) -> list[float]:
     )
 
 
+def parse_pairs(spec: str | None) -> list[tuple[str, str]]:
+    if not spec:
+        return []
+    pairs = []
+    for item in spec.split(","):
+        a, sep, b = item.strip().partition(":")
+        if not sep or not a or not b:
+            raise SystemExit(f"--compare wants A:B pairs, not {item!r}")
+        for name in (a, b):
+            if name not in SERVERS:
+                raise SystemExit(f"--compare: unknown server {name!r}")
+        pairs.append((a, b))
+    return pairs
+
+
+def comparisons(records: list[dict], pairs: list[tuple[str, str]],
+                scenarios: list[str], markdown: bool) -> str:
+    """For each pair A:B and scenario, the median of A's req/s over B's in
+    the same round, and the range of those per-round ratios."""
+    rows = []
+    for a, b in pairs:
+        for scenario in scenarios:
+            mine = [r for r in records if r["server"] == a and r["scenario"] == scenario]
+            theirs = [r for r in records if r["server"] == b and r["scenario"] == scenario]
+            ratios = round_ratios(mine, theirs)
+            if not ratios:
+                continue
+            rows.append([
+                f"{a} / {b}", scenario, f"{statistics.median(ratios):.2f}",
+                f"{ratios[0]:.2f}-{ratios[-1]:.2f}" if len(ratios) > 1 else "n/a",
+                str(len(ratios)),
+            ])  # fmt: skip
+    if not rows:
+        return ""
+    return _table("paired ratios (req/s of A over B in the same round)",
+                  ["A / B", "scenario", "median", "range", "rounds"], rows, markdown)
+
+
 def _fmt(value: float | None, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
+
+
+def spread(summary: dict) -> str:
+    """± half the range of the rounds, in % of the median; n/a from one
+    round, which has no range to show."""
+    if summary.get("spread_pct") is None:
+        return "n/a"
+    return f"±{summary['spread_pct'] / 2:.1f}%"
 
 
 def worker_spread(counts: list[int]) -> str:
     if not counts or not sum(counts):
         return "-"
     mean = sum(counts) / len(counts)
-    return f"max/mean {max(counts) / mean:.2f}"
+    text = f"max/mean {max(counts) / mean:.2f}"
+    # A worker that served (next to) nothing: with forker-steered on the
+    # loopback, every connection of a client thread goes to the worker on
+    # that thread's CPU, so wrk's threads starting on one CPU load one worker;
+    # and a pinned worker whose CPU another program holds when wrk's burst of
+    # connects arrives misses all of them (see RESULTS.md).
+    idle = sum(1 for c in counts if c < 0.01 * mean)
+    if idle:
+        text += f", {idle} of {len(counts)} workers idle"
+    return text
 
 
 def tables(
@@ -495,6 +600,7 @@ def tables(
         "server µs/req",
         "other CPU",
     ]
+    differing: dict[str, str] = {}
     for scenario in scenarios:
         header = columns
         rows = sorted(
@@ -506,8 +612,11 @@ def tables(
         title = f"{scenario}: {SCENARIOS[scenario].title}"
         body = []
         for s in rows:
+            label = s["server"] + (" *" if s.get("head_differs") else "")
+            if s.get("head_differs"):
+                differing[s["server"]] = s["head_differs"]
             if s.get("rps_median") is None:
-                body.append([s["server"], s["tool"], "failed", *[""] * 7])
+                body.append([label, s["tool"], "failed", *[""] * 7])
                 continue
             ratio = f"{s['ratio']:.2f}x {s['reference']}" if "ratio" in s else "-"
             paired = s.get("round_ratios")
@@ -515,10 +624,10 @@ def tables(
                 ratio += f" (rounds {paired[0]:.2f}-{paired[-1]:.2f})"
             body.append(
                 [
-                    s["server"],
+                    label,
                     s["tool"],
                     f"{s['rps_median']:,.0f}",
-                    f"±{s['spread_pct'] / 2:.1f}%",
+                    spread(s),
                     _fmt(s["p50_ms"]),
                     _fmt(s["p99_ms"]),
                     str(s["errors"]),
@@ -531,7 +640,14 @@ def tables(
         # Runs recorded before the CPU share was measured have no such column.
         if not any("other_cpu_pct" in r for r in rows):
             header, body = header[:-1], [row[:-1] for row in body]
+        # p99.9 where the tool gave it (h2load's log at a fixed rate).
+        if any(r.get("p999_ms") is not None for r in rows):
+            header = header[:6] + ["p99.9 ms"] + header[6:]
+            body = [row[:6] + [_fmt(r.get("p999_ms")) if len(row) > 3 and row[2] != "failed"
+                               else ""] + row[6:] for row, r in zip(body, rows)]  # fmt: skip
         lines.append(_table(title, header, body, markdown))
+    for name, text in sorted(differing.items()):
+        lines.append(f"* {name}: its response head differs from the others': {text}\n")
     spread_rows = []
     for scenario in scenarios:
         for name, s in summary.get(scenario, {}).items():
@@ -685,10 +801,13 @@ def _subtitle(meta: dict) -> str:
 def report(data: dict, args: argparse.Namespace) -> None:
     """Print the tables, and write what --json, --markdown and --chart ask for."""
     scenarios = [s for s in SCENARIOS if s in data["summary"]]
+    pairs = parse_pairs(args.compare)
     print(tables(data["summary"], scenarios, markdown=False))
+    print(comparisons(data["runs"], pairs, scenarios, markdown=False))
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(tables(data["summary"], scenarios, markdown=True))
+            f.write(comparisons(data["runs"], pairs, scenarios, markdown=True))
     if args.json and not args.from_json:
         with open(args.json, "w") as f:
             json.dump(data, f, indent=1)
@@ -697,8 +816,27 @@ def report(data: dict, args: argparse.Namespace) -> None:
         chart(data["summary"], scenarios, args.chart, _subtitle(data["meta"]))
 
 
+def chart_unavailable() -> str | None:
+    """Why --chart cannot be drawn here, or None: asked before the run, so
+    that minutes of load are not lost to a missing matplotlib at the end."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        return (
+            f"--chart needs matplotlib ({exc}): pip install matplotlib, "
+            'or pip install -e ".[bench]"'
+        )
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    parse_pairs(args.compare)  # a typo fails now, not after the run
+    if args.chart and not args.check:
+        problem = chart_unavailable()
+        if problem:
+            print(problem, file=sys.stderr)
+            return 2
     if args.from_json:
         with open(args.from_json) as f:
             data = json.load(f)
@@ -729,7 +867,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             scenarios.remove(s)
     pairs = [
-        (s, n) for s in scenarios for n in names if s not in SERVERS[n].unsupported
+        (s, n) for s in scenarios for n in names if serves(n, s)
     ]
     estimate = len(pairs) * args.rounds * (args.duration + 1.5)
     print(
@@ -745,7 +883,7 @@ def main(argv: list[str] | None = None) -> int:
         order = names[round_no % len(names) :] + names[: round_no % len(names)]
         for scenario in scenarios:
             for name in order:
-                if scenario in SERVERS[name].unsupported:
+                if not serves(name, scenario):
                     continue
                 rec = run_one(name, scenario, args, tools[scenario], round_no + 1)
                 records.append(rec)
@@ -755,7 +893,7 @@ def main(argv: list[str] | None = None) -> int:
                     else f"FAILED: {rec['failed']}"
                 )
                 print(
-                    f"round {round_no + 1} {scenario:<11} {name:<17} {shown}",
+                    f"round {round_no + 1} {scenario:<11} {name:<21} {shown}",
                     file=sys.stderr,
                 )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import importlib
 import importlib.metadata
+import json
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ WSGI_APP = "benchmarks.apps.wsgi_app:app"
 class Options:
     workers: int = 2
     threads: int = 4  # for the servers that run a blocking app in threads
+    wsgi_app: str = WSGI_APP  # the WSGI servers' app: a scenario may name another
 
 
 @dataclass
@@ -46,6 +48,9 @@ class Server:
         False  # logs "worker ID pid PID served N requests" at exit
     )
     note: str = ""
+    # A known difference of its response head from HEAD_FIELDS, and why: the
+    # server still runs, marked in the tables. An undeclared one is refused.
+    head_differs: str = ""
 
     def missing(self) -> str | None:
         """Why this server cannot run here, or None."""
@@ -104,7 +109,8 @@ def _forker(extra: list[str], app: str | None = None):
         )
         if "--threads" in extra:
             argv[argv.index("--threads") + 1] = str(opts.threads)
-        return argv + ([app] if app else [])
+        chosen = opts.wsgi_app if app == WSGI_APP else app
+        return argv + ([chosen] if chosen else [])
 
     return command
 
@@ -174,7 +180,7 @@ def _gunicorn(worker_class: str):
         )
         if worker_class == "gthread":
             argv += ["--threads", str(opts.threads)]
-        return argv + [WSGI_APP]
+        return argv + [opts.wsgi_app]
 
     return command
 
@@ -197,12 +203,28 @@ def _granian(interface: str, app: str):
             "warning",
             "--backlog",
             "2048",
+            # Its fastest options for this load: HTTP/1 only (no protocol
+            # sniffing), a single-threaded runtime per worker.
+            "--http",
+            "1",
+            "--runtime-mode",
+            "st",
         )
         if interface == "wsgi":
             argv += ["--blocking-threads", str(opts.threads)]
-        return argv + [app]
+        elif _has("uvloop"):
+            argv += ["--loop", "uvloop"]
+        return argv + [opts.wsgi_app if app == WSGI_APP else app]
 
     return command
+
+
+def _has(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def _uvicorn(port: int, opts: Options, tmp: str) -> list[str]:
@@ -223,15 +245,12 @@ def _uvicorn(port: int, opts: Options, tmp: str) -> list[str]:
         "--backlog",
         "2048",
     )
-    try:
-        importlib.import_module("uvloop")
+    if _has("uvloop"):
         argv += ["--loop", "uvloop"]
-    except ImportError:
-        pass
     return argv + ["benchmarks.apps.asgi_app:app"]
 
 
-def _prefork(kind: str):
+def _prefork(kind: str, pinned: bool = False):
     def command(port: int, opts: Options, tmp: str) -> list[str]:
         return _python(
             "-m",
@@ -240,6 +259,8 @@ def _prefork(kind: str):
             "127.0.0.1",
             str(port),
             str(opts.workers),
+            *(["--pin"] if pinned else []),
+            *(["--app", opts.wsgi_app] if opts.wsgi_app != WSGI_APP else []),
         )
 
     return command
@@ -300,6 +321,8 @@ SERVERS: dict[str, Server] = {
             unsupported=("100k", "upload", "sleep1ms"),
             note="python -m forker without an application: the built-in greeting, "
             "answered by the loop without a Python call (as nginx's return)",
+            head_differs="no Content-Type: the built-in greeting's head is fixed in C "
+            "(26 bytes fewer than the others)",
         ),
         Server(
             "forker-reuseport",
@@ -316,6 +339,14 @@ SERVERS: dict[str, Server] = {
             _forker(["--interface", "wsgi", "--threads", "0"], WSGI_APP),
             counts_per_worker=True,
             note="WSGI app, --threads",
+        ),
+        Server(
+            "forker-wsgi-unpinned",
+            "wsgi",
+            ("forker",),
+            _forker(["--interface", "wsgi", "--threads", "0", "--no-cpu-affinity"], WSGI_APP),
+            counts_per_worker=True,
+            note="WSGI app, --threads, workers free to move between CPUs (--no-cpu-affinity)",
         ),
         Server(
             "nginx",
@@ -341,6 +372,8 @@ SERVERS: dict[str, Server] = {
             _gunicorn("sync"),
             package="gunicorn",
             note="sync workers close every connection",
+            head_differs="Connection: close on a keep-alive request (sync workers "
+            "close every connection)",
         ),
         Server(
             "gunicorn-gthread",
@@ -378,11 +411,27 @@ SERVERS: dict[str, Server] = {
             note="pre-forked by benchmarks/apps/prefork.py; one thread per worker",
         ),
         Server(
+            "bjoern-pinned",
+            "wsgi",
+            ("bjoern",),
+            _prefork("bjoern", pinned=True),
+            package="bjoern",
+            note="as bjoern, each worker pinned to its own CPU (os.sched_setaffinity)",
+        ),
+        Server(
             "meinheld",
             "wsgi",
             ("meinheld", "greenlet"),
             _prefork("meinheld"),
             note="pre-forked by benchmarks/apps/prefork.py",
+        ),
+        Server(
+            "meinheld-pinned",
+            "wsgi",
+            ("meinheld", "greenlet"),
+            _prefork("meinheld", pinned=True),
+            package="meinheld",
+            note="as meinheld, each worker pinned to its own CPU (os.sched_setaffinity)",
         ),
         Server(
             "socketify",
@@ -421,6 +470,10 @@ def fetch(
 EXPECTED = {"/": GREETING, "/100k": b"x" * 102400, "/sleep1ms": GREETING}
 
 
+JSON_BODY = {"message": "Hello, World!"}
+FILE_SIZE = 20 << 20
+
+
 def check(port: int, path: str) -> str | None:
     """None when the endpoint answers what every server must answer."""
     try:
@@ -428,13 +481,94 @@ def check(port: int, path: str) -> str | None:
             status, body = fetch(port, path, b"x" * (1 << 20))
             want = b"1048576"
         else:
-            status, body = fetch(port, path)
-            want = EXPECTED[path]
+            status, body = fetch(port, path, timeout=30.0)
+            want = EXPECTED.get(path)
     except (OSError, http.client.HTTPException) as exc:
         return f"{path}: {type(exc).__name__}: {exc}"
+    if path == "/json":  # Flask, Django and json.dumps space it differently
+        try:
+            ok = status == 200 and json.loads(body) == JSON_BODY
+        except ValueError:
+            ok = False
+        if not ok:
+            return f"{path}: status {status}, body {body[:60]!r}"
+        return None
+    if path == "/file20m":
+        if status != 200 or len(body) != FILE_SIZE or body[:4] != b"yyyy":
+            return f"{path}: status {status}, {len(body)} bytes"
+        return None
     if status != 200 or body != want:
         return f"{path}: status {status}, body {body[:40]!r} ({len(body)} bytes)"
     return None
+
+
+# The fields every server's answer to GET / must carry, with their values, so
+# that the bytes on the wire compare: a Content-Type on every side. Server,
+# Date and Connection vary (bjoern sends neither Server nor Date; nginx,
+# gunicorn and bjoern add "Connection: keep-alive") and are only reported, by
+# the head's size.
+HEAD_FIELDS = {"content-type": "text/plain", "content-length": str(len(GREETING))}
+
+
+def raw_head(port: int, path: str = "/", timeout: float = 5.0) -> bytes:
+    """The response head to a plain HTTP/1.1 GET, as sent: status line and
+    fields up to and including the blank line."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        raise OSError(f"no complete response head in {data[:80]!r}")
+    return data[: end + 4]
+
+
+def head_fields(head: bytes) -> dict[str, str]:
+    """The head's fields, names lower-cased (the last of repeated ones)."""
+    fields = {}
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        if ":" in line:
+            name, value = line.split(":", 1)
+            fields[name.strip().lower()] = value.strip()
+    return fields
+
+
+def head_differences(head: bytes) -> list[str]:
+    """How the head departs from HEAD_FIELDS; empty when it does not."""
+    fields = head_fields(head)
+    out = []
+    for name, want in HEAD_FIELDS.items():
+        got = fields.get(name)
+        if got is None:
+            out.append(f"no {name.title()}")
+        elif got.lower() != want:
+            out.append(f"{name.title()}: {got} (not {want})")
+    # The request asked for nothing: an HTTP/1.1 server that closes here
+    # closes every keep-alive connection, and its keep-alive figures are
+    # a connection per request.
+    if fields.get("connection", "").lower() == "close":
+        out.append("Connection: close on a keep-alive request")
+    return out
+
+
+def check_head(server: Server, port: int) -> tuple[int, str | None, str | None]:
+    """(head bytes, a refusal, a declared difference) for GET /. A difference
+    the server does not declare in head_differs is a refusal."""
+    try:
+        head = raw_head(port)
+    except OSError as exc:
+        return 0, f"head of /: {type(exc).__name__}: {exc}", None
+    differences = head_differences(head)
+    if not differences:
+        return len(head), None, None
+    text = ", ".join(differences)
+    if server.head_differs:
+        return len(head), None, text
+    return len(head), f"response head differs from the others: {text}", None
 
 
 _WORKER_LINE = re.compile(r"worker (\d+) pid (\d+) served (\d+) requests")
@@ -482,6 +616,43 @@ def group_cpu_ticks(pgid: int) -> int:
     return total
 
 
+def _group_states(pgid: int) -> tuple[int, str]:
+    """CPU ticks and the run states of the live processes of a process group."""
+    ticks, states = 0, ""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            ticks += int(fields[11]) + int(fields[12])
+            states += fields[0]
+    return ticks, states
+
+
+def wait_settled(pgid: int, window: float = 0.1, timeout: float = 5.0) -> bool:
+    """Wait until no process of the group runs and their CPU time has not
+    grown for `window` seconds: every worker has finished starting (importing
+    the app) and waits for connections. The first answer to GET / only says
+    that one worker is ready; a load that starts while another still imports
+    puts all of its keep-alive connections on the ready one (a balance of
+    2.00). False when the group never settled within the timeout."""
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        ticks, states = _group_states(pgid)
+        now = time.monotonic()
+        if "R" in states or ticks != last:
+            last, since = ticks, now
+        elif now - since >= window:
+            return True
+        time.sleep(0.01)
+    return False
+
+
 def group_memory_kb(pgid: int) -> dict[int, tuple[int, int]]:
     """(RSS, PSS) in KiB of every live process in the process group. RSS counts
     the pages a worker shares with the master (copy-on-write) in both; PSS
@@ -505,6 +676,7 @@ class Running:
     log_path: str
     command: list[str]
     startup_s: float = 0.0
+    settled: bool = False  # every process idle before the load (wait_settled)
     log: str = ""
     rss_kb: dict[int, int] = field(default_factory=dict)
 
@@ -545,6 +717,7 @@ def start(
             status, body = fetch(port, "/", timeout=2.0)
             if status == 200 and body == GREETING:
                 running.startup_s = time.monotonic() - began
+                running.settled = wait_settled(proc.pid)
                 return running
             problem = f"GET / gave status {status}, body {body[:40]!r}"
             break

@@ -235,3 +235,201 @@ def test_cpu_per_request_against_forker():
     assert proc.returncode == 0, proc.stderr
     line = proc.stdout.strip().splitlines()[-1]
     assert line.split()[0] == "forker" and float(line.split()[1]) > 0, proc.stdout
+
+
+def test_response_heads_must_carry_the_same_fields():
+    nginx = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: x\r\nContent-Type: text/plain\r\n"
+             b"Content-Length: 11\r\nConnection: keep-alive\r\n\r\n")  # fmt: skip
+    assert servers.head_differences(nginx) == []
+    granian = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 11\r\n\r\n"
+    assert servers.head_differences(granian) == []
+    bare = b"HTTP/1.1 200 OK\r\nServer: forker\r\nContent-Length: 11\r\n\r\n"
+    assert servers.head_differences(bare) == ["no Content-Type"]
+    html = bare.replace(b"Server: forker", b"Content-Type: text/html")
+    assert servers.head_differences(html) == ["Content-Type: text/html (not text/plain)"]
+
+
+def test_an_undeclared_head_difference_is_refused(monkeypatch):
+    bare = b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n"
+    monkeypatch.setattr(servers, "raw_head", lambda port: bare)
+    plain = servers.SERVERS["forker"]
+    assert plain.head_differs == ""
+    size, refused, declared = servers.check_head(plain, 1)
+    assert size == len(bare) and declared is None
+    assert refused == "response head differs from the others: no Content-Type"
+    greeting = servers.SERVERS["forker-greeting"]
+    assert servers.check_head(greeting, 1) == (len(bare), None, "no Content-Type")
+
+
+def test_a_declared_head_difference_is_marked_in_the_tables():
+    records = [
+        {"round": 1, "server": "forker", "scenario": "keepalive", "tool": "wrk",
+         "rps": 100.0, "errors": 0, "requests": 100, "head_bytes": 118},
+        {"round": 1, "server": "forker-greeting", "scenario": "keepalive", "tool": "wrk",
+         "rps": 120.0, "errors": 0, "requests": 120, "head_bytes": 92,
+         "head_differs": "no Content-Type"},
+    ]  # fmt: skip
+    summary = run.summarize(records)
+    assert summary["keepalive"]["forker-greeting"]["head_bytes"] == 92
+    text = run.tables(summary, ["keepalive"], markdown=True)
+    assert "| forker-greeting * | wrk |" in text and "| forker | wrk |" in text
+    assert "* forker-greeting: its response head differs" in text
+
+
+def test_peers_at_their_best_command_lines(tmp_path):
+    from benchmarks.apps import prefork
+
+    assert prefork.worker_cpus(2, {1, 0}) == [0, 1]
+    assert prefork.worker_cpus(3, {4, 2}) == [2, 4, 2]
+    opts = servers.Options(workers=2, threads=1)
+    pinned = servers.SERVERS["bjoern-pinned"].command(8000, opts, str(tmp_path))
+    assert pinned[-1] == "--pin" and "--pin" not in servers.SERVERS["bjoern"].command(
+        8000, opts, str(tmp_path)
+    )
+    granian = servers.SERVERS["granian-wsgi"].command(8000, opts, str(tmp_path))
+    for flag, value in (("--http", "1"), ("--runtime-mode", "st"), ("--blocking-threads", "1")):
+        assert granian[granian.index(flag) + 1] == value
+    unpinned = servers.SERVERS["forker-wsgi-unpinned"].command(8000, opts, str(tmp_path))
+    assert "--no-cpu-affinity" in unpinned and unpinned[unpinned.index("--threads") + 1] == "1"
+    servers.SERVERS["nginx-pinned"].command(8000, opts, str(tmp_path))
+    assert "worker_cpu_affinity auto;" in (tmp_path / "nginx.conf").read_text()
+
+
+def test_one_round_has_no_spread():
+    records = [{"round": 1, "server": "forker", "scenario": "keepalive", "tool": "wrk",
+                "rps": 100.0, "errors": 0, "requests": 100}]  # fmt: skip
+    summary = run.summarize(records)
+    assert summary["keepalive"]["forker"]["spread_pct"] is None
+    text = run.tables(summary, ["keepalive"], markdown=True)
+    assert "| n/a |" in text and "±0.0%" not in text
+    records.append(dict(records[0], round=2, rps=120.0))
+    assert "±9.1%" in run.tables(run.summarize(records), ["keepalive"], markdown=True)
+
+
+def test_chart_without_matplotlib_fails_before_the_run(monkeypatch, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.split(".")[0] == "matplotlib":
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    started = []
+    monkeypatch.setattr(run, "run_one", lambda *a, **k: started.append(a))
+    monkeypatch.setattr(run.servers, "start", lambda *a, **k: started.append(a))
+    assert run.main(["--servers", "forker", "--chart", "x.png", "--rounds", "1"]) == 2
+    assert started == [] and "--chart needs matplotlib" in capsys.readouterr().err
+
+
+def test_the_seed_command_and_its_fallbacks(monkeypatch):
+    monkeypatch.setattr(loadtools, "_oha_json_flags", lambda: ["--output-format", "json"])
+    oha = loadtools.build_command("oha", _spec("seed"))
+    assert oha[-6:] == ["-c", "500", "-n", "200000", "--disable-keepalive",
+                        "http://127.0.0.1:9/"]  # fmt: skip
+    assert "--latency-correction" in oha
+    wrk = loadtools.build_command("wrk", _spec("seed"))
+    assert wrk[wrk.index("-c") + 1] == "500" and wrk[-2:] == ["--", "close"]
+    h2 = loadtools.build_command("h2load", _spec("seed"))
+    assert h2[h2.index("-c") + 1] == "500" and h2[h2.index("-n") + 1] == "200000"
+    assert "Connection: close" in h2
+    # --connections still overrides the scenario's own count
+    assert "50" in loadtools.build_command("wrk", _spec("seed", connections=50))
+    monkeypatch.setattr(loadtools, "available", lambda tool: tool != "oha")
+    assert loadtools.pick_tool(SCENARIOS["seed"]) == "wrk"
+
+
+def test_worker_balance_names_idle_workers():
+    assert run.worker_spread([120, 80]) == "max/mean 1.20"
+    assert run.worker_spread([166638, 0]) == "max/mean 2.00, 1 of 2 workers idle"
+    assert run.worker_spread([239767, 3]) == "max/mean 2.00, 1 of 2 workers idle"
+    assert run.worker_spread([0, 0]) == "-"
+
+
+def test_paired_ratios_of_any_two_servers():
+    records = [
+        {"round": i, "server": name, "scenario": "keepalive", "tool": "wrk", "rps": rps}
+        for name, values in (("forker-unpinned", [100.0, 90.0, 130.0]),
+                             ("nginx", [80.0, 100.0, 100.0]))
+        for i, rps in enumerate(values, 1)
+    ]  # fmt: skip
+    pairs = run.parse_pairs("forker-unpinned:nginx")
+    text = run.comparisons(records, pairs, ["keepalive", "nokeepalive"], markdown=True)
+    assert "| forker-unpinned / nginx | keepalive | 1.25 | 0.90-1.30 | 3 |" in text
+    assert "nokeepalive" not in text
+    with pytest.raises(SystemExit):
+        run.parse_pairs("forker-unpinned")
+    with pytest.raises(SystemExit):
+        run.parse_pairs("forker:nope")
+
+
+def test_a_server_closing_keep_alive_connections_is_refused():
+    meinheld_default = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n"
+                        b"Connection: close\r\n\r\n")  # fmt: skip
+    assert servers.head_differences(meinheld_default) == [
+        "Connection: close on a keep-alive request"
+    ]
+    assert servers.SERVERS["gunicorn-sync"].head_differs  # declared: it never keeps alive
+    assert not servers.SERVERS["meinheld"].head_differs
+
+
+def test_real_application_scenarios_run_on_the_wsgi_servers_with_their_app(tmp_path):
+    assert run.serves("forker-wsgi", "flask") and run.serves("bjoern-pinned", "django")
+    assert not run.serves("forker", "flask") and not run.serves("nginx", "file20m")
+    assert run.serves("forker", "100k") and not run.serves("nginx", "sleep1ms")
+    args = run.parse_args(["--threads", "1"])
+    opts = run.options(args, "flask")
+    assert opts.wsgi_app == "benchmarks.apps.flask_app:app" and opts.threads == 1
+    assert run.options(args, "json").wsgi_app == servers.WSGI_APP
+    for name in ("forker-wsgi", "gunicorn-gthread", "granian-wsgi"):
+        argv = servers.SERVERS[name].command(8000, opts, str(tmp_path))
+        assert argv[-1] == "benchmarks.apps.flask_app:app", name
+    bjoern = servers.SERVERS["bjoern-pinned"].command(8000, opts, str(tmp_path))
+    assert bjoern[-2:] == ["--app", "benchmarks.apps.flask_app:app"]
+    native = servers.SERVERS["forker"].command(8000, opts, str(tmp_path))
+    assert native[-1] == "benchmarks.apps.native_app:app"
+
+
+def test_json_and_file_answers_are_checked_by_meaning_and_size(monkeypatch):
+    answers = {}
+    monkeypatch.setattr(servers, "fetch", lambda port, path, body=None, timeout=5.0: answers[path])
+    answers["/json"] = (200, b'{"message":"Hello, World!"}\n')  # Flask's spacing
+    assert servers.check(1, "/json") is None
+    answers["/json"] = (200, b'{"message": "Hello!"}')
+    assert servers.check(1, "/json").startswith("/json: status 200")
+    answers["/file20m"] = (200, b"y" * (20 << 20))
+    assert servers.check(1, "/file20m") is None
+    answers["/file20m"] = (200, b"y" * 3932160)
+    assert servers.check(1, "/file20m") == "/file20m: status 200, 3932160 bytes"
+
+
+def test_fixed_rate_through_h2load_and_its_log(monkeypatch):
+    monkeypatch.setattr(loadtools, "available", lambda tool: True)
+    assert loadtools.pick_tool(SCENARIOS["rate20k"]) == "h2load"
+    assert loadtools.pick_tool(SCENARIOS["rate20k"], "wrk") is None
+    cmd = loadtools.build_command("h2load", _spec("rate20k"), log_file="/tmp/l")
+    assert "--rps=200" in cmd and "--log-file=/tmp/l" in cmd and "-D" in cmd
+    assert "--rps=400" in loadtools.build_command("h2load", _spec("rate20k", connections=50))
+    log = "".join(f"1700000000{i:06d}\t200\t{(i + 1) * 10}\n" for i in range(1000))
+    p50, p99, p999 = loadtools.h2load_log_latency(log)
+    assert (p50, p99, p999) == (5.01, 9.91, 10.0)
+    assert loadtools.h2load_log_latency("") == (None, None, None)
+
+
+def test_start_waits_until_every_process_is_idle():
+    """A stand-in worker that keeps a CPU busy for 0.4 s after its start, as
+    a worker importing the app does while another already answers."""
+    import time
+
+    busy = "import time\nend = time.monotonic() + 0.4\nwhile time.monotonic() < end: pass\ntime.sleep(30)"
+    proc = subprocess.Popen([sys.executable, "-c", busy], start_new_session=True)
+    try:
+        began = time.monotonic()
+        assert servers.wait_settled(proc.pid, window=0.1, timeout=5.0)
+        assert time.monotonic() - began >= 0.4
+        assert not servers.wait_settled(os.getpgid(0), window=10.0, timeout=0.2)
+    finally:
+        proc.kill()
+        proc.wait()
