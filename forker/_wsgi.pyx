@@ -5,10 +5,11 @@ and write, the checks PEP 3333 asks of the response, and its body.
 forker.wsgi.WSGIHandler subclasses Core: it computes what stays the same
 between requests (the constant environ, the trusted proxies) and keeps the
 rare paths (forwarded headers) in Python; the engine's call goes straight to
-Core.__call__. A request is the engine's Request, which hands over what the
-environ is made of in one call and is answered with a forker._worker.Reply
-(a Response's four fields, which the engine reads without attribute
-lookups), or any object with the same attributes, answered with a Response."""
+Core.__call__. A request is the engine's Request, whose fields are read
+through its C declarations (forker/_worker.pxd), answered with a
+forker._worker.Reply (a Response's four fields, which the engine reads without
+attribute lookups), or any object with the same attributes, answered with a
+Response."""
 
 cimport cython
 from cpython.dict cimport PyDict_Copy, PyDict_SetDefault
@@ -16,23 +17,18 @@ from cpython.object cimport PyObject
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.stdlib cimport free, malloc
 
+from forker._platform cimport PyUnicode_1BYTE_DATA, PyUnicode_1BYTE_KIND, PyUnicode_KIND
+from forker._worker cimport Reply, Request
+
 import logging
 import re
 import sys
 from io import BytesIO
 from urllib.parse import unquote_to_bytes
 
-from ._worker import Reply
-from ._worker import Request as EngineRequest
 from ._worker import standard_reason
 from .errors import RequestBodyError
 from .response import Response
-
-cdef extern from "Python.h":
-    int PyUnicode_KIND(object s)
-    const unsigned char *PyUnicode_1BYTE_DATA(object s)
-    enum:
-        PyUnicode_1BYTE_KIND
 
 log = logging.getLogger("forker.wsgi")
 
@@ -67,6 +63,7 @@ cdef dict PROXY_KEYS = {K_FORWARDED: K_FORWARDED, K_FOR: K_FOR, K_PROTO: K_PROTO
 # requests have (set again only when the request's differs) or None.
 cdef str GET = "GET"
 cdef str HTTP11 = "HTTP/1.1"
+cdef str HTTP10 = "HTTP/1.0"
 cdef dict REQUEST_KEYS = {
     "REQUEST_METHOD": GET, "PATH_INFO": None, "QUERY_STRING": "", "RAW_URI": None,
     "REQUEST_URI": None, "SERVER_PROTOCOL": HTTP11, "REMOTE_ADDR": None, "REMOTE_PORT": None,
@@ -191,8 +188,14 @@ cdef tuple split_host(str host, str default_port):
 
 cdef object respond(object body, int status, list headers, object reason, bint engine):
     """The answer: a Reply for the engine's own requests, else a Response."""
+    cdef Reply reply
     if engine:
-        return Reply(body, status, headers, reason)
+        reply = Reply.__new__(Reply)
+        reply.body = body
+        reply.status = status
+        reply.headers = headers
+        reply.reason = reason
+        return reply
     cdef object response = Response.__new__(Response)
     response.body = body
     response.status = status
@@ -355,7 +358,7 @@ cdef class Core:
         self._host = (None, None, None)
 
     def __call__(self, request):
-        return self._run(self._environ(request), type(request) is EngineRequest)
+        return self._run(self._environ(request), type(request) is Request)
 
     # -- the environ ---------------------------------------------------------------
 
@@ -366,14 +369,28 @@ cdef class Core:
         cdef Py_ssize_t i, n, size
         cdef PyObject *old
         cdef list fields
-        cdef tuple parts
+        cdef Request req
         cdef str method, target, path, query, version, scheme, host, key
-        if type(request) is EngineRequest:
-            parts = request._wsgi_parts()
+        if type(request) is Request:  # the engine's: its fields read in C
+            req = <Request>request
+            method = req._get_method()
+            target = req._get_target()
+            path = req._get_path()
+            query = req._get_query()
+            version = HTTP11 if req._minor == 1 else HTTP10
+            scheme = req._scheme()
+            if req._remote_addr is None:
+                req._peer()
+            remote = req._remote_addr
+            port = req._remote_port
+            fields = req._flat_fields()  # before the host, which it decodes too
+            host = req._get_host()
+            body = req._get_stream() if req._conn.body_stream else req._get_body()
+            # not when a PROXY protocol header left the balancer as the peer
+            named = not req._conn.proxy_local
         else:
-            parts = request_parts(request)
-        (method, target, path, query, version, scheme, host, body, remote, port, fields,
-         named) = parts
+            (method, target, path, query, version, scheme, host, body, remote, port, fields,
+             named) = request_parts(request)
         if scheme != "http":
             environ["wsgi.url_scheme"] = scheme
         if "%" in path:
@@ -614,7 +631,7 @@ cdef class Core:
 
 
 cdef tuple request_parts(request):
-    """What the engine's Request._wsgi_parts() gives, read from the attributes
+    """What _environ reads of the engine's Request, read from the attributes
     of any other request object."""
     cdef list fields = []
     for name, value in request.headers:
