@@ -100,6 +100,9 @@ cdef class Stream:
     cdef void close(self)
 
 
+cdef bytes error_body(int status)
+
+
 # -- handler threads (engine/threads.pxi) --------------------------------------------
 
 cdef class Job:

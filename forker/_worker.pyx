@@ -46,9 +46,6 @@ log = logging.getLogger("forker.error")
 # raise them (worker.py installs handlers for SIGINT and SIGTERM).
 HANDLER_ERRORS = (Exception, SystemExit, KeyboardInterrupt)
 
-cdef bytes ERROR_BODY = b"500 Internal Server Error\n"
-cdef bytes ERROR_FIELDS = b"Content-Type: text/plain; charset=utf-8\r\n"
-
 
 class EngineError(OSError):
     """The C loop could not be set up (errno from the failing call)."""

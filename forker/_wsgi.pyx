@@ -18,7 +18,8 @@ from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.stdlib cimport free, malloc
 
 from forker._platform cimport PyUnicode_1BYTE_DATA, PyUnicode_1BYTE_KIND, PyUnicode_KIND
-from forker._worker cimport Reply, Request
+from forker._csrc cimport fk_field_value_check, fk_tchar
+from forker._worker cimport Reply, Request, error_body
 
 import logging
 import re
@@ -39,7 +40,7 @@ cdef frozenset HOP_BY_HOP = frozenset((
     "te", "trailer", "trailers", "transfer-encoding", "upgrade",
 ))
 
-cdef bytes ERROR_BODY = b"Internal Server Error\n"
+cdef bytes ERROR_BODY = error_body(500)
 cdef list ERROR_FIELDS = [("Content-Type", "text/plain; charset=utf-8")]
 
 cdef object status_line = re.compile(r"([1-9][0-9][0-9])(?: ([^\r\n\x00]*))?\Z").match
@@ -95,37 +96,25 @@ class WSGIError(Exception):
     """The application broke a PEP 3333 rule the server has to enforce."""
 
 
-cdef inline bint token_char(Py_UCS4 c):
-    return (u"0" <= c <= u"9" or u"a" <= c <= u"z" or u"A" <= c <= u"Z"
-            or c in u"!#$%&'*+-.^_`|~")
-
-
 cdef bint is_token(str text):
+    """Whether text is a token (fk_tchar, the table the C core checks with)."""
     cdef Py_UCS4 c
     if not text:
         return False
     for c in text:
-        if not token_char(c):
+        if c > 0xFF or not fk_tchar[c]:
             return False
     return True
 
 
 cpdef bint bad_value(str text):
-    """Whether text cannot be a field value: CR, LF or NUL (header injection),
-    or a character beyond latin-1 (PEP 3333 "native strings")."""
-    cdef Py_UCS4 c
-    cdef const unsigned char *data
-    cdef Py_ssize_t i
-    if PyUnicode_KIND(text) == PyUnicode_1BYTE_KIND:  # latin-1 already
-        data = PyUnicode_1BYTE_DATA(text)
-        for i in range(len(text)):
-            if data[i] == c"\r" or data[i] == c"\n" or data[i] == 0:
-                return True
-        return False
-    for c in text:
-        if c == u"\r" or c == u"\n" or c == 0 or c > 0xFF:
-            return True
-    return False
+    """Whether text cannot be a field value: a control character but HTAB (CR,
+    LF and NUL would split the head), checked by the C core's rule
+    (fk_field_value_check), or a character beyond latin-1 (PEP 3333 "native
+    strings"), which a str of more than one byte per character always holds."""
+    if PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND:
+        return True
+    return fk_field_value_check(<const char *>PyUnicode_1BYTE_DATA(text), len(text)) != 0
 
 
 cdef inline int hex_value(unsigned char c) noexcept:

@@ -29,6 +29,8 @@ cdef class Reply:
         return f"<Reply {self.status} {type(self.body).__name__}>"
 
 
+cdef bytes ERROR_FIELDS = b"Content-Type: text/plain; charset=utf-8\r\n"
+cdef bytes ERROR_BODY = error_body(500)
 cdef Plan ERROR_PLAN = Plan()
 ERROR_PLAN.status = 500
 ERROR_PLAN.fields = ERROR_FIELDS
@@ -37,8 +39,12 @@ ERROR_PLAN.length = len(ERROR_BODY)
 ERROR_PLAN.body = ERROR_BODY
 
 
-cdef dict BODY_ERROR_REASONS = {400: "Bad Request", 408: "Request Timeout",
-                                413: "Content Too Large"}
+cdef bytes error_body(int status):
+    """The body of an error the server answers itself: "500 Internal Server
+    Error\n", as the loop's own errors (fk_error_body)."""
+    cdef char buf[FK_ERROR_BODY_MAX]
+    cdef int n = fk_error_body(buf, sizeof(buf), status)
+    return buf[:n] if n > 0 else b""
 
 
 cdef Plan failure_plan(object exc, Request req):
@@ -54,7 +60,7 @@ cdef Plan failure_plan(object exc, Request req):
     plan.status = exc.status
     plan.fields = ERROR_FIELDS
     plan.flags = FK_RESP_CLOSE
-    plan.body = f"{plan.status} {BODY_ERROR_REASONS.get(plan.status, '')}\n".encode()
+    plan.body = error_body(plan.status)
     plan.length = len(plan.body)
     return plan
 
@@ -166,8 +172,7 @@ def standard_reason(int status):
 
 cdef Py_ssize_t plan_sent(Plan plan, Request req):
     """Body bytes a complete plan puts on the wire."""
-    if plan.body is None or req._is_head() or not (200 <= plan.status and plan.status != 204
-                                                    and plan.status != 304):
+    if plan.body is None or req._is_head() or not fk_status_has_body(plan.status):
         return 0
     return PyBytes_GET_SIZE(plan.body)
 
@@ -205,19 +210,6 @@ cdef int put(char *stack, size_t *used, fk_buf *out, const char *p, size_t n) no
     return fk_buf_append(out, p, n)
 
 
-cdef int64_t content_length(const char *v, Py_ssize_t n) noexcept:
-    """A Content-Length value: 1 to 18 ASCII digits; -1 for anything else."""
-    cdef int64_t length = 0
-    cdef Py_ssize_t i
-    if n < 1 or n > 18:
-        return -1
-    for i in range(n):
-        if not c"0" <= v[i] <= c"9":
-            return -1
-        length = length * 10 + (v[i] - c"0")
-    return length
-
-
 cdef void build_fields(Plan plan, object headers) except *:
     """Validates the handler's header fields and joins them as the plan's field
     lines. Framing fields are the loop's business: Content-Length becomes the
@@ -241,7 +233,7 @@ cdef void build_fields(Plan plan, object headers) except *:
                 raise ValueError(f"invalid response header {name!r}: {value!r}")
             kind = fk_field_kind(n, nlen)
             if kind == FK_FIELD_CONTENT_LENGTH:
-                length = content_length(v, vlen)
+                length = fk_parse_content_length(v, vlen)
                 if length < 0:
                     raise ValueError(f"invalid Content-Length {value!r}")
                 continue
