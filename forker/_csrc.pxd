@@ -184,11 +184,16 @@ cdef extern from "fk_clock.h" nogil:
     uint64_t fk_now_ms()
 
 cdef extern from "fk_metrics.h" nogil:
+    # the shared worker slot, word offsets (FK_SLOT_FIELDS)
     enum:
         FK_SLOT_WORDS
+        FK_SLOT_BYTES
         FK_SLOT_HEARTBEAT
         FK_SLOT_BUSY_SINCE
         FK_SLOT_TEXT
+        FK_SLOT_TEXT_SIZE
+        FK_HIST_BUCKETS
+    const uint64_t fk_hist_bounds_us[]
 
 cdef extern from "fk_proxy.h" nogil:
     ctypedef struct fk_net:
@@ -225,8 +230,6 @@ cdef extern from "fk_loop.h" nogil:
 
     ctypedef struct fk_loop:
         pass
-    enum:
-        FK_SLOT_TEXT_SIZE
 
     fk_loop *fk_loop_create(const fk_loop_config *cfg)
     void fk_loop_destroy(fk_loop *l)

@@ -158,3 +158,6 @@ def trim_memory() -> bool:
 
 def set_parent_death_signal(signum: int) -> None:
     """Have the kernel send signum to this process when its parent thread dies."""
+
+def slot_layout() -> Dict[str, Any]:
+    """The shared worker slot as csrc/fk_metrics.h lays it out."""

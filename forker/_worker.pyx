@@ -74,3 +74,36 @@ def set_parent_death_signal(int signum):
     """Have the kernel send signum to this process when its parent thread dies."""
     if prctl(PR_SET_PDEATHSIG, <unsigned long>signum, 0, 0, 0) != 0:
         raise OSError(errno, f"prctl(PR_SET_PDEATHSIG): {os.strerror(errno)}")
+
+
+cdef extern from *:
+    """
+    #include "fk_metrics.h"
+    typedef struct { const char *name; int word; int words; } fk_slot_field;
+    #define FK_SLOT_ENTRY(name, word, words) {#name, word, words},
+    static const fk_slot_field fk_slot_fields[] = {FK_SLOT_FIELDS(FK_SLOT_ENTRY)};
+    #undef FK_SLOT_ENTRY
+    #define FK_SLOT_NFIELDS (sizeof(fk_slot_fields) / sizeof(fk_slot_fields[0]))
+    """
+    ctypedef struct fk_slot_field:
+        const char *name
+        int word
+        int words
+    const fk_slot_field fk_slot_fields[]
+    size_t FK_SLOT_NFIELDS
+
+
+def slot_layout():
+    """The shared worker slot as csrc/fk_metrics.h lays it out (FK_SLOT_FIELDS):
+    {"size": bytes, "fields": {name: (byte offset, bytes)}, "text_size": bytes
+    of the request text, "hist_buckets": n, "hist_bounds_us": (...)}, names
+    lower case. forker/shm.py reads the slot with these (tests/test_metrics.py)."""
+    cdef size_t i
+    fields = {}
+    for i in range(FK_SLOT_NFIELDS):
+        fields[fk_slot_fields[i].name.decode("ascii").lower()] = (
+            fk_slot_fields[i].word * 8, fk_slot_fields[i].words * 8)
+    return {"size": FK_SLOT_BYTES, "fields": fields, "text_size": FK_SLOT_TEXT_SIZE,
+            "hist_buckets": FK_HIST_BUCKETS,
+            "hist_bounds_us": tuple(fk_hist_bounds_us[i] for i in range(FK_HIST_BUCKETS - 1))}
+

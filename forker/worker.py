@@ -10,11 +10,9 @@ handler (already wrapped for its interface), `listeners` the list of listening
 sockets inherited from the master, `worker_id` a small int (0..workers-1,
 reused by a respawn), `slot` a writable 512-byte memoryview into memory shared
 with the master (None when run without a master), `schemes` "http" or "https"
-for each listener (forker.tls.listener_schemes), and where the C loop stores, as
-native-endian uint64 at these offsets:
-    0  heartbeat: CLOCK_MONOTONIC milliseconds, written every loop turn
-    8  requests served so far
-    16 busy_since: CLOCK_MONOTONIC ms when the running handler call started, 0 idle
+for each listener (forker.tls.listener_schemes). The C loop writes its
+heartbeat, counters and running request into `slot`, laid out in
+csrc/fk_metrics.h (read by forker/shm.py).
 Signals in the worker: TERM = graceful stop (drain the accept queue, give up
 the listening sockets, finish in-flight requests, close idle kept-alive
 connections at their keep-alive deadline, exit 0 within

@@ -39,8 +39,8 @@ cdef class Engine:
             engine["body_buffer_size"] = BODY_BUFFER_SIZE if threads > 1 else 0
         if slot is not None:
             view = slot
-            if view.shape[0] < FK_SLOT_WORDS * 8:
-                raise ValueError(f"slot must hold at least {FK_SLOT_WORDS * 8} bytes")
+            if view.shape[0] < FK_SLOT_BYTES:
+                raise ValueError(f"slot must hold at least {FK_SLOT_BYTES} bytes")
             self.slot = <uint64_t *>&view[0]
             self.slot_view = slot
             engine["slot"] = slot
