@@ -126,6 +126,9 @@ class Engine:
         tick: Optional[Callable[[], Any]] = None,
         threads: int = 1,
         schemes: Optional[Iterable[str]] = None,
+        constant_body: Optional[bytes] = None,
+        ticket_keys: Optional[bytes] = None,
+        ssl_context: Optional[Any] = None,
     ) -> None: ...
     @property
     def served(self) -> int: ...

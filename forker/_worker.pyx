@@ -34,7 +34,6 @@ import stat
 
 from _thread import allocate_lock
 
-from .app import greeting
 from .errors import RequestBodyError
 from .response import Response
 

@@ -21,7 +21,12 @@ cdef class Engine:
 
     def __init__(self, app, config, listeners, slot=None, int wake_fd=-1, int parent_pid=0,
                  max_requests=0, access_log=None, tick=None, int threads=1,
-                 schemes=None):
+                 schemes=None, constant_body=None, bytes ticket_keys=None, ssl_context=None):
+        """constant_body: the bytes app always answers (the built-in greeting),
+        which the loop then answers itself when nothing is logged. ticket_keys
+        and ssl_context: what an https listener's TLS context is made with
+        (forker.tls.ticket_keys(), the checked ssl.SSLContext of the option,
+        or None for the configuration's certificate files)."""
         cdef unsigned char[:] view
         cdef fk_net *nets
         self.app = app
@@ -44,10 +49,10 @@ cdef class Engine:
             self.slot = <uint64_t *>&view[0]
             self.slot_view = slot
             engine["slot"] = slot
-        if app is greeting and access_log is None:
+        if constant_body is not None and access_log is None:
             # A constant answer needs no Python call: the loop gives it itself,
             # as nginx does a `return` (nothing to log, no handler to time).
-            engine["constant_body"] = greeting(None)
+            engine["constant_body"] = constant_body
         if config.proxy_protocol:
             allowed = proxy_networks(config.forwarded_allow_ips)
             packed = bytearray(sizeof(fk_net) * (len(allowed) or 1))
@@ -79,7 +84,7 @@ cdef class Engine:
             raise ValueError(f"schemes: expected 'http' or 'https' for each of the "
                              f"{len(listeners)} listeners, got {schemes!r}")
         if "https" in schemes:
-            self.tls_ctx = tls_context(config, self.tls_keep)
+            self.tls_ctx = tls_context(config, ticket_keys, ssl_context, self.tls_keep)
         for sock, scheme in zip(listeners, schemes):
             if scheme == "https":
                 rc = fk_loop_add_tls_listener(self.loop, sock.fileno(), self.tls_ctx)

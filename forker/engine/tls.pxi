@@ -46,26 +46,25 @@ def check_ssl_context(context):
     openssl_context(context)
 
 
-cdef fk_tls_ctx *tls_context(config, list keep) except NULL:
-    """A server context: config.ssl_context's, or one made from the files of
-    config.certfile, keyfile and ca_certs with cert_reqs and ciphers; raises
+cdef fk_tls_ctx *tls_context(config, bytes keys, context, list keep) except NULL:
+    """A server context: the OpenSSL one of context (an ssl.SSLContext the
+    worker checked, forker.tls.context_from), or without one a context made from
+    the files of config.certfile, keyfile and ca_certs with cert_reqs and
+    ciphers; keys are the session ticket keys the workers share. Raises
     ConfigError naming the file or setting at fault. keep receives what must
     stay alive as long as the context."""
     from .errors import ConfigError
-    from .tls import context_from, ticket_keys
     cdef fk_tls_options o
     cdef fk_tls_ctx *ctx
     cdef char err[1024]
     cdef bytes certfile, keyfile, ca_certs, ciphers
-    cdef bytes keys = ticket_keys()
-    if len(keys) != FK_TLS_TICKET_KEYS:
+    if keys is None or len(keys) != FK_TLS_TICKET_KEYS:
         raise ValueError("session ticket keys of the wrong length")
     try:
         tls_library()
     except OSError as exc:
         raise ConfigError(f"certfile: TLS is not available: {exc}") from None
-    if config.ssl_context is not None:
-        context = context_from(config.ssl_context)
+    if context is not None:
         keep.append(context)
         ctx = fk_tls_ctx_adopt(openssl_context(context),
                                <const unsigned char *>PyBytes_AS_STRING(keys), err, sizeof(err))
