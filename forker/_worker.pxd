@@ -10,9 +10,9 @@ from forker._csrc cimport *
 cdef class Engine
 cdef class Request
 cdef class BodyStream
-cdef class Plan
-cdef class Stream
-cdef class Job
+cdef class ResponsePlan
+cdef class ResponseStream
+cdef class HandlerJob
 
 
 # -- the request side (engine/request.pxi) ---------------------------------------
@@ -74,7 +74,7 @@ cdef class Reply:
     cdef readonly object reason
 
 
-cdef class Plan:
+cdef class ResponsePlan:
     cdef int status
     cdef bytes reason
     cdef bytes fields
@@ -86,10 +86,10 @@ cdef class Plan:
     cdef int64_t file_offset
 
 
-cdef class Stream:
+cdef class ResponseStream:
     cdef object iterator
     cdef object source  # the object whose close() we owe (PEP 3333)
-    cdef unsigned int generation  # of the slot, and
+    cdef unsigned int generation  # of the connection, and
     cdef unsigned int request_id  # of the request on it, that this answers
     cdef Request req    # whose streamed body ends with the response
     cdef bint logged    # the access log line is written when the body ends
@@ -105,10 +105,10 @@ cdef bytes error_body(int status)
 
 # -- handler threads (engine/threads.pxi) --------------------------------------------
 
-cdef class Job:
+cdef class HandlerJob:
     cdef fk_conn *conn
     cdef Request req
-    cdef bint cancelled  # the client went away; release the slot when the thread is done
+    cdef bint cancelled  # the client went away; release the connection when the thread is done
     cdef Py_ssize_t sent
     cdef double started
     cdef int status
@@ -135,10 +135,10 @@ cdef class Engine:
     cdef LoopConfig config  # what the loop's configuration points to, kept while it runs
     cdef readonly list listen_addrs
     cdef readonly list listen_schemes  # "http" or "https", per listener
-    cdef dict streams      # slot index -> Stream (loop-thread streaming)
-    cdef dict peers        # slot index -> (generation, remote address, port)
-    cdef list header_names # NAME_SLOTS header names seen lately (header_name)
-    cdef dict jobs         # slot index -> Job (handler threads)
+    cdef dict streams      # connection index -> ResponseStream (loop-thread streaming)
+    cdef dict peers        # connection index -> (generation, remote address, port)
+    cdef list header_names # NAME_CACHE_SIZE header names seen lately (header_name)
+    cdef dict jobs         # connection index -> HandlerJob (handler threads)
     cdef public int stop_requested  # 1 graceful, 2 fast; set by signal handlers
     cdef fk_response resp
     cdef object tick_callback
@@ -156,10 +156,11 @@ cdef class Engine:
     cdef void _log(self, Request req, int status, Py_ssize_t sent, double started)
     cdef void _set_resp(self, int status, bytes reason, bytes fields, unsigned flags,
                         int64_t length)
-    cdef object _deliver(self, fk_conn *c, Plan plan, Job job, Request req, double started)
-    cdef object _send_file(self, fk_conn *c, Plan plan, Stream stream)
-    cdef Stream _stream_of(self, fk_conn *c)
-    cdef void _end_stream(self, fk_conn *c, Stream stream)
-    cdef void _pump(self, fk_conn *c, Stream stream)
+    cdef object _deliver(self, fk_conn *c, ResponsePlan plan, HandlerJob job, Request req,
+                         double started)
+    cdef object _send_file(self, fk_conn *c, ResponsePlan plan, ResponseStream stream)
+    cdef ResponseStream _stream_of(self, fk_conn *c)
+    cdef void _end_stream(self, fk_conn *c, ResponseStream stream)
+    cdef void _pump(self, fk_conn *c, ResponseStream stream)
     cdef void _writable(self, fk_conn *c)
     cdef void _closed(self, fk_conn *c)

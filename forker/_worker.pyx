@@ -8,7 +8,7 @@ forker/engine/ and declared in forker/_worker.pxd (docs/ARCHITECTURE.md, "The
 worker's Python side"):
 
     request.pxi     Headers, BodyStream and Request: what a handler reads
-    response.pxi    Reply, Plan, the response fields and Stream: what it answers
+    response.pxi    Reply, ResponsePlan, the response fields and ResponseStream: what it answers
     loopconfig.pxi  fk_loop_config filled from the options table
     tls.pxi         the TLS library and server context
     engine.pxi      the Engine: the loop's events, requests on the loop thread

@@ -46,7 +46,7 @@ cdef list ERROR_FIELDS = [("Content-Type", "text/plain; charset=utf-8")]
 cdef object status_line = re.compile(r"([1-9][0-9][0-9])(?: ([^\r\n\x00]*))?\Z").match
 cdef Py_ssize_t CACHE_LIMIT = 1024  # bound on each cache filled from client or app input
 cdef enum:
-    KEY_SLOTS = 128  # header names whose environ key is found by their address: sets of 2
+    KEY_CACHE_SIZE = 128  # header names whose environ key is found by their address: sets of 2
 
 # Fields whose presence sends the environ through the trusted-proxy check, and
 # Host; the header-name cache hands out these very objects, so they are compared
@@ -339,7 +339,7 @@ cdef class Core:
         self._base = shaped(base)
         self._file_wrapper = base["wsgi.file_wrapper"]
         self._keys = {}
-        self._recent = [None] * KEY_SLOTS
+        self._recent = [None] * KEY_CACHE_SIZE
         self._hosts = {}
         self._names = set()
         self._statuses = {}
@@ -475,23 +475,23 @@ cdef class Core:
 
     cdef str _key(self, str name):
         """The environ key of a header field name ("" to drop the field). The
-        engine hands out one str object per name it keeps seeing: a slot found
-        by the object's address answers without hashing the name (the slot
+        engine hands out one str object per name it keeps seeing: an entry found
+        by the object's address answers without hashing the name (the entry
         holds the name, so no other string can take that address meanwhile)."""
         cdef list recent = self._recent
-        cdef size_t slot = (((<size_t><PyObject *>name >> 4) * <size_t>0x9E3779B97F4A7C15)
-                            >> (8 * sizeof(size_t) - 6)) * 2  # the 6 high bits: 64 sets
+        cdef size_t way = (((<size_t><PyObject *>name >> 4) * <size_t>0x9E3779B97F4A7C15)
+                           >> (8 * sizeof(size_t) - 6)) * 2  # the 6 high bits: 64 sets
         cdef str key
-        known = recent[slot]
+        known = recent[way]
         if known is not None and (<tuple>known)[0] is name:
             return (<tuple>known)[1]
-        other = recent[slot + 1]
+        other = recent[way + 1]
         if other is not None and (<tuple>other)[0] is name:
             return (<tuple>other)[1]
         key = self._keys.get(name)
         if key is None:
             key = self._header_key(name)
-        recent[slot], recent[slot + 1] = (name, key), known
+        recent[way], recent[way + 1] = (name, key), known
         return key
 
     cdef str _header_key(self, str name):

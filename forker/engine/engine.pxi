@@ -14,7 +14,7 @@ cdef class Engine:
     def __cinit__(self):
         self.loop = NULL
         self.peers = {}
-        self.header_names = [None] * NAME_SLOTS
+        self.header_names = [None] * NAME_CACHE_SIZE
         self.tls_ctx = NULL
         self.tls_keep = []
         self.notify_fd = -1
@@ -167,7 +167,7 @@ cdef class Engine:
                     fk_loop_stop(loop, 1 if self.stop_requested == 1 else 0)
         finally:
             for stream in list(self.streams.values()):
-                (<Stream>stream).close()
+                (<ResponseStream>stream).close()
             self.streams.clear()
             pool_stop(self)
 
@@ -189,7 +189,7 @@ cdef class Engine:
 
     cdef void _handle(self, fk_conn *c):
         cdef Request req = Request.__new__(Request)
-        cdef Plan plan
+        cdef ResponsePlan plan
         cdef bytes body
         cdef double started = 0.0
         req._bind(self, c)
@@ -200,7 +200,7 @@ cdef class Engine:
         except HANDLER_ERRORS as exc:
             plan = failure_plan(exc, req)
         else:
-            if type(result) is bytes:  # the fast path: no Plan
+            if type(result) is bytes:  # the fast path: no ResponsePlan
                 body = <bytes>result
                 req._detach_if_needed(self.access_log is not None, 1)
                 req._end_body()
@@ -250,11 +250,12 @@ cdef class Engine:
         self.resp.content_length = length
         self.resp.flags = flags
 
-    cdef object _deliver(self, fk_conn *c, Plan plan, Job job, Request req, double started):
+    cdef object _deliver(self, fk_conn *c, ResponsePlan plan, HandlerJob job, Request req,
+                         double started):
         """Answers c with plan; a streamed body is pumped here (no job; the
-        Stream is returned, and writes the log line when it ends) or fed by
+        ResponseStream is returned, and writes the log line when it ends) or fed by
         the job's thread."""
-        cdef Stream stream
+        cdef ResponseStream stream
         self._set_resp(plan.status, plan.reason, plan.fields, plan.flags, plan.length)
         if plan.body is not None:
             req._end_body()
@@ -265,7 +266,7 @@ cdef class Engine:
             if job is None:
                 close_body(plan.source)
             return None
-        stream = Stream()
+        stream = ResponseStream()
         stream.source = plan.source
         stream.generation = c.generation
         stream.request_id = c.request_id
@@ -288,7 +289,7 @@ cdef class Engine:
         self._pump(c, stream)
         return stream
 
-    cdef object _send_file(self, fk_conn *c, Plan plan, Stream stream):
+    cdef object _send_file(self, fk_conn *c, ResponsePlan plan, ResponseStream stream):
         stream.is_file = True
         stream.sent = plan.length
         stream.req._end_body()  # the file is the answer: the body is read no more
@@ -300,17 +301,17 @@ cdef class Engine:
         stream.close()  # done at once (HEAD, empty) or the connection is gone
         return None
 
-    cdef Stream _stream_of(self, fk_conn *c):
-        """The Stream of c's current response, if Python streams it."""
+    cdef ResponseStream _stream_of(self, fk_conn *c):
+        """The ResponseStream of c's current response, if Python streams it."""
         item = self.streams.get(c.index)
         if item is None:
             return None
-        stream = <Stream>item
+        stream = <ResponseStream>item
         if stream.generation != c.generation or stream.request_id != c.request_id:
             return None
         return stream
 
-    cdef void _end_stream(self, fk_conn *c, Stream stream):
+    cdef void _end_stream(self, fk_conn *c, ResponseStream stream):
         """The body of c's streamed response was all sent: close its source,
         end the request, write the log line."""
         del self.streams[c.index]
@@ -319,7 +320,7 @@ cdef class Engine:
         if stream.logged:
             self._log(stream.req, stream.status, stream.sent, stream.started)
 
-    cdef void _pump(self, fk_conn *c, Stream stream):
+    cdef void _pump(self, fk_conn *c, ResponseStream stream):
         """Sends chunks until the body ends or the client's buffer is full."""
         cdef int rc
         cdef bytes chunk
@@ -347,7 +348,7 @@ cdef class Engine:
             self._log(stream.req, stream.status, stream.sent, stream.started)
 
     cdef void _writable(self, fk_conn *c):
-        cdef Stream stream = self._stream_of(c)
+        cdef ResponseStream stream = self._stream_of(c)
         if stream is not None:
             if not stream.is_file:
                 self._pump(c, stream)
@@ -355,12 +356,12 @@ cdef class Engine:
                 self._end_stream(c, stream)
             return
         job = self.jobs.get(c.index)
-        if job is not None and (<Job>job).paused:
-            (<Job>job).paused = False
-            (<Job>job).window.release()
+        if job is not None and (<HandlerJob>job).paused:
+            (<HandlerJob>job).paused = False
+            (<HandlerJob>job).window.release()
 
     cdef void _closed(self, fk_conn *c):
-        cdef Stream stream = self._stream_of(c)
+        cdef ResponseStream stream = self._stream_of(c)
         if stream is not None:
             del self.streams[c.index]
             stream.close()
@@ -368,9 +369,9 @@ cdef class Engine:
         if job is not None:
             # The thread may still read the request: the slot is released when
             # its last completion arrives.
-            (<Job>job).cancelled = True
-            if (<Job>job).window is not None:
-                (<Job>job).window.release()  # unblock a thread feeding a stream
+            (<HandlerJob>job).cancelled = True
+            if (<HandlerJob>job).window is not None:
+                (<HandlerJob>job).window.release()  # unblock a thread feeding a stream
             return
         fk_loop_release(self.loop, c)
 

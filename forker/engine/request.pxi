@@ -21,7 +21,7 @@ cdef str method_text(const char *p, size_t n):
 
 
 cdef enum:
-    NAME_SLOTS = 128  # header names an engine keeps: 64 sets of 2, by a hash of their bytes
+    NAME_CACHE_SIZE = 128  # header names an engine keeps: 64 sets of 2, by a hash of their bytes
 
 
 cdef inline bint same_name(object known, const char *p, size_t n):
@@ -34,20 +34,20 @@ cdef str header_name(list names, const char *p, size_t n):
     sent again comes back as the same str, its hash computed once for every
     dict lookup to come. A name's set holds two: the one found or added last
     goes first."""
-    cdef size_t slot
+    cdef size_t way
     if n == 0:
         return ""
-    slot = ((n * 31 + <unsigned char>p[0] * 7 + <unsigned char>p[n >> 1] * 3
-             + <unsigned char>p[n - 1]) % (NAME_SLOTS // 2)) * 2
-    known = names[slot]
+    way = ((n * 31 + <unsigned char>p[0] * 7 + <unsigned char>p[n >> 1] * 3
+            + <unsigned char>p[n - 1]) % (NAME_CACHE_SIZE // 2)) * 2
+    known = names[way]
     if same_name(known, p, n):
         return <str>known
-    other = names[slot + 1]
+    other = names[way + 1]
     if same_name(other, p, n):
-        names[slot], names[slot + 1] = other, known
+        names[way], names[way + 1] = other, known
         return <str>other
     name = latin1(p, n)
-    names[slot], names[slot + 1] = name, known
+    names[way], names[way + 1] = name, known
     return name
 
 
@@ -507,7 +507,7 @@ cdef class Request:
             self._remote_addr, self._remote_port = "", 0
             return
         # Each request of a kept-alive connection asks again: the text is kept
-        # per slot, the generation telling its connections apart.
+        # per connection index, the generation telling its connections apart.
         known = self._engine.peers.get(c.index)
         if known is not None and (<tuple>known)[0] == c.generation:
             self._remote_addr = (<tuple>known)[1]

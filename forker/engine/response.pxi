@@ -1,11 +1,11 @@
 # Included by forker/_worker.pyx (declarations in forker/_worker.pxd).
 #
 # The response side of the engine: a handler's answer (bytes, a Response,
-# a Reply) checked and framed into a Plan the loop can write, the header fields
-# it carries, the error answers, and the Stream of a body sent in pieces. It
+# a Reply) checked and framed into a ResponsePlan the loop can write, the header fields
+# it carries, the error answers, and the ResponseStream of a body sent in pieces. It
 # knows the loop's response struct (fk_response), not the event loop itself.
 
-cdef class Plan:
+cdef class ResponsePlan:
     """A handler's answer, validated and framed, ready for the loop."""
 
     def __cinit__(self):
@@ -31,7 +31,7 @@ cdef class Reply:
 
 cdef bytes ERROR_FIELDS = b"Content-Type: text/plain; charset=utf-8\r\n"
 cdef bytes ERROR_BODY = error_body(500)
-cdef Plan ERROR_PLAN = Plan()
+cdef ResponsePlan ERROR_PLAN = ResponsePlan()
 ERROR_PLAN.status = 500
 ERROR_PLAN.fields = ERROR_FIELDS
 ERROR_PLAN.flags = FK_RESP_CLOSE
@@ -47,16 +47,16 @@ cdef bytes error_body(int status):
     return buf[:n] if n > 0 else b""
 
 
-cdef Plan failure_plan(object exc, Request req):
+cdef ResponsePlan failure_plan(object exc, Request req):
     """The answer when a handler raised (called in its except clause): the
     status a RequestBodyError names, the client's fault, logged without a
     traceback; else 500."""
-    cdef Plan plan
+    cdef ResponsePlan plan
     if not isinstance(exc, RequestBodyError):
         log.exception("error in handler for %s %s", req.method, req.target)
         return ERROR_PLAN
     log.info("%s %s: %s", req.method, req.target, exc)
-    plan = Plan.__new__(Plan)
+    plan = ResponsePlan.__new__(ResponsePlan)
     plan.status = exc.status
     plan.fields = ERROR_FIELDS
     plan.flags = FK_RESP_CLOSE
@@ -73,9 +73,9 @@ cdef inline bytes as_bytes(object item):
     return bytes(item)
 
 
-cdef Plan make_plan(object result, int minor_version, bint head):
-    """Turns what a handler returned into a Plan; raises on an invalid answer."""
-    cdef Plan plan = Plan.__new__(Plan)
+cdef ResponsePlan make_plan(object result, int minor_version, bint head):
+    """Turns what a handler returned into a ResponsePlan; raises on an invalid answer."""
+    cdef ResponsePlan plan = ResponsePlan.__new__(ResponsePlan)
     plan.status = 200
     plan.length = -1
     body = result
@@ -105,7 +105,7 @@ cdef Plan make_plan(object result, int minor_version, bint head):
     return plan
 
 
-cdef void answer(Plan plan, int status, object reason, object headers) except *:
+cdef void answer(ResponsePlan plan, int status, object reason, object headers) except *:
     """The status line and header fields of a Response or Reply into plan."""
     plan.status = status
     if not 200 <= status <= 599:  # RFC 9110 §15: 600 and above are invalid
@@ -118,7 +118,7 @@ cdef void answer(Plan plan, int status, object reason, object headers) except *:
         build_fields(plan, headers)
 
 
-cdef bint find_file(Plan plan, object body):
+cdef bint find_file(ResponsePlan plan, object body):
     """Whether body is a regular file (a file object, or a WSGI file wrapper's
     filelike) that sendfile(2) can send; sets the plan's file fields if so."""
     cdef int64_t size
@@ -142,7 +142,7 @@ cdef bint find_file(Plan plan, object body):
     return True
 
 
-cdef class Stream:
+cdef class ResponseStream:
     """A response body produced in pieces by an iterable, pumped by the loop,
     or a file the loop sends."""
 
@@ -170,7 +170,7 @@ def standard_reason(int status):
     return text[:n].decode("latin-1")
 
 
-cdef Py_ssize_t plan_sent(Plan plan, Request req):
+cdef Py_ssize_t plan_sent(ResponsePlan plan, Request req):
     """Body bytes a complete plan puts on the wire."""
     if plan.body is None or req._is_head() or not fk_status_has_body(plan.status):
         return 0
@@ -210,7 +210,7 @@ cdef int put(char *stack, size_t *used, fk_buf *out, const char *p, size_t n) no
     return fk_buf_append(out, p, n)
 
 
-cdef void build_fields(Plan plan, object headers) except *:
+cdef void build_fields(ResponsePlan plan, object headers) except *:
     """Validates the handler's header fields and joins them as the plan's field
     lines. Framing fields are the loop's business: Content-Length becomes the
     plan's length, Transfer-Encoding is dropped, Connection: close a flag."""

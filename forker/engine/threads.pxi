@@ -1,12 +1,12 @@
 # Included by forker/_worker.pyx (declarations in forker/_worker.pxd).
 #
 # The handler-thread pool (threads > 1): a request handed to a thread as
-# a Job, what the thread posts back (the plan, the chunks of a streamed body, its
+# a HandlerJob, what the thread posts back (the plan, the chunks of a streamed body, its
 # end), and the busy mark of the shared worker slot that the master's timeout
 # reads. Functions of the Engine whose state they use; they run on the loop's
 # thread, but for _handler_thread, pool_feed and pool_post.
 
-cdef class Job:
+cdef class HandlerJob:
     """A request handed to a handler thread, and what came back of it."""
 
 
@@ -56,7 +56,7 @@ cdef void pool_stop(Engine engine):
 
 
 cdef void pool_submit(Engine engine, fk_conn *c):
-    cdef Job job = Job()
+    cdef HandlerJob job = HandlerJob()
     cdef Request req = Request.__new__(Request)
     req._bind(engine, c)
     job.conn = c
@@ -72,20 +72,20 @@ cdef void pool_submit(Engine engine, fk_conn *c):
 
 
 cdef void pool_mark_busy(Engine engine):
-    """Threads: the shared slot shows the oldest handler call still running
+    """Threads: the shared worker slot shows the oldest handler call still running
     without progress (since when, and which request), so that the master's
     timeout catches a stuck thread although the loop itself keeps turning.
     A call receiving its request body counts from the last bytes received:
     a slow but steady upload is not a stuck handler."""
-    cdef Job oldest = None
-    cdef Job job
+    cdef HandlerJob oldest = None
+    cdef HandlerJob job
     cdef uint64_t since, oldest_since = 0
     cdef bytes text
     cdef char *dest
     if engine.slot == NULL:
         return
     for item in engine.jobs.values():
-        job = <Job>item
+        job = <HandlerJob>item
         since = job.started_ms
         stream = job.req._stream
         if stream is not None and (<BodyStream>stream).progress_ms > since:
@@ -113,14 +113,14 @@ def _handler_thread(Engine engine):
     thing it posts for a job (the answer, or the end of a streamed body)
     follows the end of the request's body (Request._end_body): the loop
     may reuse the connection's input as soon as it has that post."""
-    cdef Job job
-    cdef Plan plan
+    cdef HandlerJob job
+    cdef ResponsePlan plan
     cdef Request req
     while True:
         item = engine.job_queue.get()
         if item is None:
             return
-        job = <Job>item
+        job = <HandlerJob>item
         req = job.req
         if job.cancelled:  # the client left before a thread was free for it
             req._end_body()
@@ -148,7 +148,7 @@ def _handler_thread(Engine engine):
         item = job = req = plan = None
 
 
-cdef void pool_feed(Engine engine, Job job, object source):
+cdef void pool_feed(Engine engine, HandlerJob job, object source):
     """Iterates a streamed body on the handler thread, a window at a time,
     then closes it and ends the request's body before the last post."""
     cdef int last = DONE_END
@@ -167,7 +167,7 @@ cdef void pool_feed(Engine engine, Job job, object source):
     pool_post(engine, last, job, None)
 
 
-cdef void pool_post(Engine engine, int kind, Job job, object payload):
+cdef void pool_post(Engine engine, int kind, HandlerJob job, object payload):
     engine.completions.append((kind, job, payload))
     if not engine.notified:
         engine.notified = True
@@ -176,29 +176,31 @@ cdef void pool_post(Engine engine, int kind, Job job, object payload):
 
 cdef void pool_collect(Engine engine):
     """Delivers what handler threads finished (FK_EV_NOTIFY)."""
-    cdef Job job
+    cdef HandlerJob job
+    cdef ResponsePlan plan
     cdef int kind, rc
     cdef fk_conn *c
     cdef bytes chunk
     engine.notified = False
     while engine.completions:
         kind, item, payload = engine.completions.popleft()
-        job = <Job>item
+        job = <HandlerJob>item
         c = job.conn
-        final = kind != DONE_CHUNK and not (kind == DONE_PLAN and (<Plan>payload).source is not None
-                                            and (<Plan>payload).file_fd < 0)
+        plan = <ResponsePlan>payload if kind == DONE_PLAN else None
+        final = kind != DONE_CHUNK and not (plan is not None and plan.source is not None
+                                            and plan.file_fd < 0)
         if job.cancelled:
             if final:
                 engine.jobs.pop(c.index, None)
                 fk_loop_release(engine.loop, c)
             continue
         if kind == DONE_PLAN:
-            job.status = (<Plan>payload).status
-            stream = engine._deliver(c, <Plan>payload, job, job.req, job.started)
+            job.status = (<ResponsePlan>payload).status
+            stream = engine._deliver(c, <ResponsePlan>payload, job, job.req, job.started)
             if final:
                 engine.jobs.pop(c.index, None)
                 if engine.access_log is not None and stream is None:
-                    engine._log(job.req, job.status, plan_sent(<Plan>payload, job.req),
+                    engine._log(job.req, job.status, plan_sent(<ResponsePlan>payload, job.req),
                               job.started)
         elif kind == DONE_CHUNK:
             chunk = <bytes>payload
