@@ -49,7 +49,9 @@ ENGINE_C = PARSER_C + ["csrc/fk_write.c", "csrc/fk_buf.c", "csrc/fk_conn.c", "cs
 
 extensions = [
     ext("forker._parser", ["forker/_parser.pyx"] + PARSER_C),
-    # libdl: OpenSSL is looked up at run time (csrc/fk_tls.c), never linked
+    # libdl: OpenSSL is looked up at run time (csrc/fk_tls.c), never linked;
+    # _worker.pyx includes forker/engine/*.pxi and has its declarations in
+    # forker/_worker.pxd, which forker/_wsgi.pyx cimports (cythonize follows both)
     ext("forker._worker", ["forker/_worker.pyx"] + ENGINE_C, libraries=["dl"]),
     ext("forker._wsgi", ["forker/_wsgi.pyx"]),
 ]

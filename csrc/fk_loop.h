@@ -11,12 +11,10 @@
 #include <sys/types.h>
 #include "fk_body.h"
 #include "fk_conn.h"
+#include "fk_metrics.h"
 #include "fk_proxy.h"
 #include "fk_tls.h"
 #include "fk_write.h"
-
-#define FK_SLOT_SIZE 64      /* bytes of the shared slot (forker/shm.py) */
-#define FK_SLOT_TEXT_SIZE 40 /* "METHOD target" of the running handler call, at byte 24 */
 
 /* The loop's configuration, declared once: each line is a field, its C type,
  * its name and its kind, which tells forker/_worker.pyx (loop_config()) how to
@@ -68,9 +66,8 @@
                                                    text in the slot */                        \
     X(pid_t, parent_pid, FK_CFG_INT)            /* stop gracefully when getppid() changes;    \
                                                    0 no check */                              \
-    X(volatile uint64_t *, slot, FK_CFG_ADDR)   /* shared with the master (FK_SLOT_SIZE       \
-                                                   bytes): heartbeat, served, busy_since, then\
-                                                   the running request's text; NULL: own */   \
+    X(volatile uint64_t *, slot, FK_CFG_ADDR)   /* the shared worker slot (FK_SLOT_BYTES,     \
+                                                   fk_metrics.h); NULL: none */               \
     X(const char *, server, FK_CFG_TEXT)        /* Server field value; length 0 for none */   \
     X(size_t, server_len, FK_CFG_LEN)                                                         \
     X(const char *, health_path, FK_CFG_TEXT)   /* answered by the loop (200, 503 when        \

@@ -1,33 +1,46 @@
 /* Per-worker counters in the slot shared with the master: written by the
- * worker's loop only, read by the master without locks (aligned 64-bit words).
- * forker/shm.py mirrors this layout. */
+ * worker's loop (and, with handler threads, the busy mark of the engine's
+ * loop thread), read by the master without locks (aligned 64-bit words). */
 #ifndef FK_METRICS_H
 #define FK_METRICS_H
 
 #include <stdint.h>
 
+/* The shared worker slot: FK_SLOT_WORDS 64-bit words (512 bytes) per worker,
+ * in memory the master maps before forking (forker/shm.py). Each line is a
+ * field: its name, its first word, its length in words. The list makes the
+ * FK_SLOT_<name> word offsets below and the table forker._worker.slot_layout()
+ * returns, against which tests/test_metrics.py checks forker/shm.py. */
+#define FK_SLOT_FIELDS(X)                                                                \
+    X(HEARTBEAT, 0, 1)     /* CLOCK_MONOTONIC ms of the loop's last turn */              \
+    X(REQUESTS, 1, 1)      /* requests answered */                                       \
+    X(BUSY_SINCE, 2, 1)    /* ms when the running handler call began, 0 idle */          \
+    X(TEXT, 3, 5)          /* "METHOD target" of that call, NUL padded */                \
+    X(BYTES_IN, 8, 1)      /* bytes received */                                          \
+    X(BYTES_OUT, 9, 1)     /* bytes sent (heads, bodies, files) */                       \
+    X(STATUS, 10, 5)       /* responses by class 1xx..5xx */                             \
+    X(CONN_OPEN, 15, 1)    /* connections open now */                                    \
+    X(CONN_TOTAL, 16, 1)   /* connections accepted */                                    \
+    X(PARSE_ERRORS, 17, 1) /* requests refused by the parser or a limit */               \
+    X(HANDLER, 18, 16)     /* histogram of handler time (see below) */                   \
+    X(QUEUE, 34, 16)       /* histogram of queue time: accept (or request complete) to   \
+                              handler call */                                            \
+    X(EVICTED, 50, 1)      /* connections closed to give their slot to a new one */      \
+    X(ADDR_REFUSED, 51, 1) /* connections closed at accept: their address had            \
+                              max_per_addr open already */                               \
+    X(SHED, 52, 1)         /* connections closed to bring the output the worker buffers  \
+                              for slow readers back under max_output */
+
 /* word offsets in the slot */
 enum {
-    FK_SLOT_HEARTBEAT = 0,    /* CLOCK_MONOTONIC ms of the loop's last turn */
-    FK_SLOT_REQUESTS = 1,     /* requests answered */
-    FK_SLOT_BUSY_SINCE = 2,   /* ms when the running handler call began, 0 idle */
-    FK_SLOT_TEXT = 3,         /* words 3..7: "METHOD target" of that call, 40 bytes */
-    FK_SLOT_BYTES_IN = 8,     /* bytes received */
-    FK_SLOT_BYTES_OUT = 9,    /* bytes sent (heads, bodies, files) */
-    FK_SLOT_STATUS = 10,      /* words 10..14: responses by class 1xx..5xx */
-    FK_SLOT_CONN_OPEN = 15,   /* connections open now */
-    FK_SLOT_CONN_TOTAL = 16,  /* connections accepted */
-    FK_SLOT_PARSE_ERRORS = 17, /* requests refused by the parser or a limit */
-    FK_SLOT_HANDLER = 18,     /* histogram of handler time (see below) */
-    FK_SLOT_QUEUE = 34,       /* histogram of queue time: accept (or request
-                                 complete) to handler call */
-    FK_SLOT_EVICTED = 50,     /* connections closed to give their slot to a new one */
-    FK_SLOT_ADDR_REFUSED = 51, /* connections closed at accept: their address had
-                                  max_per_addr open already */
-    FK_SLOT_SHED = 52,        /* connections closed to bring the output the worker
-                                 buffers for slow readers back under max_output */
+#define FK_SLOT_OFFSET(name, word, words) FK_SLOT_##name = word,
+    FK_SLOT_FIELDS(FK_SLOT_OFFSET)
+#undef FK_SLOT_OFFSET
     FK_SLOT_WORDS = 64,
 };
+
+#define FK_SLOT_BYTES (FK_SLOT_WORDS * 8)
+#define FK_SLOT_TEXT_SIZE 40 /* bytes at FK_SLOT_TEXT: words 3..7 */
 
 /* A histogram: FK_HIST_BUCKETS counts (not cumulative) for the bounds below
  * plus +Inf, then the sum in microseconds. 16 words. */

@@ -75,4 +75,9 @@ typedef struct {
 int fk_parse_request(const char *buf, size_t len, size_t last_len, fk_request *req,
                      const fk_limits *limits);
 
+/* A Content-Length value (1*DIGIT, RFC 9110 §8.6), of a request or of a
+ * handler's response; over 18 digits is refused, which also rules out
+ * overflowing int64_t. Returns -1 when invalid. */
+int64_t fk_parse_content_length(const char *p, size_t n);
+
 #endif

@@ -7,16 +7,17 @@
 void fk_spares_release(fk_spares *s, fk_buf *b)
 {
     if (b->cap > FK_SPARE_MIN && b->cap <= FK_SPARE_MAX) {
-        int slot = -1;
+        int victim = -1;
         for (int i = 0; i < FK_SPARES; i++)
-            if (s->spare[i].data == NULL || (slot >= 0 && s->spare[i].cap < s->spare[slot].cap) ||
-                (slot < 0 && s->spare[i].cap < b->cap))
-                slot = i;
-        if (slot >= 0) {
-            free(s->spare[slot].data);
-            s->spare[slot].data = b->data;
-            s->spare[slot].cap = b->cap;
-            s->spare[slot].used = 1;
+            if (s->spare[i].data == NULL ||
+                (victim >= 0 && s->spare[i].cap < s->spare[victim].cap) ||
+                (victim < 0 && s->spare[i].cap < b->cap))
+                victim = i;
+        if (victim >= 0) {
+            free(s->spare[victim].data);
+            s->spare[victim].data = b->data;
+            s->spare[victim].cap = b->cap;
+            s->spare[victim].used = 1;
             b->data = NULL;
             b->off = b->len = b->cap = 0;
             return;

@@ -1,23 +1,8 @@
 #include "fk_write.h"
+#include "fk_chars.h"
 
 #include <stdio.h>
 #include <string.h>
-
-/* RFC 9110 §5.6.2 tchar */
-static const unsigned char token_char[256] = {
-    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
-    ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
-    ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
-    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
-    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
-    ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
-    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
-    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
-    ['y'] = 1, ['z'] = 1,
-};
 
 void fk_date_update(fk_date *d, time_t now)
 {
@@ -187,14 +172,20 @@ int fk_write_last_chunk(fk_buf *out)
     return fk_buf_append(out, "0\r\n\r\n", 5);
 }
 
-int fk_write_error(fk_buf *out, int status, const fk_date *date, const char *server,
-                   size_t server_len)
+int fk_error_body(char *buf, size_t size, int status)
 {
     size_t reason_len;
     const char *reason = fk_status_reason(status, &reason_len);
-    char body[64];
-    int body_len = snprintf(body, sizeof(body), "%d %s\n", status, reason);
-    if (body_len < 0 || (size_t)body_len >= sizeof(body))
+    int n = snprintf(buf, size, "%d %.*s\n", status, (int)reason_len, reason);
+    return n < 0 || (size_t)n >= size ? -1 : n;
+}
+
+int fk_write_error(fk_buf *out, int status, const fk_date *date, const char *server,
+                   size_t server_len)
+{
+    char body[FK_ERROR_BODY_MAX];
+    int body_len = fk_error_body(body, sizeof(body), status);
+    if (body_len < 0)
         return -1;
     static const char type[] = "Content-Type: text/plain; charset=utf-8\r\n";
     fk_response r = {
@@ -213,14 +204,9 @@ int fk_field_check(const char *name, size_t name_len, const char *value, size_t 
     if (name_len == 0)
         return -1;
     for (size_t i = 0; i < name_len; i++)
-        if (!token_char[(unsigned char)name[i]])
+        if (!FK_IS_TCHAR(name[i]))
             return -1;
-    for (size_t i = 0; i < value_len; i++) {
-        unsigned char ch = (unsigned char)value[i];
-        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-            return -1;
-    }
-    return 0;
+    return fk_field_value_check(value, value_len);
 }
 
 static int same_lower(const char *s, const char *lower, size_t n)

@@ -55,6 +55,14 @@ int fk_write_chunk(fk_buf *out, const char *data, size_t n);
 /* Appends the last chunk and an empty trailer section. Returns 0 or -1. */
 int fk_write_last_chunk(fk_buf *out);
 
+/* The body of an error the server answers itself, "500 Internal Server
+ * Error\n": the status and its standard reason phrase, into buf (size bytes,
+ * FK_ERROR_BODY_MAX is always enough). The loop's own errors (fk_write_error)
+ * and the engine's answer to a handler that failed (forker/engine/response.pxi)
+ * both use it. Returns its length, or -1 when it does not fit. */
+#define FK_ERROR_BODY_MAX 64
+int fk_error_body(char *buf, size_t size, int status);
+
 /* Appends a complete error response with Connection: close for an HTTP status
  * (400, 408, 413, 414, 431, 500, 501, 505, 503). Returns 0 or -1. */
 int fk_write_error(fk_buf *out, int status, const fk_date *date, const char *server,

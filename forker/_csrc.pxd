@@ -55,6 +55,12 @@ cdef extern from "fk_parse.h" nogil:
 
     int fk_parse_request(const char *buf, size_t len, size_t last_len, fk_request *req,
                          const fk_limits *limits)
+    int64_t fk_parse_content_length(const char *p, size_t n)
+
+cdef extern from "fk_chars.h" nogil:
+    # header-only: usable by an extension built without the C core (_wsgi)
+    const unsigned char fk_tchar[256]
+    int fk_field_value_check(const char *value, size_t len)
 
 cdef extern from "fk_chunked.h" nogil:
     enum:
@@ -95,6 +101,10 @@ cdef extern from "fk_write.h" nogil:
         int64_t content_length
         unsigned flags
     const char *fk_status_reason(int status, size_t *len)
+    bint fk_status_has_body(int status)
+    enum:
+        FK_ERROR_BODY_MAX
+    int fk_error_body(char *buf, size_t size, int status)
     int fk_field_check(const char *name, size_t name_len, const char *value, size_t value_len)
     enum:
         FK_FIELD_OTHER
@@ -174,11 +184,16 @@ cdef extern from "fk_clock.h" nogil:
     uint64_t fk_now_ms()
 
 cdef extern from "fk_metrics.h" nogil:
+    # the shared worker slot, word offsets (FK_SLOT_FIELDS)
     enum:
         FK_SLOT_WORDS
+        FK_SLOT_BYTES
         FK_SLOT_HEARTBEAT
         FK_SLOT_BUSY_SINCE
         FK_SLOT_TEXT
+        FK_SLOT_TEXT_SIZE
+        FK_HIST_BUCKETS
+    const uint64_t fk_hist_bounds_us[]
 
 cdef extern from "fk_proxy.h" nogil:
     ctypedef struct fk_net:
@@ -215,8 +230,6 @@ cdef extern from "fk_loop.h" nogil:
 
     ctypedef struct fk_loop:
         pass
-    enum:
-        FK_SLOT_TEXT_SIZE
 
     fk_loop *fk_loop_create(const fk_loop_config *cfg)
     void fk_loop_destroy(fk_loop *l)

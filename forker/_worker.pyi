@@ -126,6 +126,9 @@ class Engine:
         tick: Optional[Callable[[], Any]] = None,
         threads: int = 1,
         schemes: Optional[Iterable[str]] = None,
+        constant_body: Optional[bytes] = None,
+        ticket_keys: Optional[bytes] = None,
+        ssl_context: Optional[Any] = None,
     ) -> None: ...
     @property
     def served(self) -> int: ...
@@ -158,3 +161,6 @@ def trim_memory() -> bool:
 
 def set_parent_death_signal(signum: int) -> None:
     """Have the kernel send signum to this process when its parent thread dies."""
+
+def slot_layout() -> Dict[str, Any]:
+    """The shared worker slot as csrc/fk_metrics.h lays it out."""

@@ -5,10 +5,11 @@ and write, the checks PEP 3333 asks of the response, and its body.
 forker.wsgi.WSGIHandler subclasses Core: it computes what stays the same
 between requests (the constant environ, the trusted proxies) and keeps the
 rare paths (forwarded headers) in Python; the engine's call goes straight to
-Core.__call__. A request is the engine's Request, which hands over what the
-environ is made of in one call and is answered with a forker._worker.Reply
-(a Response's four fields, which the engine reads without attribute
-lookups), or any object with the same attributes, answered with a Response."""
+Core.__call__. A request is the engine's Request, whose fields are read
+through its C declarations (forker/_worker.pxd), answered with a
+forker._worker.Reply (a Response's four fields, which the engine reads without
+attribute lookups), or any object with the same attributes, answered with a
+Response."""
 
 cimport cython
 from cpython.dict cimport PyDict_Copy, PyDict_SetDefault
@@ -16,23 +17,19 @@ from cpython.object cimport PyObject
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.stdlib cimport free, malloc
 
+from forker._platform cimport PyUnicode_1BYTE_DATA, PyUnicode_1BYTE_KIND, PyUnicode_KIND
+from forker._csrc cimport fk_field_value_check, fk_tchar
+from forker._worker cimport Reply, Request, error_body
+
 import logging
 import re
 import sys
 from io import BytesIO
 from urllib.parse import unquote_to_bytes
 
-from ._worker import Reply
-from ._worker import Request as EngineRequest
 from ._worker import standard_reason
 from .errors import RequestBodyError
 from .response import Response
-
-cdef extern from "Python.h":
-    int PyUnicode_KIND(object s)
-    const unsigned char *PyUnicode_1BYTE_DATA(object s)
-    enum:
-        PyUnicode_1BYTE_KIND
 
 log = logging.getLogger("forker.wsgi")
 
@@ -43,13 +40,13 @@ cdef frozenset HOP_BY_HOP = frozenset((
     "te", "trailer", "trailers", "transfer-encoding", "upgrade",
 ))
 
-cdef bytes ERROR_BODY = b"Internal Server Error\n"
+cdef bytes ERROR_BODY = error_body(500)
 cdef list ERROR_FIELDS = [("Content-Type", "text/plain; charset=utf-8")]
 
 cdef object status_line = re.compile(r"([1-9][0-9][0-9])(?: ([^\r\n\x00]*))?\Z").match
 cdef Py_ssize_t CACHE_LIMIT = 1024  # bound on each cache filled from client or app input
 cdef enum:
-    KEY_SLOTS = 128  # header names whose environ key is found by their address: sets of 2
+    KEY_CACHE_SIZE = 128  # header names whose environ key is found by their address: sets of 2
 
 # Fields whose presence sends the environ through the trusted-proxy check, and
 # Host; the header-name cache hands out these very objects, so they are compared
@@ -67,6 +64,7 @@ cdef dict PROXY_KEYS = {K_FORWARDED: K_FORWARDED, K_FOR: K_FOR, K_PROTO: K_PROTO
 # requests have (set again only when the request's differs) or None.
 cdef str GET = "GET"
 cdef str HTTP11 = "HTTP/1.1"
+cdef str HTTP10 = "HTTP/1.0"
 cdef dict REQUEST_KEYS = {
     "REQUEST_METHOD": GET, "PATH_INFO": None, "QUERY_STRING": "", "RAW_URI": None,
     "REQUEST_URI": None, "SERVER_PROTOCOL": HTTP11, "REMOTE_ADDR": None, "REMOTE_PORT": None,
@@ -98,37 +96,25 @@ class WSGIError(Exception):
     """The application broke a PEP 3333 rule the server has to enforce."""
 
 
-cdef inline bint token_char(Py_UCS4 c):
-    return (u"0" <= c <= u"9" or u"a" <= c <= u"z" or u"A" <= c <= u"Z"
-            or c in u"!#$%&'*+-.^_`|~")
-
-
 cdef bint is_token(str text):
+    """Whether text is a token (fk_tchar, the table the C core checks with)."""
     cdef Py_UCS4 c
     if not text:
         return False
     for c in text:
-        if not token_char(c):
+        if c > 0xFF or not fk_tchar[c]:
             return False
     return True
 
 
 cpdef bint bad_value(str text):
-    """Whether text cannot be a field value: CR, LF or NUL (header injection),
-    or a character beyond latin-1 (PEP 3333 "native strings")."""
-    cdef Py_UCS4 c
-    cdef const unsigned char *data
-    cdef Py_ssize_t i
-    if PyUnicode_KIND(text) == PyUnicode_1BYTE_KIND:  # latin-1 already
-        data = PyUnicode_1BYTE_DATA(text)
-        for i in range(len(text)):
-            if data[i] == c"\r" or data[i] == c"\n" or data[i] == 0:
-                return True
-        return False
-    for c in text:
-        if c == u"\r" or c == u"\n" or c == 0 or c > 0xFF:
-            return True
-    return False
+    """Whether text cannot be a field value: a control character but HTAB (CR,
+    LF and NUL would split the head), checked by the C core's rule
+    (fk_field_value_check), or a character beyond latin-1 (PEP 3333 "native
+    strings"), which a str of more than one byte per character always holds."""
+    if PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND:
+        return True
+    return fk_field_value_check(<const char *>PyUnicode_1BYTE_DATA(text), len(text)) != 0
 
 
 cdef inline int hex_value(unsigned char c) noexcept:
@@ -191,8 +177,14 @@ cdef tuple split_host(str host, str default_port):
 
 cdef object respond(object body, int status, list headers, object reason, bint engine):
     """The answer: a Reply for the engine's own requests, else a Response."""
+    cdef Reply reply
     if engine:
-        return Reply(body, status, headers, reason)
+        reply = Reply.__new__(Reply)
+        reply.body = body
+        reply.status = status
+        reply.headers = headers
+        reply.reason = reason
+        return reply
     cdef object response = Response.__new__(Response)
     response.body = body
     response.status = status
@@ -347,7 +339,7 @@ cdef class Core:
         self._base = shaped(base)
         self._file_wrapper = base["wsgi.file_wrapper"]
         self._keys = {}
-        self._recent = [None] * KEY_SLOTS
+        self._recent = [None] * KEY_CACHE_SIZE
         self._hosts = {}
         self._names = set()
         self._statuses = {}
@@ -355,7 +347,7 @@ cdef class Core:
         self._host = (None, None, None)
 
     def __call__(self, request):
-        return self._run(self._environ(request), type(request) is EngineRequest)
+        return self._run(self._environ(request), type(request) is Request)
 
     # -- the environ ---------------------------------------------------------------
 
@@ -366,14 +358,28 @@ cdef class Core:
         cdef Py_ssize_t i, n, size
         cdef PyObject *old
         cdef list fields
-        cdef tuple parts
+        cdef Request req
         cdef str method, target, path, query, version, scheme, host, key
-        if type(request) is EngineRequest:
-            parts = request._wsgi_parts()
+        if type(request) is Request:  # the engine's: its fields read in C
+            req = <Request>request
+            method = req._get_method()
+            target = req._get_target()
+            path = req._get_path()
+            query = req._get_query()
+            version = HTTP11 if req._minor == 1 else HTTP10
+            scheme = req._scheme()
+            if req._remote_addr is None:
+                req._peer()
+            remote = req._remote_addr
+            port = req._remote_port
+            fields = req._flat_fields()  # before the host, which it decodes too
+            host = req._get_host()
+            body = req._get_stream() if req._conn.body_stream else req._get_body()
+            # not when a PROXY protocol header left the balancer as the peer
+            named = not req._conn.proxy_local
         else:
-            parts = request_parts(request)
-        (method, target, path, query, version, scheme, host, body, remote, port, fields,
-         named) = parts
+            (method, target, path, query, version, scheme, host, body, remote, port, fields,
+             named) = request_parts(request)
         if scheme != "http":
             environ["wsgi.url_scheme"] = scheme
         if "%" in path:
@@ -469,23 +475,23 @@ cdef class Core:
 
     cdef str _key(self, str name):
         """The environ key of a header field name ("" to drop the field). The
-        engine hands out one str object per name it keeps seeing: a slot found
-        by the object's address answers without hashing the name (the slot
+        engine hands out one str object per name it keeps seeing: an entry found
+        by the object's address answers without hashing the name (the entry
         holds the name, so no other string can take that address meanwhile)."""
         cdef list recent = self._recent
-        cdef size_t slot = (((<size_t><PyObject *>name >> 4) * <size_t>0x9E3779B97F4A7C15)
-                            >> (8 * sizeof(size_t) - 6)) * 2  # the 6 high bits: 64 sets
+        cdef size_t way = (((<size_t><PyObject *>name >> 4) * <size_t>0x9E3779B97F4A7C15)
+                           >> (8 * sizeof(size_t) - 6)) * 2  # the 6 high bits: 64 sets
         cdef str key
-        known = recent[slot]
+        known = recent[way]
         if known is not None and (<tuple>known)[0] is name:
             return (<tuple>known)[1]
-        other = recent[slot + 1]
+        other = recent[way + 1]
         if other is not None and (<tuple>other)[0] is name:
             return (<tuple>other)[1]
         key = self._keys.get(name)
         if key is None:
             key = self._header_key(name)
-        recent[slot], recent[slot + 1] = (name, key), known
+        recent[way], recent[way + 1] = (name, key), known
         return key
 
     cdef str _header_key(self, str name):
@@ -614,7 +620,7 @@ cdef class Core:
 
 
 cdef tuple request_parts(request):
-    """What the engine's Request._wsgi_parts() gives, read from the attributes
+    """What _environ reads of the engine's Request, read from the attributes
     of any other request object."""
     cdef list fields = []
     for name, value in request.headers:

@@ -11,15 +11,13 @@ import signal
 import sys
 
 from . import process
-from .errors import AppImportError
+from .errors import WORKER_BOOT_ERROR, AppImportError
 
 TYPE_CHECKING = False  # not typing's: a worker process does not import typing
 if TYPE_CHECKING:
     from typing import Any, Dict, List, NoReturn, Optional
 
 log = logging.getLogger("forker.master")
-
-WORKER_BOOT_ERROR = 3  # a worker could not load the application: not worth a fork loop
 
 # Signals the master handles; blocked across fork so that one meant for the
 # child cannot reach the master's handler copy in it before run() resets them.
@@ -65,12 +63,9 @@ def _main(arbiter: Any, worker: Any, listeners: List[Any]) -> int:
             sock.close()  # another worker's reuse_port socket: its queue is not ours
     if getattr(arbiter, "metrics", None) is not None:
         arbiter.metrics.close()  # the master's /metrics sockets
-    try:
-        from . import logs
+    from . import logs
 
-        logs.set_worker_id(worker.id)
-    except ImportError:
-        pass
+    logs.set_worker_id(worker.id)
     process.set_title(f"forker: worker {worker.id} [{arbiter.title()}]",
                       arbiter.short_title(f"w{worker.id}"))
     config = arbiter.config
@@ -201,14 +196,12 @@ def _exit(status: Any) -> NoReturn:
 
 
 def reopen_logs() -> None:
-    """USR1: forker.logs.reopen() when logging is forker's."""
+    """USR1: forker.logs.reopen(); logging must never take a worker down."""
+    from . import logs
+
     try:
-        from . import logs
-    except ImportError:
-        return
-    reopen = getattr(logs, "reopen", None)
-    if reopen is not None:
-        try:
-            reopen()
-        except OSError as exc:
-            log.error("cannot reopen the log files: %s", exc)
+        logs.reopen()
+    except OSError as exc:
+        log.error("cannot reopen the log files: %s", exc)
+    except Exception:
+        log.exception("reopening log files failed")

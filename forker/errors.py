@@ -1,4 +1,7 @@
-"""Exceptions raised by forker's public API."""
+"""Exceptions raised by forker's public API, and the exit status a worker
+leaves with when it cannot boot."""
+
+WORKER_BOOT_ERROR = 3  # a worker could not load the application: not worth a fork loop
 
 
 class ForkerError(Exception):

@@ -179,9 +179,7 @@ def _native(handler: Any, pre: Any, post: Any, worker: Any) -> Callable[[Any], A
 
 
 def _reason(status: int) -> str:
-    from http import HTTPStatus
+    """The reason phrase the engine writes for status (csrc/fk_write.c)."""
+    from ._worker import standard_reason
 
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
+    return standard_reason(status)

@@ -30,8 +30,9 @@ import threading
 import time
 
 from . import appspec, child, hooks, metrics, process, tls
-from .child import HANDLED, WORKER_BOOT_ERROR
+from .child import HANDLED
 from .config import Config
+from .errors import WORKER_BOOT_ERROR
 from .shm import SlotTable
 from .sockets import UPGRADE_ENV, Listeners, attach_cpu_steering, enable_request_migration
 
@@ -786,17 +787,9 @@ def _setup_logging(config: Config) -> None:
     forker_log = logging.getLogger("forker")
     if forker_log.handlers or logging.getLogger().handlers:
         return
-    try:
-        from . import logs
+    from . import logs
 
-        logs.setup(config)
-        return
-    except (ImportError, AttributeError):
-        pass
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"))
-    forker_log.addHandler(handler)
-    forker_log.setLevel(config.log_level.upper())
+    logs.setup(config)
 
 
 

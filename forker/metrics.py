@@ -39,6 +39,7 @@ import struct
 import sys
 import time
 
+from ._worker import standard_reason  # the engine's reason phrases (csrc/fk_write.c)
 from .shm import HIST_BOUNDS_US, HIST_BUCKETS, SlotCounters
 
 TYPE_CHECKING = False  # not typing's: a worker process does not import typing
@@ -336,12 +337,11 @@ def _response(status: int, body: str, *headers: Tuple[str, str], head_only: bool
     """A whole response with the fields every forker response carries: Date,
     Server (server_header; none when empty) and its length."""
     data = body.encode("utf-8")
-    reasons = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-               431: "Request Header Fields Too Large"}
     fields = [("Date", _http_date())] + ([("Server", server)] if server else [])
     fields += [("Content-Type", "text/plain; charset=utf-8")] if not headers else []
     fields += [*headers, ("Content-Length", str(len(data))), ("Connection", "close")]
-    head = f"HTTP/1.1 {status} {reasons[status]}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields)
+    head = (f"HTTP/1.1 {status} {standard_reason(status)}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in fields))
     return (head + "\r\n").encode("latin-1") + (b"" if head_only else data)
 
 

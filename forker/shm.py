@@ -1,7 +1,9 @@
 """Memory shared between the master and its workers: one 512-byte slot per live
 worker, in one anonymous shared mapping created before the first fork.
 
-A worker's C loop writes its slot (see forker/worker.py for the layout); the
+A worker's C loop writes its slot, laid out once in csrc/fk_metrics.h
+(FK_SLOT_FIELDS); the constants below are checked against the table the engine
+exports of it (forker._worker.slot_layout(), tests/test_metrics.py). The
 master only reads it, to check liveness and to report how many requests each
 worker served. Slots are handed out from a free list, so a worker that is still
 draining after a reload keeps its slot while its successor gets another."""
@@ -17,12 +19,12 @@ if TYPE_CHECKING:
 else:
     from ._namedtuple import NamedTuple
 
-SLOT_SIZE = 512  # csrc/fk_metrics.h: FK_SLOT_WORDS 64-bit words
+SLOT_SIZE = 512  # FK_SLOT_BYTES: FK_SLOT_WORDS 64-bit words
 HEARTBEAT = 0  # uint64, CLOCK_MONOTONIC ms of the loop's last turn
 REQUESTS = 8  # uint64, requests served so far
 BUSY_SINCE = 16  # uint64, CLOCK_MONOTONIC ms when the running handler call began, 0 idle
 REQUEST_TEXT = 24  # optional: up to 40 bytes "METHOD target" of that call, NUL padded
-REQUEST_TEXT_SIZE = 40  # words 3..7; the counters of csrc/fk_metrics.h follow
+REQUEST_TEXT_SIZE = 40  # FK_SLOT_TEXT_SIZE, words 3..7; the counters follow
 
 _COUNTERS = struct.Struct("=QQQ")
 

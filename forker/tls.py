@@ -118,11 +118,11 @@ def check(config: Any) -> None:
         path = getattr(config, name)
         if path is not None:
             _readable(name, path)
-    try:
-        from ._worker import tls_library
+    from ._worker import tls_library
 
+    try:
         tls_library()
-    except (ImportError, OSError) as exc:
+    except OSError as exc:
         raise ConfigError(f"certfile: TLS is not available: {exc}") from None
     import ssl
 
@@ -191,11 +191,11 @@ def _check_context(context: Any) -> None:
     now and not at each client's handshake."""
     import ssl
 
-    try:
-        from ._worker import check_ssl_context
+    from ._worker import check_ssl_context
 
+    try:
         check_ssl_context(context)
-    except (ImportError, OSError) as exc:
+    except OSError as exc:
         raise ConfigError(f"ssl_context: TLS is not available: {exc}") from None
     if context.verify_mode == ssl.CERT_REQUIRED:
         return  # a client without a certificate would fail it anyway

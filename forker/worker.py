@@ -10,11 +10,9 @@ handler (already wrapped for its interface), `listeners` the list of listening
 sockets inherited from the master, `worker_id` a small int (0..workers-1,
 reused by a respawn), `slot` a writable 512-byte memoryview into memory shared
 with the master (None when run without a master), `schemes` "http" or "https"
-for each listener (forker.tls.listener_schemes), and where the C loop stores, as
-native-endian uint64 at these offsets:
-    0  heartbeat: CLOCK_MONOTONIC milliseconds, written every loop turn
-    8  requests served so far
-    16 busy_since: CLOCK_MONOTONIC ms when the running handler call started, 0 idle
+for each listener (forker.tls.listener_schemes). The C loop writes its
+heartbeat, counters and running request into `slot`, laid out in
+csrc/fk_metrics.h (read by forker/shm.py).
 Signals in the worker: TERM = graceful stop (drain the accept queue, give up
 the listening sockets, finish in-flight requests, close idle kept-alive
 connections at their keep-alive deadline, exit 0 within
@@ -31,7 +29,7 @@ import signal
 
 TYPE_CHECKING = False  # not typing's: a worker process does not import typing
 if TYPE_CHECKING:
-    from typing import Any, List, Optional
+    from typing import Any, Dict, List, Optional
 
 log = logging.getLogger("forker.error")
 
@@ -53,6 +51,18 @@ def _access_logger(config: Any, worker_id: int) -> Optional[Any]:
     return logs.access_logger(config, worker_id)
 
 
+def _tls_inputs(config: Any, schemes: Optional[List[str]]) -> Dict[str, Any]:
+    """What the engine makes an https listener's TLS context with: the session
+    ticket keys the workers share and the ssl_context option's checked context
+    (None: the certificate files). Raises ConfigError."""
+    if not schemes or "https" not in schemes:
+        return {}
+    from .tls import context_from, ticket_keys
+
+    context = None if config.ssl_context is None else context_from(config.ssl_context)
+    return {"ticket_keys": ticket_keys(), "ssl_context": context}
+
+
 def run_worker(app: Any, config: Any, listeners: List[Any], worker_id: int,
                slot: Optional[memoryview] = None, schemes: Optional[List[str]] = None,
                worker: Any = None) -> int:
@@ -60,7 +70,8 @@ def run_worker(app: Any, config: Any, listeners: List[Any], worker_id: int,
     schemes: "http" or "https" per listener (default: all plain). worker: what the
     worker_int hook gets (the master's record of this worker)."""
     from ._worker import Engine
-    from .errors import ConfigError
+    from .app import greeting
+    from .errors import WORKER_BOOT_ERROR, ConfigError
 
     access_log = _access_logger(config, worker_id)
     tick = getattr(access_log, "flush", None)
@@ -69,10 +80,10 @@ def run_worker(app: Any, config: Any, listeners: List[Any], worker_id: int,
         engine = Engine(app, config, listeners, slot=slot, wake_fd=wake_r,
                         parent_pid=os.getppid(), max_requests=_max_requests(config),
                         access_log=access_log, tick=tick,
-                        threads=int(getattr(config, "threads", 1)), schemes=schemes)
+                        threads=int(getattr(config, "threads", 1)), schemes=schemes,
+                        constant_body=greeting(None) if app is greeting else None,
+                        **_tls_inputs(config, schemes))
     except ConfigError as exc:  # the certificate files changed since the master read them
-        from .child import WORKER_BOOT_ERROR
-
         log.error("worker %d: cannot set up TLS: %s", worker_id, exc)
         if access_log is not None:
             getattr(access_log, "close", lambda: None)()
@@ -92,18 +103,10 @@ def run_worker(app: Any, config: Any, listeners: List[Any], worker_id: int,
             call("worker_int", worker_int, worker)
         engine.stop(graceful=False)
 
-    def reopen(signum: int, frame: Any) -> None:
-        try:
-            from . import logs
-
-            logs.reopen()
-        except Exception:  # logging must never take a worker down
-            log.exception("reopening log files failed")
-
     signal.signal(signal.SIGTERM, graceful)
     signal.signal(signal.SIGINT, fast)
     signal.signal(signal.SIGQUIT, fast)
-    signal.signal(signal.SIGUSR1, reopen)
+    # USR1 (reopen the log files) is the child's, set before the application loaded
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the master reloads; workers are replaced
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     from ._worker import trim_memory

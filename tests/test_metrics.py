@@ -63,20 +63,28 @@ def samples(text: str) -> Dict[str, float]:
 
 
 def test_slot_layout_matches_the_loop():
-    """forker/shm.py reads what csrc/fk_metrics.h lays out."""
+    """forker/shm.py reads what csrc/fk_metrics.h lays out (FK_SLOT_FIELDS, as
+    the compiled engine exports it)."""
     from forker import shm
+    from forker._worker import slot_layout
 
-    with open(os.path.join(ROOT, "csrc", "fk_metrics.h")) as f:
-        header = f.read()
-    words = {name: int(n) for name, n in re.findall(r"FK_SLOT_(\w+) = (\d+)", header)}
-    assert words["BYTES_IN"] * 8 == shm.METRICS
-    assert (words["BYTES_OUT"], words["STATUS"], words["CONN_OPEN"], words["CONN_TOTAL"],
-            words["PARSE_ERRORS"], words["HANDLER"], words["QUEUE"]) == (9, 10, 15, 16, 17, 18, 34)
-    assert words["WORDS"] * 8 == shm.SLOT_SIZE
-    assert f"#define FK_HIST_BUCKETS {shm.HIST_BUCKETS}" in header
-    bounds = re.search(r"fk_hist_bounds_us\[[^]]*\] = \{([^}]*)\}", header)
-    assert bounds and tuple(int(b) for b in bounds.group(1).replace(",", " ").split()) \
-        == shm.HIST_BOUNDS_US
+    layout = slot_layout()
+    fields = layout["fields"]
+    words = {name.upper(): offset // 8 for name, (offset, _) in fields.items()}
+    words["WORDS"] = layout["size"] // 8
+    assert layout["size"] == shm.SLOT_SIZE
+    assert (fields["heartbeat"][0], fields["requests"][0], fields["busy_since"][0]) == (
+        shm.HEARTBEAT, shm.REQUESTS, shm.BUSY_SINCE)
+    assert fields["text"] == (shm.REQUEST_TEXT, shm.REQUEST_TEXT_SIZE) \
+        and layout["text_size"] == shm.REQUEST_TEXT_SIZE
+    assert fields["bytes_in"][0] == shm.METRICS
+    assert layout["hist_buckets"] == shm.HIST_BUCKETS
+    assert fields["handler"][1] == fields["queue"][1] == (shm.HIST_BUCKETS + 1) * 8
+    assert layout["hist_bounds_us"] == shm.HIST_BOUNDS_US
+    # the fields tile the slot's counters without overlap, in order
+    spans = sorted(fields.values())
+    assert all(a + n <= b for (a, n), (b, _) in zip(spans, spans[1:]))
+    assert spans[-1][0] + spans[-1][1] <= layout["size"]
     table = SlotTable(1)
     slot = table.allocate()
     view = table.view(slot)
@@ -84,10 +92,11 @@ def test_slot_layout_matches_the_loop():
         view[word * 8:word * 8 + 8] = word.to_bytes(8, sys.byteorder)
     c = table.counters(slot)
     assert (c.requests, c.bytes_in, c.bytes_out, c.responses[0], c.connections_open,
-            c.connections_total, c.parse_errors, c.handler[0], c.queue[0]) == (
+            c.connections_total, c.parse_errors, c.handler[0], c.queue[0], c.evicted,
+            c.refused) == (
         words["REQUESTS"], words["BYTES_IN"], words["BYTES_OUT"], words["STATUS"],
         words["CONN_OPEN"], words["CONN_TOTAL"], words["PARSE_ERRORS"], words["HANDLER"],
-        words["QUEUE"])
+        words["QUEUE"], words["EVICTED"], words["ADDR_REFUSED"])
     assert len(c.handler) == len(c.queue) == HIST_BUCKETS + 1
     del view
 

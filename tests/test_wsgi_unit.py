@@ -506,7 +506,7 @@ def test_bad_response_headers_give_500(headers, caplog):
     with caplog.at_level(logging.ERROR, logger="forker"):
         response = run(app)
     assert response.status == 500
-    assert body_of(response) == b"Internal Server Error\n"
+    assert body_of(response) == b"500 Internal Server Error\n"  # as the engine's own 500
     assert any("handling GET /" in r.getMessage() for r in caplog.records)
 
 
