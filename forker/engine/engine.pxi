@@ -266,6 +266,8 @@ cdef class Engine:
             if job is None:
                 close_body(plan.source)
             return None
+        if job is not None and plan.file_fd < 0:
+            return None  # the thread sends the chunks
         stream = ResponseStream()
         stream.source = plan.source
         stream.generation = c.generation
@@ -276,8 +278,6 @@ cdef class Engine:
         stream.started = started
         if plan.file_fd >= 0:
             return self._send_file(c, plan, stream)
-        if job is not None:
-            return None  # the thread sends the chunks
         try:
             stream.iterator = iter(plan.source)
         except HANDLER_ERRORS:

@@ -1,10 +1,10 @@
 """Native handlers exercised by tests/test_engine.py."""
 
 import os
-import threading
 import time
 
 from forker import Response
+from wsgiapps import together as _together  # tests/apps is on the path of these servers
 
 
 def app(request):
@@ -54,20 +54,3 @@ def app(request):
     if path == "/bad-header":
         return Response(b"x", headers=[("X-Evil", "a\r\nInjected: yes")])
     return Response(b"not found", status=404)
-
-
-_barriers = {}
-_barriers_lock = threading.Lock()
-
-
-def _together(count):
-    """Waits until `count` requests are in this handler at once: b"together",
-    or b"alone" when they were not within 8 s (a bound on a hang, nothing more;
-    a client gives up after 10)."""
-    with _barriers_lock:
-        barrier = _barriers.setdefault(count, threading.Barrier(count, timeout=8))
-    try:
-        barrier.wait()
-    except threading.BrokenBarrierError:
-        return b"alone"
-    return b"together"

@@ -91,7 +91,7 @@ def misc_app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"slept"]
     if path == "/together":
-        body = _together(int(environ["QUERY_STRING"]))
+        body = together(int(environ["QUERY_STRING"]))
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [body]
     start_response("404 Not Found", [("Content-Type", "text/plain")])
@@ -117,7 +117,7 @@ _barriers = {}
 _barriers_lock = threading.Lock()
 
 
-def _together(count):
+def together(count):
     """Waits until `count` requests are in this application at once: b"together",
     or b"alone" when they were not within 8 s (a bound on a hang, nothing more;
     a client gives up after 10)."""
