@@ -488,11 +488,7 @@ def test_ssl_context_from_python(certs, tmp_path, value):
         srv.proc.send_signal(signal.SIGHUP)
         srv.wait_for(r"HUP: 1 new workers serving", 20)
         renewed = der_of(certs / ("renewed.pem" if value == "context" else "server.pem"))
-        # the old worker may still take a connection queued before it received TERM
-        deadline = time.monotonic() + 20
-        while peer_certificate(port, certs) != renewed:
-            assert time.monotonic() < deadline, "the new worker never served the renewed certificate"
-            time.sleep(0.05)
+        wait_for_certificate(port, certs, renewed)
 
 
 @pytest.mark.parametrize("setting, message", [
@@ -561,6 +557,15 @@ def test_listener_schemes_for_bound_and_inherited_sockets(certs):
 
 # -- reload and bad files -----------------------------------------------------------------------
 
+def wait_for_certificate(port: int, certs: Path, expected: bytes) -> None:
+    """After a HUP: until a connection gets expected (an old worker may still
+    take one queued before it received TERM); 20 s only bound a hang."""
+    deadline = time.monotonic() + 20
+    while peer_certificate(port, certs) != expected:
+        assert time.monotonic() < deadline, "the new workers never served the certificate"
+        time.sleep(0.05)
+
+
 def peer_certificate(port: int, certs: Path) -> bytes:
     with tls_socket(port, client_context(certs)) as sock:
         der = sock.getpeercert(binary_form=True)
@@ -583,6 +588,7 @@ def test_hup_loads_renewed_certificate_files(certs, tmp_path):
         shutil.copy(certs / "renewed.key", live_key)
         srv.proc.send_signal(signal.SIGHUP)
         srv.wait_for(r"HUP: 2 new workers serving", 20)
+        wait_for_certificate(srv.port, certs, der_of(certs / "renewed.pem"))
         for _ in range(4):  # whichever worker answers
             assert peer_certificate(srv.port, certs) == der_of(certs / "renewed.pem")
         # a broken renewal is refused by the master: the running workers go on
