@@ -11,6 +11,7 @@ import socket
 import stat
 import sys
 import threading
+import time
 
 import pytest
 from test_master import Load, get, record, server_pool, wait_for
@@ -212,6 +213,11 @@ def test_cpu_affinity_by_default_pins_a_worker_per_cpu(servers, workers, option,
     if option is not None:
         options["cpu_affinity"] = option
     server = servers(options).start(count)
+    # a child of the master that is not (or no longer) a worker may show for a moment
+    deadline = time.monotonic() + 20
+    while len(server.workers()) != count:
+        assert time.monotonic() < deadline, server.workers()
+        time.sleep(0.05)
     allowed = [sorted(os.sched_getaffinity(pid)) for pid in server.workers()]
     if pinned:
         assert sorted(cpu for worker in allowed for cpu in worker) == cpus
