@@ -40,6 +40,11 @@ typedef struct fk_conn {
     int stream_chunked; /* streaming body uses chunk framing */
     int watermark;      /* Python waits for out to drain before producing more */
     int64_t stream_left; /* identity-framed stream: bytes the handler still owes */
+    const char *lent;    /* body bytes in Python's memory that follow out (fk_loop_respond
+                            with FK_RESPOND_LEND): Python keeps them alive until the loop
+                            gives lent_ticket back (fk_loop_lent_done) */
+    size_t lent_left;    /* bytes at lent still to send */
+    uint64_t lent_ticket; /* names the lent bytes to Python; 0 none */
     int file_fd;         /* file whose bytes follow out (sendfile), -1 none */
     int64_t file_off;    /* next offset to send from file_fd */
     int64_t file_left;   /* bytes of file_fd still to send */

@@ -399,8 +399,9 @@ void conn_read(fk_loop *l, fk_conn *c)
                 return; /* busy with a request: read later */
             continue;
         }
-        if (c->state == FK_CONN_HEAD && fk_buf_pending(&c->out) > HIGH_WATER)
-            return; /* pipelining client not reading our answers: resumed once out drains */
+        if (c->state == FK_CONN_HEAD && (fk_buf_pending(&c->out) > HIGH_WATER || c->lent_left > 0))
+            return; /* pipelining client not reading our answers, or a lent body (the next
+                       answers would go before its rest): resumed once out drains */
         ssize_t n;
         size_t room;
         if (c->in.cap == 0) {
@@ -453,7 +454,7 @@ void conn_read(fk_loop *l, fk_conn *c)
         /* EOF or error. A client that half-closes after a complete pipeline still
          * gets its responses: only close when nothing is in progress. */
         c->readable = 0;
-        if (n == 0 && fk_buf_pending(&c->out) > 0 && c->state == FK_CONN_HEAD &&
+        if (n == 0 && conn_unsent(c) && c->state == FK_CONN_HEAD &&
             fk_buf_pending(&c->in) == 0) {
             c->close_after = 1;
             return;

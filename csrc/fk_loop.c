@@ -42,7 +42,9 @@ fk_loop *fk_loop_create(const fk_loop_config *cfg)
     l->free_slots = malloc(l->cfg.max_connections * sizeof(uint32_t));
     l->unwatched = malloc(l->cfg.max_connections * sizeof(uint64_t));
     l->scratch = malloc(l->cfg.max_fields * sizeof(fk_header));
-    if (l->conns == NULL || l->free_slots == NULL || l->unwatched == NULL || l->scratch == NULL)
+    l->lent_done = malloc(l->cfg.max_connections * sizeof(uint64_t));
+    if (l->conns == NULL || l->free_slots == NULL || l->unwatched == NULL || l->scratch == NULL ||
+        l->lent_done == NULL)
         goto fail;
     /* not with proxy_protocol: every peer is the balancer */
     l->per_addr = l->cfg.proxy_protocol ? 0 : (uint32_t)l->cfg.max_per_addr;
@@ -221,8 +223,34 @@ static void free_slot(fk_loop *l, fk_conn *c)
     resume_accepting(l);
 }
 
+/* The loop is done with c's lent body (sent, or the connection closed): its
+ * ticket goes back to Python, which then drops the bytes (fk_loop_lent_done).
+ * Python takes the returned tickets after every fk_loop_next(), before it can
+ * lend again, and a slot lends one body at a time: max_connections entries
+ * are enough. */
+void lent_end(fk_loop *l, fk_conn *c)
+{
+    if (c->lent_ticket != 0) {
+        FK_ASSERT(l->nlent_done < l->cfg.max_connections);
+        if (l->nlent_done < l->cfg.max_connections) /* else Python keeps it until it stops */
+            l->lent_done[l->nlent_done++] = c->lent_ticket;
+    }
+    c->lent = NULL;
+    c->lent_left = 0;
+    c->lent_ticket = 0;
+}
+
+size_t fk_loop_lent_done(fk_loop *l, uint64_t *tickets, size_t max)
+{
+    size_t n = l->nlent_done < max ? l->nlent_done : max;
+    l->nlent_done -= n;
+    memcpy(tickets, l->lent_done + l->nlent_done, n * sizeof(uint64_t));
+    return n;
+}
+
 void conn_close(fk_loop *l, fk_conn *c)
 {
+    lent_end(l, c);
     if (c->fd >= 0) {
         if (c->ssl != NULL)
             fk_tls_close(c);
@@ -306,7 +334,7 @@ static void watch_new(fk_loop *l)
 static int conn_idle(const fk_conn *c)
 {
     return c->state == FK_CONN_HEAD && !c->fresh && fk_buf_pending(&c->in) == 0 &&
-           fk_buf_pending(&c->out) == 0;
+           !conn_unsent(c);
 }
 
 /* When every slot is taken, the connection that made least progress gives
@@ -331,7 +359,7 @@ static fk_conn *eviction_victim(fk_loop *l)
         if (c->state == FK_CONN_LINGER) {
             rank = 0;
         } else if (c->state == FK_CONN_HEAD || c->state == FK_CONN_PROXY) {
-            if (fk_buf_pending(&c->out) > 0 || c->file_left > 0)
+            if (conn_unsent(c))
                 continue;
             if (conn_idle(c)) {
                 rank = 0;
@@ -523,26 +551,32 @@ void fk_loop_stop(fk_loop *l, int graceful)
 
 /* Slow readers cannot make the worker hold unbounded memory: a response the
  * socket did not take waits in its connection's out (for a complete body, the
- * part the socket did not take; a streamed one stops its producer at
- * HIGH_WATER). When what all connections hold passes max_output, the
- * connections holding most are closed until it is back under: those are the
- * readers furthest behind, and closing them frees the most for the fewest. */
+ * part the socket did not take, or the application's own bytes, lent; a
+ * streamed one stops its producer at HIGH_WATER). When what all connections
+ * hold passes max_output, the connections holding most are closed until it is
+ * back under: those are the readers furthest behind, and closing them frees
+ * the most for the fewest. A lent body counts although it is Python's: the
+ * worker keeps it alive for the reader. */
+static uint64_t held_output(const fk_conn *c)
+{
+    return c->fd >= 0 ? fk_buf_pending(&c->out) + c->lent_left : 0;
+}
+
 static void bound_output(fk_loop *l)
 {
     uint64_t total = 0;
     for (size_t i = 0; i < l->high_slot; i++)
-        if (l->conns[i].fd >= 0)
-            total += fk_buf_pending(&l->conns[i].out);
+        total += held_output(&l->conns[i]);
     while (total > l->cfg.max_output) {
         fk_conn *most = NULL;
         for (size_t i = 0; i < l->high_slot; i++) {
             fk_conn *c = &l->conns[i];
-            if (c->fd >= 0 && (most == NULL || fk_buf_pending(&c->out) > fk_buf_pending(&most->out)))
+            if (c->fd >= 0 && (most == NULL || held_output(c) > held_output(most)))
                 most = c;
         }
-        if (most == NULL || fk_buf_pending(&most->out) == 0)
+        if (most == NULL || held_output(most) == 0)
             return;
-        total -= fk_buf_pending(&most->out);
+        total -= held_output(most);
         l->cfg.slot[FK_SLOT_SHED]++;
         conn_close(l, most);
         fk_spares_release(&l->spares, &most->out); /* now, when Python still holds the slot */
@@ -566,7 +600,7 @@ static void sweep(fk_loop *l)
             continue;
         switch (c->state) {
         case FK_CONN_HEAD:
-            if (fk_buf_pending(&c->out) == 0 && fk_buf_pending(&c->in) > 0)
+            if (!conn_unsent(c) && fk_buf_pending(&c->in) > 0)
                 fail_request(l, c, 408); /* a head dribbled too slowly */
             else
                 conn_close(l, c); /* idle keep-alive, or a stalled reader */
@@ -581,7 +615,7 @@ static void sweep(fk_loop *l)
         case FK_CONN_HANDLING:
             break; /* the handler's own timeout belongs to the master */
         default:
-            if (c->state == FK_CONN_LINGER || fk_buf_pending(&c->out) > 0 || c->file_left > 0)
+            if (c->state == FK_CONN_LINGER || conn_unsent(c))
                 conn_close(l, c); /* a client not reading: the write timeout */
             else
                 c->deadline = 0; /* a slow producer is not a slow client */
@@ -657,7 +691,7 @@ static void on_conn_event(fk_loop *l, uint64_t data, uint32_t events)
         c->readable = 1;
     if (events & (EPOLLRDHUP | EPOLLHUP))
         c->peer_shut = 1;
-    if ((events & EPOLLOUT) && (fk_buf_pending(&c->out) > 0 || c->file_left > 0)) {
+    if ((events & EPOLLOUT) && conn_unsent(c)) {
         int r = conn_flush(l, c);
         if (r < 0)
             return;
@@ -820,6 +854,7 @@ void fk_loop_destroy(fk_loop *l)
     fk_spares_free(&l->spares);
     free(l->conns);
     free(l->free_slots);
+    free(l->lent_done);
     free(l->unwatched);
     free(l->scratch);
     fk_peers_free(&l->peers);

@@ -140,10 +140,18 @@ int fk_loop_add_tls_listener(fk_loop *l, int fd, fk_tls_ctx *tls);
 /* Runs until there is an event for the caller. Returns its type (also in ev). */
 int fk_loop_next(fk_loop *l, fk_event *ev);
 
-/* Answers c's current request. With complete, body is the whole body and the
- * request is finished; otherwise only the head is queued and the body follows
- * through fk_loop_send(). Returns 0 to go on, 1 when the caller should wait for
- * FK_EV_WRITABLE before sending more, -1 when the connection is gone. */
+/* Answers c's current request. With complete 0 only the head is queued and the
+ * body follows through fk_loop_send(). Otherwise body is the whole body and the
+ * request is finished: with 1 (FK_RESPOND_COPY) the loop copies what the socket
+ * does not take at once; with FK_RESPOND_LEND it may keep a pointer to a large
+ * body instead (on a plain connection; with handler threads, without writing
+ * any of it here, so that the kernel copies it while the GIL is free) and
+ * returns 2: the caller keeps body alive and unchanged until the loop gives
+ * back the ticket it read from c->lent_ticket (fk_loop_lent_done); a ticket of
+ * 0 means the loop is done with body already. Returns 0 to go on, 1 when the
+ * caller should wait for FK_EV_WRITABLE before sending more, 2 when it lent the
+ * body, -1 when the connection is gone. */
+enum { FK_RESPOND_STREAM = 0, FK_RESPOND_COPY = 1, FK_RESPOND_LEND = 2 };
 int fk_loop_respond(fk_loop *l, fk_conn *c, const fk_response *r, const char *body,
                     size_t len, int complete);
 
@@ -159,6 +167,10 @@ int fk_loop_send(fk_loop *l, fk_conn *c, const char *data, size_t len, int last)
  * FK_EV_CLOSED. Returns 0 when the transfer is under way, 2 when the response
  * finished at once (HEAD, or nothing to send), -1 when the connection is gone. */
 int fk_loop_send_file(fk_loop *l, fk_conn *c, int fd, int64_t offset, int64_t count);
+
+/* Takes up to max tickets of lent bodies (fk_loop_respond) the loop no longer
+ * uses, into tickets; returns how many. Called after every fk_loop_next(). */
+size_t fk_loop_lent_done(fk_loop *l, uint64_t *tickets, size_t max);
 
 /* Python is done with a connection it held (after FK_EV_CLOSED, or to abort a
  * stream it cannot finish): closes it if still open and gives up Python's hold

@@ -19,6 +19,7 @@
 #define FIRST_READ 4096        /* bytes read at once while waiting for a head */
 #define READ_CHUNK 16384       /* free space wanted before each read of a body */
 #define DIRECT_WRITE 32768     /* bodies this large are written from the caller's memory */
+#define LEND_MIN (256 * 1024)   /* without threads, a smaller rest of one is copied, not lent */
 #define HIGH_WATER (256 * 1024) /* streamed output above this pauses the producer */
 #define LINGER_MS 2000         /* how long we drain a client's input before closing */
 #define LINGER_MAX (1 << 20)   /* and how much of it */
@@ -69,10 +70,20 @@ struct fk_loop {
     fk_date date;
     uint64_t own_slot[FK_SLOT_WORDS]; /* counters when no master shares a slot */
     fk_spares spares;          /* large buffers kept for reuse */
+    uint64_t lent_tickets;     /* the last ticket given to a lent body */
+    uint64_t *lent_done;       /* tickets of lent bodies the loop is done with, */
+    size_t nlent_done;         /* for Python to drop (max_connections of them) */
     struct epoll_event events[MAX_EVENTS];
 };
 
 #define FK_INTERNAL __attribute__((visibility("hidden")))
+
+/* Whether c has response bytes the socket has not taken yet: in out, lent by
+ * Python, or in a file. */
+static inline int conn_unsent(const fk_conn *c)
+{
+    return fk_buf_pending(&c->out) > 0 || c->lent_left > 0 || c->file_left > 0;
+}
 
 /* fk_loop.c */
 FK_INTERNAL void push_ready(fk_loop *l, fk_conn *c);
@@ -80,6 +91,7 @@ FK_INTERNAL void push_dirty(fk_loop *l, fk_conn *c);
 FK_INTERNAL void push_notify(fk_loop *l, fk_conn *c, int type);
 /* Closes c's socket; the slot is freed once nothing refers to it. */
 FK_INTERNAL void conn_close(fk_loop *l, fk_conn *c);
+FK_INTERNAL void lent_end(fk_loop *l, fk_conn *c);
 /* Shuts our side and drains the client's input briefly before closing. */
 FK_INTERNAL void conn_linger(fk_loop *l, fk_conn *c);
 /* The handler is done with c's streamed body (read or not). */

@@ -25,6 +25,37 @@ static int closes_when_flushed(const fk_conn *c)
            c->state != FK_CONN_READY;
 }
 
+/* Writes what out holds and a lent body after it, in one sendmsg while both
+ * wait (the head and the start of the body share a segment). Returns as send(2). */
+static ssize_t send_out(fk_conn *c, int flags)
+{
+    size_t head = fk_buf_pending(&c->out);
+    if (c->lent_left == 0)
+        return fk_conn_send(c, c->out.data + c->out.off, head, flags);
+    FK_ASSERT(c->ssl == NULL); /* lent only on plain connections (fk_loop_respond) */
+    struct iovec iov[2] = {
+        {.iov_base = c->out.data + c->out.off, .iov_len = head},
+        {.iov_base = (void *)(uintptr_t)c->lent, .iov_len = c->lent_left},
+    };
+    struct msghdr msg = {.msg_iov = head > 0 ? iov : iov + 1, .msg_iovlen = head > 0 ? 2 : 1};
+    return sendmsg(c->fd, &msg, MSG_NOSIGNAL | flags);
+}
+
+/* Accounts for n bytes the socket took from out and then the lent body. */
+static void sent_out(fk_loop *l, fk_conn *c, size_t n)
+{
+    size_t head = fk_buf_pending(&c->out);
+    fk_buf_consume(&c->out, n < head ? n : head);
+    l->cfg.slot[FK_SLOT_BYTES_OUT] += (uint64_t)n;
+    c->deadline = l->now + l->cfg.write_timeout_ms;
+    if (n <= head)
+        return;
+    c->lent += n - head;
+    c->lent_left -= n - head;
+    if (c->lent_left == 0)
+        lent_end(l, c);
+}
+
 int conn_flush(fk_loop *l, fk_conn *c)
 {
     /* The last bytes before a close go with MSG_MORE: the kernel holds the tail
@@ -32,18 +63,16 @@ int conn_flush(fk_loop *l, fk_conn *c)
      * segment, which saves the client a wake-up and the loopback two segments
      * (a separate FIN and its ACK) per connection. */
     int flags = closes_when_flushed(c) && c->file_left == 0 ? MSG_MORE : 0;
-    while (fk_buf_pending(&c->out) > 0 || c->file_left > 0) {
-        if (fk_buf_pending(&c->out) == 0) {
+    while (conn_unsent(c)) {
+        if (fk_buf_pending(&c->out) == 0 && c->lent_left == 0) {
             int r = send_file_part(l, c);
             if (r <= 0)
                 return r;
             continue;
         }
-        ssize_t n = fk_conn_send(c, c->out.data + c->out.off, fk_buf_pending(&c->out), flags);
+        ssize_t n = send_out(c, flags);
         if (n > 0) {
-            fk_buf_consume(&c->out, (size_t)n);
-            l->cfg.slot[FK_SLOT_BYTES_OUT] += (uint64_t)n;
-            c->deadline = l->now + l->cfg.write_timeout_ms;
+            sent_out(l, c, (size_t)n);
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -124,7 +153,8 @@ int request_done(fk_loop *l, fk_conn *c)
     fk_spares_trim(&l->spares, &c->in);
     /* pipelined: the next request may be complete already; held back while
      * out is backlogged, or a client that never reads makes us buffer them all */
-    return fk_buf_pending(&c->in) > 0 && fk_buf_pending(&c->out) <= HIGH_WATER;
+    return fk_buf_pending(&c->in) > 0 && fk_buf_pending(&c->out) <= HIGH_WATER &&
+           c->lent_left == 0;
 }
 
 static void finish_request(fk_loop *l, fk_conn *c)
@@ -170,6 +200,7 @@ int fk_loop_respond(fk_loop *l, fk_conn *c, const fk_response *r, const char *bo
         c->linger = 1;
     }
     int has_body = fk_status_has_body(r->status) && !c->head_only;
+    int lent = 0;
     if (fk_write_head(&c->out, r, c->req.minor_version, c->keep_alive, &l->date, l->cfg.server,
                       l->cfg.server_len) != 0) {
         conn_close(l, c);
@@ -187,25 +218,34 @@ int fk_loop_respond(fk_loop *l, fk_conn *c, const fk_response *r, const char *bo
         push_dirty(l, c);
         return after_write(l, c);
     }
-    if (has_body && len >= DIRECT_WRITE && c->ssl == NULL && c->file_left == 0) {
-        /* A large body goes out from the caller's memory with the pending head
-         * in one sendmsg; only what the socket does not take is copied. */
-        struct iovec iov[2] = {
-            {.iov_base = c->out.data + c->out.off, .iov_len = fk_buf_pending(&c->out)},
-            {.iov_base = (void *)(uintptr_t)body, .iov_len = len},
-        };
-        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
-        ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
-        if (n > 0) {
-            size_t sent = (size_t)n, head = fk_buf_pending(&c->out);
-            l->cfg.slot[FK_SLOT_BYTES_OUT] += sent;
-            c->deadline = l->now + l->cfg.write_timeout_ms;
-            fk_buf_consume(&c->out, sent < head ? sent : head);
-            if (sent > head) {
-                body += sent - head;
-                len -= sent - head;
-            }
-        } /* on EAGAIN or an error, the flush below retries or fails as usual */
+    if (has_body && len >= DIRECT_WRITE && c->ssl == NULL) {
+        /* A large body goes out from the caller's memory: with the pending head
+         * in one sendmsg, here, unless handler threads wait for the GIL this
+         * call holds. What the socket does not take is lent (the loop's turn
+         * writes it without the GIL), or copied: without FK_RESPOND_LEND, and
+         * without threads when it is small (a copy of a few segments costs
+         * less than Python's bookkeeping of a loan). */
+        c->lent = body;
+        c->lent_left = len;
+        if (!l->cfg.threaded || complete != FK_RESPOND_LEND) {
+            ssize_t n;
+            do
+                n = send_out(c, 0);
+            while (n < 0 && errno == EINTR);
+            if (n > 0)
+                sent_out(l, c, (size_t)n);
+            /* on EAGAIN or an error, the flush retries or fails as usual */
+        }
+        body = c->lent;
+        len = c->lent_left;
+        if (len != 0 && complete == FK_RESPOND_LEND && (l->cfg.threaded || len >= LEND_MIN)) {
+            c->lent_ticket = ++l->lent_tickets;
+            lent = 1;
+            len = 0;
+        } else {
+            c->lent = NULL;
+            c->lent_left = 0;
+        }
     }
     if (has_body && len != 0) {
         fk_spares_adopt(&l->spares, &c->out, len);
@@ -215,7 +255,8 @@ int fk_loop_respond(fk_loop *l, fk_conn *c, const fk_response *r, const char *bo
         }
     }
     finish_request(l, c);
-    return after_write(l, c);
+    int rc = after_write(l, c);
+    return lent ? 2 : rc;
 }
 
 /* Sends the next part of a file body. Returns 1 when progress was made, 0 when

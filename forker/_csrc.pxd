@@ -137,6 +137,7 @@ cdef extern from "fk_conn.h" nogil:
         int py_owned
         int proxy_local
         int64_t file_left
+        uint64_t lent_ticket
         fk_buf in_ "in"
         size_t head_len
         size_t body_off
@@ -237,10 +238,13 @@ cdef extern from "fk_loop.h" nogil:
     int fk_loop_add_tls_listener(fk_loop *l, int fd, fk_tls_ctx *tls)
     int fk_loop_next(fk_loop *l, fk_event *ev)
     void fk_loop_body_limits(const fk_loop *l, const fk_conn *c, fk_body_limits *lim)
+    enum:
+        FK_RESPOND_LEND
     int fk_loop_respond(fk_loop *l, fk_conn *c, const fk_response *r, const char *body,
                         size_t len, int complete)
     int fk_loop_send(fk_loop *l, fk_conn *c, const char *data, size_t len, int last)
     int fk_loop_send_file(fk_loop *l, fk_conn *c, int fd, int64_t offset, int64_t count)
+    size_t fk_loop_lent_done(fk_loop *l, uint64_t *tickets, size_t max)
     void fk_loop_release(fk_loop *l, fk_conn *c)
     void fk_loop_stop(fk_loop *l, int graceful)
     uint64_t fk_loop_served(const fk_loop *l)

@@ -139,6 +139,7 @@ cdef class Engine:
     cdef dict peers        # connection index -> (generation, remote address, port)
     cdef list header_names # NAME_CACHE_SIZE header names seen lately (header_name)
     cdef dict jobs         # connection index -> HandlerJob (handler threads)
+    cdef dict lent         # ticket -> bytes the loop sends from their own memory
     cdef public int stop_requested  # 1 graceful, 2 fast; set by signal handlers
     cdef fk_response resp
     cdef object tick_callback
@@ -159,6 +160,8 @@ cdef class Engine:
     cdef object _deliver(self, fk_conn *c, ResponsePlan plan, HandlerJob job, Request req,
                          double started)
     cdef object _send_file(self, fk_conn *c, ResponsePlan plan, ResponseStream stream)
+    cdef void _respond_whole(self, fk_conn *c, bytes body)
+    cdef void _lent_done(self)
     cdef ResponseStream _stream_of(self, fk_conn *c)
     cdef void _end_stream(self, fk_conn *c, ResponseStream stream)
     cdef void _pump(self, fk_conn *c, ResponseStream stream)

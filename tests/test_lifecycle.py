@@ -18,6 +18,7 @@ from typing import Callable, List
 
 import pytest
 
+from tests.apps.lifecycle_app import pattern
 from tests.forker_proc import (
     ForkerProcess, Reader, connect, cpu_seconds, get, open_fds, read_until_close, reset,
 )
@@ -305,6 +306,30 @@ def slow_fill(reader: Reader) -> Callable[[], bool]:
         reader.buf += chunk
         return True
     return fill
+
+
+@pytest.mark.parametrize("threads", ["1", "4"])
+def test_large_bodies_pipelined_to_a_slow_reader_arrive_whole_in_order(tmp_path, threads):
+    """Bodies of 32 KiB and more are sent from the application's bytes, not
+    copied (with threads, by the loop's turn): the answers that follow one
+    must wait until its last byte is out, and the bytes must stay alive until
+    then although the application dropped them."""
+    sizes = [3 << 20, 0, 100_000, 40_000, 1 << 20, 0, 5]
+    with server(tmp_path, "--threads", threads) as srv:
+        with connect(srv.port, timeout=30, rcvbuf=65536) as sock:
+            sock.sendall(b"".join(
+                b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % (b"/bytes?%d" % size if size else b"/pid")
+                for size in sizes))
+            reader = Reader(sock)
+            reader._fill = slow_fill(reader)  # type: ignore[method-assign]
+            for size in sizes:
+                status, fields, body = reader.response()
+                assert status == 200
+                if size:
+                    assert int(fields["content-length"]) == size
+                    assert body == pattern(size), f"the {size}-byte body differs"
+                else:
+                    assert body == str(srv.worker_pids()[0]).encode()
 
 
 def test_a_file_sent_to_a_client_that_stops_reading_times_out(tmp_path):

@@ -17,7 +17,9 @@ from typing import List
 
 import pytest
 
-from tests.forker_proc import ForkerProcess, Reader, connect, rss_bytes
+from tests.apps.memory_app import big
+from tests.forker_proc import (ForkerProcess, Reader, connect, exchange, open_fds, reset,
+                               rss_bytes)
 
 # Under tests/sanitize.sh the workers allocate through AddressSanitizer, whose
 # allocator keeps freed memory in quarantine and ignores malloc_trim, and whose
@@ -122,3 +124,54 @@ def test_upload_buffers_are_given_back(args: tuple, app: str) -> None:
     assert after <= before + 3 * MiB, (
         f"worker RSS {before / MiB:.1f} MiB before the uploads, {peak / MiB:.1f} at their end, "
         f"{after / MiB:.1f} MiB 8 s later")
+
+
+@pytest.mark.parametrize("args, app", [
+    ((), APP),
+    (("--interface", "wsgi", "--threads", "4"), WSGI_APP),
+], ids=["native", "wsgi-4-threads"])
+def test_slow_readers_of_a_large_body_cost_no_copy(args: tuple, app: str) -> None:
+    """Twelve clients that stop reading a 16 MiB body the application holds
+    anyway: the worker sends it from the application's object, so its memory
+    does not grow by the part each socket has not taken (it did, by about
+    12 MiB a client, when that part was copied), and every byte arrives in
+    order once the clients read."""
+    clients = 12
+    with ForkerProcess(*args, app=app) as server:
+        [worker] = server.worker_pids()
+        get_requests(server.port, 20)
+        exchange(server.port, b"GET /big HTTP/1.0\r\n\r\n", timeout=30)  # made
+        before = rss_bytes(worker)
+        fds = open_fds(worker)
+        socks = [connect(server.port, timeout=30, rcvbuf=65536) for _ in range(clients)]
+        firsts = []
+        for sock in socks:
+            sock.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        for sock in socks:
+            firsts.append(sock.recv(65536))  # the head has left: the worker has answered
+        held = rss_bytes(worker)
+        for first in firsts:
+            assert first.startswith(b"HTTP/1.1 200 OK\r\n"), first[:100]
+        for sock in socks[:4]:
+            reset(sock)  # gone in the middle of the body
+        for sock, first in zip(socks[4:], firsts[4:]):
+            data = bytearray(first)
+            while b"\r\n\r\n" not in data:
+                data += sock.recv(65536)
+            head, _, body = bytes(data).partition(b"\r\n\r\n")
+            assert b"\r\ncontent-length: %d" % len(big()) in head.lower(), head
+            data = bytearray(body)
+            while len(data) < len(big()):
+                chunk = sock.recv(1 << 20)
+                assert chunk, f"closed after {len(data)} bytes of the body"
+                data += chunk
+            assert data == big()
+            sock.close()
+        get_requests(server.port, 1)
+        deadline = time.monotonic() + 10
+        while open_fds(worker) > fds and time.monotonic() < deadline:
+            time.sleep(0.1)  # the resets and closes reach the worker
+        assert open_fds(worker) == fds
+    assert held < before + 48 * MiB, (
+        f"worker RSS {before / MiB:.1f} MiB before, {held / MiB:.1f} MiB with {clients} "
+        f"slow readers of a 16 MiB body")

@@ -2,6 +2,7 @@
 bjoern and meinheld. Besides the four common endpoints:
 
 GET /json     a small JSON object, serialized per request
+GET /1m       a 1 MiB body (one object for every request)
 GET /file20m  a 20 MiB file through wsgi.file_wrapper (sendfile where the
               server has it), created once in the temporary directory"""
 
@@ -12,6 +13,7 @@ import time
 
 from benchmarks.apps import BIG, GREETING
 
+MEGA = b"m" * (1 << 20)
 FILE_SIZE = 20 << 20
 FILE_PATH = os.path.join(tempfile.gettempdir(), "forker-bench-file20m")
 
@@ -40,6 +42,8 @@ def app(environ, start_response):
         body = GREETING
     elif path == "/100k":
         body = BIG
+    elif path == "/1m":
+        body = MEGA
     elif path == "/upload":
         stream = environ["wsgi.input"]
         size = 0

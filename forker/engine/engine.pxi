@@ -14,6 +14,7 @@ cdef class Engine:
     def __cinit__(self):
         self.loop = NULL
         self.peers = {}
+        self.lent = {}
         self.header_names = [None] * NAME_CACHE_SIZE
         self.tls_ctx = NULL
         self.tls_keep = []
@@ -142,6 +143,8 @@ cdef class Engine:
             while True:
                 with nogil:
                     kind = fk_loop_next(loop, &ev)
+                if self.lent:
+                    self._lent_done()
                 if kind == FK_EV_REQUEST:
                     if self.threads > 1:
                         pool_submit(self, ev.conn)
@@ -207,8 +210,7 @@ cdef class Engine:
                 self._set_resp(200, None, None, 0,
                                PyBytes_GET_SIZE(body) if PyBytes_GET_SIZE(body) != 0
                                or not req._is_head() else FK_BODY_UNSTATED)
-                fk_loop_respond(self.loop, c, &self.resp, PyBytes_AS_STRING(body),
-                                PyBytes_GET_SIZE(body), 1)
+                self._respond_whole(c, body)
                 if self.access_log is not None:
                     self._log(req, 200, 0 if req._is_head() else PyBytes_GET_SIZE(body), started)
                 req._conn = NULL
@@ -259,8 +261,7 @@ cdef class Engine:
         self._set_resp(plan.status, plan.reason, plan.fields, plan.flags, plan.length)
         if plan.body is not None:
             req._end_body()
-            fk_loop_respond(self.loop, c, &self.resp, PyBytes_AS_STRING(plan.body),
-                            PyBytes_GET_SIZE(plan.body), 1)
+            self._respond_whole(c, plan.body)
             return None
         if fk_loop_respond(self.loop, c, &self.resp, NULL, 0, 0) < 0:
             if job is None:
@@ -288,6 +289,23 @@ cdef class Engine:
         self.streams[c.index] = stream
         self._pump(c, stream)
         return stream
+
+    cdef void _respond_whole(self, fk_conn *c, bytes body):
+        """Answers with body whole (self.resp set); the loop may send a large
+        one from body's own memory, which is then kept until the loop is done
+        with it (_lent_done)."""
+        if fk_loop_respond(self.loop, c, &self.resp, PyBytes_AS_STRING(body),
+                           PyBytes_GET_SIZE(body), FK_RESPOND_LEND) == 2 and c.lent_ticket != 0:
+            self.lent[c.lent_ticket] = body
+
+    cdef void _lent_done(self):
+        """Drops the bodies the loop no longer sends from."""
+        cdef uint64_t tickets[64]
+        cdef size_t i, n = 64
+        while n == 64:
+            n = fk_loop_lent_done(self.loop, tickets, 64)
+            for i in range(n):
+                del self.lent[tickets[i]]
 
     cdef object _send_file(self, fk_conn *c, ResponsePlan plan, ResponseStream stream):
         stream.is_file = True

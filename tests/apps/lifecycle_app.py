@@ -13,6 +13,7 @@ FORKER_TEST_DIR names a directory the test shares with the server:
   /echo         "<length> <sha256>" of the body read through request.stream
   /file?name    the file FORKER_TEST_DIR/name, sent by the loop (sendfile)
   /drained?id   "<length> <sha256>" of what /wsgi-drain's close() read for id
+  /bytes?n      n bytes of pattern(n), a new object each time
 
 wsgi_app (the same routes through WSGI, where they apply):
   /wsgi-drain?id  a one-chunk streamed body whose close() drains wsgi.input, as
@@ -40,6 +41,12 @@ def _hold():
     while not os.path.exists(release):
         time.sleep(0.01)
     return b"held"
+
+
+def pattern(n):
+    """n bytes repeating with a period of 251: a part sent twice, skipped or
+    from a freed buffer shows."""
+    return (bytes(range(251)) * (n // 251 + 1))[:n]
 
 
 def _digest(data):
@@ -73,6 +80,8 @@ def app(request):
         return Response(open(os.path.join(DIR, request.query), "rb"))
     if path == "/drained":
         return DRAINED.get(request.query, b"none")
+    if path == "/bytes":
+        return pattern(int(request.query))
     return "path=" + path
 
 

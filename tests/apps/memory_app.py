@@ -1,12 +1,25 @@
 """Handlers for the memory tests (tests/test_memory.py): /pid answers the
-worker's pid, a POST the length of its body, anything else a greeting."""
+worker's pid, /big the same 16 MiB object every time, a POST the length of its
+body, anything else a greeting."""
 
 import os
+
+_big = []
+
+
+def big():
+    """16 MiB made on first use (the other tests measure a worker without it);
+    a pattern, not one repeated byte, so that a body sent from a wrong offset shows."""
+    if not _big:
+        _big.append(bytes(range(256)) * (1 << 16))
+    return _big[0]
 
 
 def app(request):
     if request.path == "/pid":
         return str(os.getpid()).encode()
+    if request.path == "/big":
+        return big()
     if request.method == "POST":
         return str(len(request.body)).encode()
     return b"hello"
@@ -22,6 +35,8 @@ def wsgi_app(environ, start_response):
         size += len(chunk)
     if environ["PATH_INFO"] == "/pid":
         body = str(os.getpid()).encode()
+    elif environ["PATH_INFO"] == "/big":
+        body = big()
     elif environ["REQUEST_METHOD"] == "POST":
         body = str(size).encode()
     else:
