@@ -63,8 +63,11 @@ EXTRA_HELP = {
     "check_config": "Check the configuration and that the application loads, then exit "
                     "(status 0 if both are fine).",
     "print_config": "Print every setting's value, then exit.",
-    "logconfig": "Configure Python's logging from FILE (logging.config.fileConfig).",
-    "logconfig_json": "Configure Python's logging from a JSON FILE (logging.config.dictConfig).",
+    "logconfig": "Configure Python's logging from FILE (logging.config.fileConfig, with "
+                 "%(here)s its directory), as gunicorn: the error log goes through the logger "
+                 "gunicorn.error, each access line through gunicorn.access.",
+    "logconfig_json": "Configure Python's logging from a JSON FILE (logging.config.dictConfig "
+                      "over gunicorn's defaults), as --log-config.",
     "paste": "Serve the application of a PasteDeploy .ini FILE (PasteDeploy must be "
              "installed); FILE#NAME for a section other than main.",
     "raw_paste_global_conf": "KEY=VALUE given to the PasteDeploy file as a global. "
@@ -407,12 +410,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         logs.setup(config)
     except OSError as exc:
         _fail(f"error_log: cannot write to {config.error_log}: {exc.strerror}")
-    _configure_logging(extras)
+    ignored = _configure_logging(config, extras)
     log = logging.getLogger("forker.master")
     if path is not None:
         log.info("configuration read from %s", os.path.abspath(path)
                  if not path.startswith("python:") else path)
-    for warning in compat.take_warnings():
+    for warning in compat.take_warnings() + ([ignored] if ignored else []):
         log.warning("%s", warning)
     if extras.get("capture_output"):
         _capture_output(config)
@@ -482,22 +485,29 @@ def _load_paste(path: str, global_conf: Any) -> Any:
         _fail(f"--paste {path}: cannot load the application:\n{traceback.format_exc()}")
 
 
-def _configure_logging(extras: Dict[str, Any]) -> None:
-    """--log-config, --log-config-json, logconfig_dict: Python's logging.config."""
-    import logging.config
+def _configure_logging(config: Config, extras: Dict[str, Any]) -> Optional[str]:
+    """--log-config, --log-config-json, logconfig_dict: Python's logging.config,
+    applied as gunicorn applies them (forker.logs.configure): the first given of
+    the dict, the JSON file and the ini file. Returns a warning naming those left
+    out."""
+    from . import logs
 
+    given = [(name, flag) for name, flag in (("logconfig_dict", "logconfig_dict"),
+                                             ("logconfig_json", "--log-config-json"),
+                                             ("logconfig", "--log-config"))
+             if extras.get(name)]
+    if not given:
+        return None
+    name, flag = given[0]
     try:
-        if extras.get("logconfig"):
-            logging.config.fileConfig(extras["logconfig"], disable_existing_loggers=False)
-        if extras.get("logconfig_json"):
-            import json
-
-            with open(extras["logconfig_json"]) as source:
-                logging.config.dictConfig(json.load(source))
-        if extras.get("logconfig_dict"):
-            logging.config.dictConfig(dict(extras["logconfig_dict"], version=1))
+        logs.configure(config, name, extras[name])
     except Exception as exc:
-        _fail(f"cannot configure logging: {exc}")
+        _fail(f"argument {flag}: cannot configure logging: {exc}")
+    if len(given) > 1:
+        return (f"{', '.join(other for _, other in given[1:])} ignored: {flag} configures "
+                "logging (gunicorn reads one, in this order: logconfig_dict, "
+                "--log-config-json, --log-config)")
+    return None
 
 
 def _capture_output(config: Config) -> None:

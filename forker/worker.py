@@ -44,9 +44,7 @@ def _max_requests(config: Any) -> int:
 
 
 def _access_logger(config: Any, worker_id: int) -> Optional[Any]:
-    if not getattr(config, "access_log", None):
-        return None
-    from . import logs
+    from . import logs  # also with access_log off: a logging configuration may ask for one
 
     return logs.access_logger(config, worker_id)
 
