@@ -92,7 +92,7 @@ which override the config file and are overridden by the command line.
 
 gunicorn's flags and configuration files are accepted: its names of forker's
 options are aliases (-b, -w, -t, --access-logfile, ...), and a setting forker
-lacks (HTTP/2, ASGI, syslog, statsd, dirty arbiters, ...) is warned about by
+lacks (HTTP/2, ASGI, syslog, dirty arbiters, ...) is warned about by
 name when it asks for something, or refused when serving without it would do
 something else (-k gevent, --protocol uwsgi).
 """
