@@ -55,6 +55,8 @@ typedef struct fk_conn {
     uint64_t ready_us;   /* us when the current request was complete */
     uint64_t handoff_us; /* us when it was handed to Python, 0 once answered */
     uint64_t queue_us;   /* handoff_us minus accept (first request) or ready time */
+    uint64_t begun_us;   /* statsd only: handoff_us, kept until the request ends; 0 none */
+    int status;          /* statsd only: the status the current request was answered with */
     fk_buf in;          /* received bytes; the current request starts at in.off */
     fk_buf out;         /* bytes waiting to be written */
     size_t last_len;    /* bytes of the head the parser already saw */

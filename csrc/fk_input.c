@@ -67,7 +67,7 @@ static int is_health_check(const fk_loop *l, const fk_request *r)
 static void answer_here(fk_loop *l, fk_conn *c, const fk_response *r, const char *body,
                         size_t len)
 {
-    count_status(l, r->status);
+    count_answer(l, c, r->status);
     if (fk_write_head(&c->out, r, c->req.minor_version, c->keep_alive, &l->date, l->cfg.server,
                       l->cfg.server_len) != 0 ||
         (!c->head_only && fk_buf_append(&c->out, body, len) != 0)) {

@@ -716,6 +716,8 @@ static void slot_record(fk_loop *l, fk_conn *c)
 {
     c->handoff_us = fk_now_us();
     c->queue_us = c->handoff_us - (c->fresh ? c->accepted_us : c->ready_us);
+    if (FK_UNLIKELY(l->cfg.stats != NULL))
+        c->begun_us = c->handoff_us;
     fk_hist_add(l->cfg.slot + FK_SLOT_QUEUE, c->queue_us);
     if (l->cfg.threaded)
         return; /* Python records its oldest running call */

@@ -68,6 +68,9 @@
                                                    0 no check */                              \
     X(volatile uint64_t *, slot, FK_CFG_ADDR)   /* the shared worker slot (FK_SLOT_BYTES,     \
                                                    fk_metrics.h); NULL: none */               \
+    X(volatile uint64_t *, stats, FK_CFG_ADDR)  /* the worker's statsd area (FK_STATS_BYTES,  \
+                                                   fk_metrics.h); NULL: statsd is off and    \
+                                                   nothing of it is counted */              \
     X(const char *, server, FK_CFG_TEXT)        /* Server field value; length 0 for none */   \
     X(size_t, server_len, FK_CFG_LEN)                                                         \
     X(const char *, health_path, FK_CFG_TEXT)   /* answered by the loop (200, 503 when        \

@@ -111,6 +111,7 @@ FK_INTERNAL void process_input(fk_loop *l, fk_conn *c);
  * failed and was closed. */
 FK_INTERNAL int conn_flush(fk_loop *l, fk_conn *c);
 FK_INTERNAL void count_status(fk_loop *l, int status);
+FK_INTERNAL void count_answer(fk_loop *l, fk_conn *c, int status);
 /* Answers status from the loop itself and closes after it (lingering). */
 FK_INTERNAL void fail_request(fk_loop *l, fk_conn *c, int status);
 /* The request is answered: account for it and reset the connection for the

@@ -42,6 +42,34 @@ enum {
 #define FK_SLOT_BYTES (FK_SLOT_WORDS * 8)
 #define FK_SLOT_TEXT_SIZE 40 /* bytes at FK_SLOT_TEXT: words 3..7 */
 
+/* The statsd area: FK_STATS_WORDS 64-bit words per worker, in memory the master
+ * maps once statsd_host is set (forker/shm.py StatsTable, forker/statsd.py),
+ * indexed like the slots. The loop writes it only when cfg.stats points to it,
+ * at the end of each request it answered (the same requests FK_SLOT_REQUESTS
+ * counts); the master sends what the counts gained since it last looked, and
+ * the durations written since. Laid out by FK_STATS_FIELDS as the slot is. */
+#define FK_STATS_FIELDS(X)                                                                \
+    X(TIMED, 0, 1)          /* requests ended so far; the next one's duration goes to   \
+                               DURATIONS[TIMED % FK_STATS_RING], then TIMED moves on */ \
+    X(LOGS, 1, 4)           /* error log records: critical, error, warning, exception  \
+                               (written by Python, forker/statsd.py) */                 \
+    X(CODES, 8, 400)        /* requests by status code, FK_STATS_FIRST_CODE on */        \
+    X(DURATIONS, 512, 512)  /* ring of the latest durations in us: from the hand-over   \
+                               to Python (0 for the loop's own answers) to the end of    \
+                               the response */
+
+enum {
+#define FK_STATS_OFFSET(name, word, words) FK_STATS_##name = word,
+    FK_STATS_FIELDS(FK_STATS_OFFSET)
+#undef FK_STATS_OFFSET
+    FK_STATS_WORDS = 1024,
+    FK_STATS_RING = 512,       /* words of DURATIONS */
+    FK_STATS_FIRST_CODE = 200, /* CODES[0]: final statuses are 200 to 599 */
+    FK_STATS_CODES_COUNT = 400,
+};
+
+#define FK_STATS_BYTES (FK_STATS_WORDS * 8)
+
 /* A histogram: FK_HIST_BUCKETS counts (not cumulative) for the bounds below
  * plus +Inf, then the sum in microseconds. 16 words. */
 #define FK_HIST_BUCKETS 15

@@ -105,6 +105,34 @@ void count_status(fk_loop *l, int status)
         l->cfg.slot[FK_SLOT_STATUS + status / 100 - 1]++;
 }
 
+/* A request answered (by the handler, or by the loop itself): the slot counts
+ * its status class at once; statsd counts its status code when it ends, with
+ * the requests (request_done). A request refused by the parser is neither. */
+void count_answer(fk_loop *l, fk_conn *c, int status)
+{
+    count_status(l, status);
+    if (FK_UNLIKELY(l->cfg.stats != NULL))
+        c->status = status;
+}
+
+/* statsd: a request ended; its status code, and its duration into the ring,
+ * before TIMED moves on (a release store: the master reads only entries below
+ * TIMED, and drops those TIMED has since lapped). The duration runs from the
+ * hand-over to Python to the last byte given to the loop, as gunicorn times a
+ * request from the handler call to the end of its response. */
+static void stats_request_done(fk_loop *l, fk_conn *c)
+{
+    volatile uint64_t *stats = l->cfg.stats;
+    unsigned code = (unsigned)(c->status - FK_STATS_FIRST_CODE);
+    if (code < FK_STATS_CODES_COUNT)
+        stats[FK_STATS_CODES + code]++;
+    uint64_t n = stats[FK_STATS_TIMED];
+    stats[FK_STATS_DURATIONS + n % FK_STATS_RING] = c->begun_us ? fk_now_us() - c->begun_us : 0;
+    __atomic_store_n(&stats[FK_STATS_TIMED], n + 1, __ATOMIC_RELEASE);
+    c->begun_us = 0;
+    c->status = 0;
+}
+
 void fail_request(fk_loop *l, fk_conn *c, int status)
 {
     l->cfg.slot[FK_SLOT_PARSE_ERRORS]++;
@@ -129,6 +157,8 @@ int request_done(fk_loop *l, fk_conn *c)
 {
     l->served++;
     l->cfg.slot[FK_SLOT_REQUESTS] = l->served;
+    if (FK_UNLIKELY(l->cfg.stats != NULL))
+        stats_request_done(l, c);
     if (!l->cfg.threaded)
         l->cfg.slot[FK_SLOT_BUSY_SINCE] = 0;
     if (l->cfg.max_requests != 0 && l->served >= l->cfg.max_requests && !l->stopping)
@@ -184,7 +214,7 @@ int fk_loop_respond(fk_loop *l, fk_conn *c, const fk_response *r, const char *bo
 {
     if (c->fd < 0)
         return -1;
-    count_status(l, r->status);
+    count_answer(l, c, r->status);
     if (c->handoff_us != 0) {
         fk_hist_add(l->cfg.slot + FK_SLOT_HANDLER, fk_now_us() - c->handoff_us);
         c->handoff_us = 0;

@@ -194,6 +194,7 @@ cdef extern from "fk_metrics.h" nogil:
         FK_SLOT_TEXT
         FK_SLOT_TEXT_SIZE
         FK_HIST_BUCKETS
+        FK_STATS_BYTES
     const uint64_t fk_hist_bounds_us[]
 
 cdef extern from "fk_proxy.h" nogil:

@@ -129,6 +129,7 @@ class Engine:
         constant_body: Optional[bytes] = None,
         ticket_keys: Optional[bytes] = None,
         ssl_context: Optional[Any] = None,
+        stats: Optional[memoryview] = None,
     ) -> None: ...
     @property
     def served(self) -> int: ...
@@ -163,4 +164,5 @@ def set_parent_death_signal(signum: int) -> None:
     """Have the kernel send signum to this process when its parent thread dies."""
 
 def slot_layout() -> Dict[str, Any]:
-    """The shared worker slot as csrc/fk_metrics.h lays it out."""
+    """The shared worker slot and the statsd area as csrc/fk_metrics.h lays
+    them out."""

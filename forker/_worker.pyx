@@ -81,8 +81,10 @@ cdef extern from *:
     typedef struct { const char *name; int word; int words; } fk_slot_field;
     #define FK_SLOT_ENTRY(name, word, words) {#name, word, words},
     static const fk_slot_field fk_slot_fields[] = {FK_SLOT_FIELDS(FK_SLOT_ENTRY)};
-    #undef FK_SLOT_ENTRY
     #define FK_SLOT_NFIELDS (sizeof(fk_slot_fields) / sizeof(fk_slot_fields[0]))
+    static const fk_slot_field fk_stats_fields[] = {FK_STATS_FIELDS(FK_SLOT_ENTRY)};
+    #undef FK_SLOT_ENTRY
+    #define FK_STATS_NFIELDS (sizeof(fk_stats_fields) / sizeof(fk_stats_fields[0]))
     """
     ctypedef struct fk_slot_field:
         const char *name
@@ -90,19 +92,32 @@ cdef extern from *:
         int words
     const fk_slot_field fk_slot_fields[]
     size_t FK_SLOT_NFIELDS
+    const fk_slot_field fk_stats_fields[]
+    size_t FK_STATS_NFIELDS
+    enum:
+        FK_STATS_RING
+        FK_STATS_FIRST_CODE
 
 
 def slot_layout():
     """The shared worker slot as csrc/fk_metrics.h lays it out (FK_SLOT_FIELDS):
     {"size": bytes, "fields": {name: (byte offset, bytes)}, "text_size": bytes
-    of the request text, "hist_buckets": n, "hist_bounds_us": (...)}, names
-    lower case. forker/shm.py reads the slot with these (tests/test_metrics.py)."""
+    of the request text, "hist_buckets": n, "hist_bounds_us": (...), "stats":
+    the statsd area (FK_STATS_FIELDS) as {"size", "fields", "ring",
+    "first_code"}}, names lower case. forker/shm.py reads the slot and the
+    statsd area with these (tests/test_metrics.py)."""
     cdef size_t i
     fields = {}
     for i in range(FK_SLOT_NFIELDS):
         fields[fk_slot_fields[i].name.decode("ascii").lower()] = (
             fk_slot_fields[i].word * 8, fk_slot_fields[i].words * 8)
+    stats = {}
+    for i in range(FK_STATS_NFIELDS):
+        stats[fk_stats_fields[i].name.decode("ascii").lower()] = (
+            fk_stats_fields[i].word * 8, fk_stats_fields[i].words * 8)
     return {"size": FK_SLOT_BYTES, "fields": fields, "text_size": FK_SLOT_TEXT_SIZE,
             "hist_buckets": FK_HIST_BUCKETS,
-            "hist_bounds_us": tuple(fk_hist_bounds_us[i] for i in range(FK_HIST_BUCKETS - 1))}
+            "hist_bounds_us": tuple(fk_hist_bounds_us[i] for i in range(FK_HIST_BUCKETS - 1)),
+            "stats": {"size": FK_STATS_BYTES, "fields": stats, "ring": FK_STATS_RING,
+                      "first_code": FK_STATS_FIRST_CODE}}
 

@@ -66,6 +66,8 @@ def _main(arbiter: Any, worker: Any, listeners: List[Any]) -> int:
     from . import logs
 
     logs.set_worker_id(worker.id)
+    statsd = getattr(arbiter, "statsd", None)  # from here on, its log records are counted
+    stats = statsd.in_worker(worker.slot) if statsd is not None and worker.stats else None
     process.set_title(f"forker: worker {worker.id} [{arbiter.title()}]",
                       arbiter.short_title(f"w{worker.id}"))
     config = arbiter.config
@@ -107,7 +109,7 @@ def _main(arbiter: Any, worker: Any, listeners: List[Any]) -> int:
 
     return run_worker(app, config, listeners, worker.id, arbiter.slots.view(worker.slot),
                       schemes=listener_schemes(config, listeners, arbiter.listeners.source),
-                      worker=worker)
+                      worker=worker, stats=stats)
 
 
 RELOAD_POLL_SECONDS = 1.0

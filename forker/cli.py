@@ -4,7 +4,8 @@
 The flags are generated from forker.config.OPTIONS, so each one is the same
 setting as the `serve(...)` keyword and the FORKER_<NAME> environment variable
 of that name. Precedence, lowest first: defaults, FORKER_* variables, the
---config file, command-line flags.
+--config file, the flags of GUNICORN_CMD_ARGS then FORKER_CMD_ARGS,
+command-line flags (gunicorn's order, with forker's name of its variable).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import importlib.util
 import logging
 import os
+import shlex
 import sys
 import traceback
 
@@ -23,9 +25,13 @@ from .errors import AppImportError, BindError, ConfigError
 
 TYPE_CHECKING = False  # not typing's: a worker process does not import typing
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, NoReturn, Optional, Tuple
+    from typing import Any, Dict, List, Mapping, NoReturn, Optional, Tuple
 
 DEFAULT_CONFIG = "forker.conf.py"  # read from the working directory when there is no -c
+# Variables holding more command-line arguments, as gunicorn reads GUNICORN_CMD_ARGS:
+# above the --config file, below the command line; forker's own name last, so it
+# wins over gunicorn's. (No option is named cmd_args: tests/test_gunicorn_env.py.)
+CMD_ARGS_VARIABLES = ("GUNICORN_CMD_ARGS", ENV_PREFIX + "CMD_ARGS")
 
 # gunicorn's flags for forker's options (forker/compat.py maps the rest).
 ALIASES = {
@@ -57,8 +63,11 @@ EXTRA_HELP = {
     "check_config": "Check the configuration and that the application loads, then exit "
                     "(status 0 if both are fine).",
     "print_config": "Print every setting's value, then exit.",
-    "logconfig": "Configure Python's logging from FILE (logging.config.fileConfig).",
-    "logconfig_json": "Configure Python's logging from a JSON FILE (logging.config.dictConfig).",
+    "logconfig": "Configure Python's logging from FILE (logging.config.fileConfig, with "
+                 "%(here)s its directory), as gunicorn: the error log goes through the logger "
+                 "gunicorn.error, each access line through gunicorn.access.",
+    "logconfig_json": "Configure Python's logging from a JSON FILE (logging.config.dictConfig "
+                      "over gunicorn's defaults), as --log-config.",
     "paste": "Serve the application of a PasteDeploy .ini FILE (PasteDeploy must be "
              "installed); FILE#NAME for a section other than main.",
     "raw_paste_global_conf": "KEY=VALUE given to the PasteDeploy file as a global. "
@@ -78,10 +87,12 @@ EPILOG = f"""\
 Every option can also be set by a {ENV_PREFIX}<NAME> environment variable
 ({ENV_PREFIX}WORKERS=4, {ENV_PREFIX}ACCESS_LOG=-) or in the --config file
 (workers = 4). Flags override the config file, which overrides the environment.
+GUNICORN_CMD_ARGS and {ENV_PREFIX}CMD_ARGS hold more flags ("-w 4 -b :8000"),
+which override the config file and are overridden by the command line.
 
 gunicorn's flags and configuration files are accepted: its names of forker's
 options are aliases (-b, -w, -t, --access-logfile, ...), and a setting forker
-lacks (HTTP/2, ASGI, syslog, statsd, dirty arbiters, ...) is warned about by
+lacks (HTTP/2, ASGI, syslog, dirty arbiters, ...) is warned about by
 name when it asks for something, or refused when serving without it would do
 something else (-k gevent, --protocol uwsgi).
 """
@@ -159,13 +170,38 @@ def _message(option_name: str, exc: ConfigError) -> str:
 
 def collect(args: argparse.Namespace, settings: Optional[Dict[str, Any]] = None,
             environ: Optional[Dict[str, str]] = None) -> Config:
-    """Defaults < FORKER_* environment < settings (of the --config file) < flags.
-    A bad value raises ConfigError naming where it came from."""
+    """Defaults < FORKER_* environment < settings (of the --config file) <
+    GUNICORN_CMD_ARGS < FORKER_CMD_ARGS < flags. A bad value raises
+    ConfigError naming where it came from."""
     return collect_all(args, settings, environ)[0]
 
 
+def cmd_args(environ: Mapping[str, str]) -> List[Tuple[str, argparse.Namespace]]:
+    """The arguments of GUNICORN_CMD_ARGS and FORKER_CMD_ARGS, parsed as the
+    command line's: (variable, namespace) for each variable set, lowest
+    precedence first. A bad one raises ConfigError naming the variable."""
+    found = []
+    for variable in CMD_ARGS_VARIABLES:
+        text = environ.get(variable, "")
+        if not text.strip():
+            continue
+        where = f"environment variable {variable}: "
+        try:
+            argv = shlex.split(text)
+        except ValueError as exc:
+            raise ConfigError(f"{where}{exc}") from None
+        parser = build_parser()
+
+        def refuse(message: str, where: str = where) -> NoReturn:
+            raise ConfigError(where + message)
+
+        parser.error = refuse  # type: ignore[method-assign]
+        found.append((variable, parser.parse_args(argv)))
+    return found
+
+
 def collect_all(args: argparse.Namespace, settings: Optional[Dict[str, Any]] = None,
-                environ: Optional[Dict[str, str]] = None) -> Tuple[Config, Dict[str, Any]]:
+                environ: Optional[Mapping[str, str]] = None) -> Tuple[Config, Dict[str, Any]]:
     """collect(), and the compat.EXTRAS given, which the command line does itself."""
     environ = dict(os.environ) if environ is None else environ
     source = getattr(args, "config_path", None) or getattr(args, GUNICORN_DEST + "config", None) \
@@ -195,31 +231,42 @@ def collect_all(args: argparse.Namespace, settings: Optional[Dict[str, Any]] = N
                 config.update({name: item})
             except ConfigError as exc:
                 raise ConfigError(f"{source}: {key}: {_message(name, exc)}") from None
+    for variable, namespace in cmd_args(environ):
+        _apply_flags(namespace, config, extras, f"environment variable {variable}: ")
+    _apply_flags(args, config, extras, "")
+    context = config.ssl_context
+    if isinstance(context, compat._GunicornSSLContext):
+        context.config = config  # gunicorn's ssl_context(config, factory) reads the files
+    return config, extras
+
+
+def _apply_flags(args: argparse.Namespace, config: Config, extras: Dict[str, Any],
+                 where: str) -> None:
+    """The flags given in args (a command line's, or a CMD_ARGS variable's) onto
+    config and extras; where prefixes the message of a bad value."""
     given = vars(args)
     for key, value in given.items():  # gunicorn's flags for what forker lacks or does itself
         if not key.startswith(GUNICORN_DEST):
             continue
         name = key[len(GUNICORN_DEST):]
         flag = compat.gunicorn_flag(name)
-        for option_name, item in compat.translate(name, value, f"argument {flag}: ").items():
+        for option_name, item in compat.translate(name, value,
+                                                  f"{where}argument {flag}: ").items():
             if option_name in compat.EXTRAS:
                 extras[option_name] = item
                 continue
             try:
                 config.update({option_name: item})
             except ConfigError as exc:
-                raise ConfigError(f"argument {flag}: {_message(option_name, exc)}") from None
+                raise ConfigError(f"{where}argument {flag}: "
+                                  f"{_message(option_name, exc)}") from None
     for option in OPTIONS:
         if option.flag is not None and option.name in given:
             try:
                 config.update({option.name: given[option.name]})
             except ConfigError as exc:
-                raise ConfigError(f"argument {option.flag}: "
+                raise ConfigError(f"{where}argument {option.flag}: "
                                   f"{_message(option.name, exc)}") from None
-    context = config.ssl_context
-    if isinstance(context, compat._GunicornSSLContext):
-        context.config = config  # gunicorn's ssl_context(config, factory) reads the files
-    return config, extras
 
 
 def configure(args: argparse.Namespace, parser: argparse.ArgumentParser,
@@ -238,9 +285,17 @@ def configure_all(args: argparse.Namespace, parser: argparse.ArgumentParser,
         parser.error(str(exc))
 
 
-def config_path(args: argparse.Namespace) -> Optional[str]:
-    """-c FILE (or python:MODULE), else ./forker.conf.py when it exists."""
+def config_path(args: argparse.Namespace,
+                environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """-c FILE (or python:MODULE) of the command line, else of FORKER_CMD_ARGS
+    or GUNICORN_CMD_ARGS (gunicorn: the command line's -c wins), else
+    ./forker.conf.py when it exists."""
     given = getattr(args, GUNICORN_DEST + "config", None)
+    if given is None:
+        for _, namespace in reversed(cmd_args(os.environ if environ is None else environ)):
+            given = getattr(namespace, GUNICORN_DEST + "config", None)
+            if given is not None:
+                break
     if given is not None:
         return str(given)
     return DEFAULT_CONFIG if os.path.isfile(DEFAULT_CONFIG) else None
@@ -300,10 +355,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return stats(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    path = config_path(args)
-    args.config_path = path
     try:
+        path = config_path(args)
+        args.config_path = path
         settings = read_config_file(path) if path is not None else {}
+        environment_apps = [ns.app for _, ns in cmd_args(os.environ) if ns.app is not None]
     except ConfigError as exc:
         parser.error(str(exc))
     config, extras = configure_all(args, parser, settings)
@@ -315,7 +371,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         for name, value in sorted(config.as_dict().items()):
             print(f"{name:<28} = {value!r}")
         return 0
-    spec = args.app if args.app is not None else extras.get("wsgi_app")  # gunicorn's name
+    # APP: the command line's, else the last CMD_ARGS variable's (gunicorn ignores
+    # one there; forker ignores nothing in silence), else wsgi_app of the file
+    spec = args.app if args.app is not None else (
+        environment_apps[-1] if environment_apps else extras.get("wsgi_app"))
 
     from . import logs
     from .app import greeting
@@ -351,12 +410,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         logs.setup(config)
     except OSError as exc:
         _fail(f"error_log: cannot write to {config.error_log}: {exc.strerror}")
-    _configure_logging(extras)
+    ignored = _configure_logging(config, extras)
     log = logging.getLogger("forker.master")
     if path is not None:
         log.info("configuration read from %s", os.path.abspath(path)
                  if not path.startswith("python:") else path)
-    for warning in compat.take_warnings():
+    for warning in compat.take_warnings() + ([ignored] if ignored else []):
         log.warning("%s", warning)
     if extras.get("capture_output"):
         _capture_output(config)
@@ -426,22 +485,29 @@ def _load_paste(path: str, global_conf: Any) -> Any:
         _fail(f"--paste {path}: cannot load the application:\n{traceback.format_exc()}")
 
 
-def _configure_logging(extras: Dict[str, Any]) -> None:
-    """--log-config, --log-config-json, logconfig_dict: Python's logging.config."""
-    import logging.config
+def _configure_logging(config: Config, extras: Dict[str, Any]) -> Optional[str]:
+    """--log-config, --log-config-json, logconfig_dict: Python's logging.config,
+    applied as gunicorn applies them (forker.logs.configure): the first given of
+    the dict, the JSON file and the ini file. Returns a warning naming those left
+    out."""
+    from . import logs
 
+    given = [(name, flag) for name, flag in (("logconfig_dict", "logconfig_dict"),
+                                             ("logconfig_json", "--log-config-json"),
+                                             ("logconfig", "--log-config"))
+             if extras.get(name)]
+    if not given:
+        return None
+    name, flag = given[0]
     try:
-        if extras.get("logconfig"):
-            logging.config.fileConfig(extras["logconfig"], disable_existing_loggers=False)
-        if extras.get("logconfig_json"):
-            import json
-
-            with open(extras["logconfig_json"]) as source:
-                logging.config.dictConfig(json.load(source))
-        if extras.get("logconfig_dict"):
-            logging.config.dictConfig(dict(extras["logconfig_dict"], version=1))
+        logs.configure(config, name, extras[name])
     except Exception as exc:
-        _fail(f"cannot configure logging: {exc}")
+        _fail(f"argument {flag}: cannot configure logging: {exc}")
+    if len(given) > 1:
+        return (f"{', '.join(other for _, other in given[1:])} ignored: {flag} configures "
+                "logging (gunicorn reads one, in this order: logconfig_dict, "
+                "--log-config-json, --log-config)")
+    return None
 
 
 def _capture_output(config: Config) -> None:

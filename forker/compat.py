@@ -160,8 +160,6 @@ _asgi = "forker serves WSGI applications and native handlers, not ASGI"
 _strict = "forker parses requests strictly (RFC 9112) and relaxes nothing"
 _syslog = ("forker does not log to syslog; the error log goes to --error-logfile, or "
            "anywhere with --log-config")
-_statsd = "forker does not send statsd metrics; its master serves Prometheus metrics at " \
-          "--metrics-bind"
 
 
 def _hook(name: str) -> Setting:
@@ -233,10 +231,11 @@ SETTINGS: Dict[str, Setting] = {
     "syslog_facility": Setting(("--log-syslog-facility",), neutral=("user",), why=_syslog),
     "enable_stdio_inheritance": Setting(("-R", "--enable-stdio-inheritance"), "switch",
                                         to=lambda name, value: {"enable_stdio_inheritance": value}),
-    "statsd_host": Setting(("--statsd-host",), why=_statsd),
-    "dogstatsd_tags": Setting(("--dogstatsd-tags",), why=_statsd),
-    "statsd_prefix": Setting(("--statsd-prefix",), why=_statsd),
-    "enable_backlog_metric": Setting(("--enable-backlog-metric",), "switch", why=_statsd),
+    "statsd_host": Setting(("--statsd-host",), to="statsd_host"),
+    "dogstatsd_tags": Setting(("--dogstatsd-tags",), to="dogstatsd_tags"),
+    "statsd_prefix": Setting(("--statsd-prefix",), to="statsd_prefix"),
+    "enable_backlog_metric": Setting(("--enable-backlog-metric",), "switch",
+                                     "enable_backlog_metric"),
     "proc_name": Setting(("-n", "--name"), to="proc_name"),
     "default_proc_name": Setting(neutral=("gunicorn",),
                                  why="forker's process titles are 'forker: master [NAME]'"),

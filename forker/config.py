@@ -175,6 +175,32 @@ def _metrics_bind(name: str, value: Any) -> Optional[str]:
     return value
 
 
+def _statsd_host(name: str, value: Any) -> Optional[str]:
+    """None (off), or gunicorn's statsd address: HOST:PORT, HOST, [IPv6]:PORT,
+    unix:PATH (forker.statsd.parse_address)."""
+    if value is None or value == "":
+        return None
+    from .statsd import parse_address
+
+    parse_address(value, option=name)
+    return str(value).strip()
+
+
+def _statsd_text(*refused: str) -> Callable[[str, Any], str]:
+    """Text a statsd line carries as it is (statsd_prefix, dogstatsd_tags):
+    ASCII without controls, spaces or '|', which would end or split the line,
+    nor the characters in refused."""
+    def convert(name: str, value: Any) -> str:
+        text = _str_or_none(name, value) or ""
+        bad = [ch for ch in text if not "!" <= ch <= "~" or ch == "|" or ch in refused]
+        if bad:
+            raise ConfigError(f"{name}: {bad[0]!r} cannot be sent in a statsd line, "
+                              f"got {text!r}")
+        return text
+
+    return convert
+
+
 def _ip_list(name: str, value: Any) -> List[str]:
     """"*" (trust every peer) or comma-separated IP addresses and CIDR networks."""
     import ipaddress
@@ -494,6 +520,21 @@ OPTIONS: List[Option] = [
            "HOST:PORT where the master serves the workers' counters at /metrics in the "
            "Prometheus text format (default: off).",
            "--metrics-bind", "ADDRESS"),
+    Option("statsd_host", None, _statsd_host,
+           "Send gunicorn's statsd metrics (gunicorn.requests, gunicorn.request.duration, "
+           "gunicorn.request.status.CODE, gunicorn.workers, gunicorn.log.LEVEL) to HOST:PORT "
+           "over UDP (HOST alone: port 8125) or to unix:PATH, from the master, every second "
+           "(default: off).", "--statsd-host", "ADDRESS"),
+    Option("statsd_prefix", "", _statsd_text(":"),
+           "Prefix of the statsd metrics' names (a dot is added when it does not end with "
+           "one).", "--statsd-prefix", "PREFIX"),
+    Option("dogstatsd_tags", "", _statsd_text(),
+           "DogStatsD tags added to each statsd metric, comma-separated "
+           "(env:prod,service:web).", "--dogstatsd-tags", "TAGS"),
+    Option("enable_backlog_metric", False, _bool,
+           "With --statsd-host, also send the connections waiting in the listening sockets' "
+           "accept queues each second (gunicorn.backlog, a histogram).",
+           "--enable-backlog-metric"),
     Option("log_level", "info", _choice("debug", "info", "warning", "error", "critical"),
            "Level of the error log.", "--log-level", "LEVEL"),
     Option("interface", "auto", _choice("auto", "native", "wsgi"),

@@ -6,6 +6,7 @@
     log(request, status, body_bytes_sent, request_time_seconds)
     log.flush()                         # on the loop's tick; log.close() before exit
     reopen()                            # on USR1: reopen log files (after rotation)
+    configure(config, "logconfig", "logging.ini")  # a logging configuration written for gunicorn
 
 Error log lines look like
 
@@ -19,6 +20,13 @@ or a custom format of gunicorn-style atoms such as '%(h)s "%(r)s" %(s)s %(D)s'.
 Besides gunicorn's atoms, %(Q)s is the request's queue time in microseconds:
 from accept (or its arrival on a kept-alive connection) to the handler call
 (the json format's "queue_time", in seconds).
+
+A logging configuration written for gunicorn (--log-config, --log-config-json,
+logconfig_dict) names gunicorn's loggers, and configure() makes forker log
+through them as gunicorn does: forker's error log goes through
+`gunicorn.error` (the loggers under `forker` hand their records to it, unless
+the configuration names `forker` itself), and each access line is a record of
+`gunicorn.access` instead of a line of forker's own buffered writer.
 """
 
 from __future__ import annotations
@@ -58,6 +66,35 @@ DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
 
 _error_handler: Optional[logging.Handler] = None
 _access_logs: "weakref.WeakSet[AccessLog]" = weakref.WeakSet()
+# Set by configure(): access lines are records of this logger (gunicorn.access).
+_access_via: Optional[logging.Logger] = None
+
+GUNICORN_ERROR = "gunicorn.error"
+GUNICORN_ACCESS = "gunicorn.access"
+# What gunicorn updates with a logconfig_dict or a --log-config-json, key by key
+# (gunicorn.glogging.CONFIG_DEFAULTS): an application's records go to standard
+# output at INFO unless the configuration says otherwise, as under gunicorn.
+CONFIG_DEFAULTS: Dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "root": {"level": "INFO", "handlers": ["console"]},
+    "loggers": {
+        GUNICORN_ERROR: {"level": "INFO", "handlers": ["error_console"], "propagate": True,
+                         "qualname": GUNICORN_ERROR},
+        GUNICORN_ACCESS: {"level": "INFO", "handlers": ["console"], "propagate": True,
+                          "qualname": GUNICORN_ACCESS},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "generic",
+                    "stream": "ext://sys.stdout"},
+        "error_console": {"class": "logging.StreamHandler", "formatter": "generic",
+                          "stream": "ext://sys.stderr"},
+    },
+    "formatters": {
+        "generic": {"format": "%(asctime)s [%(process)d] [%(levelname)s] %(message)s",
+                    "datefmt": "[%Y-%m-%d %H:%M:%S %z]", "class": "logging.Formatter"},
+    },
+}
 
 
 def setup(config: Any) -> None:
@@ -80,14 +117,92 @@ def setup(config: Any) -> None:
 
 
 def access_logger(config: Any, worker_id: Optional[int] = None) -> Optional["AccessLog"]:
-    """This worker's access logger (None when config.access_log is off): call it
-    as log(request, status, body_bytes_sent, request_time_seconds) after each
+    """This worker's access logger (None when config.access_log is off and no
+    logging configuration routes gunicorn.access anywhere): call it as
+    log(request, status, body_bytes_sent, request_time_seconds) after each
     response. Giving worker_id also marks the process's error log lines."""
     if worker_id is not None:
         set_worker_id(worker_id)
+    if _access_via is not None:
+        # gunicorn logs access lines whenever a logging configuration is given;
+        # a line no handler would write is not formatted at all
+        if not (_access_via.isEnabledFor(logging.INFO) and _access_via.hasHandlers()):
+            return None
+        return AccessLog(None, config.access_log_format, logger=_access_via)
     if not config.access_log:
         return None
     return AccessLog(config.access_log, config.access_log_format)
+
+
+class _Forward(logging.Handler):
+    """On the `forker` logger: its records go on to gunicorn.error's handlers,
+    as if they had been logged there."""
+
+    def __init__(self, target: logging.Logger) -> None:
+        super().__init__()
+        self.target = target
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        self.target.handle(record)  # without a lock of its own: the target's handlers lock
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.target.handle(record)
+
+
+def configure(config: Any, kind: str, value: Any) -> None:
+    """Apply a logging configuration as gunicorn does: kind "logconfig" (an ini
+    file for logging.config.fileConfig, with %(here)s and %(__file__)s),
+    "logconfig_json" (a JSON file) or "logconfig_dict" (a dict), the last two
+    over CONFIG_DEFAULTS. Raises OSError or ValueError (and what logging.config
+    raises) on a bad configuration."""
+    import logging.config
+
+    global _access_via
+    error = logging.getLogger(GUNICORN_ERROR)
+    access = logging.getLogger(GUNICORN_ACCESS)
+    own = logging.getLogger("forker")
+    # As gunicorn's logger stands when it applies a configuration: the error log's
+    # handler (forker's, to --error-logfile) on gunicorn.error at --log-level, and
+    # --access-logfile's on gunicorn.access; a configuration naming them replaces them.
+    error.propagate = access.propagate = False
+    error.setLevel(config.log_level.upper())
+    access.setLevel(logging.INFO)
+    if _error_handler is not None:
+        own.removeHandler(_error_handler)
+        error.addHandler(_error_handler)
+    forward = _Forward(error)
+    own.addHandler(forward)
+    if config.access_log:
+        handler: logging.Handler = (logging.StreamHandler(sys.stdout) if config.access_log == "-"
+                                    else logging.FileHandler(config.access_log, encoding="utf-8"))
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(handler)
+    if kind == "logconfig":
+        path = os.path.abspath(os.fspath(value))
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no such file: {value}")
+        logging.config.fileConfig(path, defaults={"__file__": path, "here": os.path.dirname(path)},
+                                  disable_existing_loggers=False)
+    else:
+        if kind == "logconfig_json":
+            import json
+
+            with open(value, encoding="utf-8") as source:
+                value = json.load(source)
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a dict of logging.config.dictConfig, got {value!r}")
+        import copy
+
+        settings = copy.deepcopy(CONFIG_DEFAULTS)  # deep: dictConfig consumes what it reads
+        settings.update(value)
+        logging.config.dictConfig(settings)
+    if forward in own.handlers:  # the configuration left forker's logger to gunicorn.error
+        own.setLevel(error.getEffectiveLevel())
+        for name, logger in list(logging.root.manager.loggerDict.items()):
+            if name.split(".")[0] == "forker" and isinstance(logger, logging.Logger):
+                logger.disabled = error.disabled  # disable_existing_loggers, as for gunicorn's
+    _access_via = access
 
 
 def flush() -> None:
@@ -99,9 +214,15 @@ def flush() -> None:
 
 
 def reopen() -> None:
-    """Reopen the log files, e.g. after logrotate moved them (SIGUSR1)."""
-    handler = _error_handler
-    if isinstance(handler, logging.FileHandler):
+    """Reopen the log files, e.g. after logrotate moved them (SIGUSR1): the
+    access log's, and those of every logging.FileHandler of any logger (the
+    error log's, and a logging configuration's), as gunicorn does."""
+    loggers = [logging.root] + [logger for logger in list(logging.root.manager.loggerDict.values())
+                                if isinstance(logger, logging.Logger)]
+    handlers = {id(handler): handler for logger in loggers for handler in list(logger.handlers)}
+    for handler in handlers.values():
+        if not isinstance(handler, logging.FileHandler):
+            continue
         handler.acquire()
         try:
             if handler.stream is not None:
@@ -270,8 +391,11 @@ class _Atoms(dict):  # type: ignore[type-arg]
 class AccessLog:
     """Formats access lines and buffers them for _Writer. Call it per response."""
 
-    def __init__(self, path: str, fmt: str = "combined") -> None:
-        self._writer = _Writer(path)
+    def __init__(self, path: Optional[str], fmt: str = "combined",
+                 logger: Optional[logging.Logger] = None) -> None:
+        """Lines to the file at path ("-": standard output), or, given logger,
+        as its INFO records."""
+        self._writer: Any = _LogWriter(logger) if logger is not None else _Writer(str(path))
         _access_logs.add(self)
         self._clock = _Clock()
         if fmt == "common":
@@ -338,6 +462,26 @@ class AccessLog:
 
     def close(self) -> None:
         self._writer.close()
+
+
+class _LogWriter:
+    """Access lines as INFO records of a logger: gunicorn's gunicorn.access, to
+    the handlers a logging configuration gave it."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+
+    def write(self, line: str) -> None:
+        self._logger.info("%s", line[:-1])  # without its newline: the handler ends records
+
+    def flush(self) -> None:
+        pass
+
+    def reopen(self) -> None:
+        pass  # reopen() reopens the handlers' files
+
+    def close(self) -> None:
+        pass
 
 
 class _Writer:

@@ -60,7 +60,7 @@ class Worker:
     (gunicorn's attributes: pid, ppid, age, log, cfg)."""
 
     __slots__ = ("id", "slot", "generation", "pid", "born", "booted", "retiring",
-                 "deadline", "kill_at", "timed_out", "ppid", "age", "cfg")
+                 "deadline", "kill_at", "timed_out", "ppid", "age", "cfg", "stats")
 
     log = log
 
@@ -79,6 +79,7 @@ class Worker:
         self.deadline = 0.0  # retiring: SIGKILL after this
         self.kill_at = 0.0  # timed out: SIGKILL after its stack dump
         self.timed_out = False
+        self.stats = False  # has a statsd area (forker/statsd.py) at its slot's index
 
 
 class _Reload:
@@ -112,6 +113,7 @@ class Arbiter:
         self.listeners: Optional[Listeners] = None
         self.slots: Optional[SlotTable] = None
         self.metrics: Optional[metrics.MetricsServer] = None
+        self.statsd: Optional[Any] = None  # forker.statsd.Statsd while statsd_host is set
         self.pidfile: Optional[process.Pidfile] = None
         self.cpus = process.usable_cpus()
         self.migrate = False
@@ -216,11 +218,14 @@ class Arbiter:
             self.boot_report = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             os.write(self.boot_report[1], b"!")
             self.metrics = metrics.MetricsServer.open(self, log)
+            self._configure_statsd(config)
             self._install_signals()
         except BaseException:
             self.listeners.close()
             if self.metrics is not None:
                 self.metrics.close()
+            if self.statsd is not None:
+                self.statsd.close()
             raise
         process.set_title(f"forker: master [{self.title()}]", self.short_title("master"))
         log.info("forker master pid %d: %d workers, %s", self.pid, self.num_workers,
@@ -282,6 +287,7 @@ class Arbiter:
             if self._stopping is not None:  # gave up on boot failures
                 break
             self._manage_workers()
+            self._send_statsd()
         self._stop()
 
     def _timeout(self) -> float:
@@ -294,6 +300,8 @@ class Arbiter:
                 wake = min(wake, worker.kill_at)
         if self._reload is not None:
             wake = min(wake, now + 0.05)  # watch the new generation boot
+        if self.statsd is not None:
+            wake = min(wake, self.statsd.due())
         return max(0.0, wake - now)
 
     def _wait(self, timeout: float) -> None:
@@ -402,6 +410,7 @@ class Arbiter:
             return
         self._reload = _Reload(self)
         self.config, self.app, self.num_workers = config, app, config.workers
+        self._configure_statsd(config)
         self.generation, self._next_generation = self._next_generation, self._next_generation + 1
         if self.listeners is not None:
             self.listeners.ensure(max(self.num_workers, self._reload.num_workers))
@@ -474,6 +483,8 @@ class Arbiter:
         state = self.slots.read(worker.slot)
         if self.metrics is not None:
             self.metrics.worker_exited(worker.id, self.slots.counters(worker.slot))
+        if self.statsd is not None and worker.stats:
+            self.statsd.worker_exited(worker.slot)
         self.slots.free(worker.slot)
         how = process.describe_exit(code)
         if self._stopping is not None:
@@ -538,6 +549,7 @@ class Arbiter:
                 self._retire(worker)
         self.generation, self.config = previous.generation, previous.config
         self.app, self.num_workers = previous.app, previous.num_workers
+        self._configure_statsd(self.config)
 
     def _check_workers(self) -> None:
         """Heartbeats, deadlines and memory of every worker."""
@@ -661,6 +673,9 @@ class Arbiter:
             return
         self._age += 1
         worker = Worker(worker_id, slot, self.generation, self.pid, self._age, self.config)
+        if self.statsd is not None:
+            self.statsd.spawning(slot)
+            worker.stats = True
         listeners = self.listeners.for_worker(worker_id)
         hooks.call("pre_fork", self.config.pre_fork, self, worker)
         # Blocked across fork: a TERM meant for the child must not reach the
@@ -680,6 +695,38 @@ class Arbiter:
             self.workers[pid] = worker
             return
         child.run(self, worker, listeners)  # never returns
+
+    # -- statsd ---------------------------------------------------------------------
+
+    def _configure_statsd(self, config: Config) -> None:
+        """At start and on HUP: a statsd client for statsd_host, or none."""
+        if not config.statsd_host:
+            if self.statsd is not None:
+                self.statsd.close()  # the workers still counting go unread
+                self.statsd = None
+            return
+        if self.statsd is None:
+            from .statsd import Statsd  # only when asked for: the master's socket, its table
+
+            assert self.slots is not None
+            self.statsd = Statsd(config, self.slots.capacity)
+        else:
+            self.statsd.configure(config)
+
+    def _send_statsd(self, force: bool = False) -> None:
+        """What the workers counted, once a second (forker/statsd.py)."""
+        if self.statsd is None:
+            return
+        serving = sum(1 for w in self.workers.values()
+                      if w.generation == self.generation and not w.retiring)
+        sockets = self.listeners.sockets() if self.listeners is not None else ()
+        try:
+            self.statsd.flush([w.slot for w in self.workers.values() if w.stats], serving,
+                              sockets, force=force)
+        except Exception:  # metrics must never take the master down
+            log.exception("statsd: sending failed; statsd is off until a reload (HUP)")
+            self.statsd.close()
+            self.statsd = None
 
     def _signal_workers(self, signum: int) -> None:
         for pid in list(self.workers):
@@ -716,6 +763,7 @@ class Arbiter:
         if self._upgrade_pid:
             log.info("the new master pid %d goes on serving", self._upgrade_pid)
         log.info("master pid %d exiting with status %d", self.pid, self._exit_status)
+        self._send_statsd(force=True)  # what the last workers counted, and these lines
 
     def _cleanup(self) -> None:
         """Stopped: pidfile, signal dispositions, pipe, shared memory."""
@@ -730,6 +778,9 @@ class Arbiter:
             self.listeners.close()
         if self.metrics is not None:
             self.metrics.close()
+        if self.statsd is not None:
+            self.statsd.close()
+            self.statsd = None
         if self.slots is not None:
             self.slots.close()
         for fd in self.boot_report:

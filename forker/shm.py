@@ -1,5 +1,6 @@
 """Memory shared between the master and its workers: one 512-byte slot per live
-worker, in one anonymous shared mapping created before the first fork.
+worker, in one anonymous shared mapping created before the first fork; and,
+once statsd is configured, an 8 KiB statsd area per slot index (StatsTable).
 
 A worker's C loop writes its slot, laid out once in csrc/fk_metrics.h
 (FK_SLOT_FIELDS); the constants below are checked against the table the engine
@@ -108,6 +109,77 @@ class SlotTable:
         """The slot as a writable memoryview (taken in the child, after fork)."""
         start = index * SLOT_SIZE
         return memoryview(self._map)[start : start + SLOT_SIZE]
+
+    def close(self) -> None:
+        try:
+            self._map.close()
+        except BufferError:  # a view is still exported; the mapping goes with the process
+            pass
+
+
+# The statsd area (csrc/fk_metrics.h FK_STATS_FIELDS), checked like the slot's
+# constants (tests/test_metrics.py): written by a worker's loop at the end of
+# each request, and by its Python for the error log's records.
+STATS_SIZE = 8192  # FK_STATS_BYTES
+STATS_TIMED = 0  # uint64, requests ended so far
+STATS_LOGS = 8  # 4 x uint64: records logged at critical, error, warning, and exceptions
+STATS_CODES = 64  # 400 x uint64: requests by status code, from STATS_FIRST_CODE on
+STATS_FIRST_CODE = 200
+STATS_CODES_COUNT = 400
+STATS_DURATIONS = 4096  # ring of STATS_RING uint64: request durations in microseconds
+STATS_RING = 512
+LOG_LEVELS = ("critical", "error", "warning", "exception")  # the order of STATS_LOGS
+
+_WORD = struct.Struct("=Q")
+_LOGS = struct.Struct("=4Q")
+_CODES = struct.Struct(f"={STATS_CODES_COUNT}Q")
+_RING = struct.Struct(f"={STATS_RING}Q")
+
+
+class StatsCounts(NamedTuple):
+    timed: int  # requests ended so far
+    logs: Tuple[int, ...]  # by LOG_LEVELS
+    codes: Tuple[int, ...]  # by status code, STATS_FIRST_CODE on
+
+
+class StatsTable:
+    """A statsd area per slot index (a slot's worker writes the area of its
+    index), in a shared mapping of its own: it exists only once statsd is on,
+    and its pages only once a worker writes them."""
+
+    def __init__(self, capacity: int) -> None:
+        self._map = mmap.mmap(-1, capacity * STATS_SIZE)
+        self.capacity = capacity
+
+    def reset(self, index: int) -> None:
+        """Zeroes the area of slot index (the master, before forking its worker)."""
+        start = index * STATS_SIZE
+        self._map[start : start + STATS_SIZE] = bytes(STATS_SIZE)
+
+    def view(self, index: int) -> memoryview:
+        """The area as a writable memoryview (taken in the child, after fork)."""
+        start = index * STATS_SIZE
+        return memoryview(self._map)[start : start + STATS_SIZE]
+
+    def counts(self, index: int) -> StatsCounts:
+        start = index * STATS_SIZE
+        return StatsCounts(_WORD.unpack_from(self._map, start + STATS_TIMED)[0],
+                           _LOGS.unpack_from(self._map, start + STATS_LOGS),
+                           _CODES.unpack_from(self._map, start + STATS_CODES))
+
+    def durations(self, index: int, since: int) -> Tuple[int, List[int]]:
+        """(timed, durations): the requests ended so far, and the durations in
+        microseconds of those from number since on that the ring still holds
+        (the latest STATS_RING at most), oldest first. The loop writes an entry
+        and then moves TIMED on, so entries below TIMED are whole; one that it
+        may have overwritten while the ring was read, lapped by a TIMED read
+        after, is left out."""
+        start = index * STATS_SIZE
+        timed = _WORD.unpack_from(self._map, start + STATS_TIMED)[0]
+        ring = _RING.unpack_from(self._map, start + STATS_DURATIONS)
+        after = _WORD.unpack_from(self._map, start + STATS_TIMED)[0]
+        first = max(since, timed - STATS_RING, after - STATS_RING + 1)
+        return timed, [ring[i % STATS_RING] for i in range(first, timed)]
 
     def close(self) -> None:
         try:

@@ -44,9 +44,7 @@ def _max_requests(config: Any) -> int:
 
 
 def _access_logger(config: Any, worker_id: int) -> Optional[Any]:
-    if not getattr(config, "access_log", None):
-        return None
-    from . import logs
+    from . import logs  # also with access_log off: a logging configuration may ask for one
 
     return logs.access_logger(config, worker_id)
 
@@ -65,10 +63,11 @@ def _tls_inputs(config: Any, schemes: Optional[List[str]]) -> Dict[str, Any]:
 
 def run_worker(app: Any, config: Any, listeners: List[Any], worker_id: int,
                slot: Optional[memoryview] = None, schemes: Optional[List[str]] = None,
-               worker: Any = None) -> int:
+               worker: Any = None, stats: Optional[memoryview] = None) -> int:
     """Serve on the inherited listeners until told to stop; returns the exit status.
     schemes: "http" or "https" per listener (default: all plain). worker: what the
-    worker_int hook gets (the master's record of this worker)."""
+    worker_int hook gets (the master's record of this worker). stats: the
+    worker's statsd area (forker/statsd.py), None when statsd is off."""
     from ._worker import Engine
     from .app import greeting
     from .errors import WORKER_BOOT_ERROR, ConfigError
@@ -82,7 +81,7 @@ def run_worker(app: Any, config: Any, listeners: List[Any], worker_id: int,
                         access_log=access_log, tick=tick,
                         threads=int(getattr(config, "threads", 1)), schemes=schemes,
                         constant_body=greeting(None) if app is greeting else None,
-                        **_tls_inputs(config, schemes))
+                        stats=stats, **_tls_inputs(config, schemes))
     except ConfigError as exc:  # the certificate files changed since the master read them
         log.error("worker %d: cannot set up TLS: %s", worker_id, exc)
         if access_log is not None:

@@ -89,7 +89,6 @@ def test_settings_that_would_serve_something_else_are_refused_by_name(name, valu
 
 @pytest.mark.parametrize("name, value, fragment", [
     ("syslog", True, "syslog = True: forker does not log to syslog"),
-    ("statsd_host", "localhost:8125", "statsd_host = 'localhost:8125': forker does not send statsd"),
     ("http_protocols", "h2,h1", "forker serves HTTP/1.1 only"),
     ("secure_scheme_headers", {"X-FORWARDED-SSL": "on"}, "X-FORWARDED-SSL: on is not read"),
     ("sendfile", False, "sendfile = False: forker always sends file bodies"),
@@ -156,7 +155,7 @@ def test_extras_from_flags():
     args = parser.parse_args(["-D", "-R", "-e", "A=1", "-e", "B=2", "--pythonpath", "x,y",
                               "--capture-output", "--check-config", "--print-config",
                               "--log-config", "l.ini", "--paste", "p.ini", "-c", "c.py",
-                              "--statsd-host", "h:1"])
+                              "--log-syslog"])
     compat.take_warnings()
     _, extras = collect_all(args, {}, {})
     assert extras == {"daemon": True, "enable_stdio_inheritance": True, "raw_env": ["A=1", "B=2"],
@@ -164,8 +163,8 @@ def test_extras_from_flags():
                       "print_config": True, "logconfig": "l.ini", "paste": "p.ini",
                       "config": "c.py"}
     assert compat.take_warnings() == [
-        "argument --statsd-host: statsd_host = 'h:1': forker does not send statsd metrics; its "
-        "master serves Prometheus metrics at --metrics-bind; ignored"]
+        "argument --log-syslog: syslog = True: forker does not log to syslog; the error log "
+        "goes to --error-logfile, or anywhere with --log-config; ignored"]
 
 
 def run(*argv: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -135,7 +135,7 @@ C_OPTIONS = [option for option in OPTIONS if option.c_field]
 SLOT = 512  # bytes of a worker's shared slot
 # What the Engine sets itself: its arguments, and values derived from several options.
 ENGINE_FIELDS = {"max_requests", "wake_fd", "notify_fd", "threaded", "parent_pid", "slot",
-                 "constant_body", "proxy_allow", "proxy_allow_len", "shared_listeners"}
+                 "stats", "constant_body", "proxy_allow", "proxy_allow_len", "shared_listeners"}
 
 
 def loop_values(config, **engine):
@@ -183,6 +183,7 @@ def test_every_c_facing_option_round_trips():
     assert got["health_path_len"] == len(values["health_path"])
     assert got["shared_listeners"] == 1 and got["threaded"] == 0 and got["notify_fd"] == -1
     assert got["slot"] != 0 and got["constant_body"] is None
+    assert got["stats"] == 0  # statsd off: the loop counts nothing of it
 
 
 def test_derived_fields():

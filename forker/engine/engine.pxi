@@ -22,12 +22,15 @@ cdef class Engine:
 
     def __init__(self, app, config, listeners, slot=None, int wake_fd=-1, int parent_pid=0,
                  max_requests=0, access_log=None, tick=None, int threads=1,
-                 schemes=None, constant_body=None, bytes ticket_keys=None, ssl_context=None):
+                 schemes=None, constant_body=None, bytes ticket_keys=None, ssl_context=None,
+                 stats=None):
         """constant_body: the bytes app always answers (the built-in greeting),
         which the loop then answers itself when nothing is logged. ticket_keys
         and ssl_context: what an https listener's TLS context is made with
         (forker.tls.ticket_keys(), the checked ssl.SSLContext of the option,
-        or None for the configuration's certificate files)."""
+        or None for the configuration's certificate files). stats: this
+        worker's statsd area (forker.shm.StatsTable.view), None when statsd
+        is off."""
         cdef unsigned char[:] view
         cdef fk_net *nets
         self.app = app
@@ -38,7 +41,7 @@ cdef class Engine:
         self.threads = threads
         # What the options table does not give fk_loop_config itself (loop_config()).
         engine = {"max_requests": max_requests, "wake_fd": wake_fd, "parent_pid": parent_pid,
-                  "threaded": threads > 1, "notify_fd": -1, "slot": None,
+                  "threaded": threads > 1, "notify_fd": -1, "slot": None, "stats": None,
                   "constant_body": None, "proxy_allow": None, "proxy_allow_len": 0,
                   "shared_listeners": not config.reuse_port}
         if config.body_buffer_size is None:  # stream large bodies only where a thread may wait
@@ -50,6 +53,11 @@ cdef class Engine:
             self.slot = <uint64_t *>&view[0]
             self.slot_view = slot
             engine["slot"] = slot
+        if stats is not None:
+            view = stats
+            if view.shape[0] < FK_STATS_BYTES:
+                raise ValueError(f"stats must hold at least {FK_STATS_BYTES} bytes")
+            engine["stats"] = stats  # kept by the LoopConfig
         if constant_body is not None and access_log is None:
             # A constant answer needs no Python call: the loop gives it itself,
             # as nginx does a `return` (nothing to log, no handler to time).
