@@ -131,7 +131,14 @@ cdef class Exchange:
         return rc
 
     cdef void abort(self):
-        """Gives up the response: the connection is closed."""
+        """Gives up the response: the connection is closed, once what was
+        queued for it went out (as far as the socket takes it)."""
+        if not self._mine():
+            return
+        try:
+            async_drain(self.engine, 0)  # which may find the client gone, and end it
+        except Exception:
+            log.exception("error while flushing an aborted response")
         if self._mine():
             self.request._end_body()
             fk_loop_release(self.engine.loop, self.conn)
