@@ -536,3 +536,19 @@ def test_fastapi_with_requests_streaming(fastapi_pair):
     client, _, _ = fastapi_pair
     response = requests.get(str(client.base_url) + "/stream?n=3", stream=True, timeout=10)
     assert list(response.iter_lines()) == [b"line 0", b"line 1", b"line 2"]
+
+
+def test_access_log(tmp_path):
+    log = tmp_path / "access.log"
+    data = tmp_path / "file.bin"
+    data.write_bytes(b"z" * 1000)
+    with Server("asgi_raw:app", "--access-log", str(log), cwd=APPS) as server:
+        url = f"http://127.0.0.1:{server.port}"
+        requests.get(url + "/stream?n=2", timeout=10)
+        requests.get(url + "/pathsend", params={"name": str(data)}, timeout=10)
+        requests.get(url + "/error-before", timeout=10)
+        assert server.stop() == 0
+    lines = log.read_text().splitlines()
+    assert any('"GET /stream?n=2 HTTP/1.1" 200 16 ' in line for line in lines), lines
+    assert any('"GET /pathsend?name=' in line and '" 200 1000 ' in line for line in lines), lines
+    assert any('"GET /error-before HTTP/1.1" 500 ' in line for line in lines), lines
