@@ -19,6 +19,8 @@ class Core:
     extensions: Dict[str, Any]
     def __init__(self, app: Any, root_path: str = "") -> None: ...
     def __call__(self, request: Request, exchange: Exchange) -> Any: ...
+    def forwarded(self, scope: Dict[str, Any], fields: Dict[bytes, str]) -> None:
+        """Applies a trusted proxy's forwarded fields to the scope."""
 
 class Cycle:
     """One request: the application's receive and send."""

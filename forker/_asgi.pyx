@@ -30,6 +30,8 @@ cdef Py_ssize_t READ_SIZE = 65536  # bytes per read of a streamed request body
 cdef str HTTP11 = "1.1"
 cdef str HTTP10 = "1.0"
 cdef dict DISCONNECT = {"type": "http.disconnect"}
+cdef frozenset PROXY_FIELDS = frozenset((b"forwarded", b"x-forwarded-for", b"x-forwarded-proto",
+                                         b"x-forwarded-host"))
 cdef bytes WEBSOCKET_REFUSED = b"501 Not Implemented: websockets are not supported\n"
 cdef list WEBSOCKET_FIELDS = [(b"Content-Type", b"text/plain; charset=utf-8"),
                               (b"Connection", b"close")]
@@ -70,6 +72,7 @@ cdef class Core:
         cdef size_t i
         cdef dict names = self.names
         cdef list headers = []
+        cdef dict proxied = None
         raw_path = PyBytes_FromStringAndSize(c.req.path, c.req.path_len)
         if memchr(c.req.path, b"%", c.req.path_len) != NULL:
             path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
@@ -88,6 +91,11 @@ cdef class Core:
             value = PyBytes_FromStringAndSize(h.value, h.value_len)
             if name == b"upgrade" and b"websocket" in value.lower():
                 return None  # not served yet: refused before the application sees it
+            if name in PROXY_FIELDS:
+                if proxied is None:
+                    proxied = {}
+                text = value.decode("latin-1")
+                proxied[name] = proxied[name] + ", " + text if name in proxied else text
             headers.append((name, value))
         remote = req.remote_addr
         scope = {
@@ -107,7 +115,13 @@ cdef class Core:
         }
         if self.state is not None:
             scope["state"] = self.state.copy()
+        if proxied is not None:
+            self.forwarded(scope, proxied)
         return scope
+
+    def forwarded(self, dict scope, dict fields):
+        """Applies a trusted proxy's forwarded fields ({lowercased name: value})
+        to the scope; forker.asgi.ASGIHandler's, which knows the proxies."""
 
 
 @cython.final

@@ -21,6 +21,7 @@ import logging
 from ._asgi import ClientDisconnected as ClientDisconnected
 from ._asgi import Core
 from .errors import AppImportError
+from .wsgi import Proxies
 
 TYPE_CHECKING = False  # not typing's: a worker process does not import typing
 if TYPE_CHECKING:
@@ -33,16 +34,35 @@ class LifespanFailure(AppImportError):
     """The application's lifespan startup failed: the worker cannot serve."""
 
 
-class ASGIHandler(Core):
+class ASGIHandler(Core, Proxies):
     """An ASGI 3 application served by the engine's coroutine handlers."""
 
     interface = "asgi"
 
     def __init__(self, app: Any, config: Any) -> None:
         super().__init__(app, getattr(config, "root_path", "") or "")
+        self._init_proxies(config)
         self.lifespan_mode: str = getattr(config, "lifespan", "auto")
         self.loop_kind: str = getattr(config, "loop", "auto")
         self._lifespan: Optional[Lifespan] = None
+
+    def forwarded(self, scope: Dict[str, Any], fields: Dict[bytes, str]) -> None:
+        """The client address, scheme and (with forwarded_host) Host that a
+        trusted proxy's X-Forwarded-* or Forwarded fields give, as for WSGI."""
+        client = scope["client"]
+        if not self._is_trusted(client[0] if client else ""):
+            return
+        environ = {"HTTP_" + name.decode("latin-1").upper().replace("-", "_"): value
+                   for name, value in fields.items()}
+        self._apply_forwarded(environ)
+        if "REMOTE_ADDR" in environ:
+            scope["client"] = (environ["REMOTE_ADDR"], int(environ["REMOTE_PORT"] or 0))
+        if "wsgi.url_scheme" in environ:
+            scope["scheme"] = environ["wsgi.url_scheme"]
+        if "HTTP_HOST" in environ:
+            host = environ["HTTP_HOST"].encode("latin-1")
+            scope["headers"] = [(name, host if name == b"host" else value)
+                                for name, value in scope["headers"]]
 
     def event_loop(self) -> asyncio.AbstractEventLoop:
         """A new event loop for the worker: uvloop's when it is installed (the

@@ -552,3 +552,16 @@ def test_access_log(tmp_path):
     assert any('"GET /stream?n=2 HTTP/1.1" 200 16 ' in line for line in lines), lines
     assert any('"GET /pathsend?name=' in line and '" 200 1000 ' in line for line in lines), lines
     assert any('"GET /error-before HTTP/1.1" 500 ' in line for line in lines), lines
+
+
+def test_forwarded_fields_from_a_trusted_proxy(raw):
+    scope = httpx.get(raw.url + "/scope", headers={
+        "X-Forwarded-For": "203.0.113.7, 198.51.100.2", "X-Forwarded-Proto": "https"}).json()
+    assert scope["client"] == ["198.51.100.2", 0] and scope["scheme"] == "https"
+    scope = httpx.get(raw.url + "/scope", headers={
+        "Forwarded": 'for="[2001:db8::1]:4711";proto=https'}).json()
+    assert scope["client"] == ["2001:db8::1", 4711] and scope["scheme"] == "https"
+    with Server("asgi_raw:app", "--forwarded-allow-ips", "10.0.0.1", cwd=APPS) as server:
+        scope = httpx.get(f"http://127.0.0.1:{server.port}/scope", headers={
+            "X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}).json()
+    assert scope["client"][0] == "127.0.0.1" and scope["scheme"] == "http"  # not trusted
