@@ -222,7 +222,9 @@ cdef object async_run(Engine engine, object aloop):
 
 
 cdef int async_drain(Engine engine, int io) except -1:
-    """Takes the loop's events without waiting (with io, epoll is asked too)."""
+    """Takes the loop's events without waiting (with io, epoll is asked too,
+    once: what it reports after that waits for the event loop's next turn, so
+    that the tasks of the requests taken run before more are taken)."""
     cdef fk_event ev
     cdef int kind
     cdef fk_loop *loop = engine.loop
@@ -230,6 +232,7 @@ cdef int async_drain(Engine engine, int io) except -1:
         if engine.stop_requested:
             fk_loop_stop(loop, 1 if engine.stop_requested == 1 else 0)
         kind = fk_loop_poll(loop, &ev, io)
+        io = 0
         if kind == 0:
             return 0
         if kind == FK_EV_REQUEST:
