@@ -105,6 +105,9 @@ def run_worker(app: Any, config: Any, listeners: List[Any], worker_id: int,
             getattr(access_log, "close", lambda: None)()
         os.close(wake_r)
         os.close(wake_w)
+        if aloop is not None:  # the lifespan started: it shuts down too
+            aloop.run_until_complete(app.shutdown())
+            aloop.close()
         return WORKER_BOOT_ERROR
 
     def graceful(signum: int, frame: Any) -> None:
