@@ -54,6 +54,7 @@ extensions = [
     # forker/_worker.pxd, which forker/_wsgi.pyx cimports (cythonize follows both)
     ext("forker._worker", ["forker/_worker.pyx"] + ENGINE_C, libraries=["dl"]),
     ext("forker._wsgi", ["forker/_wsgi.pyx"]),
+    ext("forker._asgi", ["forker/_asgi.pyx"]),
 ]
 
 setup(

@@ -732,7 +732,10 @@ static void slot_record(fk_loop *l, fk_conn *c)
     l->cfg.slot[FK_SLOT_BUSY_SINCE] = l->now;
 }
 
-int fk_loop_next(fk_loop *l, fk_event *ev)
+/* fk_loop_next, and with block == 0 fk_loop_poll: the same turn, but epoll is
+ * asked without waiting (or, without io, not at all) and 0 is returned once
+ * nothing is left to report. */
+static int loop_next(fk_loop *l, fk_event *ev, int block, int io)
 {
     for (;;) {
         if (l->stopping == 2) {
@@ -794,7 +797,12 @@ int fk_loop_next(fk_loop *l, fk_event *ev)
             l->requeue_listeners = 0;
             requeue_listeners(l);
         }
-        int timeout = (int)(l->next_tick > l->now ? l->next_tick - l->now : 0);
+        if (!block && !io) {
+            ev->type = 0;
+            ev->conn = NULL;
+            return 0;
+        }
+        int timeout = !block ? 0 : (int)(l->next_tick > l->now ? l->next_tick - l->now : 0);
         int n = epoll_wait(l->epfd, l->events, MAX_EVENTS, timeout);
         refresh_clock(l);
         if (n < 0) {
@@ -832,7 +840,25 @@ int fk_loop_next(fk_loop *l, fk_event *ev)
             sweep(l);
             l->tick_pending = 1;
         }
+        if (!block && n == 0 && !l->tick_pending && !l->wake_pending && !l->notify_pending &&
+            !l->ready_head && !l->notify_head && !l->dirty_head) {
+            ev->type = 0;
+            ev->conn = NULL;
+            return 0;
+        }
     }
+}
+
+int fk_loop_next(fk_loop *l, fk_event *ev) { return loop_next(l, ev, 1, 1); }
+
+int fk_loop_poll(fk_loop *l, fk_event *ev, int io) { return loop_next(l, ev, 0, io); }
+
+int fk_loop_fd(const fk_loop *l) { return l->epfd; }
+
+uint64_t fk_loop_tick_in(const fk_loop *l)
+{
+    uint64_t now = fk_now_ms();
+    return l->next_tick > now ? l->next_tick - now : 0;
 }
 
 void fk_loop_destroy(fk_loop *l)

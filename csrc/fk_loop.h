@@ -143,6 +143,21 @@ int fk_loop_add_tls_listener(fk_loop *l, int fd, fk_tls_ctx *tls);
 /* Runs until there is an event for the caller. Returns its type (also in ev). */
 int fk_loop_next(fk_loop *l, fk_event *ev);
 
+/* fk_loop_next without waiting, for a caller whose own event loop watches
+ * fk_loop_fd(): returns the next event as fk_loop_next does, or 0 once there
+ * is none (the queues are empty, what was due is written, and epoll, asked
+ * with a zero timeout, reported nothing). Without io, epoll is not asked at
+ * all: only the queues and the writes due (after fk_loop_respond and
+ * fk_loop_send, which only queue). The caller also calls it with io about
+ * every fk_loop_tick_in() milliseconds, for the loop's ticks and timeouts. */
+int fk_loop_poll(fk_loop *l, fk_event *ev, int io);
+
+/* The loop's epoll descriptor: readable when fk_loop_poll has work. */
+int fk_loop_fd(const fk_loop *l);
+
+/* Milliseconds until the loop's next tick is due. */
+uint64_t fk_loop_tick_in(const fk_loop *l);
+
 /* Answers c's current request. With complete 0 only the head is queued and the
  * body follows through fk_loop_send(). Otherwise body is the whole body and the
  * request is finished: with 1 (FK_RESPOND_COPY) the loop copies what the socket

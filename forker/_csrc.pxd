@@ -238,6 +238,9 @@ cdef extern from "fk_loop.h" nogil:
     int fk_loop_add_listener(fk_loop *l, int fd)
     int fk_loop_add_tls_listener(fk_loop *l, int fd, fk_tls_ctx *tls)
     int fk_loop_next(fk_loop *l, fk_event *ev)
+    int fk_loop_poll(fk_loop *l, fk_event *ev, int io)
+    int fk_loop_fd(const fk_loop *l)
+    uint64_t fk_loop_tick_in(const fk_loop *l)
     void fk_loop_body_limits(const fk_loop *l, const fk_conn *c, fk_body_limits *lim)
     enum:
         FK_RESPOND_LEND

@@ -13,6 +13,7 @@ cdef class BodyStream
 cdef class ResponsePlan
 cdef class ResponseStream
 cdef class HandlerJob
+cdef class Exchange
 
 
 # -- the request side (engine/request.pxi) ---------------------------------------
@@ -117,6 +118,43 @@ cdef class HandlerJob:
     cdef object window   # semaphore bounding the chunks in flight
 
 
+# -- coroutine handlers on an asyncio event loop (engine/aio.pxi) ----------------------
+
+cdef class Exchange:
+    cdef Engine engine
+    cdef fk_conn *conn       # NULL once the response is over
+    cdef readonly Request request
+    cdef unsigned int generation  # of the connection, and
+    cdef unsigned int request_id  # of the request on it, that this answers
+    cdef readonly bint closed     # the client left (FK_EV_CLOSED)
+    cdef readonly bint complete   # the response is over: sent, or given up
+    cdef readonly bint started    # the head was handed to the loop
+    cdef bint task_done
+    cdef object task
+    cdef object waiter       # future of wait_writable()
+    cdef object on_close     # future of wait_closed()
+    cdef object file         # sent with sendfile(2), closed once sent
+    cdef int status
+    cdef Py_ssize_t sent
+    cdef double started_at
+    cdef bint _mine(self)
+    cdef int _settle(self, int rc, bint last) except -2
+    cdef void _completed(self, bint logged)
+    cdef void _wake(self)
+    cdef void _close_file(self)
+    cdef void _end_request_body(self)
+    cdef int respond(self, ResponsePlan plan) except -2
+    cdef int send(self, bytes data, bint last) except -2
+    cdef int send_file(self, ResponsePlan plan, object fileobj) except -2
+    cdef void abort(self)
+    cdef void finish(self)
+
+
+cdef ResponsePlan make_plan(object result, int minor_version, bint head)
+cdef ResponsePlan failure_plan(object exc, Request req)
+cdef ResponsePlan server_error_plan()
+
+
 # -- the loop's configuration (engine/loopconfig.pxi) --------------------------------
 
 cdef class LoopConfig:
@@ -150,6 +188,12 @@ cdef class Engine:
     cdef bint notified
     cdef uint64_t *slot
     cdef object slot_view  # keeps the shared memory the slot points into
+    cdef object aloop      # the asyncio event loop of run_async(), else None
+    cdef dict exchanges    # connection index -> Exchange (run_async)
+    cdef object done       # future: the loop is done (run_async)
+    cdef object tick_handle
+    cdef bint finished     # the loop reported FK_EV_DONE (run_async)
+    cdef bint flush_pending  # a drain without io is scheduled (run_async)
     cdef uint64_t served_at_tick  # requests served as of the last tick
     cdef bint trim_due     # requests were served since the C heap was last trimmed
     cdef void _tick_trim(self)
@@ -160,10 +204,11 @@ cdef class Engine:
     cdef object _deliver(self, fk_conn *c, ResponsePlan plan, HandlerJob job, Request req,
                          double started)
     cdef object _send_file(self, fk_conn *c, ResponsePlan plan, ResponseStream stream)
-    cdef void _respond_whole(self, fk_conn *c, bytes body)
+    cdef int _respond_whole(self, fk_conn *c, bytes body)
     cdef void _lent_done(self)
     cdef ResponseStream _stream_of(self, fk_conn *c)
     cdef void _end_stream(self, fk_conn *c, ResponseStream stream)
     cdef void _pump(self, fk_conn *c, ResponseStream stream)
     cdef void _writable(self, fk_conn *c)
     cdef void _closed(self, fk_conn *c)
+    cdef void _schedule_flush(self)

@@ -130,6 +130,7 @@ class Engine:
         ticket_keys: Optional[bytes] = None,
         ssl_context: Optional[Any] = None,
         stats: Optional[memoryview] = None,
+        asynchronous: bool = False,
     ) -> None: ...
     @property
     def served(self) -> int: ...
@@ -140,6 +141,28 @@ class Engine:
         tests: text fields as bytes, address fields as integers)."""
     def stop(self, graceful: bool = True) -> None: ...
     def run(self) -> None: ...
+    def run_async(self, aloop: Any) -> None:
+        """Serves with a coroutine handler on the asyncio event loop aloop, on this
+        thread, until the loop stopped: handler(request, exchange) returns the
+        awaitable that answers through the Exchange."""
+
+class Exchange:
+    """One request answered by a task on the event loop (Engine.run_async): the
+    hold on its connection, the response, the client's leaving."""
+
+    @property
+    def request(self) -> Request: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def complete(self) -> bool: ...
+    @property
+    def started(self) -> bool: ...
+    def wait_writable(self) -> Any:
+        """A future resumed once the connection took what was held, the response
+        ended, or the client left."""
+    def wait_closed(self) -> Any:
+        """A future resumed when the client leaves or the response is over."""
 
 def standard_reason(status: int) -> str:
     """The reason phrase the engine writes for status ("Unknown" when unregistered)."""

@@ -13,6 +13,7 @@ worker's Python side"):
     tls.pxi         the TLS library and server context
     engine.pxi      the Engine: the loop's events, requests on the loop thread
     threads.pxi     the handler-thread pool
+    aio.pxi         Exchange and the Engine on an asyncio event loop (coroutine handlers)
 """
 
 cimport cython
@@ -56,6 +57,7 @@ include "engine/loopconfig.pxi"
 include "engine/tls.pxi"
 include "engine/engine.pxi"
 include "engine/threads.pxi"
+include "engine/aio.pxi"
 
 
 # -- the worker process's own calls (forker/worker.py, forker/process.py) -----------

@@ -147,15 +147,27 @@ def as_handler(app: Any, config: Any) -> Any:
     """The native handler for app under config.interface ("wsgi": wrapped in a
     WSGIHandler; "auto": as forker.interface.detect says). Safe to call twice:
     a handler is never wrapped again."""
-    from .interface import detect, is_async
+    from .interface import detect, is_asgi2, is_async
 
-    if is_async(app):
-        raise AppImportError(
-            f"{app!r} is a coroutine function (an ASGI application or an async handler): "
-            "forker calls WSGI applications and native handlers, which answer synchronously")
+    if getattr(app, "interface", None) == "asgi":
+        return app  # an ASGIHandler already
     interface = config.interface
+    if is_asgi2(app):
+        raise AppImportError(
+            f"{app!r} is an ASGI 2 application (a class called with the scope, then with "
+            "receive and send): forker serves ASGI 3; wrap it with "
+            "asgiref.compatibility.guarantee_single_callable")
     if interface == "auto":
         interface = detect(app)
+    if interface == "asgi":
+        from .asgi import ASGIHandler  # only now: a WSGI worker does without asyncio
+
+        return ASGIHandler(app, config)
+    if is_async(app):
+        raise AppImportError(
+            f"{app!r} is a coroutine function but not an ASGI application "
+            f"(app(scope, receive, send)), and the interface is {interface!r}: "
+            "a native handler or a WSGI application answers synchronously")
     if interface != "wsgi":
         return app
     from .wsgi import WSGIHandler  # only now: a native worker does without it

@@ -75,7 +75,8 @@ def check_worker_class(name: str, value: Any) -> Dict[str, Any]:
     if text in _SYNC or text.endswith((".SyncWorker", ".ThreadWorker")) and "gunicorn" in text:
         return {"worker_class": text}
     if "uvicorn" in text.lower() or "asgi" in text.lower():
-        what = "forker serves WSGI applications and native handlers, not ASGI"
+        what = ("an ASGI application needs no worker class: forker serves it on each "
+                "worker's event loop (detected, or --interface asgi)")
     elif any(word in text.lower() for word in ("gevent", "eventlet", "tornado")):
         what = ("forker has no green-thread workers: each worker runs a C event loop, and "
                 "--threads N runs handlers on N threads while the loop goes on serving")
@@ -156,7 +157,7 @@ class _GunicornSSLContext:
 
 _dirty = "forker has no dirty arbiters (gunicorn's pool of workers for long tasks)"
 _h2 = "forker serves HTTP/1.1 only"
-_asgi = "forker serves WSGI applications and native handlers, not ASGI"
+_asgi = "forker's ASGI settings are its own (--interface asgi, --lifespan)"
 _strict = "forker parses requests strictly (RFC 9112) and relaxes nothing"
 _syslog = ("forker does not log to syslog; the error log goes to --error-logfile, or "
            "anywhere with --log-config")

@@ -147,6 +147,16 @@ def _choice(*choices: str) -> Callable[[str, Any], str]:
     return convert
 
 
+def _event_loop(name: str, value: Any) -> str:
+    kind: str = _choice("auto", "asyncio", "uvloop")(name, value)
+    if kind == "uvloop":
+        import importlib.util
+
+        if importlib.util.find_spec("uvloop") is None:
+            raise ConfigError(f"{name}: uvloop is not installed (pip install uvloop)")
+    return kind
+
+
 def _bind_list(name: str, value: Any) -> List[str]:
     if isinstance(value, str):
         items = [part.strip() for part in value.split(",")] if "," in value else [value]
@@ -537,11 +547,22 @@ OPTIONS: List[Option] = [
            "--enable-backlog-metric"),
     Option("log_level", "info", _choice("debug", "info", "warning", "error", "critical"),
            "Level of the error log.", "--log-level", "LEVEL"),
-    Option("interface", "auto", _choice("auto", "native", "wsgi"),
+    Option("interface", "auto", _choice("auto", "native", "wsgi", "asgi"),
            "How to call the application: native (handler(request)), wsgi (PEP 3333: "
-           "app(environ, start_response)), or auto: wsgi when the application takes two "
-           "arguments, native when it takes one.",
-           "--interface", "{auto,native,wsgi}"),
+           "app(environ, start_response)), asgi (ASGI 3: await app(scope, receive, send), "
+           "on an asyncio event loop), or auto: asgi for a coroutine function of three "
+           "arguments, wsgi when the application takes two arguments, native when it takes one.",
+           "--interface", "{auto,native,wsgi,asgi}"),
+    Option("loop", "auto", _event_loop,
+           "Event loop of an ASGI application's workers: uvloop, asyncio (the standard "
+           "library's), or auto: uvloop when it is installed.",
+           "--loop", "{auto,asyncio,uvloop}"),
+    Option("lifespan", "auto", _choice("auto", "on", "off"),
+           "ASGI lifespan protocol, run in each worker before it serves: on (a failed "
+           "startup, or an application without lifespan support, is a boot error), auto "
+           "(the same, but an application that raises on the lifespan scope is served "
+           "without it), off.",
+           "--lifespan", "{auto,on,off}"),
     Option("threads", 1, _int_range(1, 1024),
            "Handler threads per worker (1: handlers run on the worker's loop thread).",
            "--threads", "N"),

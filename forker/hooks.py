@@ -116,6 +116,9 @@ def wrap_requests(app: Any, config: Any, worker: Any) -> Any:
     pre, post = config.pre_request, config.post_request
     if pre is None and post is None:
         return app
+    if getattr(app, "interface", None) == "asgi":
+        log.warning("pre_request and post_request are not called for an ASGI application")
+        return app
     from .wsgi import WSGIHandler
 
     if isinstance(app, WSGIHandler):

@@ -1,6 +1,7 @@
 """Which interface an application speaks, told from its signature (the
-interface option's "auto"): two positional arguments are PEP 3333's environ
-and start_response, one is a native handler's request.
+interface option's "auto"): a coroutine function of three positional
+arguments is ASGI 3's scope, receive and send, two positional arguments are
+PEP 3333's environ and start_response, one is a native handler's request.
 
 Read from code objects rather than through inspect, which a native worker
 would otherwise import (and keep in memory) for this alone."""
@@ -31,15 +32,25 @@ def is_async(app: Any) -> bool:
     return code is not None and bool(code.co_flags & CO_ASYNC)
 
 
+def is_asgi2(app: Any) -> bool:
+    """Whether app is an ASGI 2 application: a class whose instances, made
+    with the scope, are called with receive and send as a coroutine."""
+    return isinstance(app, type) and is_async(getattr(app, "__call__", None))
+
+
 def detect(app: Any) -> str:
-    """"wsgi" for a callable taking two positional arguments (a Flask or
-    Django application, a WSGI function, class or middleware), "native" for
-    one taking one. A signature that says neither (only *args, or none
-    readable) is served as native, with a warning naming --interface."""
+    """"asgi" for a coroutine function of three positional arguments (scope,
+    receive, send; or an object whose __call__ is one), "wsgi" for a callable
+    taking two positional arguments (a Flask or Django application, a WSGI
+    function, class or middleware), "native" for one taking one. A signature
+    that says neither (only *args, or none readable) is served as native, with
+    a warning naming --interface."""
     wsgi = sys.modules.get("forker.wsgi")
     if wsgi is not None and isinstance(app, wsgi.WSGIHandler):
         return "native"  # a WSGI application wrapped already
     count = positional_arguments(app)
+    if is_async(app):
+        return "asgi" if count in (3, None) else "native"
     if count == 2:
         return "wsgi"
     if count == 1:

@@ -72,6 +72,21 @@ def run_worker(app: Any, config: Any, listeners: List[Any], worker_id: int,
     from .app import greeting
     from .errors import WORKER_BOOT_ERROR, ConfigError
 
+    asynchronous = getattr(app, "interface", None) == "asgi"
+    aloop = None
+    if asynchronous:  # before the loop accepts: lifespan startup on the worker's event loop
+        import asyncio
+
+        from .asgi import LifespanFailure
+
+        aloop = app.event_loop()
+        asyncio.set_event_loop(aloop)
+        try:
+            aloop.run_until_complete(app.startup())
+        except LifespanFailure as exc:
+            log.error("worker %d: %s", worker_id, exc)
+            aloop.close()
+            return WORKER_BOOT_ERROR
     access_log = _access_logger(config, worker_id)
     tick = getattr(access_log, "flush", None)
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -79,7 +94,8 @@ def run_worker(app: Any, config: Any, listeners: List[Any], worker_id: int,
         engine = Engine(app, config, listeners, slot=slot, wake_fd=wake_r,
                         parent_pid=os.getppid(), max_requests=_max_requests(config),
                         access_log=access_log, tick=tick,
-                        threads=int(getattr(config, "threads", 1)), schemes=schemes,
+                        threads=1 if asynchronous else int(getattr(config, "threads", 1)),
+                        schemes=schemes, asynchronous=asynchronous,
                         constant_body=greeting(None) if app is greeting else None,
                         stats=stats, **_tls_inputs(config, schemes))
     except ConfigError as exc:  # the certificate files changed since the master read them
@@ -88,6 +104,9 @@ def run_worker(app: Any, config: Any, listeners: List[Any], worker_id: int,
             getattr(access_log, "close", lambda: None)()
         os.close(wake_r)
         os.close(wake_w)
+        if aloop is not None:  # the lifespan started: it shuts down too
+            aloop.run_until_complete(app.shutdown())
+            aloop.close()
         return WORKER_BOOT_ERROR
 
     def graceful(signum: int, frame: Any) -> None:
@@ -112,7 +131,14 @@ def run_worker(app: Any, config: Any, listeners: List[Any], worker_id: int,
 
     trim_memory()  # what loading the application freed goes back before serving
     try:
-        engine.run()
+        if aloop is not None:
+            try:
+                engine.run_async(aloop)
+            finally:
+                aloop.run_until_complete(app.shutdown())
+                aloop.close()
+        else:
+            engine.run()
     finally:
         signal.set_wakeup_fd(-1)
         if access_log is not None:

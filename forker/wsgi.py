@@ -150,28 +150,12 @@ def _is_host(value: str) -> bool:
     return True
 
 
-class WSGIHandler(Core):
-    """A native forker handler running a PEP 3333 application."""
+class Proxies:
+    """The trusted proxies of forwarded_allow_ips, and the client address, scheme
+    and host their forwarded header fields give (WSGIHandler's environ, and
+    forker.asgi's scope through an environ of those fields)."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]],
-                 config: Union[Config, Mapping[str, Any], None] = None) -> None:
-        if config is None:
-            config = Config()
-        elif not isinstance(config, Config):
-            config = Config(**config)
-        base: Dict[str, Any] = {
-            "SERVER_SOFTWARE": f"forker/{__version__}",
-            "SCRIPT_NAME": config.root_path,
-            "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "http",
-            "wsgi.errors": ErrorStream(),
-            "wsgi.multithread": config.threads > 1,
-            "wsgi.multiprocess": config.workers > 1,
-            "wsgi.run_once": False,
-            "wsgi.file_wrapper": FileWrapper,
-            "wsgi.input_terminated": True,
-        }
-        super().__init__(app, base, config.root_path)
+    def _init_proxies(self, config: Config) -> None:
         allowed = config.forwarded_allow_ips
         self._trust_all = "*" in allowed
         self._trusted_nets = []
@@ -268,3 +252,28 @@ class WSGIHandler(Core):
                 environ["wsgi.url_scheme"] = "http"
         if host and self._forwarded_host and _is_host(host):
             environ["HTTP_HOST"] = host
+
+
+class WSGIHandler(Core, Proxies):
+    """A native forker handler running a PEP 3333 application."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]],
+                 config: Union[Config, Mapping[str, Any], None] = None) -> None:
+        if config is None:
+            config = Config()
+        elif not isinstance(config, Config):
+            config = Config(**config)
+        base: Dict[str, Any] = {
+            "SERVER_SOFTWARE": f"forker/{__version__}",
+            "SCRIPT_NAME": config.root_path,
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.errors": ErrorStream(),
+            "wsgi.multithread": config.threads > 1,
+            "wsgi.multiprocess": config.workers > 1,
+            "wsgi.run_once": False,
+            "wsgi.file_wrapper": FileWrapper,
+            "wsgi.input_terminated": True,
+        }
+        super().__init__(app, base, config.root_path)
+        self._init_proxies(config)

@@ -216,10 +216,19 @@ class ASGIObject:
 
 
 @pytest.mark.parametrize("app", [asgi_app, ASGIObject()], ids=["function", "object"])
-@pytest.mark.parametrize("interface", ["auto", "native", "wsgi"])
-def test_an_async_application_is_refused_at_load(app, interface):
+@pytest.mark.parametrize("interface", ["native", "wsgi"])
+def test_an_async_application_is_refused_by_a_synchronous_interface(app, interface):
     with pytest.raises(AppImportError, match="coroutine function"):
         as_handler(app, Config(interface=interface))
+
+
+@pytest.mark.parametrize("app", [asgi_app, ASGIObject()], ids=["function", "object"])
+@pytest.mark.parametrize("interface", ["auto", "asgi"])
+def test_an_asgi_application_is_served_as_asgi(app, interface):
+    from forker.asgi import ASGIHandler
+
+    handler = as_handler(app, Config(interface=interface))
+    assert isinstance(handler, ASGIHandler) and handler.app is app
 
 
 async def async_handler(request):

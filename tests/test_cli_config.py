@@ -79,7 +79,7 @@ def test_gunicorn_spellings_in_config_file():
     (["--workers", "0"], None, None, "argument --workers: must be at least 1"),
     (["--threads", "many"], None, None, "argument --threads: expected an integer"),
     (["--threads", "2000"], None, None, "argument --threads: must be at most 1024"),
-    (["--interface", "asgi"], None, None, "argument --interface: must be one of auto, native, wsgi"),
+    (["--interface", "rsgi"], None, None, "argument --interface: must be one of auto, native, wsgi, asgi"),
     (["--forwarded-allow-ips", "10.0.0.300"], None, None, "argument --forwarded-allow-ips"),
     (["--root-path", "app"], None, None, "argument --root-path"),
     (["--access-log-format", "%(h"], None, None, "argument --access-log-format"),

@@ -298,7 +298,7 @@ def test_hup_rereads_the_config_file(tmp_path):
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     (["--workers", "zero"], "argument --workers"),
     (["--threads", "0"], "argument --threads: must be at least 1"),
-    (["--interface", "asgi"], "argument --interface"),
+    (["--interface", "rsgi"], "argument --interface"),
     (["--bind", "127.0.0.1:99999"], "argument --bind"),
     (["--forwarded-allow-ips", "not-an-ip"], "argument --forwarded-allow-ips"),
     (["--access-log-format", "%(h"], "argument --access-log-format"),
@@ -333,11 +333,12 @@ def test_preload_reports_a_failing_factory(tmp_path):
     assert "RuntimeError: no db" in result.stderr
 
 
-def test_preload_refuses_an_asgi_application(tmp_path):
-    (tmp_path / "asgi.py").write_text("async def app(scope, receive, send):\n    pass\n")
-    result = run_cli("--preload", "--chdir", str(tmp_path), "--bind", "127.0.0.1:0", "asgi:app")
+def test_preload_refuses_an_async_native_handler(tmp_path):
+    (tmp_path / "asyncapp.py").write_text("async def app(request):\n    pass\n")
+    result = run_cli("--preload", "--chdir", str(tmp_path), "--bind", "127.0.0.1:0",
+                     "asyncapp:app")
     assert result.returncode == 2
-    assert "is a coroutine function (an ASGI application" in result.stderr
+    assert "is a coroutine function but not an ASGI application" in result.stderr
 
 
 def test_console_script_entry_point():

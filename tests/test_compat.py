@@ -74,7 +74,7 @@ def test_gunicorns_default_value_passes_in_silence(name):
 
 @pytest.mark.parametrize("name, value, fragment", [
     ("worker_class", "gevent", "worker class 'gevent' is not supported; sync and gthread are"),
-    ("worker_class", "uvicorn.workers.UvicornWorker", "not ASGI"),
+    ("worker_class", "uvicorn.workers.UvicornWorker", "needs no worker class"),
     ("protocol", "uwsgi", "protocol = 'uwsgi': forker speaks HTTP/1.1 only"),
     ("dirty_apps", ["app:Task"], "dirty_apps = ['app:Task']: forker has no dirty arbiters"),
 ])

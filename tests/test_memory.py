@@ -129,7 +129,8 @@ def test_upload_buffers_are_given_back(args: tuple, app: str) -> None:
 @pytest.mark.parametrize("args, app", [
     ((), APP),
     (("--interface", "wsgi", "--threads", "4"), WSGI_APP),
-], ids=["native", "wsgi-4-threads"])
+    (("--interface", "asgi"), "tests.apps.memory_app:asgi_app"),
+], ids=["native", "wsgi-4-threads", "asgi"])
 def test_slow_readers_of_a_large_body_cost_no_copy(args: tuple, app: str) -> None:
     """Twelve clients that stop reading a 16 MiB body the application holds
     anyway: the worker sends it from the application's object, so its memory

@@ -1,4 +1,4 @@
-"""The stubs forker/_worker.pyi, _parser.pyi and _wsgi.pyi against the compiled
+"""The stubs forker/_worker.pyi, _parser.pyi, _wsgi.pyi and _asgi.pyi against the compiled
 modules: each public function, class and class attribute the module defines is
 in its stub, and the stub names nothing the module lacks. (mypy's stubtest says
 more, but its verdicts on Cython classes change between mypy versions.)"""
@@ -55,7 +55,7 @@ def runtime_names(module_name: str) -> Dict[str, Set[str]]:
     return names
 
 
-@pytest.mark.parametrize("module", ["_worker", "_parser", "_wsgi"])
+@pytest.mark.parametrize("module", ["_worker", "_parser", "_wsgi", "_asgi"])
 def test_stub_matches_the_compiled_module(module):
     stub, runtime = stub_names(module), runtime_names(module)
     assert runtime[""] - stub[""] == set(), f"missing from forker/{module}.pyi"

@@ -23,14 +23,18 @@ cdef class Engine:
     def __init__(self, app, config, listeners, slot=None, int wake_fd=-1, int parent_pid=0,
                  max_requests=0, access_log=None, tick=None, int threads=1,
                  schemes=None, constant_body=None, bytes ticket_keys=None, ssl_context=None,
-                 stats=None):
+                 stats=None, bint asynchronous=False):
         """constant_body: the bytes app always answers (the built-in greeting),
         which the loop then answers itself when nothing is logged. ticket_keys
         and ssl_context: what an https listener's TLS context is made with
         (forker.tls.ticket_keys(), the checked ssl.SSLContext of the option,
         or None for the configuration's certificate files). stats: this
         worker's statsd area (forker.shm.StatsTable.view), None when statsd
-        is off."""
+        is off. asynchronous: the engine is served with run_async()
+        (app(request, exchange) returns a coroutine); Python then keeps the
+        slot's busy mark (never set: the heartbeat tells a blocked event loop)
+        and streamed bodies are read from other threads, as with handler
+        threads."""
         cdef unsigned char[:] view
         cdef fk_net *nets
         self.app = app
@@ -41,7 +45,8 @@ cdef class Engine:
         self.threads = threads
         # What the options table does not give fk_loop_config itself (loop_config()).
         engine = {"max_requests": max_requests, "wake_fd": wake_fd, "parent_pid": parent_pid,
-                  "threaded": threads > 1, "notify_fd": -1, "slot": None, "stats": None,
+                  "threaded": threads > 1 or asynchronous, "notify_fd": -1, "slot": None,
+                  "stats": None,
                   "constant_body": None, "proxy_allow": None, "proxy_allow_len": 0,
                   "shared_listeners": not config.reuse_port}
         if config.body_buffer_size is None:  # stream large bodies only where a thread may wait
@@ -138,8 +143,38 @@ cdef class Engine:
         return loop_config_values(fk_loop_config_of(self.loop))
 
     def stop(self, graceful=True):
-        """Asks the loop to stop (safe from a signal handler: only sets a flag)."""
+        """Asks the loop to stop (safe from a signal handler: only sets a flag,
+        and under run_async wakes the event loop to look at it)."""
         self.stop_requested = max(self.stop_requested, 1 if graceful else 2)
+        if self.aloop is not None and not self.finished:
+            self.aloop.call_soon_threadsafe(self._on_flush)
+
+    def run_async(self, aloop):
+        """Serves with a coroutine handler on the asyncio event loop aloop, on this
+        thread, until the loop stopped: handler(request, exchange) returns the
+        awaitable that answers through the Exchange (engine/aio.pxi)."""
+        if self.threads > 1:
+            raise ValueError("run_async serves on one thread: threads must be 1")
+        async_run(self, aloop)
+
+    def _on_io(self):
+        async_drain(self, 1)
+
+    def _on_flush(self):
+        self.flush_pending = False
+        async_drain(self, 0)
+
+    def _on_tick(self):
+        async_drain(self, 1)
+        if not self.finished:
+            self.tick_handle = self.aloop.call_later(fk_loop_tick_in(self.loop) / 1000.0 + 0.001,
+                                                     self._on_tick)
+
+    cdef void _schedule_flush(self):
+        """What the Exchanges queued is written at the event loop's next turn."""
+        if not self.flush_pending and not self.finished:
+            self.flush_pending = True
+            self.aloop.call_soon(self._on_flush)
 
     def run(self):
         cdef fk_event ev
@@ -298,13 +333,19 @@ cdef class Engine:
         self._pump(c, stream)
         return stream
 
-    cdef void _respond_whole(self, fk_conn *c, bytes body):
-        """Answers with body whole (self.resp set); the loop may send a large
-        one from body's own memory, which is then kept until the loop is done
-        with it (_lent_done)."""
-        if fk_loop_respond(self.loop, c, &self.resp, PyBytes_AS_STRING(body),
-                           PyBytes_GET_SIZE(body), FK_RESPOND_LEND) == 2 and c.lent_ticket != 0:
-            self.lent[c.lent_ticket] = body
+    cdef int _respond_whole(self, fk_conn *c, bytes body):
+        """Answers with body whole (self.resp set) and returns as
+        fk_loop_respond() but never 2: the loop may send a large body from its
+        own memory, which is then kept until the loop is done with it
+        (_lent_done)."""
+        cdef int rc = fk_loop_respond(self.loop, c, &self.resp, PyBytes_AS_STRING(body),
+                                      PyBytes_GET_SIZE(body), FK_RESPOND_LEND)
+        if rc != 2:
+            return rc
+        if c.lent_ticket == 0:
+            return -1  # the connection closed at once
+        self.lent[c.lent_ticket] = body
+        return 0
 
     cdef void _lent_done(self):
         """Drops the bodies the loop no longer sends from."""

@@ -39,6 +39,11 @@ ERROR_PLAN.length = len(ERROR_BODY)
 ERROR_PLAN.body = ERROR_BODY
 
 
+cdef ResponsePlan server_error_plan():
+    """The 500 the server answers itself (and closes after)."""
+    return ERROR_PLAN
+
+
 cdef bytes error_body(int status):
     """The body of an error the server answers itself: "500 Internal Server
     Error\n", as the loop's own errors (fk_error_body)."""

@@ -43,3 +43,17 @@ def wsgi_app(environ, start_response):
         body = b"hello"
     start_response("200 OK", [("Content-Length", str(len(body)))])
     return [body]
+
+
+async def asgi_app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/big":
+        body = big()
+    elif scope["path"] == "/pid":
+        body = str(os.getpid()).encode()
+    else:
+        body = b"hello"
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

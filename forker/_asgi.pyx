@@ -1,0 +1,285 @@
+# cython: language_level=3
+"""The per-request part of forker.asgi, compiled: the HTTP scope, receive and
+send of ASGI 3 (https://asgi.readthedocs.io/en/latest/specs/www.html) over the
+engine's Exchange.
+
+The engine knows nothing of ASGI: it calls Core(request, exchange) for each
+request on its asyncio event loop (Engine.run_async) and runs the coroutine
+this returns as the request's task. A Cycle turns the application's messages
+into the engine's answers: the head and a whole body become one ResponsePlan
+(make_plan: the same field checks and framing as every other answer), a
+streamed body goes through Exchange.send, a file (http.response.pathsend)
+through Exchange.send_file. forker.asgi.ASGIHandler subclasses Core and keeps
+the rest in Python: the constant parts of the scope, and lifespan."""
+
+cimport cython
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.string cimport memchr
+
+from forker._csrc cimport fk_conn, fk_header, FK_REQ_CHUNKED
+from forker._worker cimport (BodyStream, Exchange, Reply, Request, ResponsePlan, failure_plan,
+                             make_plan, server_error_plan)
+
+import logging
+from urllib.parse import unquote_to_bytes
+
+log = logging.getLogger("forker.error")
+
+cdef tuple STREAMED = ()  # the body of a plan whose body follows in pieces
+cdef Py_ssize_t READ_SIZE = 65536  # bytes per read of a streamed request body
+cdef str HTTP11 = "1.1"
+cdef str HTTP10 = "1.0"
+cdef dict DISCONNECT = {"type": "http.disconnect"}
+cdef frozenset PROXY_FIELDS = frozenset((b"forwarded", b"x-forwarded-for", b"x-forwarded-proto",
+                                         b"x-forwarded-host"))
+cdef bytes WEBSOCKET_REFUSED = b"501 Not Implemented: websockets are not supported\n"
+cdef list WEBSOCKET_FIELDS = [(b"Content-Type", b"text/plain; charset=utf-8"),
+                              (b"Connection", b"close")]
+
+
+class ClientDisconnected(OSError):
+    """send() after the client left (ASGI spec 2.4: an OSError)."""
+
+
+cdef class Core:
+    """Calls an ASGI 3 application for each of the engine's requests."""
+    cdef public object app
+    cdef public object asgi        # the scope's "asgi" dict
+    cdef public str root_path
+    cdef public object state       # lifespan's state, copied into each scope; None: no state
+    cdef public dict extensions    # the scope's "extensions"
+    cdef dict names                # raw header name -> lowercased bytes
+
+    def __init__(self, app, str root_path=""):
+        self.app = app
+        self.asgi = {"version": "3.0", "spec_version": "2.4"}
+        self.root_path = root_path
+        self.state = None
+        self.extensions = {"http.response.pathsend": {}}
+        self.names = {}
+
+    def __call__(self, Request request, Exchange exchange):
+        cdef Cycle cycle = Cycle.__new__(Cycle)
+        cycle.core = self
+        cycle.request = request
+        cycle.exchange = exchange
+        return cycle.run()
+
+    cdef dict scope(self, Request req):
+        """The HTTP scope of req; None for a websocket upgrade."""
+        cdef fk_conn *c = req._live()
+        cdef fk_header *h
+        cdef size_t i
+        cdef dict names = self.names
+        cdef list headers = []
+        cdef dict proxied = None
+        raw_path = PyBytes_FromStringAndSize(c.req.path, c.req.path_len)
+        if memchr(c.req.path, b"%", c.req.path_len) != NULL:
+            path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
+        else:
+            path = raw_path.decode("utf-8", "replace")
+        query = b"" if c.req.query == NULL else PyBytes_FromStringAndSize(c.req.query,
+                                                                          c.req.query_len)
+        for i in range(c.req.num_headers):
+            h = &c.headers[i]
+            raw = PyBytes_FromStringAndSize(h.name, h.name_len)
+            name = names.get(raw)
+            if name is None:
+                name = raw.lower()
+                if len(names) < 1024:
+                    names[raw] = name
+            value = PyBytes_FromStringAndSize(h.value, h.value_len)
+            if name == b"upgrade" and b"websocket" in value.lower():
+                return None  # not served yet: refused before the application sees it
+            if name in PROXY_FIELDS:
+                if proxied is None:
+                    proxied = {}
+                text = value.decode("latin-1")
+                proxied[name] = proxied[name] + ", " + text if name in proxied else text
+            headers.append((name, value))
+        remote = req.remote_addr
+        scope = {
+            "type": "http",
+            "asgi": self.asgi,
+            "http_version": HTTP11 if req._minor == 1 else HTTP10,
+            "method": req._get_method(),
+            "scheme": req._scheme(),
+            "path": self.root_path + path if self.root_path else path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "root_path": self.root_path,
+            "headers": headers,
+            "client": (remote, req.remote_port) if remote else None,
+            "server": (req.server_addr, req.server_port),
+            "extensions": self.extensions,
+        }
+        if self.state is not None:
+            scope["state"] = self.state.copy()
+        if proxied is not None:
+            self.forwarded(scope, proxied)
+        return scope
+
+    def forwarded(self, dict scope, dict fields):
+        """Applies a trusted proxy's forwarded fields ({lowercased name: value})
+        to the scope; forker.asgi.ASGIHandler's, which knows the proxies."""
+
+
+@cython.final
+cdef class Cycle:
+    """One request: the application's receive and send."""
+    cdef Core core
+    cdef Request request
+    cdef Exchange exchange
+    cdef bint body_done     # the last http.request went to the application
+    cdef bint start_seen    # http.response.start was sent
+    cdef bint gone          # the connection was lost under a send
+    cdef bint sent_all      # the last message of the response was sent
+    cdef int status
+    cdef list headers
+    cdef BodyStream stream
+    cdef object left        # bytes of a streamed body still to come (None: chunked)
+
+    cdef bint streamed(self) except -1:
+        """Whether the request's body is left to read from the client."""
+        return self.request._live().body_stream != 0
+
+    async def run(self):
+        cdef Exchange ex = self.exchange
+        try:
+            scope = self.core.scope(self.request)
+            if scope is None:
+                ex.respond(make_plan(Reply(WEBSOCKET_REFUSED, 501, WEBSOCKET_FIELDS, None),
+                                     self.request._minor, self.request._is_head()))
+                return
+        except Exception as exc:
+            ex.respond(failure_plan(exc, self.request))
+            return
+        try:
+            result = await self.core.app(scope, self.receive, self.send)
+        except BaseException as exc:
+            if ex.closed or self.gone:
+                log.debug("%s %s: the client left (%r)", scope["method"], scope["path"], exc)
+            elif not ex.started:  # nothing is on the wire yet: the 500 can go
+                ex.respond(failure_plan(exc, self.request))
+            else:
+                log.exception("error in ASGI application for %s %s after the response "
+                              "started; closing the connection", scope["method"], scope["path"])
+                ex.abort()
+            return
+        if result is not None:
+            log.error("ASGI application returned %r rather than None, for %s %s",
+                      result, scope["method"], scope["path"])
+        if ex.closed or self.gone or ex.complete or self.sent_all:
+            return
+        if not ex.started:
+            log.error("ASGI application returned without %s a response, for %s %s",
+                      "completing" if self.start_seen else "starting",
+                      scope["method"], scope["path"])
+            ex.respond(server_error_plan())
+        else:
+            log.error("ASGI application returned without completing the response, for %s %s; "
+                      "closing the connection", scope["method"], scope["path"])
+            ex.abort()
+
+    async def receive(self):
+        cdef Exchange ex = self.exchange
+        if not self.body_done and not ex.complete and not ex.closed:
+            if not self.streamed():
+                self.body_done = True
+                return {"type": "http.request", "body": self.request._get_body(),
+                        "more_body": False}
+            return await self.read_stream()
+        if not ex.complete and not ex.closed:
+            await ex.wait_closed()
+        return DISCONNECT
+
+    async def read_stream(self):
+        """A body larger than body_buffer_size, read on an executor thread
+        (a BodyStream read waits for the client), a piece at a time."""
+        cdef Exchange ex = self.exchange
+        if self.stream is None:
+            self.stream = self.request._get_stream()
+            self.left = self.stream.length
+        import asyncio
+        loop = asyncio.get_running_loop()
+        want = READ_SIZE if self.left is None else min(READ_SIZE, self.left)
+        read = loop.run_in_executor(None, self.stream.read1, want)
+        closed = ex.wait_closed()
+        await asyncio.wait((read, closed), return_when=asyncio.FIRST_COMPLETED)
+        if not read.done():
+            # the client left (or the response ended) during the read: the read
+            # ends with the connection, and the request body with it
+            read.add_done_callback(lambda fut: fut.exception())
+            self.body_done = True
+            return DISCONNECT
+        data = read.result()
+        if self.left is not None:
+            self.left -= len(data)
+        more = bool(data) and self.left != 0
+        self.body_done = not more
+        return {"type": "http.request", "body": data, "more_body": more}
+
+    async def send(self, message):
+        cdef Exchange ex = self.exchange
+        cdef ResponsePlan plan
+        cdef int rc
+        kind = message["type"]
+        if ex.closed or self.gone:
+            raise ClientDisconnected(f"the client left; {kind!r} was not sent")
+        if not self.start_seen:
+            if kind != "http.response.start":
+                raise RuntimeError(f"expected ASGI message 'http.response.start', got {kind!r}")
+            self.status = message["status"]
+            self.headers = list(message.get("headers", ()))
+            self.start_seen = True
+            return
+        if ex.complete or self.sent_all:
+            raise RuntimeError(f"ASGI message {kind!r} sent after the response was complete")
+        if kind == "http.response.body":
+            body = message.get("body", b"")
+            if type(body) is not bytes:
+                body = bytes(body)
+            more = message.get("more_body", False)
+            if not ex.started:
+                if more:
+                    plan = make_plan(Reply(STREAMED, self.status, self.headers, None),
+                                     self.request._minor, self.request._is_head())
+                    rc = ex.respond(plan)
+                    if rc >= 0 and body:
+                        rc = ex.send(body, 0)
+                else:
+                    plan = make_plan(Reply(body, self.status, self.headers, None),
+                                     self.request._minor, self.request._is_head())
+                    rc = ex.respond(plan)
+            else:
+                rc = ex.send(body, not more)
+            if not more:
+                self.sent_all = True
+                return  # over: a client that left meanwhile changes nothing for the application
+            if rc == 1:
+                await ex.wait_writable()
+                rc = -1 if ex.closed else 0
+            if rc < 0:
+                self.gone = True
+                raise ClientDisconnected(f"the client left; the body was not sent")
+        elif kind == "http.response.pathsend":
+            if ex.started:
+                raise RuntimeError("http.response.pathsend after http.response.body")
+            self.sent_all = True
+            fileobj = open(message["path"], "rb")
+            try:
+                plan = make_plan(Reply(fileobj, self.status, self.headers, None),
+                                 self.request._minor, self.request._is_head())
+            except BaseException:
+                fileobj.close()
+                raise
+            if plan.file_fd < 0:  # not a regular file: read it whole
+                with fileobj:
+                    data = fileobj.read()
+                plan = make_plan(Reply(data, self.status, self.headers, None),
+                                 self.request._minor, self.request._is_head())
+                ex.respond(plan)
+            else:
+                ex.send_file(plan, fileobj)
+        else:
+            raise RuntimeError(f"unexpected ASGI message {kind!r} in an HTTP response")

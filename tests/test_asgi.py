@@ -1,0 +1,567 @@
+"""ASGI 3 applications served by `python -m forker` on the worker's event loop:
+the HTTP scope, receive and send through real sockets (httpx, requests, curl,
+raw sockets), the client leaving, errors, lifespan, FastAPI and Starlette, and
+uvicorn as the oracle for the same FastAPI application."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+import httpx
+import pytest
+import requests
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from cli_server import APPS, ROOT, Server  # noqa: E402
+
+from forker.config import Config  # noqa: E402
+from forker.errors import WORKER_BOOT_ERROR, AppImportError  # noqa: E402
+
+DEADLINE = 30.0  # bounds a wait for an event, never a measure
+
+
+@pytest.fixture(scope="module", params=["uvloop", "asyncio"])
+def raw(request):
+    # no --interface: the coroutine function of three arguments says ASGI
+    with Server("asgi_raw:app", "--loop", request.param, cwd=APPS) as server:
+        server.url = f"http://127.0.0.1:{server.port}"
+        yield server
+
+
+def wait_for_event(server, text):
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        events = json.loads(requests.get(server.url + "/events", timeout=10).text)
+        if any(text in event for event in events):
+            return events
+        assert time.monotonic() < deadline, f"{text!r} not in {events}"
+        time.sleep(0.02)
+
+
+def read_response(sock):
+    """One response from sock: (head, body), the body by its Content-Length or
+    chunked framing."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        assert chunk, buf
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    fields = {k.strip().lower(): v.strip() for k, _, v in (x.partition(b":") for x in lines[1:])}
+    if b"content-length" in fields:
+        size = int(fields[b"content-length"])
+        while len(rest) < size:
+            chunk = sock.recv(65536)
+            assert chunk
+            rest += chunk
+        return head, rest[:size], rest[size:]
+    assert fields.get(b"transfer-encoding") == b"chunked", head
+    body = b""
+    while True:
+        while b"\r\n" not in rest:
+            rest += sock.recv(65536)
+        line, _, rest = rest.partition(b"\r\n")
+        size = int(line, 16)
+        while len(rest) < size + 2:
+            rest += sock.recv(65536)
+        body += rest[:size]
+        rest = rest[size + 2:]
+        if size == 0:
+            return head, body, rest
+
+
+def read_until_close(sock):
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# -- detection -------------------------------------------------------------------------
+
+def test_detection_and_refusals():
+    from forker.app import as_handler
+    from forker.asgi import ASGIHandler
+
+    async def asgi3(scope, receive, send):
+        pass
+
+    class Asgi3Object:
+        async def __call__(self, scope, receive, send):
+            pass
+
+    class Asgi2:
+        def __init__(self, scope):
+            self.scope = scope
+
+        async def __call__(self, receive, send):
+            pass
+
+    async def async_handler(request):
+        pass
+
+    auto, asgi, native = Config(), Config(interface="asgi"), Config(interface="native")
+    assert isinstance(as_handler(asgi3, auto), ASGIHandler)
+    assert isinstance(as_handler(Asgi3Object(), auto), ASGIHandler)
+    assert isinstance(as_handler(lambda *args: None, asgi), ASGIHandler)  # said outright
+    handler = as_handler(asgi3, auto)
+    assert as_handler(handler, auto) is handler
+    with pytest.raises(AppImportError, match="ASGI 2"):
+        as_handler(Asgi2, auto)
+    with pytest.raises(AppImportError, match="coroutine function"):
+        as_handler(async_handler, auto)
+    with pytest.raises(AppImportError, match="coroutine function"):
+        as_handler(asgi3, native)
+
+
+def test_interface_option_names_asgi():
+    assert Config(interface="asgi").interface == "asgi"
+    assert Config(lifespan="on").lifespan == "on"
+    assert Config(loop="asyncio").loop == "asyncio"
+
+
+def test_the_event_loop_is_the_one_asked_for():
+    import asyncio
+
+    import uvloop
+    from forker.asgi import ASGIHandler
+
+    async def app(scope, receive, send):
+        pass
+
+    for kind, expected in (("auto", uvloop.Loop), ("uvloop", uvloop.Loop),
+                           ("asyncio", asyncio.BaseEventLoop)):
+        loop = ASGIHandler(app, Config(loop=kind)).event_loop()
+        try:
+            assert isinstance(loop, expected)
+            assert kind != "asyncio" or not isinstance(loop, uvloop.Loop)
+        finally:
+            loop.close()
+
+
+# -- the scope ---------------------------------------------------------------------------
+
+def test_scope(raw):
+    response = httpx.post(raw.url + "/scope/a%20b/%C3%A9?x=1&y=%20", content=b"hello",
+                          headers=[("X-Twice", "1"), ("x-twice", "2"), ("X-Mixed", "Case")])
+    assert response.status_code == 200
+    scope = response.json()
+    assert scope["type"] == "http"
+    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.4"}
+    assert scope["http_version"] == "1.1"
+    assert scope["method"] == "POST"
+    assert scope["scheme"] == "http"
+    assert scope["path"] == "/scope/a b/\u00e9"
+    assert scope["raw_path"] == "/scope/a%20b/%C3%A9"
+    assert scope["query_string"] == "x=1&y=%20"
+    assert scope["root_path"] == ""
+    assert scope["body"] == "hello"
+    names = [name for name, _ in scope["headers"]]
+    assert names == [name.lower() for name in names]
+    assert [v for n, v in scope["headers"] if n == "x-twice"] == ["1", "2"]
+    assert ["x-mixed", "Case"] in scope["headers"]
+    assert scope["client"][0] == "127.0.0.1" and scope["client"][1] > 0
+    assert scope["server"] == ["127.0.0.1", raw.port]
+    assert scope["extensions"] == ["http.response.pathsend"]
+    assert scope["state"]["started_pid"] > 0  # from lifespan startup
+
+
+def test_http10_and_root_path():
+    with Server("asgi_raw:app", "--interface", "asgi", "--root-path", "/mount",
+                cwd=APPS) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /scope?q HTTP/1.0\r\n\r\n")
+            data = read_until_close(sock)
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200")
+        scope = json.loads(body)
+        assert scope["http_version"] == "1.0"
+        assert scope["root_path"] == "/mount" and scope["path"] == "/mount/scope"
+
+
+def test_lifespan_state_is_copied_per_request():
+    with Server("asgi_starlette:app", cwd=APPS) as server:
+        url = f"http://127.0.0.1:{server.port}"
+        first = requests.get(url + "/state", timeout=10).json()
+        assert first["db"] == "connected" and first["leak"] is None
+        assert requests.get(url + "/leak", timeout=10).text == "ok"
+        assert requests.get(url + "/state", timeout=10).json()["leak"] is None
+        pid = first["pid"]
+        assert server.stop() == 0
+    assert f"starlette lifespan shut down in {pid}" in server.stderr
+
+
+# -- responses ---------------------------------------------------------------------------
+
+def test_streamed_bodies_and_framing(raw):
+    response = requests.get(raw.url + "/stream?n=4", timeout=10)
+    assert response.headers["transfer-encoding"] == "chunked"
+    assert response.text == "".join(f"chunk {i}\n" for i in range(4))
+    response = requests.get(raw.url + "/stream-length", timeout=10)
+    assert response.headers["content-length"] == "10" and response.text == "0123456789"
+    assert "transfer-encoding" not in response.headers
+    with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as sock:
+        sock.sendall(b"GET /stream?n=2 HTTP/1.0\r\n\r\n")  # HTTP/1.0: delimited by the close
+        data = read_until_close(sock)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"chunked" not in head.lower() and body == b"chunk 0\nchunk 1\n"
+
+
+def test_head(raw):
+    get = requests.get(raw.url + "/stream-length", timeout=10)
+    head = requests.head(raw.url + "/stream-length", timeout=10)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == get.headers["content-length"]
+    with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as sock:
+        # a HEAD answer carries no body: the next response follows its head at once
+        sock.sendall(b"HEAD /stream?n=3 HTTP/1.1\r\nHost: t\r\n\r\n"
+                     b"GET /stream?n=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        data = b""
+        while not data.endswith(b"0\r\n\r\n"):
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+    first, second = data.split(b"\r\n\r\n", 1)
+    assert first.startswith(b"HTTP/1.1 200") and b"chunked" not in first.lower()
+    assert second.startswith(b"HTTP/1.1 200") and b"chunk 0" in second
+    assert b"chunk 1" not in data and b"chunk 2" not in data
+
+
+def test_keep_alive_and_pipelining(raw):
+    with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as sock:
+        for i in range(50):  # one connection, one request after another
+            sock.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s"
+                         % (len(b"x" * i), b"x" * i))
+            head, body, rest = read_response(sock)
+            assert head.startswith(b"HTTP/1.1 200") and body.startswith(b"%d " % i)
+            assert rest == b""
+        sock.sendall(b"".join(b"GET /stream?n=%d HTTP/1.1\r\nHost: t\r\n\r\n" % (i % 4 + 1)
+                              for i in range(20)))  # pipelined
+        rest = b""
+        for i in range(20):
+            sock_data = _Buffered(sock, rest)
+            head, body, rest = read_response(sock_data)
+            assert body == b"".join(b"chunk %d\n" % j for j in range(i % 4 + 1))
+
+
+class _Buffered:
+    """A socket whose first recv returns bytes already read."""
+
+    def __init__(self, sock, ahead):
+        self.sock, self.ahead = sock, ahead
+
+    def recv(self, size):
+        if self.ahead:
+            data, self.ahead = self.ahead, b""
+            return data
+        return self.sock.recv(size)
+
+
+def test_many_requests_in_flight_on_one_worker(raw):
+    with httpx.Client(timeout=DEADLINE) as client:
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(lambda _: client.get(raw.url + "/barrier").text, range(2)))
+    assert results == ["met", "met"]
+
+
+def test_slow_reader_resumes_a_paused_stream(raw):
+    count = 128  # 8 MiB: far beyond what the loop holds for one connection
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(DEADLINE)
+        sock.connect(("127.0.0.1", raw.port))
+        sock.sendall(b"GET /big?n=%d HTTP/1.1\r\nHost: t\r\n\r\n" % count)
+        head, body, _ = read_response(sock)
+    assert len(body) == count * 65536
+    assert all(body[i * 65536] == i % 256 for i in range(count))
+
+
+def test_pathsend(raw, tmp_path):
+    path = tmp_path / "data.bin"
+    data = os.urandom(1 << 20)
+    path.write_bytes(data)
+    response = requests.get(raw.url + "/pathsend", params={"name": str(path)}, timeout=10)
+    assert response.status_code == 200 and response.content == data
+    head = requests.head(raw.url + "/pathsend", params={"name": str(path)}, timeout=10)
+    assert head.headers["content-length"] == str(len(data)) and head.content == b""
+
+
+def test_uploads_whole_and_streamed(raw):
+    data = os.urandom(1 << 20)
+    expected = f"{len(data)} {hashlib.sha256(data).hexdigest()}"
+    assert requests.post(raw.url + "/upload", data=data, timeout=DEADLINE).text == expected
+    # chunked, from a generator
+    assert requests.post(raw.url + "/upload", data=iter([data[:1000], data[1000:]]),
+                         timeout=DEADLINE).text == expected
+    with Server("asgi_raw:app", "--body-buffer-size", "65536", cwd=APPS) as server:
+        url = f"http://127.0.0.1:{server.port}/upload"
+        assert requests.post(url, data=data, timeout=DEADLINE).text == expected
+        assert requests.post(url, data=iter([data[:70000], data[70000:]]),
+                             timeout=DEADLINE).text == expected
+
+
+def test_expect_100_continue(raw):
+    with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as sock:
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                     b"Expect: 100-continue\r\n\r\n")
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            interim += sock.recv(1)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"hello")
+        head, body, _ = read_response(sock)
+    assert body == b"5 " + hashlib.sha256(b"hello").hexdigest().encode()
+
+
+def test_curl(raw, tmp_path):
+    curl = shutil.which("curl")
+    assert curl, "curl is needed by this test"
+    path = tmp_path / "up.bin"
+    data = os.urandom(1 << 20)
+    path.write_bytes(data)
+    # curl sends Expect: 100-continue for a body this large
+    out = subprocess.run([curl, "-sS", "--data-binary", f"@{path}", raw.url + "/upload"],
+                         capture_output=True, timeout=DEADLINE, check=True).stdout
+    assert out.decode() == f"{len(data)} {hashlib.sha256(data).hexdigest()}"
+
+
+def test_websocket_upgrade_is_refused(raw):
+    response = requests.get(raw.url + "/scope", headers={
+        "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}, timeout=10)
+    assert response.status_code == 501 and b"websocket" in response.content
+
+
+# -- the client leaving, errors -------------------------------------------------------------
+
+def reset_close(sock):
+    """Closes with a reset (SO_LINGER 0), as a client that gives up does."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def test_disconnect_while_streaming(raw):
+    sock = socket.create_connection(("127.0.0.1", raw.port), timeout=10)
+    sock.sendall(b"GET /forever HTTP/1.1\r\nHost: t\r\n\r\n")
+    got = b""
+    while len(got) < 200000:
+        got += sock.recv(65536)
+    reset_close(sock)
+    wait_for_event(raw, "forever: send raised OSError")
+    assert requests.get(raw.url + "/pid", timeout=10).status_code == 200
+
+
+def test_disconnect_while_waiting(raw):
+    sock = socket.create_connection(("127.0.0.1", raw.port), timeout=10)
+    sock.sendall(b"POST /wait-disconnect HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi")
+    wait_for_event(raw, "wait-disconnect: waiting")
+    reset_close(sock)
+    wait_for_event(raw, "wait-disconnect: http.disconnect")
+
+
+@pytest.mark.parametrize("path, needle", [
+    ("/error-before", "boom before the response"),
+    ("/no-response", "returned without starting a response"),
+    ("/start-only", "returned without completing a response"),
+    ("/bad-header", "invalid response header"),
+    ("/bad-status", "status 1000"),
+])
+def test_errors_before_the_response_give_500(raw, path, needle):
+    response = requests.get(raw.url + path, timeout=10)
+    assert response.status_code == 500
+    assert response.text == "500 Internal Server Error\n"
+    assert "injected" not in str(response.headers)
+    raw.wait_for(needle)
+
+
+@pytest.mark.parametrize("path, needle", [
+    ("/error-after", "boom after the response started"),
+    ("/incomplete", "returned without completing the response"),
+])
+def test_errors_after_the_response_started_close_the_connection(raw, path, needle):
+    with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as sock:
+        sock.sendall(b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path.encode())
+        data = read_until_close(sock)
+    assert data.startswith(b"HTTP/1.1 200") and b"partial" in data
+    assert not data.endswith(b"0\r\n\r\n")  # the chunked body never ended
+    raw.wait_for(needle)
+
+
+def test_send_after_complete_and_receive_after_it(raw):
+    assert requests.get(raw.url + "/after-complete", timeout=10).text == "done"
+    events = wait_for_event(raw, "after-complete receive")
+    assert "after-complete receive: http.disconnect" in events
+    assert any(e.startswith("after-complete: ASGI message 'http.response.body' sent after")
+               for e in events)
+
+
+# -- lifespan ------------------------------------------------------------------------------
+
+def test_failed_startup_is_a_boot_error():
+    server = Server("asgi_lifespan_fail:app", "--workers", "2", cwd=APPS, wait=False)
+    try:
+        status = server.proc.wait(DEADLINE)
+    finally:
+        server.stop()
+    assert status == WORKER_BOOT_ERROR
+    assert "application startup failed: database unreachable" in server.stderr
+    assert "retrying in" not in server.stderr
+
+
+def test_application_without_lifespan_is_served():
+    with Server("asgi_no_lifespan:app", cwd=APPS) as server:
+        assert requests.get(f"http://127.0.0.1:{server.port}/", timeout=10).text == \
+            "no lifespan here"
+    server2 = Server("asgi_no_lifespan:app", "--lifespan", "on", cwd=APPS, wait=False)
+    try:
+        assert server2.proc.wait(DEADLINE) == WORKER_BOOT_ERROR
+    finally:
+        server2.stop()
+
+
+# -- FastAPI, with uvicorn as the oracle ------------------------------------------------------
+
+class Uvicorn:
+    """uvicorn serving the same application on a unix socket."""
+
+    def __init__(self, app):
+        self.dir = tempfile.mkdtemp()
+        self.path = os.path.join(self.dir, "uvicorn.sock")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, APPS]))
+        self.proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--uds", self.path,
+                                      "--log-level", "warning", app], cwd=APPS, env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.client = httpx.Client(transport=httpx.HTTPTransport(uds=self.path),
+                                   base_url="http://oracle", timeout=DEADLINE)
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            try:
+                self.client.get("/pid")
+                return
+            except httpx.TransportError:
+                assert self.proc.poll() is None and time.monotonic() < deadline, \
+                    self.proc.stderr.read().decode() if self.proc.poll() is not None else "slow"
+                time.sleep(0.05)
+
+    def close(self):
+        self.client.close()
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(DEADLINE)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def fastapi_pair():
+    with Server("asgi_fastapi:app", cwd=APPS) as server:
+        oracle = Uvicorn("asgi_fastapi:app")
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{server.port}",
+                              timeout=DEADLINE) as client:
+                yield client, oracle.client, server
+        finally:
+            oracle.close()
+
+
+COMPARED = ("content-type", "content-length", "transfer-encoding", "content-disposition",
+            "etag", "last-modified", "accept-ranges")
+
+UPLOAD = os.urandom(1 << 20)
+
+
+@pytest.mark.parametrize("method, url, kwargs", [
+    ("GET", "/items/42?q=hello&limit=3", {}),
+    ("GET", "/items/notanumber", {}),
+    ("GET", "/items/7", {}),
+    ("POST", "/items", {"json": {"name": "pen", "price": 1.5, "tags": ["a", "b"]},
+                        "headers": {"X-Token": "abc"}}),
+    ("POST", "/items", {"json": {"name": "pen", "price": 1.5}, "headers": {"X-Token": "bad"}}),
+    ("POST", "/items", {"json": {"name": "pen"}}),
+    ("GET", "/stream?n=7", {}),
+    ("GET", "/file", {}),
+    ("HEAD", "/file", {}),
+    ("POST", "/form", {"data": {"name": "n\u00e9", "count": "3"}}),
+    ("POST", "/form", {"data": {"name": "missing count"}}),
+    ("POST", "/upload", {"files": {"file": ("big.bin", UPLOAD)}, "data": {"note": "1 MB"}}),
+    ("GET", "/sync", {}),
+    ("GET", "/nowhere", {}),
+    ("GET", "/openapi.json", {}),
+])
+def test_fastapi_answers_as_uvicorn_does(fastapi_pair, method, url, kwargs):
+    forker_client, oracle, _ = fastapi_pair
+    ours = forker_client.request(method, url, **kwargs)
+    theirs = oracle.request(method, url, **kwargs)
+    assert ours.status_code == theirs.status_code
+    assert ours.content == theirs.content
+    for name in COMPARED:
+        assert ours.headers.get(name) == theirs.headers.get(name), name
+
+
+def test_fastapi_upload_of_a_megabyte(fastapi_pair):
+    client, _, _ = fastapi_pair
+    response = client.post("/upload", files={"file": ("big.bin", UPLOAD)}, data={"note": "n"})
+    assert response.json() == {"filename": "big.bin", "size": len(UPLOAD), "note": "n",
+                               "sha256": hashlib.sha256(UPLOAD).hexdigest()}
+
+
+def test_fastapi_background_task(fastapi_pair):
+    client, _, _ = fastapi_pair
+    assert client.post("/background", params={"name": "job1"}).json() == {"queued": "job1"}
+    deadline = time.monotonic() + DEADLINE
+    while "done job1" not in client.get("/background").json()["done"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_fastapi_with_requests_streaming(fastapi_pair):
+    client, _, _ = fastapi_pair
+    response = requests.get(str(client.base_url) + "/stream?n=3", stream=True, timeout=10)
+    assert list(response.iter_lines()) == [b"line 0", b"line 1", b"line 2"]
+
+
+def test_access_log(tmp_path):
+    log = tmp_path / "access.log"
+    data = tmp_path / "file.bin"
+    data.write_bytes(b"z" * 1000)
+    with Server("asgi_raw:app", "--access-log", str(log), cwd=APPS) as server:
+        url = f"http://127.0.0.1:{server.port}"
+        requests.get(url + "/stream?n=2", timeout=10)
+        requests.get(url + "/pathsend", params={"name": str(data)}, timeout=10)
+        requests.get(url + "/error-before", timeout=10)
+        assert server.stop() == 0
+    lines = log.read_text().splitlines()
+    assert any('"GET /stream?n=2 HTTP/1.1" 200 16 ' in line for line in lines), lines
+    assert any('"GET /pathsend?name=' in line and '" 200 1000 ' in line for line in lines), lines
+    assert any('"GET /error-before HTTP/1.1" 500 ' in line for line in lines), lines
+
+
+def test_forwarded_fields_from_a_trusted_proxy(raw):
+    scope = httpx.get(raw.url + "/scope", headers={
+        "X-Forwarded-For": "203.0.113.7, 198.51.100.2", "X-Forwarded-Proto": "https"}).json()
+    assert scope["client"] == ["198.51.100.2", 0] and scope["scheme"] == "https"
+    scope = httpx.get(raw.url + "/scope", headers={
+        "Forwarded": 'for="[2001:db8::1]:4711";proto=https'}).json()
+    assert scope["client"] == ["2001:db8::1", 4711] and scope["scheme"] == "https"
+    with Server("asgi_raw:app", "--forwarded-allow-ips", "10.0.0.1", cwd=APPS) as server:
+        scope = httpx.get(f"http://127.0.0.1:{server.port}/scope", headers={
+            "X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}).json()
+    assert scope["client"][0] == "127.0.0.1" and scope["scheme"] == "http"  # not trusted
