@@ -43,6 +43,7 @@ class Scenario:
     app: str | None = None  # the WSGI servers' app, when not benchmarks.apps.wsgi_app
     rate: int | None = None  # total req/s to send at (h2load --rps), None: saturate
     wsgi_only: bool = False  # served by the WSGI servers only
+    asgi_only: bool = False  # served by the ASGI servers only (app: their app)
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -82,6 +83,14 @@ SCENARIOS: dict[str, Scenario] = {
             "/json",
             app="benchmarks.apps.django_app:app",
             wsgi_only=True,
+        ),
+        # ASGI servers only: a plain Starlette endpoint (the same app for all).
+        Scenario(
+            "starlette",
+            "keep-alive, text from a Starlette endpoint",
+            "/",
+            app="benchmarks.apps.starlette_app:app",
+            asgi_only=True,
         ),
         # Latency at a fixed rate below saturation rather than at saturation:
         # h2load --rps per connection, percentiles from its per-request log.

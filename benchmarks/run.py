@@ -33,7 +33,7 @@ from benchmarks.servers import SERVERS
 
 QUICK_SCENARIOS = ["keepalive", "nokeepalive", "pipelined"]
 # The reference each group of servers is compared with.
-REFERENCE = {"native": "forker", "wsgi": "forker-wsgi"}
+REFERENCE = {"native": "forker", "wsgi": "forker-wsgi", "asgi": "forker-asgi"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -307,18 +307,25 @@ def _mib_pair(kb) -> str:
 
 
 def serves(name: str, scenario: str) -> bool:
-    """Whether the server runs the scenario: not one it cannot serve, and
-    the real-application scenarios only on the WSGI servers."""
+    """Whether the server runs the scenario: not one it cannot serve, the
+    WSGI applications only on the WSGI servers, the ASGI ones only on the ASGI
+    servers, which serve nothing else."""
     server, sc = SERVERS[name], SCENARIOS[scenario]
     if scenario in server.unsupported:
         return False
-    return not sc.wsgi_only or server.group == "wsgi"
+    if server.group == "asgi":
+        return sc.asgi_only or not sc.wsgi_only
+    return not sc.wsgi_only and not sc.asgi_only or server.group == "wsgi" and sc.wsgi_only
 
 
 def options(args: argparse.Namespace, scenario: str | None = None) -> servers.Options:
-    app = SCENARIOS[scenario].app if scenario else None
+    sc = SCENARIOS[scenario] if scenario else None
+    app = sc.app if sc is not None else None
+    asgi = sc is not None and sc.asgi_only
     return servers.Options(
-        workers=args.workers, threads=args.threads, wsgi_app=app or servers.WSGI_APP
+        workers=args.workers, threads=args.threads,
+        wsgi_app=servers.WSGI_APP if asgi or not app else app,
+        asgi_app=app if asgi and app else servers.ASGI_APP,
     )
 
 
@@ -391,8 +398,10 @@ def check_servers(
                       dict.fromkeys(SCENARIOS[s].app for s in scenarios
                                     if serves(n, s))]:  # fmt: skip
         server = SERVERS[name]
+        asgi = any(SCENARIOS[s].asgi_only and SCENARIOS[s].app == app for s in scenarios)
         opts = servers.Options(workers=args.workers, threads=args.threads,
-                               wsgi_app=app or servers.WSGI_APP)  # fmt: skip
+                               wsgi_app=servers.WSGI_APP if asgi or not app else app,
+                               asgi_app=app if asgi and app else servers.ASGI_APP)  # fmt: skip
         label = name + (f" ({app.split('.')[-1].split(':')[0]})" if app else "")
         with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
             try:

@@ -25,6 +25,7 @@ from typing import Callable
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GREETING = b"greeting!!!"
 WSGI_APP = "benchmarks.apps.wsgi_app:app"
+ASGI_APP = "benchmarks.apps.asgi_app:app"
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Options:
     workers: int = 2
     threads: int = 4  # for the servers that run a blocking app in threads
     wsgi_app: str = WSGI_APP  # the WSGI servers' app: a scenario may name another
+    asgi_app: str = ASGI_APP  # the ASGI servers' app, as wsgi_app
 
 
 @dataclass
@@ -109,7 +111,7 @@ def _forker(extra: list[str], app: str | None = None):
         )
         if "--threads" in extra:
             argv[argv.index("--threads") + 1] = str(opts.threads)
-        chosen = opts.wsgi_app if app == WSGI_APP else app
+        chosen = {WSGI_APP: opts.wsgi_app, ASGI_APP: opts.asgi_app}.get(app, app)
         return argv + ([chosen] if chosen else [])
 
     return command
@@ -214,7 +216,7 @@ def _granian(interface: str, app: str):
             argv += ["--blocking-threads", str(opts.threads)]
         elif _has("uvloop"):
             argv += ["--loop", "uvloop"]
-        return argv + [opts.wsgi_app if app == WSGI_APP else app]
+        return argv + [{WSGI_APP: opts.wsgi_app, ASGI_APP: opts.asgi_app}.get(app, app)]
 
     return command
 
@@ -247,7 +249,7 @@ def _uvicorn(port: int, opts: Options, tmp: str) -> list[str]:
     )
     if _has("uvloop"):
         argv += ["--loop", "uvloop"]
-    return argv + ["benchmarks.apps.asgi_app:app"]
+    return argv + [opts.asgi_app]
 
 
 def _prefork(kind: str, pinned: bool = False):
@@ -402,6 +404,39 @@ SERVERS: dict[str, Server] = {
             ("uvicorn", "httptools"),
             _uvicorn,
             note="ASGI, httptools parser",
+        ),
+        Server(
+            "forker-asgi",
+            "asgi",
+            ("forker",),
+            _forker(["--interface", "asgi"], ASGI_APP),
+            counts_per_worker=True,
+            note="ASGI app (uvloop when installed)",
+        ),
+        Server(
+            "forker-asgi-unpinned",
+            "asgi",
+            ("forker",),
+            _forker(["--interface", "asgi", "--no-cpu-affinity"], ASGI_APP),
+            counts_per_worker=True,
+            note="ASGI app, workers free to move between CPUs (--no-cpu-affinity), "
+            "as uvicorn's and granian's are",
+        ),
+        Server(
+            "uvicorn-asgi",
+            "asgi",
+            ("uvicorn", "httptools"),
+            _uvicorn,
+            package="uvicorn",
+            note="httptools parser, uvloop when installed",
+        ),
+        Server(
+            "granian-asgi",
+            "asgi",
+            ("granian",),
+            _granian("asgi", ASGI_APP),
+            package="granian",
+            note="HTTP/1 only, single-threaded runtime, uvloop when installed",
         ),
         Server(
             "bjoern",
