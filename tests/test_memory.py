@@ -17,7 +17,7 @@ from typing import List
 
 import pytest
 
-from tests.forker_proc import ForkerProcess, Reader, connect, rss_bytes
+from harness import ForkerProcess, Reader, connect, rss_bytes
 
 # Under tests/sanitize.sh the workers allocate through AddressSanitizer, whose
 # allocator keeps freed memory in quarantine and ignores malloc_trim, and whose
@@ -26,8 +26,8 @@ pytestmark = pytest.mark.skipif(os.environ.get("FORKER_SANITIZED") == "1",
                                 reason="RSS is meaningless under AddressSanitizer")
 
 MiB = 1 << 20
-APP = "tests.apps.memory_app:app"
-WSGI_APP = "tests.apps.memory_app:wsgi_app"
+APP = "memory_app:app"
+WSGI_APP = "memory_app:wsgi_app"
 
 
 def bare_interpreter_rss() -> int:
