@@ -26,7 +26,7 @@ stdout and stderr are read as they come (`.stdout`, `.stderr`); `wait_for()`
 waits for a line of them.
 
 **Clients.** `connect()`, `request()`, `get()` and `exchange()` talk to a port
-on 127.0.0.1 through plain sockets. Every response is read by one parser,
+on 127.0.0.1 (or an address as forker logs it) through plain sockets. Every response is read by one parser,
 `Reader` (a stream, so pipelined and kept-alive responses too) and
 `parse_response()` (bytes holding exactly one response). It keeps the fields
 as sent, in order, repeated names included (`Fields`: `getall(name)`, and
@@ -229,7 +229,7 @@ class ServerProcess:
     def _answers_the_probe(self) -> bool:
         assert self.address is not None and self.probe is not None
         try:
-            with connect_address(self.address, timeout=5) as sock:
+            with connect(self.address, timeout=5) as sock:
                 sock.sendall(self.probe)
                 data = b""
                 while b"\r\n" not in data:
@@ -461,31 +461,39 @@ def raise_nofile(wanted: int) -> int:
 
 # -- clients ----------------------------------------------------------------------------------
 
-def connect(port: int, timeout: float = TIMEOUT, rcvbuf: int = 0) -> socket.socket:
-    """A TCP connection to 127.0.0.1:port (rcvbuf: a small receive buffer, set
-    before connecting, for a client that reads slowly)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if rcvbuf:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.settimeout(timeout)
-    sock.connect(("127.0.0.1", port))
+Address = Union[int, str]  # a port on 127.0.0.1, or an address as forker logs it
+
+
+def connect(where: Address, timeout: float = TIMEOUT, rcvbuf: int = 0) -> socket.socket:
+    """A connection to a port on 127.0.0.1 or to an address as forker logs it
+    ("127.0.0.1:8080", "[::1]:8080", "unix:/path"). rcvbuf: a small receive
+    buffer, set before connecting, for a client that reads slowly."""
+    if isinstance(where, int):
+        family, target = socket.AF_INET, ("127.0.0.1", where)
+    elif where.startswith("unix:"):
+        family, target = socket.AF_UNIX, where[len("unix:"):]
+    else:
+        host, _, port = where.rpartition(":")
+        host = host.strip("[]")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        target = (host, int(port))
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.settimeout(timeout)
+        sock.connect(target)
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 
-def connect_address(address: str, timeout: float = TIMEOUT) -> socket.socket:
-    """A connection to an address as forker logs it: "host:port", "[v6]:port"
-    or "unix:/path"."""
-    if address.startswith("unix:"):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        try:
-            sock.connect(address[len("unix:"):])
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-    host, _, port = address.rpartition(":")
-    return socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+def host_of(where: Address) -> str:
+    """The Host field http.client would send to where."""
+    if isinstance(where, int):
+        return f"127.0.0.1:{where}"
+    return "localhost" if where.startswith("unix:") else where
 
 
 def reset(sock: socket.socket) -> None:
@@ -515,12 +523,12 @@ def read_until_close(sock: socket.socket, timeout: float = TIMEOUT) -> Tuple[byt
         chunks.append(chunk)
 
 
-def exchange(port: int, data: bytes, timeout: float = TIMEOUT) -> bytes:
+def exchange(where: Address, data: bytes, timeout: float = TIMEOUT) -> bytes:
     """Sends data on a new connection, returns all that comes back until the
     server closes it, which it must do within timeout, with a FIN: a reset
     there (ConnectionResetError) is a server that closed without draining
     what the client sent (a lingering close, SECURITY.md)."""
-    with connect(port, timeout) as sock:
+    with connect(where, timeout) as sock:
         sock.sendall(data)
         deadline = time.monotonic() + timeout
         chunks = []
@@ -536,28 +544,28 @@ def exchange(port: int, data: bytes, timeout: float = TIMEOUT) -> bytes:
             chunks.append(chunk)
 
 
-def request(port: int, method: str = "GET", target: str = "/", body: Optional[bytes] = None,
-            headers: Optional[Dict[str, str]] = None, timeout: float = TIMEOUT) -> Response:
-    """One request on a new connection, as http.client sends it (Host
-    127.0.0.1:port unless headers give one, a Content-Length with a body or for
-    POST, PUT and PATCH); its response, read by its framing; then the client
-    closes."""
+def request(where: Address, method: str = "GET", target: str = "/",
+            body: Optional[bytes] = None, headers: Optional[Dict[str, str]] = None,
+            timeout: float = TIMEOUT) -> Response:
+    """One request on a new connection, as http.client sends it (a Host field
+    unless headers give one, a Content-Length with a body or for POST, PUT and
+    PATCH); its response, read by its framing; then the client closes."""
     given = {name.lower() for name in headers or {}}
-    fields: List[Tuple[str, str]] = [] if "host" in given else [("Host", f"127.0.0.1:{port}")]
+    fields: List[Tuple[str, str]] = [] if "host" in given else [("Host", host_of(where))]
     if (body is not None or method in ("POST", "PUT", "PATCH")) and \
             not given & {"content-length", "transfer-encoding"}:
         fields.append(("Content-Length", str(len(body or b""))))
     fields += list((headers or {}).items())
     head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{n}: {v}\r\n" for n, v in fields)
-    with connect(port, timeout) as sock:
+    with connect(where, timeout) as sock:
         sock.sendall(head.encode("latin-1") + b"\r\n" + (body or b""))
         return Reader(sock).response(head_only=method == "HEAD")
 
 
-def get(port: int, target: str = "/", timeout: float = TIMEOUT) -> Response:
+def get(where: Address, target: str = "/", timeout: float = TIMEOUT) -> Response:
     """One GET asking Connection: close, on a new connection: the server
     closes its side once it answered."""
-    with connect(port, timeout) as sock:
+    with connect(where, timeout) as sock:
         sock.sendall(f"GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
         return Reader(sock).response()
 
@@ -708,18 +716,18 @@ class Reader:
         reason = match.group(3).decode("latin-1")
         fields = _field_lines(lines[1:], head)
         response = Response(version, status, reason, fields)
-        if head_only or status < 200 or status in (204, 304):
-            return response
         codings, lengths = fields.getall("transfer-encoding"), fields.getall("content-length")
         if codings and lengths:
             raise MalformedResponse(f"both Transfer-Encoding and Content-Length: {head!r}")
+        if codings and [c.strip().lower() for c in codings] != ["chunked"]:
+            raise MalformedResponse(f"Transfer-Encoding {codings}: {head!r}")
+        if lengths and (len(lengths) > 1 or not lengths[0].isdigit()):
+            raise MalformedResponse(f"Content-Length {lengths}: {head!r}")
+        if head_only or status < 200 or status in (204, 304):
+            return response
         if codings:
-            if [c.strip().lower() for c in codings] != ["chunked"]:
-                raise MalformedResponse(f"Transfer-Encoding {codings}: {head!r}")
             response.body, response.trailers = self._chunked()
         elif lengths:
-            if len(lengths) > 1 or not lengths[0].isdigit():
-                raise MalformedResponse(f"Content-Length {lengths}: {head!r}")
             response.body = self._exactly(int(lengths[0]))
         else:  # close-delimited
             while self._fill():
