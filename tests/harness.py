@@ -33,7 +33,8 @@ as sent, in order, repeated names included (`Fields`: `getall(name)`, and
 `get(name)` or `fields[name]`, which refuse a field sent more than once),
 decodes bodies framed by Content-Length, by chunked coding (trailers kept)
 or by the close of the connection, and refuses a malformed status line,
-field line or framing (`MalformedResponse`).
+field line or framing (`MalformedResponse`); a response the server cut short
+by closing is `ClosedEarly` (an EOFError and an OSError).
 
 This module replaces tests/cli_server.py and tests/forker_proc.py. It grew
 from forker_proc.py, whose process handling was the safer one (a session per
@@ -576,6 +577,11 @@ class MalformedResponse(ValueError):
     """What the server sent is no HTTP/1.1 response (RFC 9112)."""
 
 
+class ClosedEarly(EOFError, ConnectionResetError):
+    """The server closed the connection before the response was whole: an
+    EOFError, and an OSError as http.client's RemoteDisconnected is."""
+
+
 class Fields:
     """Header or trailer fields in the order sent, repeated names kept; names
     compare without regard to case."""
@@ -690,14 +696,14 @@ class Reader:
     def _line(self) -> bytes:
         while b"\r\n" not in self.buf:
             if not self._fill():
-                raise EOFError(f"closed inside a line: {self.buf[:200]!r}")
+                raise ClosedEarly(f"closed inside a line: {self.buf[:200]!r}")
         line, _, self.buf = self.buf.partition(b"\r\n")
         return line
 
     def _exactly(self, n: int) -> bytes:
         while len(self.buf) < n:
             if not self._fill():
-                raise EOFError(f"closed inside a body: {len(self.buf)} of {n} bytes")
+                raise ClosedEarly(f"closed inside a body: {len(self.buf)} of {n} bytes")
         data, self.buf = self.buf[:n], self.buf[n:]
         return data
 
@@ -706,7 +712,7 @@ class Reader:
         body whatever its fields say."""
         while b"\r\n\r\n" not in self.buf:
             if not self._fill():
-                raise EOFError(f"closed before a complete head: {self.buf[:200]!r}")
+                raise ClosedEarly(f"closed before a complete head: {self.buf[:200]!r}")
         head, _, self.buf = self.buf.partition(b"\r\n\r\n")
         lines = head.split(b"\r\n")
         match = STATUS_LINE.fullmatch(lines[0])
@@ -757,7 +763,7 @@ class Reader:
 
 def parse_response(data: bytes, head_only: bool = False) -> Response:
     """The one response data holds, exactly: a byte after its end is a
-    MalformedResponse, as is a body cut short (EOFError)."""
+    MalformedResponse, and a response cut short ClosedEarly."""
     reader = Reader(None, data)
     response = reader.response(head_only)
     if reader.buf:
