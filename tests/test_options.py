@@ -14,10 +14,10 @@ import sys
 
 import pytest
 
-from harness import ROOT, ForkerProcess, request, run_cli
 from forker import _worker, config as config_module
 from forker.config import OPTIONS, Config
 from forker.errors import ConfigError
+from harness import ROOT, ForkerProcess, request, run_cli
 
 BAD_VALUES = [
     ("server_header", "a\r\nX-Evil: 1"),
