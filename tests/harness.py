@@ -26,9 +26,10 @@ stdout and stderr are read as they come (`.stdout`, `.stderr`); `wait_for()`
 waits for a line of them.
 
 **Clients.** `connect()`, `request()`, `get()` and `exchange()` talk to a port
-on 127.0.0.1 (or an address as forker logs it) through plain sockets. Every response is read by one parser,
-`Reader` (a stream, so pipelined and kept-alive responses too) and
-`parse_response()` (bytes holding exactly one response). It keeps the fields
+on 127.0.0.1 (or an address as forker logs it) through plain sockets. Every
+response is read by one parser, `Reader` (a stream, so pipelined and
+kept-alive responses too) and `parse_response()` (bytes holding exactly one
+response). It keeps the fields
 as sent, in order, repeated names included (`Fields`: `getall(name)`, and
 `get(name)` or `fields[name]`, which refuse a field sent more than once),
 decodes bodies framed by Content-Length, by chunked coding (trailers kept)
@@ -59,7 +60,7 @@ import sys
 import threading
 import time
 from typing import (Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple,
-                    Union, overload)
+                    Union)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APPS = os.path.join(ROOT, "tests", "apps")
@@ -353,9 +354,10 @@ class ForkerProcess(ServerProcess):
     bind: an address or a list of them (None: the options, a config file or
     the environment give it; --bind in the options then). The address waited
     for is the first bind when its port or path is known, else the first one
-    the log names. workers: as many as that (None: not passed, not waited for).
-    app: a module:name of tests/apps or of any installed package (None: the
-    built-in greeting). The rest as ServerProcess."""
+    the log names. workers: passed with --workers and waited for (None:
+    neither; --workers in the options then). app: a module:name of tests/apps
+    or of any installed package (None: the built-in greeting). The rest as
+    ServerProcess."""
 
     def __init__(self, *options: str, app: Optional[str] = None, workers: Optional[int] = 1,
                  bind: Union[str, Sequence[str], None] = "127.0.0.1:0",
@@ -644,13 +646,7 @@ class Response:
     def __iter__(self) -> Iterator[object]:
         return iter(self._tuple())
 
-    @overload
-    def __getitem__(self, index: int) -> object: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Tuple[object, ...]: ...
-
-    def __getitem__(self, index):
+    def __getitem__(self, index: Union[int, slice]) -> object:
         return self._tuple()[index]
 
     def __len__(self) -> int:
