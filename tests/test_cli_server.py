@@ -403,6 +403,6 @@ def test_max_requests_recycles_the_worker():
 
 
 def test_graceful_stop_exit_status():
-    server = ForkerProcess()
-    request(server.port)
-    assert server.stop() == 0
+    with ForkerProcess() as server:
+        request(server.port)
+        assert server.stop() == 0

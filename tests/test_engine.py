@@ -7,6 +7,7 @@ import ast
 import http.client
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -348,13 +349,15 @@ def test_worker_count_equals_workers():
 
 
 def test_sigterm_exits_cleanly_with_no_orphan():
-    srv = ForkerProcess(app=APP, workers=2)
-    children = srv.worker_pids()
-    assert len(children) == 2
-    assert request(srv.port)[2] == b"greeting!!!"
-    assert srv.stop() == 0
-    for pid in children:
-        assert not os.path.exists(f"/proc/{pid}") or _zombie_or_gone(pid)
+    with ForkerProcess(app=APP, workers=2) as srv:
+        children = srv.worker_pids()
+        assert len(children) == 2
+        assert request(srv.port)[2] == b"greeting!!!"
+        srv.signal(signal.SIGTERM)
+        assert srv.wait(15) == 0
+        # before leaving the block, which would kill what is left of the group
+        for pid in children:
+            assert not os.path.exists(f"/proc/{pid}") or _zombie_or_gone(pid)
 
 
 def _zombie_or_gone(pid: int) -> bool:
