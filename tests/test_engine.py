@@ -307,6 +307,13 @@ def test_str_response_is_utf8_and_custom_status(server):
     assert status == 204 and body == b"" and "Content-Length" not in headers
 
 
+def test_repeated_response_fields_are_each_sent_in_order(server):
+    status, fields, body = request(server.port, "GET", "/cookies")
+    assert (status, body) == (200, b"two")
+    assert [(n, v) for n, v in fields if n in ("Set-Cookie", "X-Between")] == [
+        ("Set-Cookie", "a=1; Path=/"), ("X-Between", "x"), ("Set-Cookie", "b=2")]
+
+
 def test_streamed_response_is_chunked(server):
     data = exchange(server.port, b"GET /stream HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     status, headers, body = parse_response(data)  # the chunks decoded

@@ -201,6 +201,13 @@ def test_write_callable(misc_server):
     assert headers["Content-Length"] == str(len(body))
 
 
+def test_repeated_response_fields_are_each_sent_in_order(misc_server):
+    status, fields, body = request(misc_server.port, "GET", "/cookies")
+    assert (status, body) == (200, b"two")
+    assert [(n, v) for n, v in fields if n in ("Set-Cookie", "X-Between")] == [
+        ("Set-Cookie", "a=1; Path=/"), ("X-Between", "x"), ("Set-Cookie", "b=2")]
+
+
 def test_404(misc_server):
     status, _, body = request(misc_server.port, "GET", "/nowhere")
     assert (status, body) == (404, b"not found")
