@@ -13,7 +13,6 @@ import http.client
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -22,11 +21,10 @@ from typing import Dict, Iterator, List, Tuple
 
 import pytest
 
-from tests.forker_proc import ForkerProcess
+from harness import ROOT, ForkerProcess, free_port
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEPLOY = os.path.join(ROOT, "docs", "deploy")
-APP = "tests.apps.balancer_app:app"
+APP = "balancer_app:app"
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 HAPROXY = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy")
                                       else None)
@@ -37,12 +35,6 @@ CLIENTS = 4
 LOAD_SECONDS = 3.0
 STOP_AFTER = 1.0
 FORKER_ARGS = ("--health-path", "/healthz", "--keep-alive", "5", "--graceful-timeout", "5")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def recipe(name: str, front: int, one: int, two: int) -> str:
@@ -149,10 +141,10 @@ def stop_one_under_load(front: int, one: ForkerProcess, two: ForkerProcess) -> L
     """The load against the balancer on port front; TERM to instance one midway."""
     with Load(front) as load:
         time.sleep(STOP_AFTER)
-        one.proc.send_signal(signal.SIGTERM)
+        one.signal(signal.SIGTERM)
         stopped_at = time.monotonic()
-        status = one.proc.wait(10)
-        assert status == 0, one.log
+        status = one.wait(10)
+        assert status == 0, one.stderr
         time.sleep(max(0.0, LOAD_SECONDS - STOP_AFTER - (time.monotonic() - stopped_at)))
         served_before = dict(load.served_by)
         time.sleep(0.5)  # a little more after instance one is gone

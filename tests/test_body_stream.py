@@ -16,11 +16,11 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 
-from tests.forker_proc import ForkerProcess, Reader, connect, read_until_close
+from harness import ForkerProcess, Reader, connect, read_until_close
 
 MiB = 1 << 20
-NATIVE = "tests.apps.body_app:app"
-WSGI = ["--interface", "wsgi", "tests.apps.body_app:wsgi_app"]
+NATIVE = "body_app:app"
+WSGI = "body_app:wsgi_app"
 STREAM = ["--body-buffer-size", str(MiB)]  # with --threads 1, streaming is opted into
 
 
@@ -91,7 +91,7 @@ def native():
 
 @pytest.fixture(scope="module")
 def wsgi():
-    with ForkerProcess(*STREAM, *WSGI, app=None) as server:
+    with ForkerProcess(*STREAM, "--interface", "wsgi", app=WSGI) as server:
         yield server
 
 
@@ -326,7 +326,7 @@ def test_slow_reader_with_threads_keeps_the_worker_serving():
     """A handler thread in the middle of reading a body holds one thread; the
     loop and the other threads go on answering: the handler, after its first
     piece, waits until 5 requests were answered beside it."""
-    with ForkerProcess("--threads", "4", app="tests.apps.body_app:slow_app") as server:
+    with ForkerProcess("--threads", "4", app="body_app:slow_app") as server:
         data = payload(2 * MiB)
         done: List[str] = []
         slow = threading.Thread(

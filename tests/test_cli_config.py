@@ -4,14 +4,12 @@ is exercised in test_cli_server.py."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from forker import __version__
 from forker.cli import build_parser, configure
 from forker.config import OPTIONS, Config
+from harness import run_cli
 
 
 def parse(argv, environ=None, settings=None):
@@ -98,11 +96,9 @@ def test_bad_values_exit_2_naming_them(capsys, argv, environ, settings, fragment
 
 
 def test_version_and_help_through_python_m():
-    out = subprocess.run([sys.executable, "-m", "forker", "--version"], capture_output=True,
-                         text=True, timeout=60)
+    out = run_cli("--version")
     assert out.returncode == 0 and out.stdout.strip() == f"forker {__version__}"
-    out = subprocess.run([sys.executable, "-m", "forker", "--help"], capture_output=True,
-                         text=True, timeout=60)
+    out = run_cli("--help")
     assert out.returncode == 0
     for option in OPTIONS:
         if option.flag:

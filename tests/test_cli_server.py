@@ -17,13 +17,15 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from cli_server import ROOT, Server, free_port, run_cli, split_response  # noqa: E402
+from harness import (  # noqa: E402
+    ROOT, ForkerProcess, exchange, free_port, parse_response, request, run_cli,
+)
 
 ENVIRON_APP = "wsgiapps:environ_app"
 
 
 def environ(server, target="/", headers=None):
-    status, _, body = server.request("GET", target, headers=headers or {})
+    status, _, body = request(server.port, "GET", target, headers=headers or {})
     assert status == 200, body
     return json.loads(body)
 
@@ -47,14 +49,14 @@ def not_probe(line):
 # -- application and interface -----------------------------------------------------
 
 def test_no_app_serves_the_greeting():
-    with Server() as server:
-        assert server.request("GET", "/anything") [::2] == (200, b"greeting!!!")
+    with ForkerProcess() as server:
+        assert request(server.port, "GET", "/anything")[::2] == (200, b"greeting!!!")
 
 
 def test_python_m_forker_bind_and_workers():
     port = free_port()
-    with Server("--bind", f"127.0.0.1:{port}", "--workers", "2", "--interface", "wsgi",
-                ENVIRON_APP, port=port) as server:
+    with ForkerProcess("--interface", "wsgi", app=ENVIRON_APP, bind=f"127.0.0.1:{port}",
+                       workers=2) as server:
         pids = set()
         deadline = time.monotonic() + 10
         while len(pids) < 2 and time.monotonic() < deadline:
@@ -64,22 +66,23 @@ def test_python_m_forker_bind_and_workers():
 
 
 def test_interface_native():
-    with Server("--interface", "native", "wsgiapps:native") as server:
-        assert server.request("GET", "/x")[::2] == (200, b"native GET /x")
+    with ForkerProcess("--interface", "native", app="wsgiapps:native") as server:
+        assert request(server.port, "GET", "/x")[::2] == (200, b"native GET /x")
 
 
 def test_interface_auto_tells_native_from_wsgi():
-    with Server("wsgiapps:native") as server:
-        assert server.request("GET", "/y")[::2] == (200, b"native GET /y")
-    with Server("wsgiapps:factory('hey', punctuation='?')") as server:
-        assert server.request()[::2] == (200, b"hey?")
+    with ForkerProcess(app="wsgiapps:native") as server:
+        assert request(server.port, "GET", "/y")[::2] == (200, b"native GET /y")
+    with ForkerProcess(app="wsgiapps:factory('hey', punctuation='?')") as server:
+        assert request(server.port)[::2] == (200, b"hey?")
 
 
 def test_interface_wsgi_with_module_only_and_factory_arguments():
-    with Server("--interface", "wsgi", "wsgiapps") as server:  # its `application`
-        assert server.request()[::2] == (200, b"module default!")
-    with Server("--interface", "wsgi", "wsgiapps:factory('hey', punctuation='?')") as server:
-        assert server.request()[::2] == (200, b"hey?")
+    with ForkerProcess("--interface", "wsgi", app="wsgiapps") as server:  # its `application`
+        assert request(server.port)[::2] == (200, b"module default!")
+    with ForkerProcess("--interface", "wsgi",
+                       app="wsgiapps:factory('hey', punctuation='?')") as server:
+        assert request(server.port)[::2] == (200, b"hey?")
 
 
 def test_chdir(tmp_path):
@@ -89,15 +92,16 @@ def test_chdir(tmp_path):
             start_response("200 OK", [])
             return [os.getcwd().encode()]
     """))
-    with Server("--interface", "wsgi", "--chdir", str(tmp_path), "localapp:app") as server:
-        assert server.request()[::2] == (200, str(tmp_path).encode())
+    with ForkerProcess("--interface", "wsgi", "--chdir", str(tmp_path),
+                       app="localapp:app") as server:
+        assert request(server.port)[::2] == (200, str(tmp_path).encode())
 
 
 def test_bind_is_repeatable(tmp_path):
     port = free_port()
     path = str(tmp_path / "s.sock")
-    with Server("--bind", f"127.0.0.1:{port}", "--bind", f"unix:{path}", port=port) as server:
-        assert server.request()[::2] == (200, b"greeting!!!")
+    with ForkerProcess(bind=[f"127.0.0.1:{port}", f"unix:{path}"]) as server:
+        assert request(server.port)[::2] == (200, b"greeting!!!")
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(10)
             sock.connect(path)
@@ -109,12 +113,12 @@ def test_bind_is_repeatable(tmp_path):
 
 
 def test_threads_sets_multithread():
-    with Server("--interface", "wsgi", "--threads", "3", ENVIRON_APP) as server:
+    with ForkerProcess("--interface", "wsgi", "--threads", "3", app=ENVIRON_APP) as server:
         assert environ(server)["wsgi.multithread"] is True
 
 
 def test_root_path():
-    with Server("--interface", "wsgi", "--root-path", "/base/", ENVIRON_APP) as server:
+    with ForkerProcess("--interface", "wsgi", "--root-path", "/base/", app=ENVIRON_APP) as server:
         env = environ(server, "/base/x/y")
         assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/base", "/x/y")
 
@@ -126,7 +130,7 @@ PROXIED = {"X-Forwarded-For": "203.0.113.50", "X-Forwarded-Proto": "https",
 
 
 def test_forwarded_allow_ips_default_trusts_localhost():
-    with Server("--interface", "wsgi", ENVIRON_APP) as server:
+    with ForkerProcess("--interface", "wsgi", app=ENVIRON_APP) as server:
         env = environ(server, headers=PROXIED)
         assert (env["REMOTE_ADDR"], env["wsgi.url_scheme"], env["SERVER_NAME"]) == \
             ("203.0.113.50", "https", "127.0.0.1")  # the host only with --forwarded-host
@@ -135,7 +139,7 @@ def test_forwarded_allow_ips_default_trusts_localhost():
 
 
 def test_forwarded_host_takes_the_host_from_trusted_proxies():
-    with Server("--interface", "wsgi", "--forwarded-host", ENVIRON_APP) as server:
+    with ForkerProcess("--interface", "wsgi", "--forwarded-host", app=ENVIRON_APP) as server:
         env = environ(server, headers=PROXIED)
         assert (env["REMOTE_ADDR"], env["wsgi.url_scheme"], env["SERVER_NAME"]) == \
             ("203.0.113.50", "https", "public.example")
@@ -144,7 +148,8 @@ def test_forwarded_host_takes_the_host_from_trusted_proxies():
 
 @pytest.mark.parametrize("allowed", ["10.0.0.1", "192.168.0.0/16,10.0.0.0/8"])
 def test_forwarded_allow_ips_excluding_the_peer(allowed):
-    with Server("--interface", "wsgi", "--forwarded-allow-ips", allowed, ENVIRON_APP) as server:
+    with ForkerProcess("--interface", "wsgi", "--forwarded-allow-ips", allowed,
+                       app=ENVIRON_APP) as server:
         env = environ(server, headers=PROXIED)
         assert (env["REMOTE_ADDR"], env["wsgi.url_scheme"], env["SERVER_NAME"]) == \
             ("127.0.0.1", "http", "127.0.0.1")
@@ -152,7 +157,8 @@ def test_forwarded_allow_ips_excluding_the_peer(allowed):
 
 @pytest.mark.parametrize("allowed", ["*", "127.0.0.0/8"])
 def test_forwarded_allow_ips_including_the_peer(allowed):
-    with Server("--interface", "wsgi", "--forwarded-allow-ips", allowed, ENVIRON_APP) as server:
+    with ForkerProcess("--interface", "wsgi", "--forwarded-allow-ips", allowed,
+                       app=ENVIRON_APP) as server:
         env = environ(server, headers={"Forwarded": "for=198.51.100.7;proto=https"})
         assert (env["REMOTE_ADDR"], env["wsgi.url_scheme"]) == ("198.51.100.7", "https")
 
@@ -167,16 +173,17 @@ def test_forwarded_allow_ips_including_the_peer(allowed):
 ])
 def test_access_log_file_and_format(tmp_path, fmt, pattern):
     path = str(tmp_path / "access.log")
-    with Server("--access-log", path, "--access-log-format", fmt) as server:
-        server.request("GET", "/logged?q=1", headers={"Referer": "http://referrer/",
-                                                      "User-Agent": "agent/1.0", "X-Id": "abc"})
+    with ForkerProcess("--access-log", path, "--access-log-format", fmt) as server:
+        request(server.port, "GET", "/logged?q=1", headers={"Referer": "http://referrer/",
+                                                            "User-Agent": "agent/1.0",
+                                                            "X-Id": "abc"})
         lines = wait_lines(path, 1, keep=not_probe)  # flushed within a second, unasked
     assert len(lines) == 1 and re.match(pattern, lines[0]), lines
 
 
 def test_access_log_json_to_stdout():
-    with Server("--access-log", "-", "--access-log-format", "json") as server:
-        server.request("POST", "/j", body=b"xyz")
+    with ForkerProcess("--access-log", "-", "--access-log-format", "json") as server:
+        request(server.port, "POST", "/j", body=b"xyz")
         server.wait_for(r'"method":"POST"', stream="stdout")
     records = [json.loads(line) for line in server.stdout.splitlines() if '"POST"' in line]
     assert records[0]["target"] == "/j" and records[0]["status"] == 200
@@ -185,16 +192,16 @@ def test_access_log_json_to_stdout():
 
 def test_access_log_counts_bytes_and_time(tmp_path):
     path = str(tmp_path / "access.log")
-    with Server("--access-log", path, "--access-log-format", "%(U)s %(B)s %(D)s") as server:
-        server.request("GET", "/counted")
+    with ForkerProcess("--access-log", path, "--access-log-format", "%(U)s %(B)s %(D)s") as server:
+        request(server.port, "GET", "/counted")
         lines = wait_lines(path, 1, keep=lambda line: "/counted" in line)
     path_, sent, micros = lines[0].split()
     assert sent == "11" and int(micros) > 0
 
 
 def test_access_log_is_off_by_default(tmp_path):
-    with Server(cwd=str(tmp_path)) as server:
-        server.request("GET", "/quiet")
+    with ForkerProcess(cwd=str(tmp_path)) as server:
+        request(server.port, "GET", "/quiet")
         time.sleep(1.2)
     assert "/quiet" not in server.stdout and "/quiet" not in server.stderr
     assert os.listdir(tmp_path) == []
@@ -202,19 +209,19 @@ def test_access_log_is_off_by_default(tmp_path):
 
 def test_access_log_reopens_on_usr1(tmp_path):
     path = str(tmp_path / "access.log")
-    with Server("--access-log", path, "--access-log-format", "common") as server:
-        server.request("GET", "/before")
+    with ForkerProcess("--access-log", path, "--access-log-format", "common") as server:
+        request(server.port, "GET", "/before")
         assert wait_lines(path, 1, keep=lambda line: "/before" in line)
         os.rename(path, path + ".1")
-        server.proc.send_signal(signal.SIGUSR1)
+        server.signal(signal.SIGUSR1)
         # until the worker has reopened: a request logged in the new file
         deadline = time.monotonic() + 10  # a bound on a hang
         for n in range(1000):
-            server.request("GET", f"/probe{n}")
+            request(server.port, "GET", f"/probe{n}")
             if wait_lines(path, 1, timeout=0.2, keep=lambda line: "/probe" in line):
                 break
             assert time.monotonic() < deadline, "no log line in the reopened file"
-        server.request("GET", "/after")
+        request(server.port, "GET", "/after")
         lines = wait_lines(path, 1, keep=lambda line: "/after" in line)
     assert lines and "/after" in lines[0]
     with open(path + ".1") as f:
@@ -224,9 +231,9 @@ def test_access_log_reopens_on_usr1(tmp_path):
 def test_error_log_file_carries_worker_ids(tmp_path):
     path = str(tmp_path / "error.log")
     port = free_port()
-    with Server("--bind", f"127.0.0.1:{port}", "--error-log", path, "--interface", "wsgi",
-                "wsgiapps:misc_app", port=port) as server:
-        assert server.request("GET", "/raise")[0] == 500
+    with ForkerProcess("--error-log", path, "--interface", "wsgi", app="wsgiapps:misc_app",
+                       bind=f"127.0.0.1:{port}") as server:
+        assert request(server.port, "GET", "/raise")[0] == 500
         lines = wait_lines(path, 1, keep=lambda line: "application failure" in line)
     with open(path) as f:
         text = f.read()
@@ -238,11 +245,11 @@ def test_error_log_file_carries_worker_ids(tmp_path):
 
 def test_log_level(tmp_path):
     port = free_port()
-    with Server("--bind", f"127.0.0.1:{port}", "--log-level", "warning", port=port) as server:
-        server.request()
+    with ForkerProcess("--log-level", "warning", bind=f"127.0.0.1:{port}") as server:
+        request(server.port)
     assert "[INFO]" not in server.stderr
-    with Server("--log-level", "debug") as server:
-        server.request()
+    with ForkerProcess("--log-level", "debug") as server:
+        request(server.port)
     assert "[INFO]" in server.stderr
 
 
@@ -260,7 +267,7 @@ def test_config_file(tmp_path):
         root_path = "/cfg"
         wsgi_app = "wsgiapps:environ_app"
     """))
-    with Server("--config", str(config)) as server:
+    with ForkerProcess("--config", str(config)) as server:
         env = environ(server, "/cfg/p")
         assert env["SCRIPT_NAME"] == "/cfg" and env["wsgi.multithread"] is True
         assert wait_lines(str(access), 1, keep=lambda line: "/cfg/p" in line)
@@ -271,8 +278,8 @@ def test_precedence_env_then_file_then_flags(tmp_path):
     config.write_text('root_path = "/from-file"\nthreads = 2\n')
     env = {"FORKER_INTERFACE": "wsgi", "FORKER_ROOT_PATH": "/from-env",
            "FORKER_THREADS": "1", "FORKER_FORWARDED_ALLOW_IPS": "10.9.9.9"}
-    with Server("--config", str(config), "--root-path", "/from-flag", ENVIRON_APP,
-                env=env) as server:
+    with ForkerProcess("--config", str(config), "--root-path", "/from-flag", app=ENVIRON_APP,
+                       env=env) as server:
         e = environ(server, "/from-flag/x", headers=PROXIED)
         assert e["SCRIPT_NAME"] == "/from-flag"      # flag over file and env
         assert e["wsgi.multithread"] is True          # file over env
@@ -282,10 +289,10 @@ def test_precedence_env_then_file_then_flags(tmp_path):
 def test_hup_rereads_the_config_file(tmp_path):
     config = tmp_path / "settings.py"
     config.write_text('root_path = "/first"\n')
-    with Server("--config", str(config), "--interface", "wsgi", ENVIRON_APP) as server:
+    with ForkerProcess("--config", str(config), "--interface", "wsgi", app=ENVIRON_APP) as server:
         assert environ(server, "/first/x")["SCRIPT_NAME"] == "/first"
         config.write_text('root_path = "/second"\n')
-        server.proc.send_signal(signal.SIGHUP)
+        server.signal(signal.SIGHUP)
         deadline = time.monotonic() + 15
         while environ(server, "/second/x")["SCRIPT_NAME"] != "/second":
             assert time.monotonic() < deadline, server.stderr
@@ -356,38 +363,40 @@ def test_console_script_entry_point():
 # -- engine and master flags reach the server ---------------------------------------
 
 def test_server_header():
-    with Server("--server-header", "edge/1") as server:
-        assert server.request()[1]["Server"] == "edge/1"
+    with ForkerProcess("--server-header", "edge/1") as server:
+        assert request(server.port)[1]["Server"] == "edge/1"
 
 
 def test_keep_alive_zero_closes_connections():
-    with Server("--keep-alive", "0") as server:
-        data = server.raw(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")  # returns: server closed
-        status, headers, body = split_response(data)
-        assert status.startswith("HTTP/1.1 200") and body == b"greeting!!!"
+    with ForkerProcess("--keep-alive", "0") as server:
+        data = exchange(server.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")  # returns: closed
+        response = parse_response(data)
+        assert (response.version, response.status, response.body) == \
+            ("HTTP/1.1", 200, b"greeting!!!")
 
 
 def test_max_body_size():
-    with Server("--max-body-size", "10") as server:
-        assert server.request("POST", "/", body=b"x" * 11)[0] == 413
-        assert server.request("POST", "/", body=b"x" * 10)[0] == 200
+    with ForkerProcess("--max-body-size", "10") as server:
+        assert request(server.port, "POST", "/", body=b"x" * 11)[0] == 413
+        assert request(server.port, "POST", "/", body=b"x" * 10)[0] == 200
 
 
 def test_limit_request_line_and_fields():
-    with Server("--limit-request-line", "100", "--limit-request-fields", "5") as server:
-        assert server.request("GET", "/" + "a" * 200)[0] == 414
-        assert server.request("GET", "/", headers={f"X-{i}": "v" for i in range(10)})[0] == 431
+    with ForkerProcess("--limit-request-line", "100", "--limit-request-fields", "5") as server:
+        assert request(server.port, "GET", "/" + "a" * 200)[0] == 414
+        assert request(server.port, "GET", "/",
+                       headers={f"X-{i}": "v" for i in range(10)})[0] == 431
 
 
 def test_pidfile(tmp_path):
     path = tmp_path / "forker.pid"
-    with Server("--pid", str(path)) as server:
-        assert int(path.read_text().strip()) == server.proc.pid
+    with ForkerProcess("--pid", str(path)) as server:
+        assert int(path.read_text().strip()) == server.pid
     assert not path.exists()
 
 
 def test_max_requests_recycles_the_worker():
-    with Server("--interface", "wsgi", "--max-requests", "2", ENVIRON_APP) as server:
+    with ForkerProcess("--interface", "wsgi", "--max-requests", "2", app=ENVIRON_APP) as server:
         pids = []
         for _ in range(6):
             pids.append(environ(server)["pid"])
@@ -395,6 +404,6 @@ def test_max_requests_recycles_the_worker():
 
 
 def test_graceful_stop_exit_status():
-    server = Server()
-    server.request()
-    assert server.stop() == 0
+    with ForkerProcess() as server:
+        request(server.port)
+        assert server.stop() == 0

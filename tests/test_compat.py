@@ -10,7 +10,6 @@ import argparse
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,8 +19,8 @@ import pytest
 from forker import compat
 from forker.cli import GUNICORN_DEST, build_parser, collect_all
 from forker.config import OPTIONS_BY_NAME
+from harness import run_cli
 
-ROOT = Path(__file__).resolve().parent.parent
 KNOWN = {setting.name: setting for setting in gunicorn_config.KNOWN_SETTINGS}
 
 
@@ -168,9 +167,7 @@ def test_extras_from_flags():
 
 
 def run(*argv: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests" / "apps")]))
-    return subprocess.run([sys.executable, "-m", "forker", *argv], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_cli(*argv, cwd=str(cwd), timeout=timeout)
 
 
 def test_k_refuses_other_worker_classes_with_a_message(tmp_path):

@@ -19,11 +19,11 @@ from typing import Any, Dict, List
 import pytest
 
 from forker.cli import build_parser, collect
-from tests.forker_proc import ROOT, get
+from harness import APPS, ROOT, free_port, get
 
 DEPLOY = os.path.join(ROOT, "docs", "deploy")
 SYSTEMD = os.path.join(DEPLOY, "systemd")
-APP = "tests.apps.balancer_app:app"
+APP = "balancer_app:app"
 
 
 def unit(name: str) -> configparser.ConfigParser:
@@ -84,12 +84,6 @@ def test_systemd_analyze_verifies_the_units(tmp_path):
     assert not problems, result.stdout + result.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _wait_get(port: int, timeout: float = 20.0):
     deadline = time.monotonic() + timeout
     while True:
@@ -116,7 +110,7 @@ def test_systemd_service_serves_the_socket_it_is_given(tmp_path, activator):
     args[-1] = APP
     args += ["--error-log", str(tmp_path / "error.log")]
     argv = [sys.executable, "-m", "forker", *args]
-    environ = {"PYTHONPATH": ROOT, "BALANCER_INSTANCE": "systemd"}
+    environ = {"PYTHONPATH": os.pathsep.join([ROOT, APPS]), "BALANCER_INSTANCE": "systemd"}
     if activator == "systemd-socket-activate":
         tool = shutil.which("systemd-socket-activate")
         if tool is None:

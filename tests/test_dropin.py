@@ -16,24 +16,18 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 import pytest
 
-from cli_server import free_port
+from harness import PROBE, ServerProcess, free_port, run_cli
 
-ROOT = Path(__file__).resolve().parent.parent
 HANG = 30.0  # bounds a hang only
-
-
-def env() -> dict:
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests" / "apps")]),
-                PYTHONDONTWRITEBYTECODE="1")
+NO_PYC = {"PYTHONDONTWRITEBYTECODE": "1"}  # an edited module is never read from a stale .pyc
 
 
 def run(*argv: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "forker", *argv], cwd=cwd, env=env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return run_cli(*argv, cwd=str(cwd), env=NO_PYC, timeout=timeout)
 
 
 def wait_for(predicate: Callable[[], object], what: str, timeout: float = HANG):
@@ -64,41 +58,17 @@ def answer(port: int, path: str = "/"):
         return None
 
 
-class Proc:
-    """A server in its own session; the whole group is killed at the end."""
-
-    def __init__(self, argv: List[str], cwd: Path, extra_env=None) -> None:
-        self.log = cwd / f"out-{len(list(cwd.glob('out-*')))}.log"
-        self._out = open(self.log, "wb")
-        self.proc = subprocess.Popen(argv, cwd=cwd, env=dict(env(), **(extra_env or {})),
-                                     stdin=subprocess.DEVNULL, stdout=self._out,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(HANG)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc.wait()
-        self._out.close()
-        return self.proc.returncode
-
-
 @pytest.fixture
 def procs():
-    started: List[Proc] = []
+    """start(argv, cwd, extra_env, port, workers) -> ServerProcess, ready when
+    port answers (with workers in their loop when given); every one is stopped
+    at the end."""
+    started: List[ServerProcess] = []
 
-    def start(argv: List[str], cwd: Path, extra_env=None) -> Proc:
-        started.append(Proc(argv, cwd, extra_env))
+    def start(argv: List[str], cwd: Path, extra_env=None, *, port: int,
+              workers: Optional[int] = None, probe: Optional[bytes] = PROBE) -> ServerProcess:
+        started.append(ServerProcess(argv, cwd=str(cwd), env=dict(NO_PYC, **(extra_env or {})),
+                                     address=f"127.0.0.1:{port}", workers=workers, probe=probe))
         return started[-1]
 
     yield start
@@ -165,9 +135,8 @@ def test_an_access_log_that_cannot_be_written_is_refused_at_start(tmp_path):
 def test_name_sets_the_command_name_of_the_master_and_workers(procs, tmp_path):
     port = free_port()
     server = procs([sys.executable, "-m", "forker", "-b", f"127.0.0.1:{port}", "-w", "2",
-                    "-n", "dropin"], tmp_path)
-    wait_for(lambda: answer(port), "an answer")
-    master = server.proc.pid
+                    "-n", "dropin"], tmp_path, port=port, workers=2)
+    master = server.pid
     assert Path(f"/proc/{master}/comm").read_text().strip() == "dropin master"
 
     def names():
@@ -186,13 +155,13 @@ def test_reload_restarts_the_workers_when_a_source_file_changes(procs, tmp_path)
                    "    start_response('200 OK', [])\n    return [b'one']\n")
     port = free_port()
     server = procs([sys.executable, "-m", "forker", "-b", f"127.0.0.1:{port}", "-w", "2",
-                    "--reload", "devapp:app"], tmp_path)
+                    "--reload", "devapp:app"], tmp_path, port=port, workers=2)
     wait_for(lambda: answer(port) == "200 one", "the first version")
     time.sleep(1.1)  # a modification time the watcher can tell from the first one's
     app.write_text("def app(environ, start_response):\n"
                    "    start_response('200 OK', [])\n    return [b'two']\n")
     wait_for(lambda: answer(port) == "200 two", "the second version")
-    assert "reload: " in server.text() and "devapp.py changed" in server.text()
+    assert "reload: " in server.stderr and "devapp.py changed" in server.stderr
 
 
 def test_reload_extra_file(procs, tmp_path):
@@ -203,7 +172,7 @@ def test_reload_extra_file(procs, tmp_path):
         "    start_response('200 OK', [])\n    return [TEXT]\n")
     port = free_port()
     procs([sys.executable, "-m", "forker", "-b", f"127.0.0.1:{port}", "--reload",
-           "--reload-extra-file", "template.txt", "tplapp:app"], tmp_path)
+           "--reload-extra-file", "template.txt", "tplapp:app"], tmp_path, port=port)
     wait_for(lambda: answer(port) == "200 first", "the first text")
     time.sleep(1.1)
     (tmp_path / "template.txt").write_text("second")
@@ -240,7 +209,7 @@ def test_capture_output_sends_prints_to_the_error_log(procs, tmp_path):
     port = free_port()
     errors = tmp_path / "error.log"
     procs([sys.executable, "-m", "forker", "-b", f"127.0.0.1:{port}", "--error-logfile",
-           str(errors), "--capture-output", "printer:app"], tmp_path)
+           str(errors), "--capture-output", "printer:app"], tmp_path, port=port)
     wait_for(lambda: answer(port), "an answer")
     wait_for(lambda: "printed by the app" in errors.read_text(), "the print in the error log")
 
@@ -324,8 +293,9 @@ def _served_by(server: str, procs, tmp_path: Path):
             "-w", "2", "-k", "sync", "-t", "30", "-e", "FROM_FLAG=flag", "-n", "dropin",
             "--access-logfile", str(where / "access.log"), "-p", str(where / "app.pid"),
             "--forwarded-allow-ips", "127.0.0.1", "dropin_app:app"]
+    # no probe: the hooks would see it; GET /ready, which both are asked, says it serves
     proc = procs(argv, where, {"ACCESS_LOG": str(where / "unused.log"),
-                               "HOOK_LOG": str(where / "hooks.log")})
+                               "HOOK_LOG": str(where / "hooks.log")}, port=port, probe=None)
     wait_for(lambda: answer(port, "/ready"), f"{server} to answer")
     hooks = where / "hooks.log"
     wait_for(lambda: hooks.read_text().count("post_worker_init") == 2, "both workers")
@@ -336,7 +306,7 @@ def _served_by(server: str, procs, tmp_path: Path):
     body = f"{response.status} {response.read().decode()}"
     conn.close()
     pid = int((where / "app.pid").read_text())
-    assert pid == proc.proc.pid
+    assert pid == proc.pid
     proc.stop()
     wait_for(lambda: "on_exit" in hooks.read_text(), f"{server}'s on_exit")
     access = (where / "access.log").read_text()

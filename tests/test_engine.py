@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from cli_server import ROOT, Server, dechunk, split_response
+from harness import ForkerProcess, Reader, exchange, parse_response, request
 
 APP = "engine_app:app"
 
@@ -33,34 +33,17 @@ def served_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(served_file):
-    with Server("--workers", "2", "--max-connections", "4000", APP,
-                env={"ENGINE_APP_FILE": str(served_file)}) as srv:
+    with ForkerProcess("--max-connections", "4000", app=APP, workers=2,
+                       env={"ENGINE_APP_FILE": str(served_file)}) as srv:
         yield srv
 
 
-def read_response(sock: socket.socket, buf: bytearray) -> bytes:
-    """Reads one Content-Length framed response from sock (rest stays in buf)."""
-    while b"\r\n\r\n" not in buf:
-        chunk = sock.recv(65536)
-        assert chunk, "connection closed before a response head"
-        buf += chunk
-    head_end = buf.index(b"\r\n\r\n") + 4
-    head = bytes(buf[:head_end])
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":")[1])
-    while len(buf) < head_end + length:
-        chunk = sock.recv(65536)
-        assert chunk, "connection closed inside a response body"
-        buf += chunk
-    response = bytes(buf[:head_end + length])
-    del buf[:head_end + length]
-    return response
+def http_connection(server, timeout: float = 10.0) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
 
 
 def test_greeting(server):
-    status, headers, body = server.request()
+    status, headers, body = request(server.port)
     assert (status, body) == (200, b"greeting!!!")
     assert headers["Content-Length"] == "11"
     assert headers["Server"] == "forker"
@@ -68,7 +51,7 @@ def test_greeting(server):
 
 
 def test_thousand_requests_on_one_keep_alive_connection(server):
-    conn = server.connection()
+    conn = http_connection(server)
     sockets = set()
     for _ in range(1000):
         conn.request("GET", "/")
@@ -81,14 +64,14 @@ def test_thousand_requests_on_one_keep_alive_connection(server):
 
 
 def test_hundred_pipelined_requests_in_one_send(server):
-    request = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+    one = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(request * 100)
-        buf = bytearray()
+        sock.sendall(one * 100)
+        reader = Reader(sock)
         for _ in range(100):
-            status, _, body = split_response(read_response(sock, buf))
-            assert status == "HTTP/1.1 200 OK" and body == b"greeting!!!"
-        assert not buf
+            response = reader.response()
+            assert response.status_line == "HTTP/1.1 200 OK" and response.body == b"greeting!!!"
+        assert not reader.buf
 
 
 def test_pipelined_requests_with_bodies_answered_in_order(server):
@@ -98,21 +81,21 @@ def test_pipelined_requests_with_bodies_answered_in_order(server):
     ) + b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nfour\r\n0\r\n\r\n"
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(requests)
-        buf = bytearray()
-        bodies = [split_response(read_response(sock, buf))[2] for _ in range(4)]
+        reader = Reader(sock)
+        bodies = [reader.response().body for _ in range(4)]
     assert bodies == [b"one", b"", b"three33", b"four"]
 
 
 def test_ten_megabyte_body_by_content_length(server):
     payload = os.urandom(10 * 1024 * 1024)
-    status, headers, body = server.request("POST", "/echo", body=payload)
+    status, headers, body = request(server.port, "POST", "/echo", body=payload)
     assert status == 200 and body == payload
 
 
 def test_ten_megabyte_body_chunked(server):
     payload = os.urandom(10 * 1024 * 1024)
     pieces = [payload[i:i + 65536 + 17] for i in range(0, len(payload), 65536 + 17)]
-    conn = server.connection(timeout=30)
+    conn = http_connection(server, timeout=30)
     conn.request("POST", "/echo", body=iter(pieces), encode_chunked=True)
     response = conn.getresponse()
     assert response.status == 200 and response.read() == payload
@@ -131,11 +114,11 @@ def test_ten_megabyte_response_to_a_slow_reader(server):
             data += chunk
             if len(data) < size // 4 and len(data) % (1 << 20) < 16384:
                 time.sleep(0.05)  # slow for the first megabytes
-        status, headers, body = split_response(bytes(data))
+        status, headers, body = parse_response(bytes(data))
         assert headers["content-length"] == str(size)
         assert body == b"b" * size
     # the worker kept serving everyone else meanwhile
-    assert server.request()[2] == b"greeting!!!"
+    assert request(server.port)[2] == b"greeting!!!"
 
 
 def test_thousand_concurrent_connections(server):
@@ -147,8 +130,7 @@ def test_thousand_concurrent_connections(server):
         for sock in socks:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         for sock in socks:
-            buf = bytearray()
-            assert split_response(read_response(sock, buf))[2] == b"greeting!!!"
+            assert Reader(sock).response().body == b"greeting!!!"
     finally:
         for sock in socks:
             sock.close()
@@ -173,7 +155,7 @@ def test_a_burst_of_connections_spreads_over_the_workers(server):
             for sock in socks:
                 sock.settimeout(10)
                 sock.sendall(b"GET /pid HTTP/1.1\r\nHost: t\r\n\r\n")
-                pid = split_response(read_response(sock, bytearray()))[2]
+                pid = Reader(sock).response().body
                 pids[pid] = pids.get(pid, 0) + 1
         finally:
             for sock in socks:
@@ -184,21 +166,19 @@ def test_a_burst_of_connections_spreads_over_the_workers(server):
 
 
 def test_http10_closes_unless_keep_alive_asked(server):
-    data = server.raw(b"GET / HTTP/1.0\r\n\r\n")
-    status, headers, body = split_response(data)
-    assert status == "HTTP/1.1 200 OK" and body == b"greeting!!!"
-    assert headers["connection"] == "close"
+    response = parse_response(exchange(server.port, b"GET / HTTP/1.0\r\n\r\n"))
+    assert response.status_line == "HTTP/1.1 200 OK" and response.body == b"greeting!!!"
+    assert response.fields["connection"] == "close"
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        buf = bytearray()
+        reader = Reader(sock)
         for _ in range(3):
             sock.sendall(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-            status, headers, body = split_response(read_response(sock, buf))
+            status, headers, body = reader.response()
             assert headers["connection"] == "keep-alive" and body == b"greeting!!!"
 
 
 def test_http10_streamed_body_is_close_delimited(server):
-    data = server.raw(b"GET /stream HTTP/1.0\r\n\r\n")
-    status, headers, body = split_response(data)
+    status, headers, body = parse_response(exchange(server.port, b"GET /stream HTTP/1.0\r\n\r\n"))
     assert "transfer-encoding" not in headers and "content-length" not in headers
     assert body == b"part0;part1;part2;part3;part4;"
 
@@ -207,17 +187,17 @@ def test_higher_minor_version_is_served_as_http11(server):
     """RFC 9110 §2.5: HTTP/1.2 is processed as the highest minor version
     implemented, so it keeps the connection alive as HTTP/1.1 does."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        buf = bytearray()
+        reader = Reader(sock)
         for version in (b"1.2", b"1.9"):
             sock.sendall(b"GET / HTTP/" + version + b"\r\nHost: t\r\n\r\n")
-            status, headers, body = split_response(read_response(sock, buf))
-            assert status == "HTTP/1.1 200 OK" and body == b"greeting!!!"
-            assert headers.get("connection") != "close"
+            response = reader.response()
+            assert response.status_line == "HTTP/1.1 200 OK" and response.body == b"greeting!!!"
+            assert response.fields.get("connection") != "close"
 
 
 def test_connection_close_is_honoured(server):
-    data = server.raw(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    status, headers, body = split_response(data)
+    data = exchange(server.port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    status, headers, body = parse_response(data)
     assert headers["connection"] == "close" and body == b"greeting!!!"
 
 
@@ -245,12 +225,12 @@ def test_last_response_and_fin_share_a_segment(server, request_bytes):
         assert segs_in <= 3
 
 def test_head_gets_headers_without_body(server):
-    data = server.raw(b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    status, headers, body = split_response(data)
-    assert status == "HTTP/1.1 200 OK"
-    assert headers["content-length"] == "11" and body == b""
-    data = server.raw(b"HEAD /stream HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    assert split_response(data)[2] == b""
+    data = exchange(server.port, b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    response = parse_response(data, head_only=True)  # and nothing after the head
+    assert response.status_line == "HTTP/1.1 200 OK"
+    assert response.fields["content-length"] == "11" and response.body == b""
+    data = exchange(server.port, b"HEAD /stream HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert parse_response(data, head_only=True).body == b""
 
 
 def test_expect_100_continue(server):
@@ -260,8 +240,7 @@ def test_expect_100_continue(server):
         interim = sock.recv(100)
         assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(b"hello")
-        buf = bytearray()
-        assert split_response(read_response(sock, buf))[2] == b"hello"
+        assert Reader(sock).response().body == b"hello"
 
 
 def test_expect_100_continue_with_curl(server):
@@ -278,33 +257,33 @@ def test_expect_100_continue_with_curl(server):
 def test_handler_exception_gives_500_then_worker_serves_on(server):
     pids = set()
     for _ in range(6):
-        status, headers, body = server.request("GET", "/boom")
+        status, headers, body = request(server.port, "GET", "/boom")
         assert status == 500
-        status, _, body = server.request("GET", "/pid")
+        status, _, body = request(server.port, "GET", "/pid")
         assert status == 200
         pids.add(int(body))
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(b"GET /boom HTTP/1.1\r\nHost: t\r\n\r\n")
-        buf = bytearray()
-        status, headers, _ = split_response(read_response(sock, buf))
-        assert status.startswith("HTTP/1.1 500")
-        assert headers["connection"] == "close"
+        response = Reader(sock).response()
+        assert (response.version, response.status) == ("HTTP/1.1", 500)
+        assert response.fields["connection"] == "close"
     assert "handler failure on purpose" in server.stderr
 
 
 def test_malformed_request_gets_400_and_close(server):
-    data = server.raw(b"GET / HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\nGET / HTTP/1.1\r\n\r\n")
-    status, headers, body = split_response(data)
-    assert status == "HTTP/1.1 400 Bad Request"
-    assert headers["connection"] == "close"
+    data = exchange(server.port,
+                    b"GET / HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\nGET / HTTP/1.1\r\n\r\n")
     assert data.count(b"HTTP/1.1") == 1  # nothing after the error was answered
-    assert server.request()[2] == b"greeting!!!"
+    response = parse_response(data)
+    assert response.status_line == "HTTP/1.1 400 Bad Request"
+    assert response.fields["connection"] == "close"
+    assert request(server.port)[2] == b"greeting!!!"
 
 
 def test_request_attributes_and_headers(server):
     raw = (b"GET /info?a=1&b=%20 HTTP/1.1\r\nHost: example.test:8080\r\nX-Repeat: 1\r\n"
            b"x-one: only\r\nX-Repeat: 2\r\nConnection: close\r\n\r\n")
-    info = ast.literal_eval(split_response(server.raw(raw))[2].decode())
+    info = ast.literal_eval(parse_response(exchange(server.port, raw)).body.decode())
     assert info["method"] == "GET" and info["path"] == "/info"
     assert info["query"] == "a=1&b=%20" and info["target"] == "/info?a=1&b=%20"
     assert info["version"] == "HTTP/1.1" and info["host"] == "example.test:8080"
@@ -316,80 +295,76 @@ def test_request_attributes_and_headers(server):
 
 def test_absolute_form_target(server):
     raw = b"GET http://other.test/info?q HTTP/1.1\r\nHost: ignored\r\nConnection: close\r\n\r\n"
-    info = ast.literal_eval(split_response(server.raw(raw))[2].decode())
+    info = ast.literal_eval(parse_response(exchange(server.port, raw)).body.decode())
     assert info["path"] == "/info" and info["query"] == "q" and info["host"] == "other.test"
 
 
 def test_str_response_is_utf8_and_custom_status(server):
-    assert server.request("GET", "/text")[2] == "héllo".encode()
-    status, headers, body = server.request("GET", "/status")
+    assert request(server.port, "GET", "/text")[2] == "héllo".encode()
+    status, headers, body = request(server.port, "GET", "/status")
     assert status == 201 and headers["X-Custom"] == "yes" and body == b"created"
-    status, headers, body = server.request("GET", "/empty")
+    status, headers, body = request(server.port, "GET", "/empty")
     assert status == 204 and body == b"" and "Content-Length" not in headers
 
 
+def test_repeated_response_fields_are_each_sent_in_order(server):
+    status, fields, body = request(server.port, "GET", "/cookies")
+    assert (status, body) == (200, b"two")
+    assert [(n, v) for n, v in fields if n in ("Set-Cookie", "X-Between")] == [
+        ("Set-Cookie", "a=1; Path=/"), ("X-Between", "x"), ("Set-Cookie", "b=2")]
+
+
 def test_streamed_response_is_chunked(server):
-    data = server.raw(b"GET /stream HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    status, headers, body = split_response(data)
+    data = exchange(server.port, b"GET /stream HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    status, headers, body = parse_response(data)  # the chunks decoded
     assert headers["transfer-encoding"] == "chunked"
-    assert dechunk(body) == b"part0;part1;part2;part3;part4;"
+    assert body == b"part0;part1;part2;part3;part4;"
 
 
 def test_open_file_is_sent_whole_and_from_its_offset(server, served_file):
     payload = served_file.read_bytes()
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        buf = bytearray()
+        reader = Reader(sock)
         for offset in (0, 1000, FILE_SIZE):
             sock.sendall(b"GET /file?%d HTTP/1.1\r\nHost: t\r\n\r\n" % offset)
-            status, headers, body = split_response(read_response(sock, buf))
+            status, headers, body = reader.response()
             assert headers["content-length"] == str(FILE_SIZE - offset)
             assert body == payload[offset:]
         # HEAD states the length without sending the file; the connection goes on
         sock.sendall(b"HEAD /file HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
-        while buf.count(b"\r\n\r\n") < 1:
-            buf += sock.recv(65536)
-        head_end = buf.index(b"\r\n\r\n") + 4
-        assert b"Content-Length: %d" % FILE_SIZE in buf[:head_end]
-        del buf[:head_end]
-        assert split_response(read_response(sock, buf))[2] == b"greeting!!!"
+        head = reader.response(head_only=True)
+        assert ("Content-Length", str(FILE_SIZE)) in head.fields.pairs
+        assert reader.response().body == b"greeting!!!"
 
 
 def test_header_injection_from_handler_is_a_500(server):
-    data = server.raw(b"GET /bad-header HTTP/1.1\r\nHost: t\r\n\r\n")
+    data = exchange(server.port, b"GET /bad-header HTTP/1.1\r\nHost: t\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 500")
     assert b"Injected" not in data
 
 
 def test_worker_count_equals_workers():
-    with Server("--workers", "3", APP) as srv:
-        children = worker_pids(srv.proc.pid)
+    with ForkerProcess(app=APP, workers=3) as srv:
+        children = srv.worker_pids()
         assert len(children) == 3
         # every child is a serving worker: each answers on its own connection
         served = set()
         for _ in range(30):
-            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
-                sock.sendall(b"GET /pid HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-                data = b""
-                while chunk := sock.recv(4096):
-                    data += chunk
-                served.add(int(split_response(data)[2]))
+            data = exchange(srv.port, b"GET /pid HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            served.add(int(parse_response(data).body))
         assert served <= set(children) and served
 
 
-def worker_pids(master: int):
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master)], capture_output=True,
-                         text=True).stdout
-    return [int(pid) for pid in out.split()]
-
-
 def test_sigterm_exits_cleanly_with_no_orphan():
-    srv = Server("--workers", "2", APP)
-    children = worker_pids(srv.proc.pid)
-    assert len(children) == 2
-    assert srv.request()[2] == b"greeting!!!"
-    assert srv.stop() == 0
-    for pid in children:
-        assert not os.path.exists(f"/proc/{pid}") or _zombie_or_gone(pid)
+    with ForkerProcess(app=APP, workers=2) as srv:
+        children = srv.worker_pids()
+        assert len(children) == 2
+        assert request(srv.port)[2] == b"greeting!!!"
+        srv.signal(signal.SIGTERM)
+        assert srv.wait(15) == 0
+        # before leaving the block, which would kill what is left of the group
+        for pid in children:
+            assert not os.path.exists(f"/proc/{pid}") or _zombie_or_gone(pid)
 
 
 def _zombie_or_gone(pid: int) -> bool:
@@ -401,47 +376,11 @@ def _zombie_or_gone(pid: int) -> bool:
 
 
 SERVE_SCRIPT = """
-import sys
 from forker import serve
 def greeting(request):
     return b"greeting!!!"
-serve(greeting, sys.argv[1], workers=int(sys.argv[2]))
+serve(greeting, {address!r}, workers={workers})
 """
-
-
-def run_serve(address: str, workers: int = 1) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.Popen([sys.executable, "-c", SERVE_SCRIPT, address, str(workers)],
-                            env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
-
-
-def wait_answer(connect, timeout: float = 20.0) -> bytes:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            sock = connect()
-            with sock:
-                sock.settimeout(5)
-                sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-                data = b""
-                while True:
-                    chunk = sock.recv(4096)
-                    if not chunk:
-                        return data
-                    data += chunk
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-def stop(proc: subprocess.Popen) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait()
 
 
 @pytest.mark.parametrize("family", ["ipv4", "ipv6", "unix"])
@@ -450,7 +389,7 @@ def test_serve_api_on_each_address_family(family, tmp_path):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        address, connect = f"127.0.0.1:{port}", lambda: socket.create_connection(("127.0.0.1", port))
+        address = f"127.0.0.1:{port}"
     elif family == "ipv6":
         if not socket.has_ipv6:
             pytest.skip("no IPv6")
@@ -461,32 +400,27 @@ def test_serve_api_on_each_address_family(family, tmp_path):
         except OSError:
             pytest.skip("no IPv6 loopback")
         address = f"[::1]:{port}"
-        connect = lambda: socket.create_connection(("::1", port))  # noqa: E731
     else:
-        path = str(tmp_path / "app.sock")
-        address = f"unix:{path}"
-
-        def connect():
-            sock = socket.socket(socket.AF_UNIX)
-            sock.connect(path)
-            return sock
-    proc = run_serve(address, 2)
+        address = f"unix:{tmp_path / 'app.sock'}"
+    # ready once both workers are in their loop and the address answers
+    server = ForkerProcess(code=SERVE_SCRIPT.format(address=address, workers=2), workers=2,
+                           address=address)
     try:
-        data = wait_answer(connect)
-        assert split_response(data)[2] == b"greeting!!!"
+        data = exchange(address, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert parse_response(data).body == b"greeting!!!"
     finally:
-        assert stop(proc) == 0
+        assert server.stop() == 0
 
 
 def test_threads_serve_sleeping_handlers_concurrently():
     """8 requests held in the handler until all 8 are there at once: 8 threads
     serve them; fewer would leave the handler's barrier waiting."""
-    with Server("--workers", "1", "--threads", "8", APP) as srv:
-        srv.request("GET", "/sleep?0")
+    with ForkerProcess("--threads", "8", app=APP) as srv:
+        request(srv.port, "GET", "/sleep?0")
         results = []
 
         def fetch():
-            results.append(srv.request("GET", "/together?8")[2])
+            results.append(request(srv.port, "GET", "/together?8")[2])
 
         threads = [threading.Thread(target=fetch) for _ in range(8)]
         for thread in threads:

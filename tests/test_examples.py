@@ -11,34 +11,35 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from cli_server import Server  # noqa: E402
+from harness import ForkerProcess, request  # noqa: E402
 
 
 def test_greeting():
-    with Server("tests.examples.greeting:greeting") as server:
-        status, _, body = server.request("GET", "/anything")
+    with ForkerProcess(app="tests.examples.greeting:greeting") as server:
+        status, _, body = request(server.port, "GET", "/anything")
     assert (status, body) == (200, b"greeting!!!")
 
 
 def test_json_response():
-    with Server("tests.examples.json_response:hello") as server:
-        status, headers, body = server.request("GET", "/hello?name=forker",
-                                               headers={"User-Agent": "test"})
-        missing = server.request("GET", "/elsewhere")[0]
+    with ForkerProcess(app="tests.examples.json_response:hello") as server:
+        status, headers, body = request(server.port, "GET", "/hello?name=forker",
+                                        headers={"User-Agent": "test"})
+        missing = request(server.port, "GET", "/elsewhere")[0]
     assert status == 200 and headers["Content-Type"] == "application/json"
     assert json.loads(body) == {"hello": "forker", "agent": "test"}
     assert missing == 404
 
 
 def test_streaming():
-    with Server("tests.examples.streaming:count") as server:
-        status, headers, body = server.request("GET", "/")
+    with ForkerProcess(app="tests.examples.streaming:count") as server:
+        status, headers, body = request(server.port, "GET", "/")
     assert status == 200 and headers["Transfer-Encoding"] == "chunked"
     assert body == b"".join(f"line {n}\n".encode() for n in range(1, 6))
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_wsgi_app(method):
-    with Server("--interface", "wsgi", "tests.examples.wsgi_app") as server:
-        status, _, body = server.request(method, "/a/b", body=b"x" if method == "POST" else None)
+    with ForkerProcess("--interface", "wsgi", app="tests.examples.wsgi_app") as server:
+        status, _, body = request(server.port, method, "/a/b",
+                                  body=b"x" if method == "POST" else None)
     assert (status, body) == (200, f"{method} /a/b\n".encode())

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from tests.forker_proc import ForkerProcess, exchange
+from harness import ForkerProcess, exchange
 
-COPY = "tests.apps.greeting_copy:app"
+COPY = "greeting_copy:app"
 
 REQUESTS = {
     "get": b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
@@ -40,7 +40,7 @@ def normalized(data: bytes) -> bytes:
 
 @pytest.fixture(scope="module")
 def servers():
-    with ForkerProcess(app=None) as builtin, ForkerProcess(app=COPY) as python:
+    with ForkerProcess() as builtin, ForkerProcess(app=COPY) as python:
         yield builtin, python
 
 
@@ -54,13 +54,13 @@ def test_the_loop_answers_as_the_handler_would(servers, name):
 
 
 def test_the_greeting_body():
-    with ForkerProcess(app=None) as server:
+    with ForkerProcess() as server:
         answer = exchange(server.port, REQUESTS["get"])
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"\r\n\r\ngreeting!!!")
 
 
 def test_max_requests_counts_the_loops_answers():
-    with ForkerProcess("--max-requests", "5", app=None) as server:
+    with ForkerProcess("--max-requests", "5") as server:
         first = server.worker_pids()
         for _ in range(12):
             assert exchange(server.port, REQUESTS["get"]).endswith(b"greeting!!!")
@@ -68,13 +68,13 @@ def test_max_requests_counts_the_loops_answers():
         while server.worker_pids() == first and time.monotonic() < deadline:
             time.sleep(0.05)
         assert server.worker_pids() != first
-        assert "exited after 5 requests" in server.log
+        assert "exited after 5 requests" in server.stderr
 
 
 def test_an_access_log_sees_every_greeting(tmp_path):
     """With an access log the handler path is kept: each request gets its line."""
     path = tmp_path / "access.log"
-    with ForkerProcess("--access-log", str(path), app=None) as server:
+    with ForkerProcess("--access-log", str(path)) as server:
         for target in ("/one", "/two"):
             exchange(server.port, f"GET {target} HTTP/1.1\r\nHost: t\r\n"
                      "Connection: close\r\n\r\n".encode())

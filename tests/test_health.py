@@ -11,9 +11,9 @@ import socket
 import threading
 import time
 
-from tests.forker_proc import ForkerProcess, connect, read_until_close
+from harness import ForkerProcess, connect, read_until_close
 
-APP = "tests.apps.balancer_app:app"
+APP = "balancer_app:app"
 
 
 def request(conn: http.client.HTTPConnection, method: str, target: str):
@@ -59,24 +59,24 @@ def test_graceful_stop_drains_kept_alive_connections():
         work = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
         assert request(health, "GET", "/healthz") == (200, None, b"ok\n")
         assert request(work, "POST", "/work?1") == (200, None, b"app 1 0")
-        server.proc.send_signal(signal.SIGTERM)
+        server.signal(signal.SIGTERM)
         deadline = time.monotonic() + 10
         while not refused(server.port):
             assert time.monotonic() < deadline, "still accepting after TERM"
             time.sleep(0.05)
         assert request(health, "GET", "/healthz") == (503, "close", b"draining\n")
         assert request(work, "POST", "/work?2") == (200, "close", b"app 2 0")
-        assert server.proc.wait(5) == 0, server.log
+        assert server.wait(5) == 0, server.stderr
 
 
 def test_graceful_stop_closes_idle_connections_at_their_keepalive_deadline():
     with ForkerProcess("--keep-alive", "1", "--graceful-timeout", "30", app=APP) as server:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
         assert request(conn, "GET", "/")[0] == 200
-        server.proc.send_signal(signal.SIGTERM)
+        server.signal(signal.SIGTERM)
         # the keep-alive second, not graceful_timeout: 10 s bound a hang, far
         # below the 30 s a worker waiting on the idle connection would take
-        assert server.proc.wait(10) == 0, server.log
+        assert server.wait(10) == 0, server.stderr
         conn.close()
 
 
@@ -94,30 +94,30 @@ def test_graceful_stop_serves_every_queued_connection():
             sock = connect(server.port, timeout=10)
             sock.sendall(f"GET /work?{n} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
             queued.append(sock)
-        server.proc.send_signal(signal.SIGTERM)
+        server.signal(signal.SIGTERM)
         for n, sock in enumerate(queued):
             data, closed = read_until_close(sock, timeout=10)
             sock.close()
             assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(f"app {n}".encode()), data
             assert b"\r\nConnection: close\r\n" in data and closed
         busy.join(10)
-        assert server.proc.wait(10) == 0, server.log
+        assert server.wait(10) == 0, server.stderr
 
 
 def test_health_answers_503_once_a_stop_began_during_a_slow_handler():
     """A health check that queued while the only worker was in a handler, and
     that the worker reads only after TERM came, is answered 503: the worker
     is stopping by then."""
-    with ForkerProcess("--health-path", "/healthz", app="tests.apps.drain_app:app") as server:
+    with ForkerProcess("--health-path", "/healthz", app="drain_app:app") as server:
         busy = connect(server.port, timeout=10)
         busy.sendall(b"GET /hold HTTP/1.1\r\nHost: t\r\n\r\n")
         deadline = time.monotonic() + 10
-        while "holding" not in server.log:  # the loop is in the handler
-            assert time.monotonic() < deadline, server.log
+        while "holding" not in server.stderr:  # the loop is in the handler
+            assert time.monotonic() < deadline, server.stderr
             time.sleep(0.02)
         health = connect(server.port, timeout=10)
         health.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
-        server.proc.send_signal(signal.SIGTERM)
+        server.signal(signal.SIGTERM)
         data, closed = read_until_close(busy, timeout=10)
         assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"held"), data
         data, closed = read_until_close(health, timeout=10)
@@ -125,4 +125,4 @@ def test_health_answers_503_once_a_stop_began_during_a_slow_handler():
         assert b"\r\nConnection: close\r\n" in data and closed
         busy.close()
         health.close()
-        assert server.proc.wait(10) == 0, server.log
+        assert server.wait(10) == 0, server.stderr

@@ -5,8 +5,6 @@ named by HOOK_LOG, and the tests read what ran, where and with what."""
 from __future__ import annotations
 
 import http.client
-import os
-import subprocess
 import signal
 import sys
 import textwrap
@@ -15,6 +13,7 @@ from typing import List
 
 import pytest
 
+from harness import run_cli
 from test_master import Server, get, server_pool, wait_for
 
 HOOKS = '''
@@ -157,11 +156,12 @@ def test_worker_abort_runs_in_a_worker_past_its_timeout(servers, tmp_path):
 def worker_abort(worker):
     _note("worker_abort", worker.pid == os.getpid())
 ''').start(1)
-    victim = server.workers()[0]
+    victim = server.worker_pids()[0]
     with pytest.raises(OSError):
         get(server.address, "/sleep", timeout=20)
     wait_for(lambda: "worker_abort True" in lines(tmp_path), 10, "worker_abort")
-    wait_for(lambda: victim not in server.workers() and server.workers(), 10, "a new worker")
+    wait_for(lambda: victim not in server.worker_pids() and server.worker_pids(), 10,
+             "a new worker")
     # the master calls child_exit once it reaped the victim, which may follow the fork
     # of its replacement
     wait_for(lambda: "child_exit True True" in lines(tmp_path), 10, "child_exit")
@@ -225,10 +225,7 @@ def post_fork(worker_id):
 def test_a_hook_that_cannot_take_gunicorns_arguments_is_refused_at_start(tmp_path, hook,
                                                                           signature):
     (tmp_path / "conf.py").write_text(f"def {hook}({signature}):\n    pass\n")
-    out = subprocess.run([sys.executable, "-m", "forker", "--config", "conf.py",
-                          "--bind", "127.0.0.1:0"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                         env=dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent)))
+    out = run_cli("--config", "conf.py", "--bind", "127.0.0.1:0", cwd=str(tmp_path))
     assert out.returncode == 2, out.stderr
     assert f"{hook}: the hook must take gunicorn's arguments, {hook}(" in out.stderr
     assert "Traceback" not in out.stderr

@@ -18,13 +18,13 @@ from typing import Callable, List
 
 import pytest
 
-from tests.apps.lifecycle_app import pattern
-from tests.forker_proc import (
+from apps.lifecycle_app import pattern
+from harness import (
     ForkerProcess, Reader, connect, cpu_seconds, get, open_fds, read_until_close, reset,
 )
 
-NATIVE = "tests.apps.lifecycle_app:app"
-WSGI = "tests.apps.lifecycle_app:wsgi_app"
+NATIVE = "lifecycle_app:app"
+WSGI = "lifecycle_app:wsgi_app"
 
 
 def wait_for(condition: Callable[[], bool], what: str, limit: float = 20.0) -> None:

@@ -20,11 +20,12 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from forker_proc import (  # noqa: E402
+from harness import (  # noqa: E402
     ForkerProcess, Reader, connect, cpu_seconds, exchange, get, open_fds, read_until_close,
 )
 
 KiB, MiB = 1 << 10, 1 << 20
+APP = "hardening_app:app"
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +35,13 @@ def strict():
                        "--header-timeout", "1", "--request-timeout", "2",
                        "--keep-alive", "1", "--write-timeout", "1",
                        # the request timeout alone bounds a slow body here
-                       "--min-request-rate", "0") as server:
+                       "--min-request-rate", "0", app=APP) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def defaults():
-    with ForkerProcess() as server:
+    with ForkerProcess(app=APP) as server:
         yield server
 
 
@@ -51,13 +52,14 @@ def defaults():
 
 @pytest.fixture(scope="module")
 def head_1s():
-    with ForkerProcess("--header-timeout", "1", "--request-timeout", "60") as server:
+    with ForkerProcess("--header-timeout", "1", "--request-timeout", "60", app=APP) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def keepalive_1s():
-    with ForkerProcess("--keep-alive", "1", "--header-timeout", "60", "--request-timeout", "60") as server:
+    with ForkerProcess("--keep-alive", "1", "--header-timeout", "60", "--request-timeout", "60",
+                       app=APP) as server:
         yield server
 
 
@@ -283,7 +285,7 @@ def test_chunk_size_over_limit_is_413_at_its_size_line(strict, defaults):
 def test_chunk_size_over_limit_is_413_while_the_handler_reads_the_body():
     """A streamed body (handed to the handler before its end): the size line
     of a chunk past max_body_size makes the handler's read fail with 413."""
-    with ForkerProcess("--threads", "2", "--max-body-size", "200000") as server:
+    with ForkerProcess("--threads", "2", "--max-body-size", "200000", app=APP) as server:
         with connect(server.port) as sock:
             sock.sendall(head(b"POST /echo HTTP/1.1", b"Host: t", b"Transfer-Encoding: chunked")
                          + b"186a0\r\n" + b"c" * 100000 + b"\r\n"  # streamed from here
@@ -347,7 +349,7 @@ def test_request_timeout_applies_to_wsgi_with_handler_threads():
     deadline holds whatever the interface."""
     with ForkerProcess("--interface", "wsgi", "--threads", "4", "--header-timeout", "5",
                        "--request-timeout", "1",
-                       app="tests.apps.wsgiapps:environ_app") as server:
+                       app="wsgiapps:environ_app") as server:
         with connect(server.port) as sock:
             sock.sendall(head(b"POST / HTTP/1.1", b"Host: t", b"Content-Length: 900"))
             data, elapsed = dribble_until_closed(sock, (b"b" for _ in range(900)), 0.25, 10)
@@ -379,7 +381,7 @@ def test_keepalive_idle_connection_is_closed(keepalive_1s):
 
 
 def test_keepalive_zero_closes_after_each_response():
-    with ForkerProcess("--keep-alive", "0") as server:
+    with ForkerProcess("--keep-alive", "0", app=APP) as server:
         with connect(server.port) as sock:
             sock.sendall(b"GET /pid HTTP/1.1\r\nHost: t\r\n\r\n")
             data, closed = read_until_close(sock, 3)
@@ -502,7 +504,7 @@ def test_a_full_worker_gives_the_oldest_idle_slot_to_a_new_client():
     connection idle the longest gives up its slot (nginx's reuse of idle
     keep-alive connections), the others stay."""
     with ForkerProcess("--max-connections", "10", "--keep-alive", "60",
-                       "--header-timeout", "60") as server:
+                       "--header-timeout", "60", app=APP) as server:
         (worker,) = server.worker_pids()
         held = []
         try:
@@ -536,7 +538,7 @@ def test_emfile_does_not_spin_and_recovers():
     """With 64 descriptors per process the worker runs out long before
     max_connections: it must back off, not spin on the listener, and accept
     again once descriptors are free."""
-    with ForkerProcess("--header-timeout", "60", preexec=limit_nofile(64)) as server:
+    with ForkerProcess("--header-timeout", "60", preexec=limit_nofile(64), app=APP) as server:
         (worker,) = server.worker_pids()
         held = []
         try:

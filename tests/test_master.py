@@ -8,12 +8,9 @@ hundred to a few thousand requests per test."""
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import re
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -22,20 +19,12 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-APPS = ROOT / "tests" / "apps"
+from harness import ServerProcess, children, request
+
 TEST_SECONDS = 60  # no test may run longer
 
 
-# -- harness ---------------------------------------------------------------------
-
-
-def children(pid: int) -> List[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as listing:
-            return sorted(int(p) for p in listing.read().split())
-    except OSError:
-        return []
+# -- servers and clients -------------------------------------------------------
 
 
 def alive(pid: int) -> bool:
@@ -57,78 +46,40 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, step: f
         time.sleep(step)
 
 
-def split_address(address: str) -> Tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
 def get(address: str, path: str = "/", timeout: float = 5.0) -> Tuple[int, str]:
-    """One request on a fresh connection; (status, body)."""
-    if address.startswith("unix:"):
-        conn: http.client.HTTPConnection = _UnixHTTPConnection(address[5:], timeout)
-    else:
-        host, port = split_address(address)
-        conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        conn.close()
+    """One request on a fresh connection to an address as the log names it
+    (host:port, [v6]:port, unix:/path); (status, body)."""
+    status, _, body = request(address, "GET", path, timeout=timeout)
+    return status, body.decode()
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.unix_path)
-
-
-class Server:
-    """`python -c` running forker.master.run(app, options) in its own session."""
+class Server(ServerProcess):
+    """`python -c` running forker.master.run(app, options) (or argv) in its own
+    session, in tmp_path, which is on its path too. Not waited for: start()
+    waits until it serves; every test's servers are killed by server_pool."""
 
     def __init__(self, tmp_path: Path, options: Dict, app: str = "master_app:app",
                  env: Optional[Dict[str, str]] = None, code: Optional[str] = None,
-                 argv: Optional[List[str]] = None, **popen) -> None:
-        self.log_path = tmp_path / f"server-{id(self)}.log"
-        self._log = open(self.log_path, "wb")
+                 argv: Optional[List[str]] = None, **kwargs) -> None:
         code = code or f"import sys; from forker.master import run; sys.exit(run({app!r}, {options!r}))"
-        environ = dict(os.environ)
-        path = [str(ROOT), str(APPS), str(tmp_path)]
-        if environ.get("PYTHONPATH"):
-            path.append(environ["PYTHONPATH"])
-        environ.update(PYTHONPATH=os.pathsep.join(path), PYTHONDONTWRITEBYTECODE="1")
-        environ.update(env or {})
-        self.proc = subprocess.Popen(
-            argv or [sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=self._log,
-            stderr=subprocess.STDOUT, env=environ, cwd=str(tmp_path), start_new_session=True,
-            **popen)
-        self.pid = self.proc.pid
-        self.address = ""
+        super().__init__(argv or [sys.executable, "-c", code], cwd=str(tmp_path),
+                         env=dict(env or {}, PYTHONDONTWRITEBYTECODE="1"),
+                         pythonpath=[str(tmp_path)], wait=False, **kwargs)
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        """All it wrote, stderr then stdout."""
+        return self.stderr + "\n" + self.stdout
 
     def start(self, workers: int, timeout: float = 15.0) -> "Server":
-        """Wait until it listens and `workers` workers answer."""
-        def listening():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
-            return re.findall(r"listening on (\S+)", self.log())
-        self.addresses = wait_for(listening, timeout, "the listening line")
-        self.address = self.addresses[0]
-        self.wait_workers(workers, timeout)
-        wait_for(lambda: self.answers(), timeout, "a first response")
+        """Wait until it listens, `workers` workers run their loop and it answers."""
+        self.workers = workers
+        self.wait_ready(timeout)
         return self
 
     def answers(self, path: str = "/") -> Optional[str]:
         try:
             status, body = get(self.address, path, timeout=2)
-        except OSError:
+        except (OSError, EOFError):
             return None
         return body if status == 200 else None
 
@@ -149,32 +100,9 @@ class Server:
             return len(seen) >= count
         wait_for(more, timeout, f"{count} workers to answer")
 
-    def workers(self) -> List[int]:
-        return children(self.pid)
-
     def wait_workers(self, count: int, timeout: float = 10.0) -> List[int]:
-        return wait_for(lambda: len(self.workers()) == count and self.workers(), timeout,
-                        f"{count} workers (have {self.workers()})")
-
-    def signal(self, signum: int) -> None:
-        os.kill(self.pid, signum)
-
-    def wait(self, timeout: float = 10.0) -> int:
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"server still running after {timeout} s:\n{self.log()}") from None
-
-    def kill(self) -> None:
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        self._log.close()
+        return wait_for(lambda: len(self.worker_pids()) == count and self.worker_pids(), timeout,
+                        f"{count} workers (have {self.worker_pids()})")
 
 
 @contextlib.contextmanager
@@ -196,7 +124,7 @@ def server_pool(tmp_path: Path):
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
         for server in started:
-            server.kill()
+            server.stop(timeout=0)  # the process group killed at once
 
 
 @pytest.fixture
@@ -258,7 +186,7 @@ class Load:
             try:
                 status, body = get(self.address, self.path)
                 outcome = None if status == 200 else f"status {status}"
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, EOFError, ValueError) as exc:
                 outcome, body = f"{type(exc).__name__}: {exc}", ""
             with self._lock:
                 if outcome is None:
@@ -307,14 +235,14 @@ def test_sigkill_worker_under_load_is_replaced_and_the_replacement_serves(server
     server = servers({"bind": "127.0.0.1:0", "workers": 2}).start(2)
     with Load(server.address, threads=2) as load:
         load.wait_requests(100)
-        before = server.workers()
+        before = server.worker_pids()
         victim, survivor = before
         answered_before = load.answered()
         os.kill(victim, signal.SIGKILL)
         killed_at = time.monotonic()
 
         def replaced() -> Optional[List[int]]:
-            now = server.workers()
+            now = server.worker_pids()
             return now if len(now) == 2 and victim not in now else None
         after = wait_for(replaced, 10.0, "a replacement worker")
         assert survivor in after, (before, after)
@@ -392,9 +320,9 @@ def _ignore(function, *args):
 
 def test_master_sigkill_leaves_no_worker_behind(servers):
     server = servers({"bind": "127.0.0.1:0", "workers": 3}).start(3)
-    workers = server.workers()
-    server.proc.send_signal(signal.SIGKILL)
-    server.proc.wait(5)
+    workers = server.worker_pids()
+    server.signal(signal.SIGKILL)
+    server.wait(5)
     wait_for(lambda: not any(alive(pid) for pid in workers), 5, "the orphaned workers to exit")
 
 
@@ -411,7 +339,7 @@ def test_ttin_ttou_change_the_worker_count(servers):
         server.wait_workers(count, 5)
     server.signal(signal.SIGTTOU)  # never below one
     wait_for(lambda: "TTOU: already at one worker" in server.log(), 5, "the last TTOU")
-    assert len(server.workers()) == 1 and "TTOU: 0 workers" not in server.log()
+    assert len(server.worker_pids()) == 1 and "TTOU: 0 workers" not in server.log()
     assert server.answers()
 
 
@@ -430,13 +358,13 @@ def test_hup_under_load_replaces_every_worker_with_new_code(servers, tmp_path, p
     server = servers({"bind": "127.0.0.1:0", "workers": 2, "preload": preload},
                      app="reloadable:app").start(2)
     server.wait_all_serving(2)
-    old = set(server.workers())
+    old = set(server.worker_pids())
     assert server.answers().split()[2] == "one"
     with Load(server.address, threads=3) as load:
         load.wait_requests(150)
         module.write_text(RELOADABLE.format(version="two, longer"))
         server.signal(signal.SIGHUP)
-        wait_for(lambda: len(server.workers()) == 2 and not old & set(server.workers()), 10,
+        wait_for(lambda: len(server.worker_pids()) == 2 and not old & set(server.worker_pids()), 10,
                  "every worker replaced")
         load.wait_requests(300)
     record(f"HUP under load (preload={preload})", load)
@@ -461,10 +389,10 @@ def test_hup_rereads_the_configuration(servers, tmp_path):
     options = tmp_path / "options.json"
     options.write_text(json.dumps({"bind": "127.0.0.1:0", "workers": 2}))
     server = servers({}, code=RELOAD_OPTIONS).start(2)
-    old = set(server.workers())
+    old = set(server.worker_pids())
     options.write_text(json.dumps({"bind": "127.0.0.1:1", "workers": 3, "timeout": 5}))
     server.signal(signal.SIGHUP)
-    wait_for(lambda: len(server.workers()) == 3 and not old & set(server.workers()), 10,
+    wait_for(lambda: len(server.worker_pids()) == 3 and not old & set(server.worker_pids()), 10,
              "three new workers")
     log = server.log()
     assert "HUP: bind changed; that takes an upgrade (USR2) or a restart" in log
@@ -477,12 +405,12 @@ def test_hup_with_a_broken_application_keeps_the_old_workers(servers, tmp_path):
     module.write_text(RELOADABLE.format(version="one"))
     server = servers({"bind": "127.0.0.1:0", "workers": 2}, app="reloadable:app").start(2)
     server.wait_all_serving(2)
-    old = set(server.workers())
+    old = set(server.worker_pids())
     module.write_text("raise ImportError('broken on purpose')\n")
     server.signal(signal.SIGHUP)
     wait_for(lambda: "keeping the old workers" in server.log(), 10, "the reload to fail")
     time.sleep(0.5)
-    assert set(server.workers()) == old, server.log()
+    assert set(server.worker_pids()) == old, server.log()
     assert server.answers().split()[2] == "one"
 
 
@@ -521,14 +449,14 @@ def test_usr2_whose_new_master_cannot_start_keeps_the_old_one(servers, tmp_path)
     pidfile = tmp_path / "forker.pid"
     server = servers({"bind": "127.0.0.1:0", "workers": 2, "preload": True,
                       "pidfile": str(pidfile)}, app="reloadable:app").start(2)
-    workers = server.workers()
+    workers = server.worker_pids()
     module.write_text("raise ImportError('broken on purpose')\n")
     server.signal(signal.SIGUSR2)
     wait_for(lambda: "this master goes on serving" in server.log(), 10, "the upgrade to fail")
     assert re.search(r"USR2: the new master pid \d+ exited \(exit status 1\)", server.log())
     assert _read_pid(pidfile) == server.pid
     assert not Path(f"{pidfile}.oldbin").exists()
-    assert server.workers() == workers
+    assert server.worker_pids() == workers
     assert server.answers().split()[2] == "one"
 
 
@@ -547,10 +475,11 @@ def test_handler_in_an_endless_loop_is_killed_after_timeout(servers, threads):
     # with threads the loop keeps turning: the slot must show the stuck call
     server = servers({"bind": "127.0.0.1:0", "workers": 2, "timeout": 1,
                       "threads": threads}).start(2)
-    before = set(server.workers())
+    before = set(server.worker_pids())
     threading.Thread(target=lambda: _ignore(get, server.address, "/loop", 10), daemon=True).start()
     wait_for(lambda: "killing it" in server.log(), 5, "the timeout to fire")
-    wait_for(lambda: len(set(server.workers()) - before) == 1 and len(server.workers()) == 2, 3,
+    wait_for(lambda: len(set(server.worker_pids()) - before) == 1
+             and len(server.worker_pids()) == 2, 3,
              "the stuck worker replaced")
     log = server.log()
     assert re.search(r"handler running for [\d.]+ s > timeout 1 s on request #\d+ "
@@ -567,15 +496,15 @@ def test_max_requests_recycles_workers(servers):
     record("max_requests=20 recycling", load, f"({len(load.served_by())} worker pids)")
     assert load.failures == []
     assert len(load.served_by()) >= 300 // 25
-    assert len(server.workers()) == 2
+    assert len(server.worker_pids()) == 2
 
 
 def test_max_worker_memory_recycles_a_growing_worker(servers):
     server = servers({"bind": "127.0.0.1:0", "workers": 1, "max_worker_memory": 60}).start(1)
-    first = server.workers()[0]
+    first = server.worker_pids()[0]
     for _ in range(4):
         get(server.address, "/grow?20")
-    wait_for(lambda: first not in server.workers() and len(server.workers()) == 1, 5,
+    wait_for(lambda: first not in server.worker_pids() and len(server.worker_pids()) == 1, 5,
              "the grown worker recycled")
     assert "max_worker_memory 60 MiB; recycling it" in server.log()
     assert server.answers()
@@ -585,9 +514,9 @@ def test_max_worker_memory_below_a_fresh_worker_does_not_churn(servers):
     server = servers({"bind": "127.0.0.1:0", "workers": 1, "max_worker_memory": 1}).start(1)
     # The worker that answered start() is recycled; its successor, idle, is not.
     wait_for(lambda: "is below the" in server.log(), 5, "the warning")
-    idle = server.workers()
+    idle = server.worker_pids()
     time.sleep(2.5)
-    assert server.workers() == idle
+    assert server.worker_pids() == idle
     assert server.log().count("recycling it") == 1
     assert server.log().count("is below the") == 1
 
@@ -651,7 +580,7 @@ def test_hooks_pidfile_and_process_titles(servers, tmp_path):
                       "child_exit": "hooks:child_exit", "proc_name": "titled"},
                      env={"HOOK_LOG": str(hook_log)}).start(2)
     assert int(pidfile.read_text()) == server.pid
-    victim = server.workers()[0]
+    victim = server.worker_pids()[0]
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: hook_log.read_text().count("post_fork") == 3, 5, "the respawn's post_fork")
     assert "child_exit" in hook_log.read_text()
@@ -662,7 +591,7 @@ def test_hooks_pidfile_and_process_titles(servers, tmp_path):
     else:
         with open(f"/proc/{server.pid}/cmdline", "rb") as cmdline:
             assert cmdline.read().startswith(b"forker: master [titled]")
-        with open(f"/proc/{server.workers()[0]}/cmdline", "rb") as cmdline:
+        with open(f"/proc/{server.worker_pids()[0]}/cmdline", "rb") as cmdline:
             assert re.match(rb"forker: worker \d \[titled\]", cmdline.read())
     server.signal(signal.SIGTERM)
     assert server.wait() == 0
@@ -707,10 +636,11 @@ def test_forker_object_keeps_worker_pids_true(servers, tmp_path):
 
     def agrees():
         state = reported()
-        return state and state["pids"] == server.workers() and len(state["pids"]) == state["num"]
+        return (state and state["pids"] == server.worker_pids()
+                and len(state["pids"]) == state["num"])
 
     wait_for(agrees, 5, "worker_pids to match the live workers")
-    victim = server.workers()[0]
+    victim = server.worker_pids()[0]
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: agrees() and victim not in reported()["pids"], 5,
              "worker_pids to follow the respawn")
@@ -730,7 +660,7 @@ def test_workers_switch_user_and_group_after_binding(servers):
         pytest.skip("no user nobody")
     server = servers({"bind": "127.0.0.1:0", "workers": 1,
                       "user": "nobody", "preload": True}).start(1)
-    with open(f"/proc/{server.workers()[0]}/status") as status:
+    with open(f"/proc/{server.worker_pids()[0]}/status") as status:
         text = status.read()
     assert re.search(rf"Uid:\s+{nobody.pw_uid}\s", text)
     assert re.search(rf"Gid:\s+{nobody.pw_gid}\s", text)
@@ -738,9 +668,9 @@ def test_workers_switch_user_and_group_after_binding(servers):
         assert re.search(r"Uid:\s+0\s", status.read())  # the master keeps its rights
     assert server.answers()
     # The parent-death signal survives the switch (a change of credentials clears it).
-    workers = server.workers()
-    server.proc.send_signal(signal.SIGKILL)
-    server.proc.wait(5)
+    workers = server.worker_pids()
+    server.signal(signal.SIGKILL)
+    server.wait(5)
     wait_for(lambda: not any(alive(pid) for pid in workers), 0.9, "the orphaned worker to exit")
 
 

@@ -53,7 +53,7 @@ def test_reuse_port_sigkill_loses_only_in_flight(servers):
     server = servers({"bind": "127.0.0.1:0", "workers": 2, "reuse_port": True}).start(2)
     with Load(server.address, threads=3) as load:
         load.wait_requests(100)
-        os.kill(server.workers()[0], signal.SIGKILL)
+        os.kill(server.worker_pids()[0], signal.SIGKILL)
         server.wait_workers(2, 2)
         load.wait_requests(300)
     record("reuse_port, SIGKILL a worker", load)
@@ -151,7 +151,7 @@ def test_systemd_socket_activation(servers):
     # As systemd does: the socket is fd 3, LISTEN_PID is the service's pid ($$, kept by exec).
     script = f'export LISTEN_PID=$$ LISTEN_FDS=1; exec "{sys.executable}" -c "{code}"'
     server = servers({}, argv=["bash", "-c", script], pass_fds=(3, fd),
-                     preexec_fn=lambda: os.dup2(fd, 3))
+                     preexec=lambda: os.dup2(fd, 3))
     sock.close()
     server.start(2)
     assert server.address == f"127.0.0.1:{port}"
@@ -179,8 +179,8 @@ def test_cpu_affinity_pins_workers_and_steers_connections(servers):
         pytest.skip("needs CPUs 0 and 1")
     server = servers({"bind": "127.0.0.1:0", "workers": 2, "reuse_port": True,
                       "cpu_affinity": True}).start(2)
-    pinned = {min(os.sched_getaffinity(pid)): pid for pid in server.workers()}
-    assert all(len(os.sched_getaffinity(pid)) == 1 for pid in server.workers())
+    pinned = {min(os.sched_getaffinity(pid)): pid for pid in server.worker_pids()}
+    assert all(len(os.sched_getaffinity(pid)) == 1 for pid in server.worker_pids())
     assert sorted(pinned) == [0, 1]
     assert "BPF program steers connections" in server.log()
     # On loopback the connection is received on the client's CPU: a client pinned
@@ -216,7 +216,7 @@ def test_cpu_affinity_by_default_pins_a_worker_per_cpu(servers, workers, option,
     # a worker pins itself once forked: wait for that (20 s only bound a hang)
     deadline = time.monotonic() + 20
     while True:
-        allowed = [sorted(os.sched_getaffinity(pid)) for pid in server.workers()]
+        allowed = [sorted(os.sched_getaffinity(pid)) for pid in server.worker_pids()]
         spread = sorted(cpu for worker in allowed for cpu in worker) == cpus
         if not pinned or spread or time.monotonic() > deadline:
             break

@@ -17,9 +17,8 @@ from typing import List
 
 import pytest
 
-from tests.apps.memory_app import big
-from tests.forker_proc import (ForkerProcess, Reader, connect, exchange, open_fds, reset,
-                               rss_bytes)
+from apps.memory_app import big
+from harness import ForkerProcess, Reader, connect, exchange, open_fds, reset, rss_bytes
 
 # Under tests/sanitize.sh the workers allocate through AddressSanitizer, whose
 # allocator keeps freed memory in quarantine and ignores malloc_trim, and whose
@@ -28,8 +27,8 @@ pytestmark = pytest.mark.skipif(os.environ.get("FORKER_SANITIZED") == "1",
                                 reason="RSS is meaningless under AddressSanitizer")
 
 MiB = 1 << 20
-APP = "tests.apps.memory_app:app"
-WSGI_APP = "tests.apps.memory_app:wsgi_app"
+APP = "memory_app:app"
+WSGI_APP = "memory_app:wsgi_app"
 
 
 def bare_interpreter_rss() -> int:
@@ -129,7 +128,7 @@ def test_upload_buffers_are_given_back(args: tuple, app: str) -> None:
 @pytest.mark.parametrize("args, app", [
     ((), APP),
     (("--interface", "wsgi", "--threads", "4"), WSGI_APP),
-    (("--interface", "asgi"), "tests.apps.memory_app:asgi_app"),
+    (("--interface", "asgi"), "memory_app:asgi_app"),
 ], ids=["native", "wsgi-4-threads", "asgi"])
 def test_slow_readers_of_a_large_body_cost_no_copy(args: tuple, app: str) -> None:
     """Twelve clients that stop reading a 16 MiB body the application holds

@@ -18,8 +18,9 @@ import pytest
 
 from forker import metrics
 from forker.shm import HIST_BUCKETS, SlotCounters, SlotTable
-from tests.forker_proc import ROOT, ForkerProcess, connect, get, read_until_close
+from harness import ForkerProcess, connect, get, read_until_close, run_cli
 
+APP = "hardening_app:app"
 SAMPLE = re.compile(r'^(forker_[a-z_]+)(\{[a-z]+="[^"]*"(,[a-z]+="[^"]*")*\})? '
                     r'(\d+(\.\d+)?([eE]-?\d+)?)$')
 
@@ -187,8 +188,8 @@ def test_counts_of_exited_workers_stay_with_their_worker_id():
 
 
 def metrics_port(server: ForkerProcess) -> int:
-    match = re.search(r"metrics at /metrics on 127\.0\.0\.1:(\d+)", server.log)
-    assert match, server.log
+    match = re.search(r"metrics at /metrics on 127\.0\.0\.1:(\d+)", server.stderr)
+    assert match, server.stderr
     return int(match.group(1))
 
 
@@ -205,7 +206,7 @@ def total(s: Dict[str, float], name: str) -> float:
 
 
 def test_master_serves_metrics_without_threads():
-    with ForkerProcess("--metrics-bind", "127.0.0.1:0", workers=2) as server:
+    with ForkerProcess("--metrics-bind", "127.0.0.1:0", workers=2, app=APP) as server:
         port = metrics_port(server)
         before = scrape(port)
         for _ in range(10):
@@ -233,17 +234,17 @@ def test_master_serves_metrics_without_threads():
         # a scraper that connects and says nothing holds up neither others nor the master
         with connect(port) as idle:
             scrape(port)
-            server.proc.send_signal(signal.SIGTTIN)
+            server.signal(signal.SIGTTIN)
             deadline = time.monotonic() + 10  # a bound on a hang
             while len(server.worker_pids()) != 3:
-                assert time.monotonic() < deadline, server.log
+                assert time.monotonic() < deadline, server.stderr
                 time.sleep(0.05)
             idle.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
             assert read_until_close(idle)[0].startswith(b"HTTP/1.1 200 ")
 
 
 def test_counters_survive_a_killed_worker():
-    with ForkerProcess("--metrics-bind", "127.0.0.1:0", workers=1) as server:
+    with ForkerProcess("--metrics-bind", "127.0.0.1:0", workers=1, app=APP) as server:
         port = metrics_port(server)
         for _ in range(5):
             get(server.port, "/pid")
@@ -252,20 +253,18 @@ def test_counters_survive_a_killed_worker():
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while server.worker_pids() in ([], [victim]):
-            assert time.monotonic() < deadline, server.log
+            assert time.monotonic() < deadline, server.stderr
             time.sleep(0.05)
         assert scrape(port)['forker_requests_total{worker="0"}'] >= served
 
 
 def run_stats(*args: str) -> subprocess.CompletedProcess:
-    environ = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, "-m", "forker", "stats", *args], cwd=ROOT,
-                          env=environ, capture_output=True, text=True, timeout=30, check=False)
+    return run_cli("stats", *args, timeout=30)
 
 
 def test_stats_prints_a_table_by_pidfile(tmp_path):
     pidfile = tmp_path / "forker.pid"
-    with ForkerProcess("--pid", str(pidfile), workers=2) as server:
+    with ForkerProcess("--pid", str(pidfile), workers=2, app=APP) as server:
         for _ in range(4):
             get(server.port, "/pid")
         result = run_stats("--pid", str(pidfile))
@@ -282,14 +281,14 @@ def test_stats_prints_a_table_by_pidfile(tmp_path):
 
 
 def test_stats_by_url():
-    with ForkerProcess("--metrics-bind", "127.0.0.1:0") as server:
+    with ForkerProcess("--metrics-bind", "127.0.0.1:0", app=APP) as server:
         result = run_stats("--url", f"http://127.0.0.1:{metrics_port(server)}/metrics")
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines()[-1].split()[0] == "total"
 
 
 def test_stats_socket_is_not_left_behind():
-    with ForkerProcess() as server:
+    with ForkerProcess(app=APP) as server:
         address = metrics.stats_address(server.proc.pid)
         with socket.socket(socket.AF_UNIX) as probe:
             probe.connect(address)
@@ -303,7 +302,7 @@ def test_stats_socket_is_not_left_behind():
 @pytest.mark.parametrize("fmt", ["%(U)s %(Q)s %(D)s", "json"])
 def test_access_log_carries_the_queue_time(tmp_path, fmt):
     path = tmp_path / "access.log"
-    with ForkerProcess("--access-log", str(path), "--access-log-format", fmt) as server:
+    with ForkerProcess("--access-log", str(path), "--access-log-format", fmt, app=APP) as server:
         get(server.port, "/pid")
     lines = [line for line in path.read_text().splitlines() if "/pid" in line]
     assert lines
@@ -323,7 +322,7 @@ def test_idle_clients_cannot_lock_out_the_metrics_and_stats(tmp_path):
     through the stats socket's own budget. (Before, eight such clients held the
     one shared budget for their whole 5 s deadline, the next eight after them.)"""
     pidfile = tmp_path / "forker.pid"
-    with ForkerProcess("--metrics-bind", "127.0.0.1:0", "--pid", str(pidfile)) as server:
+    with ForkerProcess("--metrics-bind", "127.0.0.1:0", "--pid", str(pidfile), app=APP) as server:
         port = metrics_port(server)
         idle = []
         try:
@@ -346,7 +345,7 @@ def test_output_held_for_slow_readers_is_bounded():
     their sockets did not take only up to --max-output-buffer (4 MiB here),
     closing the connections that hold most, and goes on serving."""
     with ForkerProcess("--max-output-buffer", str(4 << 20), "--write-timeout", "600",
-                       "--metrics-bind", "127.0.0.1:0") as server:
+                       "--metrics-bind", "127.0.0.1:0", app=APP) as server:
         port = metrics_port(server)
         readers = []
         try:

@@ -14,10 +14,10 @@ import sys
 
 import pytest
 
-from cli_server import ROOT, Server, run_cli
 from forker import _worker, config as config_module
 from forker.config import OPTIONS, Config
 from forker.errors import ConfigError
+from harness import ROOT, ForkerProcess, request, run_cli
 
 BAD_VALUES = [
     ("server_header", "a\r\nX-Evil: 1"),
@@ -122,8 +122,8 @@ def test_serve_refuses_the_value_before_forking():
 
 def test_max_requests_beyond_a_c_int_serves():
     """The engine took max_requests as a C int: 3e9 failed every worker at boot."""
-    with Server("--max-requests", "3000000000", "--max-requests-jitter", "5") as server:
-        status, _, body = server.request("GET", "/")
+    with ForkerProcess("--max-requests", "3000000000", "--max-requests-jitter", "5") as server:
+        status, _, body = request(server.port, "GET", "/")
         assert status == 200 and body
     assert server.proc.returncode == 0, server.stderr
 

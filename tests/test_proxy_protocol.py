@@ -20,8 +20,7 @@ from typing import Iterator, Optional, Tuple
 
 import pytest
 
-from tests.cli_server import Server, run_cli
-from tests.forker_proc import Reader, read_until_close
+from harness import ForkerProcess, Reader, read_until_close, run_cli
 
 HAPROXY = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy")
                                       else None)
@@ -88,49 +87,34 @@ def body_of(data: bytes) -> bytes:
     return body
 
 
-def wait_proxied(server: Server, port: Optional[int] = None) -> Server:
-    """The server's port from its log, then until a worker answers a proxied request
-    (the readiness probe of cli_server sends no PROXY header)."""
-    if port is None:
-        port = int(server.wait_for(r"listening on 127\.0\.0\.1:(\d+)", 30).group(1))
-    server.port = port
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            data, _, _ = talk(port, v1() + GET, timeout=5)
-            if data.startswith(b"HTTP/1.1 200"):
-                return server
-        except OSError:
-            pass
-        if server.proc.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"server not answering proxied requests:\n{server.stderr}")
-        time.sleep(0.05)
+# The readiness probe of a server that takes only proxied connections.
+PROXIED = v1() + GET
 
 
 @pytest.fixture(scope="module")
-def native() -> Iterator[Server]:
-    with Server("--proxy-protocol", "--header-timeout", str(PATIENT), "proxy_app:app",
-                wait=False) as server:
-        yield wait_proxied(server)
+def native() -> Iterator[ForkerProcess]:
+    with ForkerProcess("--proxy-protocol", "--header-timeout", str(PATIENT),
+                       app="proxy_app:app", probe=PROXIED) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
-def hasty() -> Iterator[Server]:
-    with Server("--proxy-protocol", "--header-timeout", str(HEADER_TIMEOUT), "proxy_app:app",
-                wait=False) as server:
-        yield wait_proxied(server)
+def hasty() -> Iterator[ForkerProcess]:
+    with ForkerProcess("--proxy-protocol", "--header-timeout", str(HEADER_TIMEOUT),
+                       app="proxy_app:app", probe=PROXIED) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
-def wsgi() -> Iterator[Server]:
+def wsgi() -> Iterator[ForkerProcess]:
     # the option from the environment, handlers on threads, an access log on stdout
-    with Server("--interface", "wsgi", "--threads", "2", "--access-log", "-",
-                "--access-log-format", "%(h)s %(r)s", "wsgiapps:environ_app",
-                env={"FORKER_PROXY_PROTOCOL": "1"}, wait=False) as server:
-        yield wait_proxied(server)
+    with ForkerProcess("--interface", "wsgi", "--threads", "2", "--access-log", "-",
+                       "--access-log-format", "%(h)s %(r)s", app="wsgiapps:environ_app",
+                       env={"FORKER_PROXY_PROTOCOL": "1"}, probe=PROXIED) as server:
+        yield server
 
 
-def worker_pid(server: Server) -> str:
+def worker_pid(server: ForkerProcess) -> str:
     data, _, _ = talk(server.port, v1() + b"GET /pid HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     return body_of(data).decode()
 
@@ -255,7 +239,7 @@ def test_header_must_arrive_within_the_header_timeout(hasty, partial):
 
 # -- WSGI, the access log and forwarded headers ---------------------------------------------
 
-def environ_of(server: Server, raw: bytes) -> dict:
+def environ_of(server: ForkerProcess, raw: bytes) -> dict:
     data, closed, _ = talk(server.port, raw)
     assert closed
     return json.loads(body_of(data))
@@ -302,7 +286,7 @@ def test_forwarded_headers_are_not_believed_of_a_balancer_that_named_no_client(w
 # -- the option off, the allow-list ---------------------------------------------------------
 
 def test_without_the_option_a_proxy_line_is_a_bad_request():
-    with Server("proxy_app:app") as server:
+    with ForkerProcess(app="proxy_app:app") as server:
         data, closed, _ = talk(server.port, v1() + GET)
         assert closed and data.startswith(b"HTTP/1.1 400 "), data[:200]
         data, _, client_port = talk(server.port, GET)
@@ -312,9 +296,11 @@ def test_without_the_option_a_proxy_line_is_a_bad_request():
 def test_peers_outside_the_allow_list_are_closed():
     with tempfile.TemporaryDirectory(prefix="forker-proxy-") as tmp:
         path = os.path.join(tmp, "s.sock")
-        with Server("--proxy-protocol", "--forwarded-allow-ips", "10.0.0.0/8,192.0.2.1",
-                    "--bind", "127.0.0.1:0", "--bind", f"unix:{path}", "proxy_app:app",
-                    wait=False) as server:
+        # 127.0.0.1 is refused whatever it sends: no readiness probe, the server
+        # is ready once its worker runs its loop
+        with ForkerProcess("--proxy-protocol", "--forwarded-allow-ips", "10.0.0.0/8,192.0.2.1",
+                           app="proxy_app:app", bind=["127.0.0.1:0", f"unix:{path}"],
+                           probe=None) as server:
             server.wait_for(r"listening on unix:", 30)
             # a unix-socket peer (a proxy on this host) may send the header
             deadline = time.monotonic() + 30
@@ -345,8 +331,7 @@ def test_option_from_serve_and_in_help():
     code = ("import proxy_app\n"
             "from forker import serve\n"
             "serve(proxy_app.app, '127.0.0.1:0', workers=1, proxy_protocol=True)\n")
-    with Server(code=code, wait=False) as server:
-        wait_proxied(server)
+    with ForkerProcess(code=code, probe=PROXIED) as server:
         data, _, _ = talk(server.port, v2("192.0.2.3", sport=9) + GET)
         assert body_of(data) == b"192.0.2.3 9 /x"
     done = run_cli("--help")
@@ -363,9 +348,9 @@ def test_header_before_the_tls_handshake(tmp_path: Path):
                    capture_output=True)
     context = ssl.create_default_context(cafile=str(tmp_path / "c.pem"))
     context.check_hostname = False
-    with Server("--proxy-protocol", "--certfile", str(tmp_path / "c.pem"), "--keyfile",
-                str(tmp_path / "k.pem"), "proxy_app:app", wait=False) as server:
-        port = int(server.wait_for(r"listening on 127\.0\.0\.1:(\d+)", 30).group(1))
+    with ForkerProcess("--proxy-protocol", "--certfile", str(tmp_path / "c.pem"), "--keyfile",
+                       str(tmp_path / "k.pem"), app="proxy_app:app", probe=None) as server:
+        port = server.port
 
         def https(header: bytes, split: bool = False) -> bytes:
             raw = connect(port)

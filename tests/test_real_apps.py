@@ -15,15 +15,11 @@ import hashlib
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
 from typing import Dict, List, Optional
 
-import gunicorn.config
+import gunicorn.config as gunicorn_config
 import httpbin  # noqa: F401  (the test extra installs these: a missing one fails here)
 import pytest
 import requests
@@ -32,7 +28,7 @@ import whitenoise  # noqa: F401
 sys.path.insert(0, os.path.dirname(__file__))
 
 from apps.flask_files import stream_line  # noqa: E402
-from cli_server import APPS, ROOT, Server  # noqa: E402
+from harness import APPS, ForkerProcess, ServerProcess  # noqa: E402
 
 TIMEOUT = 30  # seconds for one exchange: a stalled response fails the test, not the run
 
@@ -42,69 +38,20 @@ MEANINGFUL = ("content-type", "content-encoding", "content-range", "accept-range
               "access-control-allow-origin", "x-frame-options", "content-disposition")
 
 
-class Gunicorn:
+def gunicorn(*args: str, env: Optional[Dict[str, str]] = None) -> ServerProcess:
     """`python -m gunicorn ARGS` on 127.0.0.1 (one sync worker): the oracle."""
-
-    def __init__(self, *args: str, cwd: str = APPS, env: Optional[Dict[str, str]] = None) -> None:
-        environ = dict(os.environ)
-        environ["PYTHONPATH"] = os.pathsep.join(
-            [ROOT, APPS] + [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p])
-        environ.update(env or {})
-        argv = [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", "127.0.0.1:0"]
-        if any(s.name == "control_socket_disable" for s in gunicorn.config.KNOWN_SETTINGS):
-            argv.append("--no-control-socket")  # one per user otherwise: instances would share it
-        self.argv = argv + list(args)
-        self.proc = subprocess.Popen(self.argv, cwd=cwd, env=environ, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.lines: List[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        try:
-            self.port = self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for raw in self.proc.stderr:
-            self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-
-    def _wait_ready(self) -> int:
-        deadline = time.monotonic() + 60
-        port = 0
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            if not port:
-                match = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", "\n".join(self.lines))
-                port = int(match.group(1)) if match else 0
-            if port:
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-                        sock.sendall(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-                        if sock.recv(1):  # the worker booted and answers
-                            return port
-                except OSError:
-                    pass
-            time.sleep(0.05)
-        raise AssertionError(f"gunicorn not answering: {self.argv}\n" + "\n".join(self.lines))
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._reader.join(5)
+    argv = [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", "127.0.0.1:0"]
+    if any(s.name == "control_socket_disable" for s in gunicorn_config.KNOWN_SETTINGS):
+        argv.append("--no-control-socket")  # one per user otherwise: instances would share it
+    return ServerProcess(argv + list(args), cwd=APPS, env=env,
+                         listening=r"Listening at: http://(\S+)",
+                         probe=b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", start_timeout=60)
 
 
 class Pair:
     """The same application under forker and under gunicorn, a session to each."""
 
-    def __init__(self, forker: Server, oracle: Gunicorn) -> None:
+    def __init__(self, forker: ForkerProcess, oracle: ServerProcess) -> None:
         self.forker = forker
         self.oracle = oracle
         self.urls = (f"http://127.0.0.1:{forker.port}", f"http://127.0.0.1:{oracle.port}")
@@ -122,6 +69,13 @@ class Pair:
     def norm(self, text: str, which: int) -> str:
         """text with the server's own port replaced, for comparing the two."""
         return text.replace(self.urls[which][len("http://"):], "HOST")
+
+    def compare(self, method: str, path: str, body: bool = True,
+                **kwargs) -> List[requests.Response]:
+        """both(), then same(): the two responses agree."""
+        ours, theirs = self.both(method, path, **kwargs)
+        same(self, ours, theirs, body=body)
+        return [ours, theirs]
 
 
 def same(pair: Pair, ours: requests.Response, theirs: requests.Response,
@@ -151,18 +105,14 @@ def sha256(data: bytes) -> str:
 @pytest.fixture(scope="module")
 def httpbin_pair():
     # two handler threads: request bodies over 64 KiB reach the application streamed
-    with Server("--threads", "2", "httpbin:app") as forker:
-        oracle = Gunicorn("httpbin:app")
-        try:
-            yield Pair(forker, oracle)
-        finally:
-            oracle.stop()
+    with ForkerProcess("--threads", "2", app="httpbin:app") as forker, \
+            gunicorn("httpbin:app") as oracle:
+        yield Pair(forker, oracle)
 
 
 def test_httpbin_get_json(httpbin_pair):
-    ours, theirs = httpbin_pair.both("GET", "/get?a=1&b=two%20words&a=3",
-                                     headers={"X-Custom": "v"})
-    same(httpbin_pair, ours, theirs, body=False)
+    ours, theirs = httpbin_pair.compare("GET", "/get?a=1&b=two%20words&a=3",
+                                        headers={"X-Custom": "v"}, body=False)
     data = ours.json()
     assert data["args"] == {"a": ["1", "3"], "b": "two words"}
     assert data["headers"]["X-Custom"] == "v" and data["origin"] == "127.0.0.1"
@@ -174,12 +124,10 @@ def test_httpbin_get_json(httpbin_pair):
 
 def test_httpbin_post_json_and_form(httpbin_pair):
     payload = {"name": "x\u00e9", "items": list(range(50))}
-    ours, theirs = httpbin_pair.both("POST", "/post", json=payload)
-    same(httpbin_pair, ours, theirs, body=False)
+    ours, theirs = httpbin_pair.compare("POST", "/post", json=payload, body=False)
     assert ours.json()["json"] == theirs.json()["json"] == payload
     form = {"a": "1", "b": "two words", "c": "\u00e9&="}
-    ours, theirs = httpbin_pair.both("POST", "/post", data=form)
-    same(httpbin_pair, ours, theirs, body=False)
+    ours, theirs = httpbin_pair.compare("POST", "/post", data=form, body=False)
     assert ours.json()["form"] == theirs.json()["form"] == form
     ours, theirs = httpbin_pair.both("PUT", "/put", data=b"raw body",
                                      headers={"Content-Type": "text/plain"})
@@ -189,23 +137,21 @@ def test_httpbin_post_json_and_form(httpbin_pair):
 def test_httpbin_multipart_upload(httpbin_pair):
     text = "".join(f"line {i} of the upload\n" for i in range(40000))  # about 900 KB
     files = {"upload": ("notes.txt", text.encode(), "text/plain")}
-    ours, theirs = httpbin_pair.both("POST", "/post", files=files, data={"note": "n"})
-    same(httpbin_pair, ours, theirs, body=False)
+    ours, theirs = httpbin_pair.compare("POST", "/post", files=files, data={"note": "n"},
+                                        body=False)
     assert ours.json()["files"] == theirs.json()["files"] == {"upload": text}
     assert ours.json()["form"] == theirs.json()["form"] == {"note": "n"}
 
 
 def test_httpbin_gzip_and_deflate(httpbin_pair):
     for path, flag in (("/gzip", "gzipped"), ("/deflate", "deflated")):
-        ours, theirs = httpbin_pair.both("GET", path)
-        same(httpbin_pair, ours, theirs, body=False)
+        ours, theirs = httpbin_pair.compare("GET", path, body=False)
         assert ours.headers["Content-Encoding"] in ("gzip", "deflate")
         assert ours.json()[flag] is True and theirs.json()[flag] is True
 
 
 def test_httpbin_stream(httpbin_pair):
-    ours, theirs = httpbin_pair.both("GET", "/stream/25", stream=True)
-    same(httpbin_pair, ours, theirs, body=False)
+    ours, theirs = httpbin_pair.compare("GET", "/stream/25", stream=True, body=False)
     assert ours.headers.get("Transfer-Encoding") == "chunked"
     ours_lines = [line for line in ours.iter_lines() if line]
     theirs_lines = [line for line in theirs.iter_lines() if line]
@@ -215,51 +161,41 @@ def test_httpbin_stream(httpbin_pair):
 
 
 def test_httpbin_drip_and_bytes(httpbin_pair):
-    ours, theirs = httpbin_pair.both("GET", "/drip?duration=0&numbytes=3000&code=200&delay=0")
-    same(httpbin_pair, ours, theirs)
+    ours, theirs = httpbin_pair.compare("GET", "/drip?duration=0&numbytes=3000&code=200&delay=0")
     assert ours.content == b"*" * 3000
-    ours, theirs = httpbin_pair.both("GET", "/bytes/70000?seed=7")  # seeded: the same bytes
-    same(httpbin_pair, ours, theirs)
+    ours, theirs = httpbin_pair.compare("GET", "/bytes/70000?seed=7")  # seeded: the same bytes
     assert len(ours.content) == 70000
-    ours, theirs = httpbin_pair.both("GET", "/stream-bytes/70000?seed=7&chunk_size=1000")
-    same(httpbin_pair, ours, theirs)
+    ours, theirs = httpbin_pair.compare("GET", "/stream-bytes/70000?seed=7&chunk_size=1000")
     assert len(ours.content) == 70000
 
 
 def test_httpbin_redirects(httpbin_pair):
     for path in ("/redirect/3", "/relative-redirect/3", "/absolute-redirect/3"):
-        ours, theirs = httpbin_pair.both("GET", path)
-        same(httpbin_pair, ours, theirs, body=False)
+        ours, theirs = httpbin_pair.compare("GET", path, body=False)
         assert ours.status_code == 200 and len(ours.history) == 3
         assert [r.status_code for r in ours.history] == [r.status_code for r in theirs.history]
         assert [httpbin_pair.norm(r.headers["Location"], 0) for r in ours.history] == \
             [httpbin_pair.norm(r.headers["Location"], 1) for r in theirs.history]
         assert httpbin_pair.norm(ours.url, 0) == "http://HOST/get"
-    ours, theirs = httpbin_pair.both("GET", "/redirect-to?url=/anything&status_code=307",
-                                     allow_redirects=False)
-    same(httpbin_pair, ours, theirs)
+    ours, theirs = httpbin_pair.compare("GET", "/redirect-to?url=/anything&status_code=307",
+                                        allow_redirects=False)
     assert ours.status_code == 307 and ours.headers["Location"] == "/anything"
 
 
 def test_httpbin_cookies(httpbin_pair):
     sessions = [requests.Session(), requests.Session()]
-    ours, theirs = httpbin_pair.both("GET", "/cookies/set?flavour=oat&n=1", session=sessions)
-    same(httpbin_pair, ours, theirs)
+    ours, theirs = httpbin_pair.compare("GET", "/cookies/set?flavour=oat&n=1", session=sessions)
     assert ours.json() == {"cookies": {"flavour": "oat", "n": "1"}}
-    ours, theirs = httpbin_pair.both("GET", "/cookies/delete?flavour", session=sessions)
-    same(httpbin_pair, ours, theirs)
+    ours, theirs = httpbin_pair.compare("GET", "/cookies/delete?flavour", session=sessions)
     assert ours.json() == {"cookies": {"n": "1"}}
-    ours, theirs = httpbin_pair.both("GET", "/cookies/set?a=1", allow_redirects=False)
-    same(httpbin_pair, ours, theirs)
+    ours, theirs = httpbin_pair.compare("GET", "/cookies/set?a=1", allow_redirects=False)
     assert ours.status_code == 302 and ours.cookies["a"] == "1"
 
 
 def test_httpbin_basic_auth(httpbin_pair):
-    ours, theirs = httpbin_pair.both("GET", "/basic-auth/user/s3cret", auth=("user", "s3cret"))
-    same(httpbin_pair, ours, theirs)
+    ours, theirs = httpbin_pair.compare("GET", "/basic-auth/user/s3cret", auth=("user", "s3cret"))
     assert ours.json() == {"authenticated": True, "user": "user"}
-    ours, theirs = httpbin_pair.both("GET", "/basic-auth/user/s3cret", auth=("user", "wrong"))
-    same(httpbin_pair, ours, theirs)
+    ours, theirs = httpbin_pair.compare("GET", "/basic-auth/user/s3cret", auth=("user", "wrong"))
     assert ours.status_code == 401 and ours.headers["WWW-Authenticate"].startswith("Basic")
 
 
@@ -269,19 +205,16 @@ def test_httpbin_range(httpbin_pair):
     for spec, part in (("bytes=100-199", whole.content[100:200]),
                        ("bytes=4990-", whole.content[4990:]),
                        ("bytes=-10", whole.content[-10:])):
-        ours, theirs = httpbin_pair.both("GET", "/range/5000", headers={"Range": spec})
-        same(httpbin_pair, ours, theirs)
+        ours, theirs = httpbin_pair.compare("GET", "/range/5000", headers={"Range": spec})
         assert ours.status_code == 206 and ours.content == part, spec
-    ours, theirs = httpbin_pair.both("GET", "/range/5000", headers={"Range": "bytes=6000-7000"})
-    same(httpbin_pair, ours, theirs)
+    ours, theirs = httpbin_pair.compare("GET", "/range/5000", headers={"Range": "bytes=6000-7000"})
     assert ours.status_code == 416
 
 
 def test_httpbin_head(httpbin_pair):
     for path in ("/get", "/bytes/1000?seed=1", "/stream/3", "/html"):
         get, _ = httpbin_pair.both("GET", path)
-        ours, theirs = httpbin_pair.both("HEAD", path)
-        same(httpbin_pair, ours, theirs)
+        ours, theirs = httpbin_pair.compare("HEAD", path)
         assert ours.status_code == 200 and ours.content == b""
         # the length a GET has, when stated at all (gunicorn states none for a stream)
         if "Content-Length" in ours.headers:
@@ -292,8 +225,7 @@ def test_httpbin_head(httpbin_pair):
 
 def test_httpbin_statuses(httpbin_pair):
     for code in (200, 201, 204, 304, 400, 418, 500, 503):
-        ours, theirs = httpbin_pair.both("GET", f"/status/{code}")
-        same(httpbin_pair, ours, theirs)
+        ours, theirs = httpbin_pair.compare("GET", f"/status/{code}")
         assert ours.status_code == code
         if code in (204, 304):
             assert ours.content == b""
@@ -327,19 +259,15 @@ def django_site(tmp_path_factory):
 def django_pair(django_site):
     site, _ = django_site
     env = {"DJANGOSITE_DIR": site}
-    with Server("--threads", "4", "--chdir", DJANGO_DIR, "djangosite.wsgi:application",
-                env=env) as forker:
-        oracle = Gunicorn("--chdir", DJANGO_DIR, "djangosite.wsgi:application", env=env)
-        try:
-            yield Pair(forker, oracle)
-        finally:
-            oracle.stop()
+    with ForkerProcess("--threads", "4", "--chdir", DJANGO_DIR,
+                       app="djangosite.wsgi:application", env=env) as forker, \
+            gunicorn("--chdir", DJANGO_DIR, "djangosite.wsgi:application", env=env) as oracle:
+        yield Pair(forker, oracle)
 
 
 def test_django_static_file_whole(django_pair, django_site):
     data = django_site[1]
-    ours, theirs = django_pair.both("GET", "/static/big.bin")
-    same(django_pair, ours, theirs, body=False)
+    ours, theirs = django_pair.compare("GET", "/static/big.bin", body=False)
     assert ours.status_code == 200 and int(ours.headers["Content-Length"]) == STATIC_SIZE
     assert sha256(ours.content) == sha256(theirs.content) == sha256(data)
 
@@ -350,20 +278,17 @@ def test_django_static_file_ranges(django_pair, django_site):
                        ("bytes=-500", data[-500:]),
                        (f"bytes={STATIC_SIZE - 4096}-", data[-4096:]),
                        ("bytes=4000000-4999999", data[4000000:5000000])):
-        ours, theirs = django_pair.both("GET", "/static/big.bin", headers={"Range": spec})
-        same(django_pair, ours, theirs)
+        ours, theirs = django_pair.compare("GET", "/static/big.bin", headers={"Range": spec})
         assert ours.status_code == 206 and ours.content == part, spec
         assert int(ours.headers["Content-Length"]) == len(part)
 
 
 def test_django_static_file_head_and_conditional(django_pair):
-    ours, theirs = django_pair.both("HEAD", "/static/big.bin")
-    same(django_pair, ours, theirs)
+    ours, theirs = django_pair.compare("HEAD", "/static/big.bin")
     assert ours.status_code == 200 and ours.content == b""
     assert int(ours.headers["Content-Length"]) == STATIC_SIZE
     etag = ours.headers["ETag"]
-    ours, theirs = django_pair.both("GET", "/static/big.bin", headers={"If-None-Match": etag})
-    same(django_pair, ours, theirs)
+    ours, theirs = django_pair.compare("GET", "/static/big.bin", headers={"If-None-Match": etag})
     assert ours.status_code == 304 and ours.content == b""
 
 
@@ -386,8 +311,7 @@ def admin_login(url: str, password: str, with_token: bool = True):
 
 
 def test_django_admin_redirects_to_login(django_pair):
-    ours, theirs = django_pair.both("GET", "/admin/", allow_redirects=False)
-    same(django_pair, ours, theirs)
+    ours, theirs = django_pair.compare("GET", "/admin/", allow_redirects=False)
     assert ours.status_code == 302 and ours.headers["Location"] == "/admin/login/?next=/admin/"
 
 
@@ -433,18 +357,14 @@ def flask_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def flask_pair(flask_file):
     env = {"FLASK_FILES_PATH": flask_file[0]}
-    with Server("flask_files:app", env=env) as forker:
-        oracle = Gunicorn("flask_files:app", env=env)
-        try:
-            yield Pair(forker, oracle)
-        finally:
-            oracle.stop()
+    with ForkerProcess(app="flask_files:app", env=env) as forker, \
+            gunicorn("flask_files:app", env=env) as oracle:
+        yield Pair(forker, oracle)
 
 
 def test_flask_send_file_whole(flask_pair, flask_file):
     data = flask_file[1]
-    ours, theirs = flask_pair.both("GET", "/file")
-    same(flask_pair, ours, theirs, body=False)
+    ours, theirs = flask_pair.compare("GET", "/file", body=False)
     assert ours.status_code == 200 and int(ours.headers["Content-Length"]) == FLASK_FILE_SIZE
     assert sha256(ours.content) == sha256(theirs.content) == sha256(data)
 
@@ -452,25 +372,20 @@ def test_flask_send_file_whole(flask_pair, flask_file):
 def test_flask_send_file_range_and_conditional(flask_pair, flask_file):
     data = flask_file[1]
     spec = "bytes=10000000-10999999"
-    ours, theirs = flask_pair.both("GET", "/file", headers={"Range": spec})
-    same(flask_pair, ours, theirs)
+    ours, theirs = flask_pair.compare("GET", "/file", headers={"Range": spec})
     assert ours.status_code == 206 and ours.content == data[10000000:11000000]
-    ours, theirs = flask_pair.both("GET", "/file",
-                                   headers={"If-None-Match": ours.headers["ETag"]})
-    same(flask_pair, ours, theirs)
+    ours, theirs = flask_pair.compare("GET", "/file",
+                                      headers={"If-None-Match": ours.headers["ETag"]})
     assert ours.status_code == 304 and ours.content == b""
-    ours, theirs = flask_pair.both("HEAD", "/file")
-    same(flask_pair, ours, theirs)
+    ours, theirs = flask_pair.compare("HEAD", "/file")
     assert int(ours.headers["Content-Length"]) == FLASK_FILE_SIZE and ours.content == b""
 
 
 def test_flask_streamed_response(flask_pair):
     expected = "".join(stream_line(i) for i in range(3000)).encode()
-    ours, theirs = flask_pair.both("GET", "/stream?n=3000")
-    same(flask_pair, ours, theirs)
+    ours, theirs = flask_pair.compare("GET", "/stream?n=3000")
     assert ours.headers.get("Transfer-Encoding") == "chunked"
     assert sha256(ours.content) == sha256(expected)
-    ours, theirs = flask_pair.both("HEAD", "/stream?n=3000")
-    same(flask_pair, ours, theirs)
+    ours, theirs = flask_pair.compare("HEAD", "/stream?n=3000")
     assert ours.status_code == 200 and ours.content == b""
     assert "Content-Length" not in ours.headers and "Transfer-Encoding" not in ours.headers

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator
 
 import pytest
 
-from cli_server import Server
+from harness import ForkerProcess, Response, exchange, parse_response
 
 SERVER = "fields-check/1.0"
 # A self-signed certificate for the TLS listener (no client verifies it here:
@@ -45,82 +44,36 @@ k9HHvSuVJYGyciVuwp52qKGfinSkU9S8LvQGKpgy3MIT9BwP3zEWfxW2
 -----END PRIVATE KEY-----
 """
 
-STATUS_LINE = re.compile(rb"HTTP/1\.1 ([1-5]\d\d) [\t\x20-\x7e\x80-\xff]*")
-FIELD_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*")
 IMF_FIXDATE = re.compile(r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|"
                          r"Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT")
 
 
-def dechunk(data: bytes) -> bytes:
-    """A chunked body that must end exactly with its last chunk and trailers."""
-    out = []
-    while True:
-        line, sep, data = data.partition(b"\r\n")
-        assert sep, "chunk size line not ended by CRLF"
-        size = int(line.split(b";")[0], 16)
-        if size == 0:
-            while True:  # trailer fields, then an empty line that ends the message
-                line, sep, data = data.partition(b"\r\n")
-                assert sep, "chunked body not ended by an empty line"
-                if not line:
-                    assert data == b"", f"bytes after the last chunk: {data[:80]!r}"
-                    return b"".join(out)
-        assert data[size:size + 2] == b"\r\n", "chunk data not followed by CRLF"
-        out.append(data[:size])
-        data = data[size + 2:]
-
-
-def check_response(raw: bytes, head: bool = False) -> Tuple[int, Dict[str, List[str]], bytes]:
-    """The checks every response passes; (status, fields by lower-case name, body)."""
-    text, sep, rest = raw.partition(b"\r\n\r\n")
-    assert sep, f"no end of head in {raw[:200]!r}"
-    lines = text.split(b"\r\n")
-    match = STATUS_LINE.fullmatch(lines[0])
-    assert match, f"status line {lines[0]!r}"
-    status = int(match.group(1))
-    fields: Dict[str, List[str]] = {}
-    for line in lines[1:]:
-        field = FIELD_LINE.fullmatch(line)
-        assert field, f"malformed field line {line!r} in {text!r}"
-        fields.setdefault(field.group(1).decode().lower(), []).append(field.group(2).decode("latin-1"))
-    assert fields.get("server") == [SERVER], text
-    dates = fields.get("date", [])
-    assert len(dates) == 1 and IMF_FIXDATE.fullmatch(dates[0]), text
-    lengths, codings = fields.get("content-length", []), fields.get("transfer-encoding", [])
-    assert not (lengths and codings), f"both Content-Length and Transfer-Encoding: {text!r}"
-    assert len(lengths) <= 1 and len(codings) <= 1, text
-    if head or status < 200 or status in (204, 304):
-        assert rest == b"", f"a body where none belongs: {rest[:80]!r}"
-        return status, fields, b""
-    if codings:
-        assert codings == ["chunked"], text
-        return status, fields, dechunk(rest)
-    assert lengths, f"neither Content-Length nor chunked: {text!r}"
-    assert len(rest) == int(lengths[0]), f"Content-Length {lengths[0]}, body {len(rest)} bytes"
-    return status, fields, rest
-
-
-def exchange(port: int, data: bytes) -> bytes:
-    """Sends data, reads until the server closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(data)
-        chunks = []
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    return b"".join(chunks)
+def check_response(raw: bytes, head: bool = False) -> Response:
+    """The checks every response passes. parse_response() has checked that
+    the status line and field lines are well formed, and that the framing
+    delimits the body exactly (nothing after it)."""
+    response = parse_response(raw, head_only=head)
+    fields = response.fields
+    assert response.version == "HTTP/1.1" and 100 <= response.status <= 599, response
+    assert fields.getall("server") == [SERVER], fields
+    dates = fields.getall("date")
+    assert len(dates) == 1 and IMF_FIXDATE.fullmatch(dates[0]), fields
+    lengths, codings = fields.getall("content-length"), fields.getall("transfer-encoding")
+    assert not (lengths and codings), f"both Content-Length and Transfer-Encoding: {fields}"
+    assert len(lengths) <= 1 and len(codings) <= 1, fields
+    if not (head or response.status < 200 or response.status in (204, 304)):
+        if codings:
+            assert codings == ["chunked"], fields
+        else:
+            assert lengths, f"neither Content-Length nor chunked: {fields}"
+    return response
 
 
 def get(target: str, method: str = "GET", extra: str = "") -> bytes:
     return f"{method} {target} HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n".encode()
 
 
-def port_of(server: Server, pattern: str) -> int:
+def port_of(server: ForkerProcess, pattern: str) -> int:
     return int(server.wait_for(pattern).group(1))
 
 
@@ -131,16 +84,17 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, int]
     (directory / "key.pem").write_text(KEY)
     payload = directory / "payload.bin"
     payload.write_bytes(os.urandom(100_000))
-    common = ["--workers", "1", "--server-header", SERVER]
-    with Server(*common, "--bind", "http://127.0.0.1:0", "--bind", "https://127.0.0.1:0",
-                "--certfile", str(directory / "cert.pem"), "--keyfile", str(directory / "key.pem"),
-                "--health-path", "/healthz", "--metrics-bind", "127.0.0.1:0",
-                "--max-body-size", "100", "--limit-request-line", "256",
-                "--limit-request-field-size", "256", "engine_app:app",
-                env={"ENGINE_APP_FILE": str(payload)}) as native, \
-            Server(*common, "--bind", "127.0.0.1:0", "wsgiapps:misc_app") as wsgi, \
-            Server(*common, "--bind", "127.0.0.1:0", "wsgiapps:stream_app") as wsgi_stream, \
-            Server(*common, "--bind", "127.0.0.1:0") as greeting:
+    with ForkerProcess("--server-header", SERVER,
+                       "--certfile", str(directory / "cert.pem"),
+                       "--keyfile", str(directory / "key.pem"),
+                       "--health-path", "/healthz", "--metrics-bind", "127.0.0.1:0",
+                       "--max-body-size", "100", "--limit-request-line", "256",
+                       "--limit-request-field-size", "256", app="engine_app:app",
+                       bind=["http://127.0.0.1:0", "https://127.0.0.1:0"],
+                       env={"ENGINE_APP_FILE": str(payload)}) as native, \
+            ForkerProcess("--server-header", SERVER, app="wsgiapps:misc_app") as wsgi, \
+            ForkerProcess("--server-header", SERVER, app="wsgiapps:stream_app") as wsgi_stream, \
+            ForkerProcess("--server-header", SERVER) as greeting:
         yield {
             "native": port_of(native, r"listening on 127\.0\.0\.1:(\d+) \([^)]*\)\n"),
             "tls": port_of(native, r"listening on 127\.0\.0\.1:(\d+) \([^)]*, TLS\)"),

@@ -18,12 +18,13 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from forker_proc import (  # noqa: E402
+from harness import (  # noqa: E402
     ForkerProcess, Reader, connect, get, open_fds, raise_nofile, read_until_close,
     reset, rss_bytes,
 )
 
 WORKERS = 2
+APP = "hardening_app:app"
 IDLE_WANTED = 10_000
 SPARE_FDS = 300  # the test process's own descriptors, and the sockets of other tests
 
@@ -39,7 +40,7 @@ MAX_CONNECTIONS = math.ceil(IDLE * 0.6) + 50
 @pytest.fixture(scope="module")
 def server():
     with ForkerProcess("--max-connections", str(MAX_CONNECTIONS), "--header-timeout", "30",
-                       workers=WORKERS) as server:
+                       workers=WORKERS, app=APP) as server:
         server.start_pids = server.worker_pids()
         assert len(server.start_pids) == WORKERS
         yield server
@@ -157,7 +158,7 @@ def test_client_resets_mid_request(server, data):
 @pytest.fixture(scope="module")
 def threaded():
     """Handler threads take another path for responses: test resets there too."""
-    with ForkerProcess("--threads", "4") as server:
+    with ForkerProcess("--threads", "4", app=APP) as server:
         yield server
 
 
@@ -196,7 +197,7 @@ def test_huge_content_length_with_short_body_then_close(server):
 def test_huge_content_length_without_body_limit_allocates_as_bytes_arrive():
     """With no body limit the worker waits for the body, but it must not
     allocate it up front, and a client that leaves just frees the connection."""
-    with ForkerProcess("--max-body-size", "0") as unlimited:
+    with ForkerProcess("--max-body-size", "0", app=APP) as unlimited:
         (worker,) = unlimited.worker_pids()
         before = rss_bytes(worker)
         baseline = open_fds(worker)
@@ -268,4 +269,4 @@ def test_many_requests_on_one_connection_keep_the_connection_bounded(server):
 def test_workers_survived_the_battery(server):
     """Runs last: no worker died or was replaced because of client input."""
     assert server.worker_pids() == server.start_pids
-    assert "Traceback" not in server.log, server.log
+    assert "Traceback" not in server.stderr, server.stderr

@@ -17,14 +17,15 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from forker_proc import ForkerProcess, Reader, connect, exchange, get, read_until_close  # noqa: E402
+from harness import ForkerProcess, Reader, connect, exchange, get, read_until_close  # noqa: E402
 
 BEHIND = b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
+APP = "hardening_app:app"
 
 
 @pytest.fixture(scope="module")
 def server():
-    with ForkerProcess("--max-body-size", "1000") as server:
+    with ForkerProcess("--max-body-size", "1000", app=APP) as server:
         yield server
 
 

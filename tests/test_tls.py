@@ -24,8 +24,7 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 
-from cli_server import ROOT, Server, free_port, run_cli
-from forker_proc import Reader
+from harness import ROOT, ForkerProcess, Reader, free_port, open_fds, run_cli
 
 OPENSSL = shutil.which("openssl")
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="the openssl command makes the certificates")
@@ -105,7 +104,7 @@ def tls_socket(port: int, context: ssl.SSLContext) -> ssl.SSLSocket:
     return context.wrap_socket(raw, server_hostname="127.0.0.1")
 
 
-def listening(server: Server, count: int) -> List[Tuple[int, bool]]:
+def listening(server: ForkerProcess, count: int) -> List[Tuple[int, bool]]:
     """(port, TLS) of each listener, from the master's log."""
     regex = r"listening on 127\.0\.0\.1:(\d+) \([^)]*?(, TLS)?\)"
     deadline = time.monotonic() + 10
@@ -125,15 +124,10 @@ def client_hello() -> bytes:
     return outgoing.read()
 
 
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
 @pytest.fixture(scope="module")
 def server(certs: Path):
     env = {"TLS_TEST_FILE": str(certs / "payload.bin")}
-    with Server("--workers", "1", "--header-timeout", "2", *server_args(certs), APP,
-                env=env) as srv:
+    with ForkerProcess("--header-timeout", "2", *server_args(certs), app=APP, env=env) as srv:
         yield srv
 
 
@@ -266,8 +260,8 @@ def test_request_body_past_body_buffer_size_over_tls(certs, threads):
     """With threads=1 the handler reads a large body through TLS itself; with
     handler threads the loop receives TLS bodies whole (one thread per SSL)."""
     env = {"TLS_TEST_FILE": str(certs / "payload.bin")}
-    with Server("--workers", "1", "--threads", threads, "--body-buffer-size", str(MB),
-                *server_args(certs), APP, env=env) as srv:
+    with ForkerProcess("--threads", threads, "--body-buffer-size", str(MB),
+                       *server_args(certs), app=APP, env=env) as srv:
         body = os.urandom(5 * MB)
         status, headers, echoed = https(srv.port, client_context(certs), "POST", "/echo", body)
         assert status == 200 and echoed == body
@@ -358,7 +352,7 @@ def test_handshake_slowloris_is_closed_by_header_timeout(server):
 def test_sessions_resume_on_every_worker(certs, version):
     # reuse_port spreads successive connections over the workers by their
     # source port; one shared socket may hand them all to the same worker
-    with Server("--workers", "2", "--reuse-port", *server_args(certs), APP) as srv:
+    with ForkerProcess("--reuse-port", *server_args(certs), app=APP, workers=2) as srv:
         context = client_context(certs)
         context.maximum_version = getattr(ssl.TLSVersion, version)
         session = None
@@ -386,8 +380,8 @@ def tls_socket_session(port: int, context: ssl.SSLContext,
 
 @pytest.fixture(scope="module")
 def mtls_server(certs: Path):
-    with Server("--workers", "1", *server_args(certs, "--ca-certs", str(certs / "ca.pem"),
-                                               "--cert-reqs", "required"), APP) as srv:
+    with ForkerProcess(*server_args(certs, "--ca-certs", str(certs / "ca.pem"),
+                                    "--cert-reqs", "required"), app=APP) as srv:
         yield srv
 
 
@@ -405,8 +399,8 @@ def test_client_certificate_missing_or_unknown_is_refused(mtls_server, certs, ce
 
 
 def test_client_certificate_optional(certs):
-    with Server("--workers", "1", *server_args(certs, "--ca-certs", str(certs / "ca.pem"),
-                                               "--cert-reqs", "optional"), APP) as srv:
+    with ForkerProcess(*server_args(certs, "--ca-certs", str(certs / "ca.pem"),
+                                    "--cert-reqs", "optional"), app=APP) as srv:
         assert https(srv.port, client_context(certs))[0] == 200
         assert https(srv.port, client_context(certs, "client"))[0] == 200
         with pytest.raises((ssl.SSLError, ConnectionError)):
@@ -416,8 +410,8 @@ def test_client_certificate_optional(certs):
 # -- listeners, interfaces, API ----------------------------------------------------------------
 
 def test_http_and_https_listeners_at_once(certs):
-    with Server("--bind", "http://127.0.0.1:0", "--bind", "https://127.0.0.1:0",
-                *server_args(certs), APP) as srv:
+    with ForkerProcess(*server_args(certs), app=APP,
+                       bind=["http://127.0.0.1:0", "https://127.0.0.1:0"]) as srv:
         (plain, plain_tls), (secure, secure_tls) = listening(srv, 2)
         assert (plain_tls, secure_tls) == (False, True)
         conn = http.client.HTTPConnection("127.0.0.1", plain, timeout=10)
@@ -428,7 +422,7 @@ def test_http_and_https_listeners_at_once(certs):
 
 
 def test_wsgi_url_scheme_is_https(certs):
-    with Server("--interface", "wsgi", *server_args(certs), "tls_app:wsgi") as srv:
+    with ForkerProcess("--interface", "wsgi", *server_args(certs), app="tls_app:wsgi") as srv:
         context = client_context(certs)
         assert https(srv.port, context)[2] == f"https {srv.port}".encode()
         assert https(srv.port, context, headers={"Host": "example"})[2] == b"https 443"
@@ -442,7 +436,7 @@ def test_python_api(certs, how):
             if how == "listen_and_serve_tls" else
             f"serve(app, '127.0.0.1:{port}', workers=1, certfile={cert!r}, keyfile={key!r})")
     code = f"from tls_app import app\nfrom forker import Forker, serve\n{call}\n"
-    with Server(code=code, port=port) as srv:
+    with ForkerProcess(code=code, address=f"127.0.0.1:{port}") as srv:
         assert https(port, client_context(certs), target="/scheme")[2] == b"https"
         assert srv.stop() == 0
 
@@ -471,7 +465,7 @@ def test_ssl_context_from_python(certs, tmp_path, value):
     shutil.copy(certs / "server.key", live_key)
     port = free_port()
     code = SSL_CONTEXT_CODE.format(value=value, cert=str(live_cert), key=str(live_key), port=port)
-    with Server(code=code, port=port) as srv:
+    with ForkerProcess(code=code, address=f"127.0.0.1:{port}") as srv:
         context = client_context(certs)
         context.set_alpn_protocols(["h2", "http/1.1"])
         with tls_socket(port, context) as sock:
@@ -485,7 +479,7 @@ def test_ssl_context_from_python(certs, tmp_path, value):
             tls_socket(port, old).close()
         shutil.copy(certs / "renewed.pem", live_cert)
         shutil.copy(certs / "renewed.key", live_key)
-        srv.proc.send_signal(signal.SIGHUP)
+        srv.signal(signal.SIGHUP)
         srv.wait_for(r"HUP: 1 new workers serving", 20)
         renewed = der_of(certs / ("renewed.pem" if value == "context" else "server.pem"))
         wait_for_certificate(port, certs, renewed)
@@ -581,19 +575,19 @@ def test_hup_loads_renewed_certificate_files(certs, tmp_path):
     live_cert, live_key = tmp_path / "live.pem", tmp_path / "live.key"
     shutil.copy(certs / "server.pem", live_cert)
     shutil.copy(certs / "server.key", live_key)
-    with Server("--workers", "2", "--certfile", str(live_cert), "--keyfile", str(live_key),
-                APP) as srv:
+    with ForkerProcess("--certfile", str(live_cert), "--keyfile", str(live_key), app=APP,
+                       workers=2) as srv:
         assert peer_certificate(srv.port, certs) == der_of(certs / "server.pem")
         shutil.copy(certs / "renewed.pem", live_cert)
         shutil.copy(certs / "renewed.key", live_key)
-        srv.proc.send_signal(signal.SIGHUP)
+        srv.signal(signal.SIGHUP)
         srv.wait_for(r"HUP: 2 new workers serving", 20)
         wait_for_certificate(srv.port, certs, der_of(certs / "renewed.pem"))
         for _ in range(4):  # whichever worker answers
             assert peer_certificate(srv.port, certs) == der_of(certs / "renewed.pem")
         # a broken renewal is refused by the master: the running workers go on
         shutil.copy(certs / "server.key", live_key)
-        srv.proc.send_signal(signal.SIGHUP)
+        srv.signal(signal.SIGHUP)
         srv.wait_for(r"HUP: bad configuration, keeping the current one: keyfile: .*live\.key "
                      r"does not match", 10)
         assert peer_certificate(srv.port, certs) == der_of(certs / "renewed.pem")

@@ -16,11 +16,11 @@ requests = pytest.importorskip("requests")
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from cli_server import APPS, Server  # noqa: E402
+from harness import APPS, ForkerProcess  # noqa: E402
 
-FRAMEWORKS = {
-    "flask": ("flaskapp:create_app()",),
-    "django": ("--chdir", os.path.join(APPS, "djangoproject"), "djangoproject.wsgi:application"),
+FRAMEWORKS = {  # options, application
+    "flask": ([], "flaskapp:create_app()"),
+    "django": (["--chdir", os.path.join(APPS, "djangoproject")], "djangoproject.wsgi:application"),
 }
 
 
@@ -29,9 +29,9 @@ FRAMEWORKS = {
                 ids=lambda p: f"{p[0]}-threads{p[1]}")
 def site(request):
     name, threads = request.param
+    options, app = FRAMEWORKS[name]
     # no --interface: the application's signature says WSGI
-    with Server("--threads", threads, *FRAMEWORKS[name],
-                cwd=APPS) as server:
+    with ForkerProcess("--threads", threads, *options, app=app, cwd=APPS) as server:
         server.name = name
         server.url = f"http://127.0.0.1:{server.port}"
         yield server
@@ -123,8 +123,8 @@ def test_keep_alive_session(site):
 
 
 def test_django_under_root_path():
-    with Server("--interface", "wsgi", "--root-path", "/mounted", "--chdir",
-                os.path.join(APPS, "djangoproject"), "djangoproject.wsgi") as server:
+    with ForkerProcess("--interface", "wsgi", "--root-path", "/mounted", "--chdir",
+                       os.path.join(APPS, "djangoproject"), app="djangoproject.wsgi") as server:
         response = requests.get(f"http://127.0.0.1:{server.port}/mounted/url", timeout=10)
         data = json.loads(response.content)
         assert data["script"] == "/mounted"

@@ -3,6 +3,7 @@ subprocess, raw sockets and http.client as clients."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -14,34 +15,36 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from cli_server import APPS, Server, dechunk, split_response  # noqa: E402
+from harness import (  # noqa: E402
+    APPS, ForkerProcess, Reader, exchange, parse_response, request,
+)
 
 
 @pytest.fixture(scope="module", params=["1", "4"], ids=["threads1", "threads4"])
 def environ_server(request):
-    with Server("--interface", "wsgi", "--threads", request.param,
-                "wsgiapps:validated_environ_app") as server:
+    with ForkerProcess("--interface", "wsgi", "--threads", request.param,
+                       app="wsgiapps:validated_environ_app") as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def forwarded_server():
     """Takes the host from trusted proxies too (--forwarded-host)."""
-    with Server("--interface", "wsgi", "--forwarded-host",
-                "wsgiapps:validated_environ_app") as server:
+    with ForkerProcess("--interface", "wsgi", "--forwarded-host",
+                       app="wsgiapps:validated_environ_app") as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def misc_server():
-    with Server("--interface", "wsgi", "wsgiapps:misc_app") as server:
+    with ForkerProcess("--interface", "wsgi", app="wsgiapps:misc_app") as server:
         yield server
 
 
 def environ_of(server, raw: bytes) -> dict:
-    status, headers, body = split_response(server.raw(raw))
-    assert status.startswith("HTTP/1.1 200"), (status, body)
-    return json.loads(body)
+    response = parse_response(exchange(server.port, raw))
+    assert (response.version, response.status) == ("HTTP/1.1", 200), response
+    return json.loads(response.body)
 
 
 def get(target: str, *headers: str, version: str = "HTTP/1.1") -> bytes:
@@ -116,8 +119,8 @@ def test_environ_http10_without_host(environ_server):
 
 
 def test_environ_post_body(environ_server):
-    status, _, body = environ_server.request(
-        "POST", "/submit", body=b"a=1&b=2",
+    status, _, body = request(
+        environ_server.port, "POST", "/submit", body=b"a=1&b=2",
         headers={"Content-Type": "application/x-www-form-urlencoded"})
     env = json.loads(body)
     assert status == 200
@@ -150,7 +153,7 @@ def test_forwarded_headers_from_localhost_are_trusted_by_default(environ_server,
 
 
 def test_keep_alive_serves_several_requests(environ_server):
-    conn = environ_server.connection()
+    conn = http.client.HTTPConnection("127.0.0.1", environ_server.port, timeout=10)
     try:
         ports = set()
         for i in range(5):
@@ -168,8 +171,8 @@ def test_serve_with_interface_wsgi():
     code = ("import wsgiapps\n"
             "from forker import serve\n"
             "serve(wsgiapps.environ_app, '127.0.0.1:0', interface='wsgi', workers=1, threads=2)\n")
-    with Server(code=code) as server:
-        status, _, body = server.request("GET", "/served?x=1")
+    with ForkerProcess(code=code) as server:
+        status, _, body = request(server.port, "GET", "/served?x=1")
         env = json.loads(body)
         assert (status, env["PATH_INFO"], env["QUERY_STRING"]) == (200, "/served", "x=1")
         assert env["wsgi.multithread"] is True
@@ -178,58 +181,66 @@ def test_serve_with_interface_wsgi():
 # -- responses -----------------------------------------------------------------------
 
 def test_streaming_response_is_chunked_on_http11():
-    with Server("--interface", "wsgi", "wsgiapps:validated_stream_app") as server:
-        status, headers, body = split_response(server.raw(get("/", "Host: h")))
-        assert status == "HTTP/1.1 200 OK"
-        assert headers.get("transfer-encoding") == "chunked"
-        assert "content-length" not in headers
-        assert dechunk(body) == b"".join(b"chunk %d\n" % i for i in range(5))
+    with ForkerProcess("--interface", "wsgi", app="wsgiapps:validated_stream_app") as server:
+        response = parse_response(exchange(server.port, get("/", "Host: h")))
+        assert response.status_line == "HTTP/1.1 200 OK"
+        assert response.fields.get("transfer-encoding") == "chunked"
+        assert "content-length" not in response.fields
+        assert response.body == b"".join(b"chunk %d\n" % i for i in range(5))  # dechunked
 
-        status, headers, body = split_response(server.raw(get("/", version="HTTP/1.0")))
-        assert status.startswith("HTTP/1.0 200") or status.startswith("HTTP/1.1 200")
-        assert "transfer-encoding" not in headers and "content-length" not in headers
-        assert body == b"".join(b"chunk %d\n" % i for i in range(5))  # close-delimited
+        response = parse_response(exchange(server.port, get("/", version="HTTP/1.0")))
+        assert response.version in ("HTTP/1.0", "HTTP/1.1") and response.status == 200
+        assert "transfer-encoding" not in response.fields
+        assert "content-length" not in response.fields
+        assert response.body == b"".join(b"chunk %d\n" % i for i in range(5))  # close-delimited
 
 
 def test_write_callable(misc_server):
-    status, headers, body = misc_server.request("GET", "/write")
+    status, headers, body = request(misc_server.port, "GET", "/write")
     assert (status, body) == (200, b"written;returned")
     assert headers["Content-Length"] == str(len(body))
 
 
+def test_repeated_response_fields_are_each_sent_in_order(misc_server):
+    status, fields, body = request(misc_server.port, "GET", "/cookies")
+    assert (status, body) == (200, b"two")
+    assert [(n, v) for n, v in fields if n in ("Set-Cookie", "X-Between")] == [
+        ("Set-Cookie", "a=1; Path=/"), ("X-Between", "x"), ("Set-Cookie", "b=2")]
+
+
 def test_404(misc_server):
-    status, _, body = misc_server.request("GET", "/nowhere")
+    status, _, body = request(misc_server.port, "GET", "/nowhere")
     assert (status, body) == (404, b"not found")
 
 
 def test_application_exception_is_500(misc_server):
-    status, _, body = misc_server.request("GET", "/raise")
+    status, _, body = request(misc_server.port, "GET", "/raise")
     assert status == 500
     misc_server.wait_for(r"RuntimeError: application failure")
 
 
 def test_header_injection_is_refused(misc_server):
-    data = misc_server.raw(get("/inject", "Host: h"))
-    status, headers, body = split_response(data)
-    assert status.startswith("HTTP/1.1 500")
+    data = exchange(misc_server.port, get("/inject", "Host: h"))
+    status, headers, _ = parse_response(data)
+    assert data.startswith(b"HTTP/1.1 500") and status == 500
     assert b"pwned" not in data and "x-evil" not in headers
     assert b"should not be seen" not in data
 
 
 def test_hop_by_hop_header_is_refused_and_logged(misc_server):
-    status, _, body = misc_server.request("GET", "/hop")
+    status, _, body = request(misc_server.port, "GET", "/hop")
     assert status == 500 and b"should not be seen" not in body
     misc_server.wait_for(r"hop-by-hop header 'Connection' is not allowed")
 
 
 def test_file_wrapper(misc_server):
-    status, _, body = misc_server.request("GET", "/file")
+    status, _, body = request(misc_server.port, "GET", "/file")
     with open(os.path.join(APPS, "wsgiapps.py"), "rb") as f:
         assert (status, body) == (200, f.read())
 
 
 def test_head_keeps_the_applications_content_length(misc_server):
-    conn = misc_server.connection()
+    conn = http.client.HTTPConnection("127.0.0.1", misc_server.port, timeout=10)
     try:
         conn.request("HEAD", "/head")
         response = conn.getresponse()
@@ -245,7 +256,7 @@ def test_head_keeps_the_applications_content_length(misc_server):
 
 def test_iterable_close_is_called(misc_server):
     before = misc_server.stderr.count("iterable closed")
-    status, _, body = misc_server.request("GET", "/closed")
+    status, _, body = request(misc_server.port, "GET", "/closed")
     assert (status, body) == (200, b"ab")
     deadline = time.monotonic() + 5
     while misc_server.stderr.count("iterable closed") <= before:
@@ -262,16 +273,17 @@ def test_iterable_close_is_called_on_client_disconnect(misc_server):
     while misc_server.stderr.count("iterable closed") <= before:
         assert time.monotonic() < deadline, misc_server.stderr
         time.sleep(0.05)
-    assert misc_server.request("GET", "/write")[0] == 200  # the worker is fine
+    assert request(misc_server.port, "GET", "/write")[0] == 200  # the worker is fine
 
 
 def test_threads_overlap_blocking_handlers():
     """8 requests held in the application until all 8 are there at once: 8
     threads serve them; fewer would leave the application's barrier waiting."""
-    with Server("--interface", "wsgi", "--threads", "8", "wsgiapps:misc_app") as server:
-        server.request("GET", "/sleep")  # warm up
+    with ForkerProcess("--interface", "wsgi", "--threads", "8", app="wsgiapps:misc_app") as server:
+        request(server.port, "GET", "/sleep")  # warm up
         with ThreadPoolExecutor(8) as pool:
-            results = list(pool.map(lambda _: server.request("GET", "/together?8"), range(8)))
+            results = list(pool.map(lambda _: request(server.port, "GET", "/together?8"),
+                                    range(8)))
         assert all(status == 200 and body == b"together" for status, _, body in results), results
 
 
@@ -283,9 +295,7 @@ def test_head_states_the_length_a_get_would_have_or_none(interface, app, threads
     known (the application's, or a WSGI one-item list's), otherwise neither a
     length nor chunked framing (as gunicorn); never a Content-Length: 0 that
     a GET would contradict. The connection stays usable after each."""
-    from forker_proc import Reader
-
-    with Server("--interface", interface, "--threads", threads, app) as server, \
+    with ForkerProcess("--interface", interface, "--threads", threads, app=app) as server, \
             socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         reader = Reader(sock)
         for path in ("/gen", "/cl", "/one", "/empty-on-head"):

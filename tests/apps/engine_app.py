@@ -40,6 +40,9 @@ def app(request):
         return Response(b"created", status=201, headers=[("X-Custom", "yes")])
     if path == "/empty":
         return Response(None, status=204)
+    if path == "/cookies":
+        return Response(b"two", headers=[("Set-Cookie", "a=1; Path=/"), ("X-Between", "x"),
+                                         ("Set-Cookie", "b=2")])
     if path == "/pid":
         return str(os.getpid())
     if path == "/sleep":

@@ -71,6 +71,10 @@ def misc_app(environ, start_response):
     if path == "/hop":
         start_response("200 OK", [("Connection", "close")])
         return [b"should not be seen"]
+    if path == "/cookies":
+        start_response("200 OK", [("Set-Cookie", "a=1; Path=/"), ("X-Between", "x"),
+                                  ("Set-Cookie", "b=2")])
+        return [b"two"]
     if path == "/raise":
         raise RuntimeError("application failure")
     if path == "/file":
