@@ -9,9 +9,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -23,7 +20,8 @@ import requests
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from cli_server import APPS, ROOT, Server  # noqa: E402
+from harness import (APPS, ForkerProcess, Reader, ServerProcess, connect, exchange,  # noqa: E402
+                     read_until_close, reset)
 
 from forker.config import Config  # noqa: E402
 from forker.errors import WORKER_BOOT_ERROR, AppImportError  # noqa: E402
@@ -34,7 +32,7 @@ DEADLINE = 30.0  # bounds a wait for an event, never a measure
 @pytest.fixture(scope="module", params=["uvloop", "asyncio"])
 def raw(request):
     # no --interface: the coroutine function of three arguments says ASGI
-    with Server("asgi_raw:app", "--loop", request.param, cwd=APPS) as server:
+    with ForkerProcess("--loop", request.param, app="asgi_raw:app") as server:
         server.url = f"http://127.0.0.1:{server.port}"
         yield server
 
@@ -47,52 +45,6 @@ def wait_for_event(server, text):
             return events
         assert time.monotonic() < deadline, f"{text!r} not in {events}"
         time.sleep(0.02)
-
-
-def read_response(sock):
-    """One response from sock: (head, body), the body by its Content-Length or
-    chunked framing."""
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = sock.recv(65536)
-        assert chunk, buf
-        buf += chunk
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    fields = {k.strip().lower(): v.strip() for k, _, v in (x.partition(b":") for x in lines[1:])}
-    if b"content-length" in fields:
-        size = int(fields[b"content-length"])
-        while len(rest) < size:
-            chunk = sock.recv(65536)
-            assert chunk
-            rest += chunk
-        return head, rest[:size], rest[size:]
-    assert fields.get(b"transfer-encoding") == b"chunked", head
-    body = b""
-    while True:
-        while b"\r\n" not in rest:
-            rest += sock.recv(65536)
-        line, _, rest = rest.partition(b"\r\n")
-        size = int(line, 16)
-        while len(rest) < size + 2:
-            rest += sock.recv(65536)
-        body += rest[:size]
-        rest = rest[size + 2:]
-        if size == 0:
-            return head, body, rest
-
-
-def read_until_close(sock):
-    chunks = []
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 # -- detection -------------------------------------------------------------------------
@@ -185,11 +137,9 @@ def test_scope(raw):
 
 
 def test_http10_and_root_path():
-    with Server("asgi_raw:app", "--interface", "asgi", "--root-path", "/mount",
-                cwd=APPS) as server:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            sock.sendall(b"GET /scope?q HTTP/1.0\r\n\r\n")
-            data = read_until_close(sock)
+    with ForkerProcess("--interface", "asgi", "--root-path", "/mount",
+                       app="asgi_raw:app") as server:
+        data = exchange(server.port, b"GET /scope?q HTTP/1.0\r\n\r\n")
         head, _, body = data.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200")
         scope = json.loads(body)
@@ -198,7 +148,7 @@ def test_http10_and_root_path():
 
 
 def test_lifespan_state_is_copied_per_request():
-    with Server("asgi_starlette:app", cwd=APPS) as server:
+    with ForkerProcess(app="asgi_starlette:app") as server:
         url = f"http://127.0.0.1:{server.port}"
         first = requests.get(url + "/state", timeout=10).json()
         assert first["db"] == "connected" and first["leak"] is None
@@ -218,9 +168,7 @@ def test_streamed_bodies_and_framing(raw):
     response = requests.get(raw.url + "/stream-length", timeout=10)
     assert response.headers["content-length"] == "10" and response.text == "0123456789"
     assert "transfer-encoding" not in response.headers
-    with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as sock:
-        sock.sendall(b"GET /stream?n=2 HTTP/1.0\r\n\r\n")  # HTTP/1.0: delimited by the close
-        data = read_until_close(sock)
+    data = exchange(raw.port, b"GET /stream?n=2 HTTP/1.0\r\n\r\n")  # HTTP/1.0: delimited by the close
     head, _, body = data.partition(b"\r\n\r\n")
     assert b"chunked" not in head.lower() and body == b"chunk 0\nchunk 1\n"
 
@@ -230,49 +178,34 @@ def test_head(raw):
     head = requests.head(raw.url + "/stream-length", timeout=10)
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-length"] == get.headers["content-length"]
-    with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as sock:
+    with connect(raw.port) as sock:
         # a HEAD answer carries no body: the next response follows its head at once
         sock.sendall(b"HEAD /stream?n=3 HTTP/1.1\r\nHost: t\r\n\r\n"
                      b"GET /stream?n=1 HTTP/1.1\r\nHost: t\r\n\r\n")
-        data = b""
-        while not data.endswith(b"0\r\n\r\n"):
-            chunk = sock.recv(65536)
-            assert chunk, data
-            data += chunk
-    first, second = data.split(b"\r\n\r\n", 1)
-    assert first.startswith(b"HTTP/1.1 200") and b"chunked" not in first.lower()
-    assert second.startswith(b"HTTP/1.1 200") and b"chunk 0" in second
-    assert b"chunk 1" not in data and b"chunk 2" not in data
+        reader = Reader(sock)
+        first = reader.response(head_only=True)
+        second = reader.response()  # a body after the HEAD answer would be malformed here
+    assert first.version == "HTTP/1.1" and first.status == 200
+    assert all("chunked" not in f"{name}: {value}".lower() for name, value in first.fields)
+    assert second.version == "HTTP/1.1" and second.status == 200
+    assert second.body == b"chunk 0\n" and reader.buf == b""
 
 
 def test_keep_alive_and_pipelining(raw):
-    with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as sock:
+    with connect(raw.port) as sock:
+        reader = Reader(sock)
         for i in range(50):  # one connection, one request after another
             sock.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s"
                          % (len(b"x" * i), b"x" * i))
-            head, body, rest = read_response(sock)
-            assert head.startswith(b"HTTP/1.1 200") and body.startswith(b"%d " % i)
-            assert rest == b""
+            response = reader.response()
+            assert response.status_line.startswith("HTTP/1.1 200")
+            assert response.body.startswith(b"%d " % i)
+            assert reader.buf == b""
         sock.sendall(b"".join(b"GET /stream?n=%d HTTP/1.1\r\nHost: t\r\n\r\n" % (i % 4 + 1)
                               for i in range(20)))  # pipelined
-        rest = b""
         for i in range(20):
-            sock_data = _Buffered(sock, rest)
-            head, body, rest = read_response(sock_data)
-            assert body == b"".join(b"chunk %d\n" % j for j in range(i % 4 + 1))
-
-
-class _Buffered:
-    """A socket whose first recv returns bytes already read."""
-
-    def __init__(self, sock, ahead):
-        self.sock, self.ahead = sock, ahead
-
-    def recv(self, size):
-        if self.ahead:
-            data, self.ahead = self.ahead, b""
-            return data
-        return self.sock.recv(size)
+            response = reader.response()
+            assert response.body == b"".join(b"chunk %d\n" % j for j in range(i % 4 + 1))
 
 
 def test_many_requests_in_flight_on_one_worker(raw):
@@ -286,12 +219,9 @@ def test_many_requests_in_flight_on_one_worker(raw):
 
 def test_slow_reader_resumes_a_paused_stream(raw):
     count = 128  # 8 MiB: far beyond what the loop holds for one connection
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.settimeout(DEADLINE)
-        sock.connect(("127.0.0.1", raw.port))
+    with connect(raw.port, timeout=DEADLINE, rcvbuf=4096) as sock:
         sock.sendall(b"GET /big?n=%d HTTP/1.1\r\nHost: t\r\n\r\n" % count)
-        head, body, _ = read_response(sock)
+        body = Reader(sock).response().body
     assert len(body) == count * 65536
     assert all(body[i * 65536] == i % 256 for i in range(count))
 
@@ -313,7 +243,7 @@ def test_uploads_whole_and_streamed(raw):
     # chunked, from a generator
     assert requests.post(raw.url + "/upload", data=iter([data[:1000], data[1000:]]),
                          timeout=DEADLINE).text == expected
-    with Server("asgi_raw:app", "--body-buffer-size", "65536", cwd=APPS) as server:
+    with ForkerProcess("--body-buffer-size", "65536", app="asgi_raw:app") as server:
         url = f"http://127.0.0.1:{server.port}/upload"
         assert requests.post(url, data=data, timeout=DEADLINE).text == expected
         assert requests.post(url, data=iter([data[:70000], data[70000:]]),
@@ -321,7 +251,7 @@ def test_uploads_whole_and_streamed(raw):
 
 
 def test_expect_100_continue(raw):
-    with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as sock:
+    with connect(raw.port) as sock:
         sock.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
                      b"Expect: 100-continue\r\n\r\n")
         interim = b""
@@ -329,7 +259,7 @@ def test_expect_100_continue(raw):
             interim += sock.recv(1)
         assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(b"hello")
-        head, body, _ = read_response(sock)
+        body = Reader(sock).response().body
     assert body == b"5 " + hashlib.sha256(b"hello").hexdigest().encode()
 
 
@@ -354,28 +284,22 @@ def test_websocket_upgrade_is_refused(raw):
 
 # -- the client leaving, errors -------------------------------------------------------------
 
-def reset_close(sock):
-    """Closes with a reset (SO_LINGER 0), as a client that gives up does."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
-
-
 def test_disconnect_while_streaming(raw):
-    sock = socket.create_connection(("127.0.0.1", raw.port), timeout=10)
+    sock = connect(raw.port)
     sock.sendall(b"GET /forever HTTP/1.1\r\nHost: t\r\n\r\n")
     got = b""
     while len(got) < 200000:
         got += sock.recv(65536)
-    reset_close(sock)
+    reset(sock)  # as a client that gives up
     wait_for_event(raw, "forever: send raised OSError")
     assert requests.get(raw.url + "/pid", timeout=10).status_code == 200
 
 
 def test_disconnect_while_waiting(raw):
-    sock = socket.create_connection(("127.0.0.1", raw.port), timeout=10)
+    sock = connect(raw.port)
     sock.sendall(b"POST /wait-disconnect HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi")
     wait_for_event(raw, "wait-disconnect: waiting")
-    reset_close(sock)
+    reset(sock)  # as a client that gives up
     wait_for_event(raw, "wait-disconnect: http.disconnect")
 
 
@@ -399,9 +323,10 @@ def test_errors_before_the_response_give_500(raw, path, needle):
     ("/incomplete", "returned without completing the response"),
 ])
 def test_errors_after_the_response_started_close_the_connection(raw, path, needle):
-    with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as sock:
+    with connect(raw.port) as sock:
         sock.sendall(b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path.encode())
-        data = read_until_close(sock)
+        data, closed = read_until_close(sock)
+    assert closed, data
     assert data.startswith(b"HTTP/1.1 200") and b"partial" in data
     assert not data.endswith(b"0\r\n\r\n")  # the chunked body never ended
     raw.wait_for(needle)
@@ -418,9 +343,9 @@ def test_send_after_complete_and_receive_after_it(raw):
 # -- lifespan ------------------------------------------------------------------------------
 
 def test_failed_startup_is_a_boot_error():
-    server = Server("asgi_lifespan_fail:app", "--workers", "2", cwd=APPS, wait=False)
+    server = ForkerProcess(app="asgi_lifespan_fail:app", workers=2, wait=False)
     try:
-        status = server.proc.wait(DEADLINE)
+        status = server.wait(DEADLINE)
     finally:
         server.stop()
     assert status == WORKER_BOOT_ERROR
@@ -429,12 +354,12 @@ def test_failed_startup_is_a_boot_error():
 
 
 def test_application_without_lifespan_is_served():
-    with Server("asgi_no_lifespan:app", cwd=APPS) as server:
+    with ForkerProcess(app="asgi_no_lifespan:app") as server:
         assert requests.get(f"http://127.0.0.1:{server.port}/", timeout=10).text == \
             "no lifespan here"
-    server2 = Server("asgi_no_lifespan:app", "--lifespan", "on", cwd=APPS, wait=False)
+    server2 = ForkerProcess("--lifespan", "on", app="asgi_no_lifespan:app", wait=False)
     try:
-        assert server2.proc.wait(DEADLINE) == WORKER_BOOT_ERROR
+        assert server2.wait(DEADLINE) == WORKER_BOOT_ERROR
     finally:
         server2.stop()
 
@@ -447,32 +372,26 @@ class Uvicorn:
     def __init__(self, app):
         self.dir = tempfile.mkdtemp()
         self.path = os.path.join(self.dir, "uvicorn.sock")
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, APPS]))
-        self.proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--uds", self.path,
-                                      "--log-level", "warning", app], cwd=APPS, env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:  # ready once it answers a request on its socket
+            self.server = ServerProcess(
+                [sys.executable, "-m", "uvicorn", "--uds", self.path, "--log-level", "warning",
+                 app], cwd=APPS, address=f"unix:{self.path}", start_timeout=DEADLINE,
+                probe=b"GET /pid HTTP/1.1\r\nHost: oracle\r\nConnection: close\r\n\r\n")
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
         self.client = httpx.Client(transport=httpx.HTTPTransport(uds=self.path),
                                    base_url="http://oracle", timeout=DEADLINE)
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            try:
-                self.client.get("/pid")
-                return
-            except httpx.TransportError:
-                assert self.proc.poll() is None and time.monotonic() < deadline, \
-                    self.proc.stderr.read().decode() if self.proc.poll() is not None else "slow"
-                time.sleep(0.05)
 
     def close(self):
         self.client.close()
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(DEADLINE)
+        self.server.stop(DEADLINE)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def fastapi_pair():
-    with Server("asgi_fastapi:app", cwd=APPS) as server:
+    with ForkerProcess(app="asgi_fastapi:app") as server:
         oracle = Uvicorn("asgi_fastapi:app")
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{server.port}",
@@ -542,7 +461,7 @@ def test_access_log(tmp_path):
     log = tmp_path / "access.log"
     data = tmp_path / "file.bin"
     data.write_bytes(b"z" * 1000)
-    with Server("asgi_raw:app", "--access-log", str(log), cwd=APPS) as server:
+    with ForkerProcess("--access-log", str(log), app="asgi_raw:app") as server:
         url = f"http://127.0.0.1:{server.port}"
         requests.get(url + "/stream?n=2", timeout=10)
         requests.get(url + "/pathsend", params={"name": str(data)}, timeout=10)
@@ -561,7 +480,7 @@ def test_forwarded_fields_from_a_trusted_proxy(raw):
     scope = httpx.get(raw.url + "/scope", headers={
         "Forwarded": 'for="[2001:db8::1]:4711";proto=https'}).json()
     assert scope["client"] == ["2001:db8::1", 4711] and scope["scheme"] == "https"
-    with Server("asgi_raw:app", "--forwarded-allow-ips", "10.0.0.1", cwd=APPS) as server:
+    with ForkerProcess("--forwarded-allow-ips", "10.0.0.1", app="asgi_raw:app") as server:
         scope = httpx.get(f"http://127.0.0.1:{server.port}/scope", headers={
             "X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}).json()
     assert scope["client"][0] == "127.0.0.1" and scope["scheme"] == "http"  # not trusted

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from cli_server import Server, free_port, run_cli
+from harness import ForkerProcess, free_port, request, run_cli
 from forker.cli import build_parser, collect_all, config_path
 from forker.config import OPTIONS_BY_NAME
 
@@ -82,7 +82,9 @@ def test_a_server_started_from_gunicorn_cmd_args(tmp_path):
     port = free_port()
     env = {"GUNICORN_CMD_ARGS": f"--bind=127.0.0.1:{port} -c {tmp_path / 'conf.py'} "
                                 """'wsgiapps:factory("env-app")'"""}
-    with Server("--workers", "1", env=env, port=port, cwd=str(tmp_path)) as server:
-        status, headers, body = server.request("GET", "/")
+    # no bind= and no app=: both come from the variable; workers=1 is on the command line
+    with ForkerProcess(bind=None, address=f"127.0.0.1:{port}", env=env,
+                       cwd=str(tmp_path)) as server:
+        status, headers, body = request(server.port, "GET", "/")
         assert (status, body, headers["Server"]) == (200, b"env-app!", "from-conf")
         assert "1 workers" in server.wait_for(r"forker master pid \d+: \d+ workers").group(0)

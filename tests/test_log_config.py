@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_server import Server, free_port
+from harness import ForkerProcess, free_port, request, run_cli
 
 # gunicorn's examples/logging.conf, the shape gunicorn users have: %(here)s is
 # the directory of the file (gunicorn passes it to fileConfig)
@@ -93,7 +93,7 @@ def dict_config(directory: Path) -> dict:
     }
 
 
-def start(kind: str, directory: Path, *extra: str) -> Server:
+def start(kind: str, directory: Path, *extra: str) -> ForkerProcess:
     if kind == "ini":
         (directory / "logging.ini").write_text(INI)
         args = ["--log-config", str(directory / "logging.ini")]
@@ -106,8 +106,8 @@ def start(kind: str, directory: Path, *extra: str) -> Server:
         args = ["-c", str(directory / "gunicorn.conf.py")]
     port = free_port()
     # no "listening on" line on standard error to read a port from: it goes to error.log
-    return Server("--bind", f"127.0.0.1:{port}", *args, *extra, "wsgiapps:misc_app",
-                  port=port, cwd=str(directory))
+    return ForkerProcess(*args, *extra, app="wsgiapps:misc_app", bind=f"127.0.0.1:{port}",
+                         cwd=str(directory))
 
 
 def wait_for_text(path: Path, *fragments: str, timeout: float = 30.0) -> str:
@@ -125,9 +125,9 @@ def wait_for_text(path: Path, *fragments: str, timeout: float = 30.0) -> str:
 @pytest.mark.parametrize("kind", ["ini", "json", "dict"])
 def test_gunicorn_error_and_access_go_where_the_configuration_says(tmp_path, kind):
     with start(kind, tmp_path) as server:
-        status, _, body = server.request("GET", "/head?logged=1")
+        status, _, body = request(server.port, "GET", "/head?logged=1")
         assert (status, body) == (200, b"hello")
-        assert server.request("GET", "/raise")[0] == 500
+        assert request(server.port, "GET", "/raise").status == 500
         access = wait_for_text(tmp_path / "access.log", '"GET /head?logged=1 HTTP/1.1" 200',
                                '"GET /raise HTTP/1.1" 500')
         error = wait_for_text(tmp_path / "error.log", f"listening on 127.0.0.1:{server.port}",
@@ -149,20 +149,20 @@ def test_usr1_reopens_the_configurations_files(tmp_path):
     files, in the master and in the workers, as gunicorn reopens every
     FileHandler."""
     with start("ini", tmp_path) as server:
-        server.request("GET", "/head?before")
+        request(server.port, "GET", "/head?before")
         wait_for_text(tmp_path / "access.log", "GET /head?before ")
         os.rename(tmp_path / "access.log", tmp_path / "access.log.1")
         os.rename(tmp_path / "error.log", tmp_path / "error.log.1")
-        server.proc.send_signal(signal.SIGUSR1)
+        server.signal(signal.SIGUSR1)
         wait_for_text(tmp_path / "error.log.1", "USR1: reopening log files")
         deadline = time.monotonic() + 30
         attempt = 0
         while not (tmp_path / "access.log").exists():  # until the worker's USR1 has come
             assert time.monotonic() < deadline, "the worker did not reopen access.log"
             attempt += 1
-            server.request("GET", f"/head?after-{attempt}")
+            request(server.port, "GET", f"/head?after-{attempt}")
         attempt += 1
-        server.request("GET", f"/head?after-{attempt}")
+        request(server.port, "GET", f"/head?after-{attempt}")
         wait_for_text(tmp_path / "access.log", f"GET /head?after-{attempt} ")
         assert server.stop() == 0
     assert "?before" in (tmp_path / "access.log.1").read_text()
@@ -173,8 +173,6 @@ def test_usr1_reopens_the_configurations_files(tmp_path):
 
 
 def test_a_missing_configuration_file_is_exit_2_naming_the_option(tmp_path):
-    from cli_server import run_cli
-
     out = run_cli("--log-config", str(tmp_path / "nowhere.ini"), cwd=str(tmp_path))
     assert out.returncode == 2
     assert out.stderr.splitlines()[-1] == (f"forker: error: argument --log-config: cannot "

@@ -16,7 +16,7 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from cli_server import Server, run_cli
+from harness import ForkerProcess, request, run_cli
 from forker import _worker, shm
 from forker.config import Config
 from forker.statsd import parse_address, prefix_of
@@ -80,12 +80,12 @@ def requests_total(got: Received, prefix: str = "") -> float:
 
 def test_a_servers_metrics_reach_statsd_with_gunicorns_names(udp):
     port = udp.getsockname()[1]
-    with Server("--workers", "2", "--statsd-host", f"127.0.0.1:{port}", "--statsd-prefix",
-                "myapp", "--dogstatsd-tags", "env:test,team:web",
-                "wsgiapps:misc_app") as server:
+    with ForkerProcess("--statsd-host", f"127.0.0.1:{port}", "--statsd-prefix", "myapp",
+                       "--dogstatsd-tags", "env:test,team:web", app="wsgiapps:misc_app",
+                       workers=2) as server:
         for _ in range(5):
-            assert server.request("GET", "/head")[0] == 200
-        assert server.request("GET", "/raise")[0] == 500
+            assert request(server.port, "GET", "/head").status == 200
+        assert request(server.port, "GET", "/raise").status == 500
         got = Received(udp)
         p = "myapp."
         got.read_until(lambda g: g.counters[f"{p}gunicorn.request.status.200"] >= 5
@@ -106,15 +106,10 @@ def test_a_servers_metrics_reach_statsd_with_gunicorns_names(udp):
                    for line in got.lines)
 
         # the master's own records: a worker killed is a warning
-        os.kill(_a_worker(server), signal.SIGKILL)
+        os.kill(server.worker_pids()[0], signal.SIGKILL)
         got.read_until(lambda g: g.counters[f"{p}gunicorn.log.warning"] >= 1,
                        "gunicorn.log.warning of the master's 'worker died' line")
         server.wait_for(r"\[WARNING\] worker \d+ pid \d+ died")
-
-
-def _a_worker(server: Server) -> int:
-    with open(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children") as f:
-        return int(f.read().split()[0])
 
 
 def test_a_unix_datagram_socket(tmp_path):
@@ -123,8 +118,8 @@ def test_a_unix_datagram_socket(tmp_path):
     sock.bind(path)
     sock.settimeout(0.5)
     try:
-        with Server("--statsd-host", f"unix:{path}", "--enable-backlog-metric") as server:
-            assert server.request("GET", "/")[0] == 200  # the built-in greeting
+        with ForkerProcess("--statsd-host", f"unix:{path}", "--enable-backlog-metric") as server:
+            assert request(server.port, "GET", "/").status == 200  # the built-in greeting
             got = Received(sock)
             got.read_until(lambda g: g.counters["gunicorn.request.status.200"] >= 1
                            and g.gauges["gunicorn.workers"] and g.gauges["gunicorn.backlog"],
@@ -137,11 +132,11 @@ def test_a_unix_datagram_socket(tmp_path):
 
 def test_a_down_statsd_costs_one_warning_and_no_request(tmp_path):
     """Nothing listens at the unix path: the server serves on, and says so once."""
-    with Server("--statsd-host", f"unix:{tmp_path / 'nobody.sock'}") as server:
+    with ForkerProcess("--statsd-host", f"unix:{tmp_path / 'nobody.sock'}") as server:
         for _ in range(3):
-            assert server.request("GET", "/")[0] == 200
+            assert request(server.port, "GET", "/").status == 200
         server.wait_for(r"statsd: cannot send to unix:.*nobody\.sock")
-        assert server.request("GET", "/")[0] == 200
+        assert request(server.port, "GET", "/").status == 200
     assert server.stderr.count("statsd: cannot send") == 1
 
 
