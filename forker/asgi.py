@@ -27,6 +27,8 @@ TYPE_CHECKING = False  # not typing's: a worker process does not import typing
 if TYPE_CHECKING:
     from typing import Any, Dict, Optional
 
+    from .config import Config
+
 log = logging.getLogger("forker.error")
 
 
@@ -39,11 +41,11 @@ class ASGIHandler(Core, Proxies):
 
     interface = "asgi"
 
-    def __init__(self, app: Any, config: Any) -> None:
-        super().__init__(app, getattr(config, "root_path", "") or "")
+    def __init__(self, app: Any, config: Config) -> None:
+        super().__init__(app, config.root_path)
         self._init_proxies(config)
-        self.lifespan_mode: str = getattr(config, "lifespan", "auto")
-        self.loop_kind: str = getattr(config, "loop", "auto")
+        self.lifespan_mode: str = config.lifespan
+        self.loop_kind: str = config.loop
         self._lifespan: Optional[Lifespan] = None
 
     def forwarded(self, scope: Dict[str, Any], fields: Dict[bytes, str]) -> None:

@@ -31,25 +31,18 @@ TYPE_CHECKING = False  # not typing's: a worker process does not import typing
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional
 
+    from .config import Config
+
 log = logging.getLogger("forker.error")
 
 
-def _max_requests(config: Any) -> int:
-    limit = int(getattr(config, "max_requests", 0) or 0)
-    jitter = int(getattr(config, "max_requests_jitter", 0) or 0)
-    if limit > 0 and jitter > 0:
-        # os.urandom, not the random module, which would add 0.1 MiB to every worker
-        limit += int.from_bytes(os.urandom(4), "little") % (jitter + 1)
-    return limit
-
-
-def _access_logger(config: Any, worker_id: int) -> Optional[Any]:
+def _access_logger(config: Config, worker_id: int) -> Optional[Any]:
     from . import logs  # also with access_log off: a logging configuration may ask for one
 
     return logs.access_logger(config, worker_id)
 
 
-def _tls_inputs(config: Any, schemes: Optional[List[str]]) -> Dict[str, Any]:
+def _tls_inputs(config: Config, schemes: Optional[List[str]]) -> Dict[str, Any]:
     """What the engine makes an https listener's TLS context with: the session
     ticket keys the workers share and the ssl_context option's checked context
     (None: the certificate files). Raises ConfigError."""
@@ -61,7 +54,7 @@ def _tls_inputs(config: Any, schemes: Optional[List[str]]) -> Dict[str, Any]:
     return {"ticket_keys": ticket_keys(), "ssl_context": context}
 
 
-def run_worker(app: Any, config: Any, listeners: List[Any], worker_id: int,
+def run_worker(app: Any, config: Config, listeners: List[Any], worker_id: int,
                slot: Optional[memoryview] = None, schemes: Optional[List[str]] = None,
                worker: Any = None, stats: Optional[memoryview] = None) -> int:
     """Serve on the inherited listeners until told to stop; returns the exit status.
@@ -88,20 +81,18 @@ def run_worker(app: Any, config: Any, listeners: List[Any], worker_id: int,
             aloop.close()
             return WORKER_BOOT_ERROR
     access_log = _access_logger(config, worker_id)
-    tick = getattr(access_log, "flush", None)
+    tick = access_log.flush if access_log is not None else None
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         engine = Engine(app, config, listeners, slot=slot, wake_fd=wake_r,
-                        parent_pid=os.getppid(), max_requests=_max_requests(config),
-                        access_log=access_log, tick=tick,
-                        threads=1 if asynchronous else int(getattr(config, "threads", 1)),
+                        parent_pid=os.getppid(), access_log=access_log, tick=tick,
                         schemes=schemes, asynchronous=asynchronous,
                         constant_body=greeting(None) if app is greeting else None,
                         stats=stats, **_tls_inputs(config, schemes))
     except ConfigError as exc:  # the certificate files changed since the master read them
         log.error("worker %d: cannot set up TLS: %s", worker_id, exc)
         if access_log is not None:
-            getattr(access_log, "close", lambda: None)()
+            access_log.close()
         os.close(wake_r)
         os.close(wake_w)
         if aloop is not None:  # the lifespan started: it shuts down too
@@ -112,7 +103,7 @@ def run_worker(app: Any, config: Any, listeners: List[Any], worker_id: int,
     def graceful(signum: int, frame: Any) -> None:
         engine.stop(graceful=True)
 
-    worker_int = getattr(config, "worker_int", None)
+    worker_int = config.worker_int
 
     def fast(signum: int, frame: Any) -> None:
         if worker_int is not None:
@@ -142,7 +133,7 @@ def run_worker(app: Any, config: Any, listeners: List[Any], worker_id: int,
     finally:
         signal.set_wakeup_fd(-1)
         if access_log is not None:
-            getattr(access_log, "close", lambda: None)()
+            access_log.close()
         os.close(wake_r)
         os.close(wake_w)
     return 0

@@ -169,10 +169,10 @@ def test_every_c_facing_option_round_trips():
         values[option.name] = {"ms": 1.25 + k, "count": 1000 + 7 * k, "u64": 1000 + 7 * k,
                                "int": not option.default_value(),
                                "text": f"/v{k}"}[kind]
-    config = Config(**values)
+    config = Config(**values, max_requests=77)
     wake_r, wake_w = os.pipe()  # the loop watches wake_fd: it must be open
     try:
-        got = loop_values(config, max_requests=77, wake_fd=wake_r, parent_pid=4242)
+        got = loop_values(config, wake_fd=wake_r, parent_pid=4242)
     finally:
         os.close(wake_r)
         os.close(wake_w)
@@ -188,8 +188,8 @@ def test_every_c_facing_option_round_trips():
 
 def test_derived_fields():
     config = Config(reuse_port=True, proxy_protocol=True, forwarded_allow_ips="10.0.0.0/8,::1",
-                    server_header="", body_buffer_size=None)
-    got = loop_values(config, threads=2)
+                    server_header="", body_buffer_size=None, threads=2)
+    got = loop_values(config)
     assert got["shared_listeners"] == 0
     assert got["proxy_allow"] != 0 and got["proxy_allow_len"] == 2
     assert got["threaded"] == 1 and got["notify_fd"] >= 0
@@ -197,7 +197,9 @@ def test_derived_fields():
     assert got["server"] == b"" and got["server_len"] == 0
     assert got["health_path"] is None and got["health_path_len"] == 0
     assert loop_values(Config(body_buffer_size=None))["body_buffer_size"] == 0
-    assert loop_values(Config(), max_requests=(1 << 62) + 5)["max_requests"] == (1 << 62) + 5
+    got = loop_values(Config(max_requests=1 << 62, max_requests_jitter=5))["max_requests"]
+    assert (1 << 62) <= got <= (1 << 62) + 5  # this worker's share of the jitter
+    assert loop_values(Config(threads=4), asynchronous=True)["threaded"] == 1
 
 
 def accepted(name, value):

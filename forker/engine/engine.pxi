@@ -7,6 +7,15 @@
 cdef Py_ssize_t BODY_BUFFER_SIZE = 64 << 10  # default body_buffer_size with threads
 
 
+cdef object max_requests_of(config):
+    """max_requests, plus this worker's share of max_requests_jitter (0: no limit)."""
+    limit = config.max_requests
+    if limit > 0 and config.max_requests_jitter > 0:
+        # os.urandom, not the random module, which would add 0.1 MiB to every worker
+        limit += int.from_bytes(os.urandom(4), "little") % (config.max_requests_jitter + 1)
+    return limit
+
+
 cdef class Engine:
     """One worker's loop. run() returns when the loop stopped."""
 
@@ -21,10 +30,12 @@ cdef class Engine:
         self.notify_fd = -1
 
     def __init__(self, app, config, listeners, slot=None, int wake_fd=-1, int parent_pid=0,
-                 max_requests=0, access_log=None, tick=None, int threads=1,
-                 schemes=None, constant_body=None, bytes ticket_keys=None, ssl_context=None,
-                 stats=None, bint asynchronous=False):
-        """constant_body: the bytes app always answers (the built-in greeting),
+                 access_log=None, tick=None, schemes=None, constant_body=None,
+                 bytes ticket_keys=None, ssl_context=None, stats=None, bint asynchronous=False):
+        """config: the forker.config.Config, each option read by its name
+        (a Config has every option: no default here stands in for a missing
+        one); the other arguments hold what no option does, the worker's own.
+        constant_body: the bytes app always answers (the built-in greeting),
         which the loop then answers itself when nothing is logged. ticket_keys
         and ssl_context: what an https listener's TLS context is made with
         (forker.tls.ticket_keys(), the checked ssl.SSLContext of the option,
@@ -37,6 +48,7 @@ cdef class Engine:
         threads."""
         cdef unsigned char[:] view
         cdef fk_net *nets
+        cdef int threads = 1 if asynchronous else config.threads
         self.app = app
         self.access_log = access_log
         self.tick_callback = tick
@@ -44,7 +56,8 @@ cdef class Engine:
         self.jobs = {}
         self.threads = threads
         # What the options table does not give fk_loop_config itself (loop_config()).
-        engine = {"max_requests": max_requests, "wake_fd": wake_fd, "parent_pid": parent_pid,
+        engine = {"max_requests": max_requests_of(config), "wake_fd": wake_fd,
+                  "parent_pid": parent_pid,
                   "threaded": threads > 1 or asynchronous, "notify_fd": -1, "slot": None,
                   "stats": None,
                   "constant_body": None, "proxy_allow": None, "proxy_allow_len": 0,
