@@ -5,6 +5,8 @@ import socket
 from typing import (Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar, Union,
                     overload)
 
+from .config import Config
+
 _T = TypeVar("_T")
 
 STREAM_WINDOW: int
@@ -116,15 +118,13 @@ class Engine:
     def __init__(
         self,
         app: Callable[..., Any],
-        config: Any,
+        config: Config,
         listeners: Iterable[socket.socket],
         slot: Optional[memoryview] = None,
         wake_fd: int = -1,
         parent_pid: int = 0,
-        max_requests: int = 0,
         access_log: Optional[Any] = None,
         tick: Optional[Callable[[], Any]] = None,
-        threads: int = 1,
         schemes: Optional[Iterable[str]] = None,
         constant_body: Optional[bytes] = None,
         ticket_keys: Optional[bytes] = None,
