@@ -12,20 +12,13 @@ import sys
 
 from . import process
 from .errors import WORKER_BOOT_ERROR, AppImportError
+from .signals import HANDLED, IGNORED
 
 TYPE_CHECKING = False  # not typing's: a worker process does not import typing
 if TYPE_CHECKING:
     from typing import Any, Dict, List, NoReturn, Optional
 
 log = logging.getLogger("forker.master")
-
-# Signals the master handles; blocked across fork so that one meant for the
-# child cannot reach the master's handler copy in it before run() resets them.
-HANDLED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGTTIN,
-           signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD)
-# Master signals that would stop (TTIN/TTOU) or kill (HUP) a worker if they
-# reached its process group.
-IGNORED = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 
 
 def run(arbiter: Any, worker: Any, listeners: List[Any]) -> NoReturn:
@@ -170,8 +163,7 @@ def _on_abort(arbiter: Any, worker: Any) -> None:
 def _reset_signals(arbiter: Any) -> None:
     """Drop the master's handlers, wakeup fd and pipe; USR2 prints the stack."""
     signal.set_wakeup_fd(-1)
-    for fd in arbiter.signal_pipe:
-        os.close(fd)
+    arbiter.signals.close()
     for signum in HANDLED:
         signal.signal(signum, signal.SIG_IGN if signum in IGNORED else signal.SIG_DFL)
     signal.signal(signal.SIGUSR1, lambda signum, frame: reopen_logs())

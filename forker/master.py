@@ -17,6 +17,12 @@ Signals (the master acts on them between loop turns; handlers only queue them):
 A worker is a forked child running forker.worker.run_worker(); the two share a
 512-byte slot of memory (forker/shm.py) through which the master sees each
 worker's heartbeat, request count and the start of the handler call running.
+
+The Arbiter holds what shares its state: the loop, what each signal does, the
+reload, and spawning, reaping and watching the workers. Beside it: the signal
+queue (forker/signals.py), the USR2 re-execution (forker/upgrade.py), the
+fork's child side (forker/child.py), the listeners (forker/sockets.py) and
+the metrics it serves or sends (forker/metrics.py, forker/statsd.py).
 """
 
 from __future__ import annotations
@@ -25,16 +31,15 @@ import logging
 import os
 import select
 import signal
-import sys
 import threading
 import time
 
-from . import appspec, child, hooks, metrics, process, tls
-from .child import HANDLED
+from . import appspec, child, hooks, metrics, process, tls, upgrade
 from .config import Config
 from .errors import WORKER_BOOT_ERROR
 from .shm import SlotTable
-from .sockets import UPGRADE_ENV, Listeners, attach_cpu_steering, enable_request_migration
+from .signals import HANDLED, SignalQueue
+from .sockets import Listeners, attach_cpu_steering, enable_request_migration
 
 TYPE_CHECKING = False  # not typing's: a worker process does not import typing
 if TYPE_CHECKING:
@@ -106,7 +111,7 @@ class Arbiter:
         self.num_workers = self.config.workers
         self.app: Any = None  # the handler, when loaded in the master
         self._age = 0  # workers spawned so far
-        self.cwd = _working_directory()
+        self.cwd = upgrade.working_directory()
         self.workers: Dict[int, Worker] = {}
         self.generation = 0
         self._next_generation = 1
@@ -117,10 +122,7 @@ class Arbiter:
         self.pidfile: Optional[process.Pidfile] = None
         self.cpus = process.usable_cpus()
         self.migrate = False
-        self._signals: List[int] = []
-        self.signal_pipe = (-1, -1)
-        self._saved_signals: Dict[int, Any] = {}
-        self._saved_wakeup = -1
+        self.signals = SignalQueue()
         self._stopping: Optional[str] = None  # "graceful" or "fast"
         self._exit_status = 0
         self._reload: Optional[_Reload] = None
@@ -219,7 +221,7 @@ class Arbiter:
             os.write(self.boot_report[1], b"!")
             self.metrics = metrics.MetricsServer.open(self, log)
             self._configure_statsd(config)
-            self._install_signals()
+            self.signals.install()
         except BaseException:
             self.listeners.close()
             if self.metrics is not None:
@@ -306,10 +308,10 @@ class Arbiter:
 
     def _wait(self, timeout: float) -> None:
         """Block until a signal arrives or timeout seconds pass; answer /metrics meanwhile."""
-        if self._signals:
+        if self.signals.pending:
             timeout = 0.0
         poller = select.poll()  # not select(): descriptors beyond 1023 with many workers
-        poller.register(self.signal_pipe[0], select.POLLIN)
+        poller.register(self.signals.fd, select.POLLIN)
         for fd, events in self.metrics.watch() if self.metrics is not None else ():
             poller.register(fd, events)
         try:
@@ -317,32 +319,14 @@ class Arbiter:
         except InterruptedError:
             return
         if self.metrics is not None:
-            self.metrics.handle([(fd, ev) for fd, ev in ready if fd != self.signal_pipe[0]])
-        if any(fd == self.signal_pipe[0] for fd, _ in ready):
-            try:
-                while os.read(self.signal_pipe[0], 4096):
-                    pass
-            except (BlockingIOError, InterruptedError):
-                pass
+            self.metrics.handle([(fd, ev) for fd, ev in ready if fd != self.signals.fd])
+        if any(fd == self.signals.fd for fd, _ in ready):
+            self.signals.drain()
 
-    # -- signals ------------------------------------------------------------------
-
-    def _install_signals(self) -> None:
-        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.signal_pipe = (read_end, write_end)
-        for signum in HANDLED:
-            self._saved_signals[signum] = signal.signal(signum, self._enqueue)
-        self._saved_wakeup = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
-
-    def _enqueue(self, signum: int, frame: Any) -> None:
-        # One CHLD stands for any number (the loop reaps them all), so a storm
-        # of exiting workers cannot crowd a TERM out of the bounded queue.
-        if len(self._signals) < 32 and not (signum == signal.SIGCHLD and signum in self._signals):
-            self._signals.append(signum)
+    # -- signals (queued by forker/signals.py, acted on here) -----------------------
 
     def _dispatch(self) -> None:
-        while self._signals:
-            signum = self._signals.pop(0)
+        while (signum := self.signals.pop()) is not None:
             handler = getattr(self, f"_on_{signal.Signals(signum).name[3:].lower()}", None)
             if handler is not None:
                 handler()
@@ -424,33 +408,13 @@ class Arbiter:
             log.warning("USR2: the new master pid %d is already running", self._upgrade_pid)
             return
         assert self.listeners is not None
-        fds = [sock.fileno() for sock in self.listeners.sockets()]
-        argv = list(getattr(sys, "orig_argv", [])) or [sys.executable] + sys.argv
-        if self.pidfile is not None:
-            self.pidfile.rename(".oldbin")
-        try:
-            pid = os.fork()
-        except OSError as exc:
-            log.error("USR2: cannot fork the new master: %s", exc.strerror)
-            if self.pidfile is not None:
-                self.pidfile.rename(".oldbin", back=True)
-            return
-        if pid == 0:
-            try:
-                for fd in fds:
-                    os.set_inheritable(fd, True)
-                environ = dict(os.environ, **{UPGRADE_ENV: ",".join(map(str, fds))})
-                self._restore_signals()
-                os.chdir(self.cwd)
-                hooks.call("pre_exec", self.config.pre_exec, self)
-                os.execve(sys.executable, [sys.executable] + argv[1:], environ)
-            except BaseException as exc:
-                sys.stderr.write(f"forker: USR2: cannot re-execute the master: {exc}\n")
-            finally:
-                os._exit(1)
-        self._upgrade_pid = pid
-        log.info("USR2: new master pid %d started with %d inherited sockets; "
-                 "send TERM to this master (pid %d) to retire it", pid, len(fds), self.pid)
+
+        def before_exec() -> None:  # in the new master's process
+            self.signals.restore()
+            hooks.call("pre_exec", self.config.pre_exec, self)
+
+        self._upgrade_pid = upgrade.start_new_master(self.listeners.sockets(), self.cwd,
+                                                     self.pidfile, before_exec)
 
     # -- workers ------------------------------------------------------------------
 
@@ -468,10 +432,7 @@ class Arbiter:
             code = os.waitstatus_to_exitcode(status)
             if pid == self._upgrade_pid:
                 self._upgrade_pid = 0
-                log.error("USR2: the new master pid %d exited (%s); this master goes on serving",
-                          pid, process.describe_exit(code))
-                if self.pidfile is not None:
-                    self.pidfile.rename(".oldbin", back=True)
+                upgrade.new_master_exited(pid, code, self.pidfile)
                 continue
             worker = self.workers.pop(pid, None)
             if worker is not None:
@@ -769,11 +730,8 @@ class Arbiter:
         """Stopped: pidfile, signal dispositions, pipe, shared memory."""
         if self.pidfile is not None:
             self.pidfile.unlink(self.pid)
-        self._restore_signals()
-        for fd in self.signal_pipe:
-            if fd >= 0:
-                os.close(fd)
-        self.signal_pipe = (-1, -1)
+        self.signals.restore()
+        self.signals.close()
         if self.listeners is not None:
             self.listeners.close()
         if self.metrics is not None:
@@ -787,13 +745,6 @@ class Arbiter:
             if fd >= 0:
                 os.close(fd)
         self.boot_report = (-1, -1)
-
-    def _restore_signals(self) -> None:
-        if self.signal_pipe[1] >= 0:
-            signal.set_wakeup_fd(self._saved_wakeup)
-        for signum, previous in self._saved_signals.items():
-            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
-        self._saved_signals = {}
 
 
 def _check_access_log(config: Config) -> None:
@@ -810,27 +761,11 @@ def _check_access_log(config: Config) -> None:
         raise ConfigError(f"access_log: cannot write to {path}: {exc.strerror}") from None
 
 
-def _working_directory() -> str:
-    """The directory an upgrade re-executes in: $PWD, which keeps the symbolic
-    links a deployment switches (/srv/app/current), when it is where we are; a
-    PWD inherited from elsewhere (a parent that changed directory) is not."""
-    cwd = os.getcwd()
-    pwd = os.environ.get("PWD")
-    try:
-        if pwd and os.path.samefile(pwd, cwd):
-            return pwd
-    except OSError:
-        pass
-    return cwd
-
-
 def _kill(pid: int, signum: int) -> None:
     try:
         os.kill(pid, signum)
     except ProcessLookupError:
         pass
-
-
 
 
 def _setup_logging(config: Config) -> None:
@@ -841,14 +776,6 @@ def _setup_logging(config: Config) -> None:
     from . import logs
 
     logs.setup(config)
-
-
-
-
-
-
-
-
 
 
 def run(app: Any, options: Mapping[str, Any],
