@@ -100,3 +100,27 @@ def test_the_graph_sees_the_compiled_modules():
 
 def test_no_import_cycle_among_forkers_modules():
     assert cycles(import_graph()) == []
+
+
+def reached(graph: Dict[str, Set[str]], start: str) -> Set[str]:
+    found: Set[str] = set()
+    todo = [start]
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt not in found:
+                found.add(nxt)
+                todo.append(nxt)
+    return found
+
+
+# The master's own modules (docs/ARCHITECTURE.md, "The master's modules"), and
+# the worker's: the master imports the worker's, never the other way.
+MASTERS = {"master", "child", "signals", "upgrade", "metrics"}
+WORKERS = {"worker", "_worker", "_wsgi", "_asgi", "asgi", "wsgi", "app"}
+
+
+def test_the_workers_modules_never_reach_the_masters():
+    graph = import_graph()
+    assert {name: reached(graph, name) & MASTERS for name in WORKERS} == \
+        {name: set() for name in WORKERS}
+    assert {name for name, edges in graph.items() if "master" in edges} == {"__init__", "cli"}
