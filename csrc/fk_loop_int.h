@@ -125,6 +125,9 @@ FK_INTERNAL void count_request_done(fk_loop *l, fk_conn *c);
 /* fk_loop_ws.c */
 /* Decodes what c->in holds of a websocket's frames, while no message waits. */
 FK_INTERNAL void ws_input(fk_loop *l, fk_conn *c);
+/* When c's deadline is next due, its output written: the close timeout, the
+ * ping timeout, the next keep-alive ping, or 0 none. */
+FK_INTERNAL uint64_t ws_deadline(const fk_loop *l, const fk_conn *c);
 /* c's deadline passed: the close or write timeout, or a keep-alive ping. */
 FK_INTERNAL void ws_timeout(fk_loop *l, fk_conn *c);
 /* Whether c may read: no message waits for Python, the input is not over, and

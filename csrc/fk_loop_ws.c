@@ -46,7 +46,7 @@ static int put_close(fk_conn *c, int code, const char *reason, size_t len)
 
 /* When c's deadline is next due: the close timeout, the ping timeout, the next
  * keep-alive ping, or none. */
-static uint64_t ws_deadline(const fk_loop *l, const fk_conn *c)
+uint64_t ws_deadline(const fk_loop *l, const fk_conn *c)
 {
     const fk_ws_conn *w = c->ws;
     if (w->close_sent)

@@ -85,6 +85,8 @@ int conn_flush(fk_loop *l, fk_conn *c)
     fk_spares_trim(&l->spares, &c->out);
     if (c->state == FK_CONN_HEAD && fk_buf_pending(&c->in) == 0)
         c->deadline = l->now + l->cfg.keepalive_ms;
+    else if (c->state == FK_CONN_WS)
+        c->deadline = ws_deadline(l, c); /* written: the write timeout is over */
     if (closes_when_flushed(c)) {
         if (c->linger || fk_buf_pending(&c->in) > 0)
             conn_linger(l, c);

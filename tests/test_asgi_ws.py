@@ -409,3 +409,31 @@ def test_the_same_conversation_as_with_uvicorn():
             oracle.close()
     assert ours == theirs
     assert ours[3] == (4001, "as you asked") and ours[-1] == 1009
+
+
+# -- keep-alive pings, stopping --------------------------------------------------------------
+
+def test_a_quiet_websocket_is_pinged_and_closed_1011_without_a_pong():
+    with ForkerProcess("--ws-ping-interval", "0.5", "--ws-ping-timeout", "1",
+                       app="asgi_ws:app") as server:
+        # the library answers the server's pings by itself
+        with ws_connect(f"ws://127.0.0.1:{server.port}/echo?name=answering",
+                        ping_interval=None) as answering:
+            silent = raw_open(server.port, "/echo?name=silent")
+            assert read_frame(silent)[0] == 0x9  # the server's ping, waited for
+            expect_failed(silent, 1011)  # no pong: closed
+            wait_for_event(f"http://127.0.0.1:{server.port}", "silent disconnect 1011")
+            answering.send("still open")
+            assert answering.recv() == "still open"
+
+
+def test_a_graceful_stop_closes_websockets_with_1001():
+    with ForkerProcess(app="asgi_ws:app") as server:
+        with ws_connect(f"ws://127.0.0.1:{server.port}/echo") as ws:
+            ws.send("before")
+            assert ws.recv() == "before"
+            server.signal(15)  # TERM: a graceful stop
+            with pytest.raises(ConnectionClosed) as info:
+                ws.recv()
+        assert info.value.rcvd.code == 1001
+        assert server.wait(DEADLINE) == 0
