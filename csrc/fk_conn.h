@@ -6,6 +6,7 @@
 #include "fk_buf.h"
 #include "fk_chunked.h"
 #include "fk_parse.h"
+#include "fk_ws.h"
 
 enum fk_conn_state {
     FK_CONN_FREE = 0,   /* slot unused */
@@ -17,7 +18,28 @@ enum fk_conn_state {
     FK_CONN_LINGER,     /* response sent, write side shut: discarding input until EOF */
     FK_CONN_CLOSED,     /* socket closed while Python still holds the slot */
     FK_CONN_PROXY,      /* accepted on a PROXY protocol listener: waiting for its header */
+    FK_CONN_WS,         /* a websocket after its 101: frames both ways (fk_loop_ws.c); Python
+                           holds the slot (py_owned) until the connection is closed */
 };
+
+/* A connection's websocket state (FK_CONN_WS), allocated at the 101 and freed
+ * with the slot. The client's bytes in c->in are, from in.off: the message
+ * being reassembled (dec.msg_len bytes, unmasked), then, from raw_off, bytes
+ * not decoded yet. */
+typedef struct fk_ws_conn {
+    fk_ws_decoder dec;
+    size_t raw_off;     /* offset from in.off of the bytes not decoded yet */
+    int msg_ready;      /* a whole message waits for Python at in.off (dec.msg_len bytes,
+                           dec.msg_opcode): nothing more is read until it is taken */
+    int in_done;        /* the client's close frame came (or the connection failed):
+                           nothing more is read */
+    int close_sent;     /* our close frame is queued: no more messages go out */
+    int close_code;     /* the client's close frame's code (1005: none given); 0 none came */
+    int fail_code;      /* the code the loop failed the connection with; 0 none */
+    uint64_t close_due; /* ms by which the client must answer our close frame */
+    uint64_t ping_sent; /* ms our keep-alive ping went out, 0 none outstanding */
+    uint64_t next_ping; /* ms when the next keep-alive ping is due */
+} fk_ws_conn;
 
 typedef struct fk_conn {
     int fd;
@@ -88,6 +110,7 @@ typedef struct fk_conn {
     int tls;             /* FK_TLS_* state bits (fk_tls.h) */
     int proxy_local;     /* its PROXY header named no client (LOCAL, UNKNOWN): the peer
                             is the balancer, whose forwarded fields are the client's own */
+    fk_ws_conn *ws;      /* websocket state once upgraded (FK_CONN_WS), else NULL */
     struct sockaddr_storage peer;
     socklen_t peer_len;
 } fk_conn;

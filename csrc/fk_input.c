@@ -261,6 +261,8 @@ void process_input(fk_loop *l, fk_conn *c)
             parse_head(l, c);
         else if (c->state == FK_CONN_BODY)
             parse_body(l, c);
+        else if (c->state == FK_CONN_WS)
+            ws_input(l, c);
     } while (c->again); /* answered in the loop (health): parse the next one */
 }
 
@@ -268,6 +270,13 @@ void process_input(fk_loop *l, fk_conn *c)
  * steps, so a large Content-Length is not allocated before the bytes arrive). */
 static size_t read_room(const fk_conn *c)
 {
+    if (c->state == FK_CONN_WS) {
+        /* the rest of a large frame in steps, as a body's */
+        const fk_ws_decoder *d = &c->ws->dec;
+        if (d->left > 4u * 1024 * 1024)
+            return 4u * 1024 * 1024;
+        return d->left > READ_CHUNK ? (size_t)d->left : READ_CHUNK;
+    }
     if (c->state == FK_CONN_BODY && !(c->req.flags & FK_REQ_CHUNKED)) {
         uint64_t left = (uint64_t)c->req.content_length - c->body_len;
         if (left > READ_CHUNK && left < 4u * 1024 * 1024)
@@ -394,7 +403,10 @@ void conn_read(fk_loop *l, fk_conn *c)
             conn_close(l, c);
             return;
         }
-        if (c->state != FK_CONN_HEAD && c->state != FK_CONN_BODY) {
+        if (c->state == FK_CONN_WS) {
+            if (!ws_reading(c))
+                return; /* resumed when Python takes the message, or out drains */
+        } else if (c->state != FK_CONN_HEAD && c->state != FK_CONN_BODY) {
             if (c->state != FK_CONN_PROXY || !read_proxy(l, c))
                 return; /* busy with a request: read later */
             continue;

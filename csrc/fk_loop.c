@@ -148,8 +148,10 @@ void push_dirty(fk_loop *l, fk_conn *c)
 void push_notify(fk_loop *l, fk_conn *c, int type)
 {
     if (c->notify_linked) {
-        if (c->notify != FK_EV_CLOSED)
-            c->notify = type; /* closing supersedes writable */
+        /* closing supersedes the others, a websocket's news writable (Python
+         * looks at the watermark on either) */
+        if (c->notify != FK_EV_CLOSED && !(c->notify == FK_EV_WS && type == FK_EV_WRITABLE))
+            c->notify = type;
         return;
     }
     c->notify = type;
@@ -216,6 +218,8 @@ static void free_slot(fk_loop *l, fk_conn *c)
     free(c->headers);
     c->headers = NULL;
     c->headers_cap = 0;
+    free(c->ws);
+    c->ws = NULL;
     c->state = FK_CONN_FREE;
     c->generation++;
     l->free_slots[l->nfree++] = c->index;
@@ -538,6 +542,8 @@ void stop_accepting(fk_loop *l, int recycle)
         c->keep_alive = 0;
         if (recycle && conn_idle(c))
             conn_close(l, c);
+        else if (c->state == FK_CONN_WS)
+            fk_loop_ws_close(l, c, 1001, NULL, 0); /* going away: the client closes */
     }
 }
 
@@ -614,6 +620,9 @@ static void sweep(fk_loop *l)
         case FK_CONN_READY:
         case FK_CONN_HANDLING:
             break; /* the handler's own timeout belongs to the master */
+        case FK_CONN_WS:
+            ws_timeout(l, c);
+            break;
         default:
             if (c->state == FK_CONN_LINGER || conn_unsent(c))
                 conn_close(l, c); /* a client not reading: the write timeout */
@@ -668,7 +677,14 @@ static void flush_dirty(fk_loop *l)
             conn_try_free(l, c);
             continue;
         }
-        if (conn_flush(l, c) != 1 || c->state != FK_CONN_HEAD)
+        if (conn_flush(l, c) != 1)
+            continue;
+        if (c->state == FK_CONN_WS) {
+            if (c->readable && ws_reading(c))
+                conn_read(l, c); /* held back while out was backlogged */
+            continue;
+        }
+        if (c->state != FK_CONN_HEAD)
             continue;
         if (fk_buf_pending(&c->in) > 0)
             process_input(l, c); /* held back while out was backlogged */
@@ -702,7 +718,8 @@ static void on_conn_event(fk_loop *l, uint64_t data, uint32_t events)
         }
     }
     if (c->readable && (events & (EPOLLHUP | EPOLLERR)) && c->state != FK_CONN_HEAD &&
-        c->state != FK_CONN_BODY && c->state != FK_CONN_LINGER && !fk_body_unread(c)) {
+        c->state != FK_CONN_BODY && c->state != FK_CONN_LINGER && c->state != FK_CONN_WS &&
+        !fk_body_unread(c)) {
         conn_close(l, c); /* gone while its request is with the handler */
         return;
     }
@@ -875,6 +892,7 @@ void fk_loop_destroy(fk_loop *l)
             fk_buf_free(&c->in);
             fk_buf_free(&c->out);
             free(c->headers);
+            free(c->ws);
         }
     }
     if (l->epfd >= 0)

@@ -91,7 +91,13 @@
     X(size_t, proxy_allow_len, FK_CFG_COUNT)                                                  \
     X(int, shared_listeners, FK_CFG_INT)        /* other workers accept from the same sockets \
                                                    (not reuse_port): take turns at the wake-up\
-                                                   queue */
+                                                   queue */                    \
+    X(uint64_t, ws_max_size, FK_CFG_U64)        /* bytes of a websocket message, reassembled  \
+                                                   (close 1009 beyond); never 0 */            \
+    X(uint64_t, ws_ping_interval_ms, FK_CFG_MS) /* a websocket quiet that long is pinged; 0   \
+                                                   never */                                   \
+    X(uint64_t, ws_ping_timeout_ms, FK_CFG_MS)  /* and failed (1011) without a pong in that   \
+                                                   time */
 
 enum fk_cfg_kind {
     FK_CFG_COUNT = 1,
@@ -117,6 +123,9 @@ enum fk_event_type {
     FK_EV_CLOSED,      /* conn that Python holds was closed: drop its state, release it */
     FK_EV_TICK,        /* about once a second: periodic duties */
     FK_EV_DONE,        /* stopped: every connection finished (or the grace time ran out) */
+    FK_EV_WS,          /* websocket conn has news: a message (ws->msg_ready), its close
+                          (ws->close_code, ws->fail_code); Python also looks whether a
+                          send waiting for the socket may go on (watermark 0) */
 };
 
 typedef struct {
@@ -194,6 +203,28 @@ size_t fk_loop_lent_done(fk_loop *l, uint64_t *tickets, size_t max);
  * stream it cannot finish): closes it if still open and gives up Python's hold
  * on the slot, which is freed once nothing else refers to it. */
 void fk_loop_release(fk_loop *l, fk_conn *c);
+
+/* Websockets (fk_loop_ws.c). fk_loop_ws_accept answers c's request, an
+ * upgrade Python accepted, with head (the whole 101 response, which Python
+ * made) and turns c into a websocket: the loop then reads, unmasks and
+ * reassembles the client's messages (up to cfg.ws_max_size), answers pings,
+ * and reports each message with FK_EV_WS; c stays Python's (py_owned, the same
+ * request_id) until fk_loop_release after FK_EV_CLOSED. Returns as
+ * fk_loop_send. */
+int fk_loop_ws_accept(fk_loop *l, fk_conn *c, const char *head, size_t len);
+
+/* Python copied the message c->ws reported: the loop goes on reading. */
+void fk_loop_ws_taken(fk_loop *l, fk_conn *c);
+
+/* Sends a message (FK_WS_TEXT or FK_WS_BINARY; a text must be UTF-8). Returns
+ * 0 to go on, 1 when the caller should wait for FK_EV_WRITABLE (or FK_EV_WS
+ * with watermark 0) first, -1 when the connection is gone or closing. */
+int fk_loop_ws_send(fk_loop *l, fk_conn *c, int opcode, const char *data, size_t len);
+
+/* Sends a close frame (code 0: none; reason UTF-8, at most 123 bytes): the
+ * connection closes once the client answers it, or a few seconds later.
+ * Returns 0, or -1 when the connection is gone. */
+int fk_loop_ws_close(fk_loop *l, fk_conn *c, int code, const char *reason, size_t len);
 
 /* Begins a graceful stop (drain) or, with graceful == 0, a fast one. A graceful
  * stop accepts what is queued, then gives up this process's listening sockets;

@@ -2,7 +2,8 @@
  *   fk_loop.c    the slab of connections and who owns a slot, the queues,
  *                accepting, timeouts, stopping, and the event loop itself;
  *   fk_input.c   reading, the PROXY header, parsing heads, request bodies;
- *   fk_output.c  writing, answering (from the loop or the handler), file bodies.
+ *   fk_output.c  writing, answering (from the loop or the handler), file bodies;
+ *   fk_loop_ws.c a connection upgraded to a websocket (FK_CONN_WS).
  * Every function here runs on the loop's thread. */
 #ifndef FK_LOOP_INT_H
 #define FK_LOOP_INT_H
@@ -25,6 +26,7 @@
 #define LINGER_MAX (1 << 20)   /* and how much of it */
 #define TICK_MS 1000
 #define EMFILE_PAUSE_MS 100
+#define WS_CLOSE_MS 5000       /* how long a websocket client has to answer our close frame */
 #define TLS_FILE_CHUNK (128 * 1024) /* file bytes read per step when TLS rules out sendfile */
 
 /* epoll_event.data.u64: listeners and control fds are tagged in the top bits;
@@ -117,5 +119,22 @@ FK_INTERNAL void fail_request(fk_loop *l, fk_conn *c, int status);
 /* The request is answered: account for it and reset the connection for the
  * next one. Returns 1 when bytes of a next request may be parsed now. */
 FK_INTERNAL int request_done(fk_loop *l, fk_conn *c);
+/* The counting part of request_done: served, max_requests, statsd. */
+FK_INTERNAL void count_request_done(fk_loop *l, fk_conn *c);
+
+/* fk_loop_ws.c */
+/* Decodes what c->in holds of a websocket's frames, while no message waits. */
+FK_INTERNAL void ws_input(fk_loop *l, fk_conn *c);
+/* When c's deadline is next due, its output written: the close timeout, the
+ * ping timeout, the next keep-alive ping, or 0 none. */
+FK_INTERNAL uint64_t ws_deadline(const fk_loop *l, const fk_conn *c);
+/* c's deadline passed: the close or write timeout, or a keep-alive ping. */
+FK_INTERNAL void ws_timeout(fk_loop *l, fk_conn *c);
+/* Whether c may read: no message waits for Python, the input is not over, and
+ * the client is taking what we send. */
+static inline int ws_reading(const fk_conn *c)
+{
+    return !c->ws->msg_ready && !c->ws->in_done && fk_buf_pending(&c->out) <= HIGH_WATER;
+}
 
 #endif

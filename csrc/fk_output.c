@@ -85,6 +85,8 @@ int conn_flush(fk_loop *l, fk_conn *c)
     fk_spares_trim(&l->spares, &c->out);
     if (c->state == FK_CONN_HEAD && fk_buf_pending(&c->in) == 0)
         c->deadline = l->now + l->cfg.keepalive_ms;
+    else if (c->state == FK_CONN_WS)
+        c->deadline = ws_deadline(l, c); /* written: the write timeout is over */
     if (closes_when_flushed(c)) {
         if (c->linger || fk_buf_pending(&c->in) > 0)
             conn_linger(l, c);
@@ -153,7 +155,7 @@ void fail_request(fk_loop *l, fk_conn *c, int status)
 /* The request is answered: account for it and go on with the connection. */
 /* The request is answered: account for it and reset the connection for the
  * next one. Returns 1 when bytes of a next request may be parsed now. */
-int request_done(fk_loop *l, fk_conn *c)
+void count_request_done(fk_loop *l, fk_conn *c)
 {
     l->served++;
     l->cfg.slot[FK_SLOT_REQUESTS] = l->served;
@@ -163,6 +165,11 @@ int request_done(fk_loop *l, fk_conn *c)
         l->cfg.slot[FK_SLOT_BUSY_SINCE] = 0;
     if (l->cfg.max_requests != 0 && l->served >= l->cfg.max_requests && !l->stopping)
         stop_accepting(l, 1);
+}
+
+int request_done(fk_loop *l, fk_conn *c)
+{
+    count_request_done(l, c);
     c->py_owned = 0;
     c->fresh = 0;
     c->request_id++;

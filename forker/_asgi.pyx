@@ -16,11 +16,15 @@ cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.string cimport memchr
 
-from forker._csrc cimport fk_conn, fk_header, FK_REQ_CHUNKED
+from forker._csrc cimport (fk_conn, fk_header, FK_REQ_CHUNKED, FK_REQ_UPGRADE, FK_WS_BINARY,
+                           FK_WS_TEXT)
 from forker._worker cimport (BodyStream, Exchange, Reply, Request, ResponsePlan, failure_plan,
                              make_plan, server_error_plan)
 
 import logging
+from base64 import b64decode, b64encode
+from binascii import Error as Base64Error
+from hashlib import sha1
 from urllib.parse import unquote_to_bytes
 
 log = logging.getLogger("forker.error")
@@ -35,6 +39,18 @@ cdef frozenset PROXY_FIELDS = frozenset((b"forwarded", b"x-forwarded-for", b"x-f
 cdef bytes WEBSOCKET_REFUSED = b"501 Not Implemented: websockets are not supported\n"
 cdef list WEBSOCKET_FIELDS = [(b"Content-Type", b"text/plain; charset=utf-8"),
                               (b"Connection", b"close")]
+cdef bytes WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
+cdef bytes WS_HEAD = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\nSec-WebSocket-Accept: ")
+cdef dict WS_SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
+cdef frozenset TCHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789"
+                                  b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# the websocket's life for the application (WSCycle.state)
+cdef enum:
+    WS_CONNECTING = 0  # websocket.connect not received yet, or no answer
+    WS_DENYING = 1     # websocket.http.response.start sent: the body follows
+    WS_OPEN = 2        # accepted: the 101 went
+    WS_CLOSED = 3      # closed by the application, denied, or disconnected
 
 
 class ClientDisconnected(OSError):
@@ -48,6 +64,8 @@ cdef class Core:
     cdef public str root_path
     cdef public object state       # lifespan's state, copied into each scope; None: no state
     cdef public dict extensions    # the scope's "extensions"
+    cdef public dict ws_extensions # a websocket scope's "extensions"
+    cdef public bint websockets    # upgrades become websocket scopes (else 501)
     cdef dict names                # raw header name -> lowercased bytes
 
     def __init__(self, app, str root_path=""):
@@ -56,6 +74,8 @@ cdef class Core:
         self.root_path = root_path
         self.state = None
         self.extensions = {"http.response.pathsend": {}}
+        self.ws_extensions = {"websocket.http.response": {}}
+        self.websockets = True
         self.names = {}
 
     def __call__(self, Request request, Exchange exchange):
@@ -66,13 +86,16 @@ cdef class Core:
         return cycle.run()
 
     cdef dict scope(self, Request req):
-        """The HTTP scope of req; None for a websocket upgrade."""
+        """The HTTP scope of req, or its websocket scope for an upgrade to a
+        websocket (Connection: upgrade, Upgrade: websocket); None for one when
+        websockets are off."""
         cdef fk_conn *c = req._live()
         cdef fk_header *h
         cdef size_t i
         cdef dict names = self.names
         cdef list headers = []
         cdef dict proxied = None
+        cdef bint websocket = False
         raw_path = PyBytes_FromStringAndSize(c.req.path, c.req.path_len)
         if memchr(c.req.path, b"%", c.req.path_len) != NULL:
             path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
@@ -90,7 +113,9 @@ cdef class Core:
                     names[raw] = name
             value = PyBytes_FromStringAndSize(h.value, h.value_len)
             if name == b"upgrade" and b"websocket" in value.lower():
-                return None  # not served yet: refused before the application sees it
+                if not self.websockets:
+                    return None  # refused before the application sees it
+                websocket = (req._flags & FK_REQ_UPGRADE) != 0
             if name in PROXY_FIELDS:
                 if proxied is None:
                     proxied = {}
@@ -117,6 +142,12 @@ cdef class Core:
             scope["state"] = self.state.copy()
         if proxied is not None:
             self.forwarded(scope, proxied)
+        if websocket:
+            del scope["method"]
+            scope["type"] = "websocket"
+            scope["scheme"] = WS_SCHEMES.get(scope["scheme"], "ws")
+            scope["extensions"] = self.ws_extensions
+            scope["subprotocols"] = subprotocols(headers)
         return scope
 
     def forwarded(self, dict scope, dict fields):
@@ -145,14 +176,23 @@ cdef class Cycle:
 
     async def run(self):
         cdef Exchange ex = self.exchange
+        cdef WSCycle ws
         try:
             scope = self.core.scope(self.request)
             if scope is None:
                 ex.respond(make_plan(Reply(WEBSOCKET_REFUSED, 501, WEBSOCKET_FIELDS, None),
                                      self.request._minor, self.request._is_head()))
                 return
+            if scope["type"] == "websocket":
+                ws = WSCycle.__new__(WSCycle)
+                ws.http = self
+                ws.exchange = ex
+                ws.scope = scope
+                await ws.run()
+                return
         except Exception as exc:
-            ex.respond(failure_plan(exc, self.request))
+            if not ex.started:
+                ex.respond(failure_plan(exc, self.request))
             return
         try:
             result = await self.core.app(scope, self.receive, self.send)
@@ -283,3 +323,206 @@ cdef class Cycle:
                 ex.send_file(plan, fileobj)
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} in an HTTP response")
+
+
+cdef bint close_code_valid(object code):
+    """Whether an application may send code in a close frame (fk_ws_close_code_valid)."""
+    return type(code) is int and (1000 <= code <= 1003 or 1007 <= code <= 1014 or
+                                  3000 <= code <= 4999)
+
+
+cdef list subprotocols(list headers):
+    """The subprotocols a websocket client offers (Sec-WebSocket-Protocol)."""
+    cdef list offered = []
+    for name, value in headers:
+        if name == b"sec-websocket-protocol":
+            for item in value.decode("latin-1").split(","):
+                item = item.strip()
+                if item:
+                    offered.append(item)
+    return offered
+
+
+cdef object handshake_error(Request req, list headers):
+    """Why an upgrade to a websocket is not a valid opening handshake (RFC 6455
+    4.2.1), as (status, fields, text), with the client's key; or (None, key)."""
+    key = None
+    version = None
+    for name, value in headers:
+        if name == b"sec-websocket-key":
+            key = value if key is None else b""  # twice: invalid
+        elif name == b"sec-websocket-version":
+            version = value.strip() if version is None else b""
+    if req._get_method() != "GET" or req._minor != 1:
+        return (400, [], b"a websocket opens with a GET in HTTP/1.1\n"), None
+    if version != b"13":
+        return (426, [(b"Sec-WebSocket-Version", b"13")],
+                b"unsupported websocket version: this server speaks 13\n"), None
+    try:
+        if key is None or len(b64decode(key.strip(), validate=True)) != 16:
+            raise ValueError(key)
+    except (Base64Error, ValueError):
+        return (400, [], b"missing or invalid Sec-WebSocket-Key\n"), None
+    return None, key.strip()
+
+
+@cython.final
+cdef class WSCycle:
+    """One websocket: the application's receive and send over the Exchange,
+    which holds the connection from the upgrade until it closes."""
+    cdef Cycle http          # the request's own cycle: the denial response goes through it
+    cdef Exchange exchange
+    cdef dict scope
+    cdef bytes key
+    cdef int state
+    cdef bint connected      # websocket.connect went to the application
+
+    async def run(self):
+        cdef Exchange ex = self.exchange
+        cdef Cycle http = self.http
+        scope = self.scope
+        error, self.key = handshake_error(http.request, scope["headers"])
+        if error is not None:  # refused without calling the application, as uvicorn
+            status, fields, text = error
+            ex.respond(make_plan(Reply(text, status, [(b"Content-Type", b"text/plain")] + fields,
+                                       None), http.request._minor, False))
+            return
+        try:
+            result = await http.core.app(scope, self.receive, self.send)
+        except BaseException as exc:
+            if self.state == WS_OPEN and not ex.closed:
+                log.exception("error in ASGI websocket application for %s; closing it (1011)",
+                              scope["path"])
+                ex.ws_close(1011, b"")
+            elif self.state == WS_CONNECTING and not ex.started:
+                log.exception("error in ASGI websocket application for %s before its "
+                              "handshake", scope["path"])
+                ex.respond(server_error_plan())
+            elif not ex.closed:
+                log.debug("websocket %s: %r", scope["path"], exc)
+            return
+        if result is not None:
+            log.error("ASGI application returned %r rather than None, for websocket %s",
+                      result, scope["path"])
+        if self.state == WS_CONNECTING and not ex.started:
+            log.error("ASGI application returned without accepting or closing the websocket "
+                      "%s", scope["path"])
+            ex.respond(server_error_plan())
+        elif self.state == WS_DENYING and not ex.complete:
+            log.error("ASGI application returned without completing the denial response, "
+                      "for websocket %s", scope["path"])
+            ex.abort()
+        # an open websocket is closed (1000) by Exchange.finish
+
+    async def receive(self):
+        cdef Exchange ex = self.exchange
+        if not self.connected:
+            self.connected = True
+            return {"type": "websocket.connect"}
+        while True:
+            if self.state == WS_OPEN or ex.ws:
+                item = ex.ws_take()
+                if item is not None:
+                    opcode, data = item
+                    if opcode == FK_WS_TEXT:
+                        return {"type": "websocket.receive", "text": data.decode("utf-8")}
+                    return {"type": "websocket.receive", "bytes": data}
+                closing = ex.ws_closing()
+                if closing is not None:
+                    self.state = WS_CLOSED
+                    return {"type": "websocket.disconnect", "code": closing[0],
+                            "reason": closing[1]}
+            elif ex.closed or ex.complete:
+                self.state = WS_CLOSED
+                return {"type": "websocket.disconnect", "code": 1006, "reason": ""}
+            await ex.wait_message()
+
+    async def send(self, message):
+        cdef Exchange ex = self.exchange
+        cdef int rc
+        kind = message["type"]
+        if self.state == WS_CONNECTING:
+            if ex.closed:
+                raise ClientDisconnected(f"the client left; {kind!r} was not sent")
+            if kind == "websocket.accept":
+                self.state = WS_OPEN
+                rc = ex.ws_accept(self.head(message))
+                if rc == 1:
+                    await ex.wait_writable()
+                elif rc < 0:
+                    raise ClientDisconnected("the client left before the websocket opened")
+            elif kind == "websocket.close":
+                self.state = WS_CLOSED  # before the handshake: 403 (ASGI spec)
+                ex.respond(make_plan(Reply(b"", 403, [], None), self.http.request._minor,
+                                     False))
+            elif kind == "websocket.http.response.start":
+                self.state = WS_DENYING
+                await self.http.send({"type": "http.response.start",
+                                      "status": message["status"],
+                                      "headers": message.get("headers", ())})
+            else:
+                raise RuntimeError(f"expected ASGI message 'websocket.accept', "
+                                   f"'websocket.close' or 'websocket.http.response.start', "
+                                   f"got {kind!r}")
+        elif self.state == WS_DENYING:
+            if kind != "websocket.http.response.body":
+                raise RuntimeError(f"expected ASGI message 'websocket.http.response.body', "
+                                   f"got {kind!r}")
+            more = message.get("more_body", False)
+            if not more:
+                self.state = WS_CLOSED
+            await self.http.send({"type": "http.response.body", "body": message.get("body", b""),
+                                  "more_body": more})
+        elif self.state == WS_OPEN:
+            if kind == "websocket.send":
+                data = message.get("bytes")
+                if data is not None:
+                    opcode = FK_WS_BINARY
+                    if type(data) is not bytes:
+                        data = bytes(data)
+                else:
+                    text = message.get("text")
+                    if text is None:
+                        raise RuntimeError("websocket.send without 'bytes' nor 'text'")
+                    opcode = FK_WS_TEXT
+                    data = text.encode("utf-8")
+                rc = ex.ws_send(opcode, data)
+                if rc == 1:
+                    await ex.wait_writable()
+                    rc = -1 if ex.closed else 0
+                if rc < 0:
+                    raise ClientDisconnected("the websocket is closed; the message was not sent")
+            elif kind == "websocket.close":
+                code = message.get("code", 1000)
+                if code is None:
+                    code = 1000
+                if not close_code_valid(code):
+                    raise ValueError(f"invalid websocket close code {code!r}")
+                reason = (message.get("reason") or "").encode("utf-8")
+                if len(reason) > 123:
+                    raise ValueError("a websocket close reason is at most 123 bytes")
+                self.state = WS_CLOSED
+                ex.ws_close(code, reason)
+            else:
+                raise RuntimeError(f"unexpected ASGI message {kind!r} on an open websocket")
+        else:
+            if ex.closed or ex.ws_closing() is not None:
+                raise ClientDisconnected(f"the websocket is closed; {kind!r} was not sent")
+            raise RuntimeError(f"ASGI message {kind!r} sent after the websocket was closed")
+
+    cdef bytes head(self, dict message):
+        """The 101 answering websocket.accept."""
+        cdef list parts = [WS_HEAD, b64encode(sha1(self.key + WS_GUID).digest()), b"\r\n"]
+        subprotocol = message.get("subprotocol")
+        if subprotocol is not None:
+            value = subprotocol.encode("latin-1")
+            if not value or any(ch not in TCHARS for ch in value):
+                raise ValueError(f"invalid websocket subprotocol {subprotocol!r}")
+            parts += [b"Sec-WebSocket-Protocol: ", value, b"\r\n"]
+        headers = message.get("headers")
+        if headers:
+            fields = make_plan(Reply(b"", 200, list(headers), None), 1, False).fields
+            if fields:
+                parts.append(fields)
+        parts.append(b"\r\n")
+        return b"".join(parts)

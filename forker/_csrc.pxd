@@ -116,7 +116,25 @@ cdef extern from "fk_write.h" nogil:
     int fk_field_kind(const char *name, size_t len)
     int fk_field_has_close(const char *value, size_t len)
 
+cdef extern from "fk_ws.h" nogil:
+    enum:
+        FK_WS_TEXT
+        FK_WS_BINARY
+        FK_WS_CONTROL_MAX
+    ctypedef struct fk_ws_decoder:
+        uint64_t msg_len
+        unsigned char msg_opcode
+        size_t ctl_len
+        char ctl[125]
+
 cdef extern from "fk_conn.h" nogil:
+    ctypedef struct fk_ws_conn:
+        fk_ws_decoder dec
+        int msg_ready
+        int in_done
+        int close_sent
+        int close_code
+        int fail_code
     enum fk_conn_state:
         FK_CONN_FREE
         FK_CONN_HEAD
@@ -126,6 +144,8 @@ cdef extern from "fk_conn.h" nogil:
         FK_CONN_STREAMING
         FK_CONN_LINGER
         FK_CONN_CLOSED
+        FK_CONN_PROXY
+        FK_CONN_WS
     ctypedef struct fk_conn:
         int fd
         int listener
@@ -149,6 +169,8 @@ cdef extern from "fk_conn.h" nogil:
         fk_request req
         fk_header *headers
         uint64_t queue_us
+        int watermark
+        fk_ws_conn *ws
     void fk_conn_peer(const fk_conn *c, char *host, size_t size, int *port)
 
 cdef extern from "fk_body.h" nogil:
@@ -225,6 +247,7 @@ cdef extern from "fk_loop.h" nogil:
         FK_EV_CLOSED
         FK_EV_TICK
         FK_EV_DONE
+        FK_EV_WS
 
     ctypedef struct fk_event:
         int type
@@ -250,6 +273,10 @@ cdef extern from "fk_loop.h" nogil:
     int fk_loop_send_file(fk_loop *l, fk_conn *c, int fd, int64_t offset, int64_t count)
     size_t fk_loop_lent_done(fk_loop *l, uint64_t *tickets, size_t max)
     void fk_loop_release(fk_loop *l, fk_conn *c)
+    int fk_loop_ws_accept(fk_loop *l, fk_conn *c, const char *head, size_t len)
+    void fk_loop_ws_taken(fk_loop *l, fk_conn *c)
+    int fk_loop_ws_send(fk_loop *l, fk_conn *c, int opcode, const char *data, size_t len)
+    int fk_loop_ws_close(fk_loop *l, fk_conn *c, int code, const char *reason, size_t len)
     void fk_loop_stop(fk_loop *l, int graceful)
     uint64_t fk_loop_served(const fk_loop *l)
     size_t fk_loop_open(const fk_loop *l)

@@ -134,6 +134,8 @@ cdef class Exchange:
     cdef object waiter       # future of wait_writable()
     cdef object on_close     # future of wait_closed()
     cdef object file         # sent with sendfile(2), closed once sent
+    cdef readonly bint ws    # the connection became a websocket (ws_accept)
+    cdef object on_message   # future of wait_message()
     cdef int status
     cdef Py_ssize_t sent
     cdef double started_at
@@ -141,6 +143,7 @@ cdef class Exchange:
     cdef int _settle(self, int rc, bint last) except -2
     cdef void _completed(self, bint logged)
     cdef void _wake(self)
+    cdef void _wake_message(self)
     cdef void _close_file(self)
     cdef void _end_request_body(self)
     cdef int respond(self, ResponsePlan plan) except -2
@@ -148,6 +151,11 @@ cdef class Exchange:
     cdef int send_file(self, ResponsePlan plan, object fileobj) except -2
     cdef void abort(self)
     cdef void finish(self)
+    cdef int ws_accept(self, bytes head) except -2
+    cdef object ws_take(self)
+    cdef object ws_closing(self)
+    cdef int ws_send(self, int opcode, bytes data) except -2
+    cdef int ws_close(self, int code, bytes reason) except -2
 
 
 cdef ResponsePlan make_plan(object result, int minor_version, bint head)

@@ -9,8 +9,10 @@ handler for each request; the per-request part (scope, receive, send) is
 compiled (forker/_asgi.pyx, the base class of ASGIHandler). This module holds
 what happens once per worker: the event loop and the lifespan protocol.
 
-Only the "http" and "lifespan" scopes: a websocket upgrade is refused by the
-loop itself before any application sees it (501, docs/ARCHITECTURE.md).
+The "http", "websocket" and "lifespan" scopes; a websocket's framing is the C
+loop's (csrc/fk_loop_ws.c), its handshake and messages forker/_asgi.pyx's
+(WSCycle). With ws "none" an upgrade is answered 501 before any application
+sees it.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class ASGIHandler(Core, Proxies):
         self._init_proxies(config)
         self.lifespan_mode: str = config.lifespan
         self.loop_kind: str = config.loop
+        self.websockets = config.ws != "none"
         self._lifespan: Optional[Lifespan] = None
 
     def forwarded(self, scope: Dict[str, Any], fields: Dict[bytes, str]) -> None:

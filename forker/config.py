@@ -563,6 +563,21 @@ OPTIONS: List[Option] = [
            "(the same, but an application that raises on the lifespan scope is served "
            "without it), off.",
            "--lifespan", "{auto,on,off}"),
+    Option("ws", "auto", _choice("auto", "none"),
+           "Websockets of an ASGI application: auto (an upgrade to a websocket becomes a "
+           "websocket scope) or none (it is answered 501 without calling the application).",
+           "--ws", "{auto,none}"),
+    Option("ws_max_size", 16 * MiB, _int_range(1, 1 << 40),
+           "Largest websocket message a client may send, reassembled from its frames; a "
+           "larger one closes the websocket with 1009.",
+           "--ws-max-size", "BYTES", c_field="ws_max_size"),
+    Option("ws_ping_interval", 20.0, _float_range(0.0, 86400.0),
+           "Seconds after which a quiet websocket is pinged (0: never).",
+           "--ws-ping-interval", "SECONDS", c_field="ws_ping_interval_ms"),
+    Option("ws_ping_timeout", 20.0, _float_range(0.001, 86400.0),
+           "Seconds a websocket client has to answer the server's ping before the "
+           "websocket is closed (1011).",
+           "--ws-ping-timeout", "SECONDS", c_field="ws_ping_timeout_ms"),
     Option("threads", 1, _int_range(1, 1024),
            "Handler threads per worker (1: handlers run on the worker's loop thread).",
            "--threads", "N"),

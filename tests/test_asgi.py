@@ -275,10 +275,12 @@ def test_curl(raw, tmp_path):
     assert out.decode() == f"{len(data)} {hashlib.sha256(data).hexdigest()}"
 
 
-def test_websocket_upgrade_is_refused(raw):
-    response = requests.get(raw.url + "/scope", headers={
-        "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}, timeout=10)
+def test_websocket_upgrade_is_refused_with_ws_none():
+    # websockets themselves: tests/test_asgi_ws.py
+    with ForkerProcess("--ws", "none", app="asgi_raw:app") as server:
+        response = requests.get(f"http://127.0.0.1:{server.port}/scope", headers={
+            "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}, timeout=10)
     assert response.status_code == 501 and b"websocket" in response.content
 
 

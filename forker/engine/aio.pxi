@@ -61,6 +61,13 @@ cdef class Exchange:
             self.waiter = None
         if self.on_close is not None and not self.on_close.done():
             self.on_close.set_result(None)
+        self._wake_message()
+
+    cdef void _wake_message(self):
+        if self.on_message is not None:
+            if not self.on_message.done():
+                self.on_message.set_result(None)
+            self.on_message = None
 
     cdef void _close_file(self):
         if self.file is not None:
@@ -147,7 +154,9 @@ cdef class Exchange:
     cdef void finish(self):
         """The task answering is over: a response it did not complete is given
         up (a file under way is the engine's to end); a connection the client
-        left is released now."""
+        left is released now; a websocket still open is closed (1000 unless
+        the application closed it), and released once the client answered
+        (FK_EV_CLOSED)."""
         self.task_done = True
         if self.complete:
             return
@@ -155,8 +164,98 @@ cdef class Exchange:
             self.request._end_body()
             fk_loop_release(self.engine.loop, self.conn)
             self._completed(False)
+        elif self.ws:
+            if self._mine():
+                fk_loop_ws_close(self.engine.loop, self.conn, 1000, NULL, 0)
+                self.engine._schedule_flush()
         elif self.file is None:
             self.abort()
+
+    # -- websockets: the connection after its 101 (csrc/fk_loop_ws.c) --
+
+    cdef int ws_accept(self, bytes head) except -2:
+        """Sends head (the 101) and makes the connection a websocket, which
+        this exchange holds until the connection closes."""
+        cdef Engine engine = self.engine
+        cdef int rc
+        if not self._mine() or self.started:
+            return -1
+        self.started = True
+        self.status = 101
+        self.sent = 0
+        self._end_request_body()
+        self.ws = True
+        rc = fk_loop_ws_accept(engine.loop, self.conn, PyBytes_AS_STRING(head),
+                               PyBytes_GET_SIZE(head))
+        engine._schedule_flush()
+        if engine.access_log is not None:
+            engine._log(self.request, 101, 0, self.started_at)
+        return rc
+
+    cdef object ws_take(self):
+        """The client's message the loop holds, as (opcode, bytes), taken (the
+        loop reads on); None when none waits."""
+        cdef fk_conn *c = self.conn
+        if (not self.ws or c == NULL or c.generation != self.generation or c.ws == NULL
+                or not c.ws.msg_ready):
+            return None
+        data = PyBytes_FromStringAndSize(c.in_.data + c.in_.off, <Py_ssize_t>c.ws.dec.msg_len)
+        opcode = c.ws.dec.msg_opcode
+        fk_loop_ws_taken(self.engine.loop, c)
+        self.engine._schedule_flush()
+        return opcode, data
+
+    cdef object ws_closing(self):
+        """(code, reason) once the websocket is over for the application: the
+        client's close frame, the loop's failing of the connection (1002,
+        1007, 1009, 1011), or 1006 when the connection was lost; else None."""
+        cdef fk_conn *c = self.conn
+        if c == NULL or c.generation != self.generation or c.ws == NULL:
+            return (1006, "") if (self.closed or self.complete) else None
+        if c.ws.close_code != 0:
+            reason = b""
+            if c.ws.dec.ctl_len > 2:
+                reason = PyBytes_FromStringAndSize(c.ws.dec.ctl + 2, c.ws.dec.ctl_len - 2)
+            return c.ws.close_code, reason.decode("utf-8")
+        if c.ws.fail_code != 0:
+            return c.ws.fail_code, ""
+        if self.closed:
+            return 1006, ""
+        return None
+
+    cdef int ws_send(self, int opcode, bytes data) except -2:
+        """A message; returns as send() (1: wait_writable() first)."""
+        cdef int rc
+        if not self.ws or not self._mine():
+            return -1
+        self.sent += PyBytes_GET_SIZE(data)
+        rc = fk_loop_ws_send(self.engine.loop, self.conn, opcode, PyBytes_AS_STRING(data),
+                             PyBytes_GET_SIZE(data))
+        self.engine._schedule_flush()
+        return rc
+
+    cdef int ws_close(self, int code, bytes reason) except -2:
+        """Our close frame: the loop closes the connection once the client
+        answered it, or after a few seconds."""
+        cdef int rc
+        if not self.ws or not self._mine():
+            return -1
+        rc = fk_loop_ws_close(self.engine.loop, self.conn, code, PyBytes_AS_STRING(reason),
+                              PyBytes_GET_SIZE(reason))
+        self.engine._schedule_flush()
+        return rc
+
+    def wait_message(self):
+        """A future resumed when the loop has news of the websocket: a
+        message, its close, or the connection's loss."""
+        fut = self.engine.aloop.create_future()
+        if self.complete or self.closed:
+            fut.set_result(None)
+        else:
+            if self.on_message is not None and not self.on_message.done():
+                self.on_message.set_result(None)
+            self.on_message = fut
+        return fut
 
     def wait_writable(self):
         """A future resumed once the connection took what was held (after a call
@@ -242,6 +341,8 @@ cdef int async_drain(Engine engine, int io) except -1:
             async_writable(engine, ev.conn)
         elif kind == FK_EV_CLOSED:
             async_closed(engine, ev.conn)
+        elif kind == FK_EV_WS:
+            async_ws(engine, ev.conn)
         elif kind == FK_EV_WAKE:
             PyErr_CheckSignals()
         elif kind == FK_EV_TICK:
@@ -292,6 +393,19 @@ cdef void async_writable(Engine engine, fk_conn *c):
             ex.send(b"", 1)
         return
     if ex.waiter is not None:
+        if not ex.waiter.done():
+            ex.waiter.set_result(None)
+        ex.waiter = None
+
+
+cdef void async_ws(Engine engine, fk_conn *c):
+    """A websocket's message or close came; a send waiting for the socket may
+    go on when out drained (FK_EV_WS supersedes FK_EV_WRITABLE)."""
+    cdef Exchange ex = exchange_of(engine, c)
+    if ex is None:
+        return
+    ex._wake_message()
+    if not c.watermark and ex.waiter is not None:
         if not ex.waiter.done():
             ex.waiter.set_result(None)
         ex.waiter = None

@@ -1,13 +1,13 @@
 #!/bin/sh
 # Builds the libFuzzer targets and runs each in turn for a while:
-#   tests/fuzz/run.sh [seconds] [parse|chunked|proxy ...]     (default: 30 s, all three)
+#   tests/fuzz/run.sh [seconds] [parse|chunked|proxy|ws ...]  (default: 30 s, all four)
 # Needs clang with its fuzzer runtime. The growing corpus and any crash files
 # go to tests/fuzz/build/; the seeds in tests/fuzz/corpus/ are only read.
 set -eu
 
 secs=${1:-30}
 [ $# -gt 0 ] && shift
-targets=${*:-parse chunked proxy}
+targets=${*:-parse chunked proxy ws}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 out="$here/build"
@@ -18,7 +18,8 @@ for t in $targets; do
     bin="$out/fuzz_$t"
     $cc -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
         -fno-sanitize-recover=all -I"$root/csrc" -o "$bin" "$here/fuzz_$t.c" \
-        "$root/csrc/fk_parse.c" "$root/csrc/fk_chunked.c" "$root/csrc/fk_proxy.c"
+        "$root/csrc/fk_parse.c" "$root/csrc/fk_chunked.c" "$root/csrc/fk_proxy.c" \
+        "$root/csrc/fk_ws.c"
     dict="$here/$t.dict"
     [ -e "$dict" ] || dict="$here/http.dict"
     mkdir -p "$out/corpus_$t"
