@@ -31,6 +31,12 @@ log = logging.getLogger("forker.error")
 
 cdef tuple STREAMED = ()  # the body of a plan whose body follows in pieces
 cdef Py_ssize_t READ_SIZE = 65536  # bytes per read of a streamed request body
+# Threads reading streamed request bodies (a read waits for the client, up to
+# the loop's stall and rate limits): a pool of their own, so that a few slow
+# uploads cannot take the event loop's default executor (6 threads on 2 CPUs)
+# from the others, nor the application's own run_in_executor calls.
+cdef int BODY_READERS = 64
+cdef object body_readers = None
 cdef str HTTP11 = "1.1"
 cdef str HTTP10 = "1.0"
 cdef dict DISCONNECT = {"type": "http.disconnect"}
@@ -243,7 +249,11 @@ cdef class Cycle:
         import asyncio
         loop = asyncio.get_running_loop()
         want = READ_SIZE if self.left is None else min(READ_SIZE, self.left)
-        read = loop.run_in_executor(None, self.stream.read1, want)
+        global body_readers
+        if body_readers is None:
+            from concurrent.futures import ThreadPoolExecutor
+            body_readers = ThreadPoolExecutor(BODY_READERS, thread_name_prefix="forker-body")
+        read = loop.run_in_executor(body_readers, self.stream.read1, want)
         closed = ex.wait_closed()
         await asyncio.wait((read, closed), return_when=asyncio.FIRST_COMPLETED)
         if not read.done():

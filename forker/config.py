@@ -510,7 +510,8 @@ OPTIONS: List[Option] = [
     Option("body_buffer_size", None, _optional(_int_range(0, 1 << 62)),
            "Request bodies up to this many bytes are received whole before the application "
            "is called; a larger one is read from the client as the application reads it "
-           "(wsgi.input, request.stream). Default: 64 KiB with --threads above 1; with "
+           "(wsgi.input, request.stream, ASGI's receive). Default: 64 KiB with --threads above 1 "
+           "and for ASGI applications; with "
            "--threads 1, every body is received whole (up to --max-body-size), so that a slow "
            "client never holds the worker's only thread; set it to stream there too, as "
            "gunicorn's sync worker does (0: every body whole).",

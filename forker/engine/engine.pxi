@@ -4,7 +4,7 @@
 # Request for each request the loop hands over, calls the handler (here, or
 # through the thread pool of threads.pxi) and hands the answer to the loop.
 
-cdef Py_ssize_t BODY_BUFFER_SIZE = 64 << 10  # default body_buffer_size with threads
+cdef Py_ssize_t BODY_BUFFER_SIZE = 64 << 10  # default body_buffer_size with threads or ASGI
 
 
 cdef object max_requests_of(config):
@@ -63,7 +63,7 @@ cdef class Engine:
                   "constant_body": None, "proxy_allow": None, "proxy_allow_len": 0,
                   "shared_listeners": not config.reuse_port}
         if config.body_buffer_size is None:  # stream large bodies only where a thread may wait
-            engine["body_buffer_size"] = BODY_BUFFER_SIZE if threads > 1 else 0
+            engine["body_buffer_size"] = BODY_BUFFER_SIZE if threads > 1 or asynchronous else 0
         if slot is not None:
             view = slot
             if view.shape[0] < FK_SLOT_BYTES:

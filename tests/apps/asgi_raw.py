@@ -58,6 +58,16 @@ async def app(scope, receive, send):
         shown["body"] = body.decode("latin-1")
         return await answer(send, json.dumps(shown).encode(),
                             headers=[(b"content-type", b"application/json")])
+    if path == "/echo":  # each piece of the body back as it comes, streamed
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            await send({"type": "http.response.body", "body": message["body"],
+                        "more_body": bool(message.get("more_body"))})
+            if not message.get("more_body"):
+                return
     if path == "/upload":
         digest, size = hashlib.sha256(), 0
         while True:
