@@ -158,11 +158,17 @@ class Exchange:
     def complete(self) -> bool: ...
     @property
     def started(self) -> bool: ...
+    @property
+    def ws(self) -> bool:
+        """The connection became a websocket."""
     def wait_writable(self) -> Any:
         """A future resumed once the connection took what was held, the response
         ended, or the client left."""
     def wait_closed(self) -> Any:
         """A future resumed when the client leaves or the response is over."""
+    def wait_message(self) -> Any:
+        """A future resumed when the loop has news of the websocket: a message,
+        its close, or the connection's loss."""
 
 def standard_reason(status: int) -> str:
     """The reason phrase the engine writes for status ("Unknown" when unregistered)."""
