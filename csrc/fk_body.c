@@ -102,12 +102,46 @@ static int fill_chunked(fk_conn *c, const fk_body_limits *lim)
     return 0;
 }
 
+/* The interim answer a client sending "Expect: 100-continue" waits for,
+ * deferred by the loop to the handler's first read (fk_input.c) so that a
+ * handler that refuses the request never makes the client send the body.
+ * Nothing else was written to the socket since the head arrived, and the
+ * answer waits for it (fk_body_no_continue): 25 bytes into an empty socket
+ * buffer. Should the send fail anyway, the client sends the body after its
+ * own wait, as RFC 9110 lets it. */
+static void send_continue(fk_conn *c)
+{
+    int due = FK_CONTINUE_DUE;
+    if (!__atomic_compare_exchange_n(&c->continue_due, &due, FK_CONTINUE_WRITING, 0,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return;
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    ssize_t n;
+    do
+        n = c->body_fd >= 0 ? send(c->body_fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL)
+                            : fk_conn_send(c, cont, sizeof(cont) - 1, 0);
+    while (n < 0 && errno == EINTR);
+    __atomic_store_n(&c->continue_due, FK_CONTINUE_NONE, __ATOMIC_RELEASE);
+}
+
+void fk_body_no_continue(fk_conn *c)
+{
+    int due = FK_CONTINUE_DUE;
+    if (__atomic_compare_exchange_n(&c->continue_due, &due, FK_CONTINUE_NONE, 0,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return;
+    while (__atomic_load_n(&c->continue_due, __ATOMIC_ACQUIRE) == FK_CONTINUE_WRITING)
+        ; /* one send(2) of 25 bytes on the handler's thread */
+}
+
 ssize_t fk_body_read(fk_conn *c, char *dst, size_t max, const fk_body_limits *lim)
 {
     if (c->body_error != 0)
         return c->body_error;
     if (max == 0)
         return 0;
+    if (FK_UNLIKELY(__atomic_load_n(&c->continue_due, __ATOMIC_RELAXED) != FK_CONTINUE_NONE))
+        send_continue(c);
     for (;;) {
         if (c->body_taken < c->body_len) {
             size_t n = c->body_len - c->body_taken;

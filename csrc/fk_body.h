@@ -43,6 +43,14 @@ static inline uint64_t fk_rate_deadline(uint64_t base_ms, uint64_t got, uint64_t
  * closed once the request is answered. */
 ssize_t fk_body_read(fk_conn *c, char *dst, size_t max, const fk_body_limits *lim);
 
+/* continue_due: none due; due; being written by the handler's thread. */
+enum { FK_CONTINUE_NONE = 0, FK_CONTINUE_DUE, FK_CONTINUE_WRITING };
+
+/* The answer begins: a "100 Continue" not sent by now is not sent at all (it
+ * must not follow the answer's head). Waits for one being written. Called on
+ * the loop's thread. */
+void fk_body_no_continue(fk_conn *c);
+
 /* Whether c's body is still (partly) in the socket. */
 static inline int fk_body_unread(const fk_conn *c)
 {

@@ -88,6 +88,9 @@ typedef struct fk_conn {
     size_t raw_len;     /* chunked: undecoded bytes following the decoded body */
     fk_chunked chunked;
     int body_stream;     /* the handler reads the rest of the body itself (fk_body.h) */
+    int continue_due;    /* FK_CONTINUE_*: the "100 Continue" the client waits for is sent
+                            by the handler's first read of the body, if it reads before it
+                            answers (fk_body.c); shared by the two threads, atomically */
     int body_fd;         /* streamed body: the handler thread's own dup of fd, -1 none */
     int body_done;       /* streamed body: its last byte has been received */
     int body_error;      /* streamed body: the fk_status of a failed read, 0 none */

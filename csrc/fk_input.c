@@ -112,6 +112,8 @@ static void request_complete(fk_loop *l, fk_conn *c)
         push_ready(l, c);
 }
 
+static int streams_body(const fk_loop *l, const fk_conn *c, uint64_t size);
+
 static void parse_head(fk_loop *l, fk_conn *c)
 {
     const char *data = c->in.data + c->in.off;
@@ -174,7 +176,14 @@ static void parse_head(fk_loop *l, fk_conn *c)
     }
     c->state = FK_CONN_BODY;
     c->deadline = body_deadline(l, c);
-    if ((req->flags & FK_REQ_EXPECT_CONTINUE) && len - (size_t)r == 0) {
+    if ((req->flags & FK_REQ_EXPECT_CONTINUE) && len - (size_t)r == 0 &&
+        !(req->flags & FK_REQ_CHUNKED) && !conn_unsent(c) &&
+        streams_body(l, c, (uint64_t)req->content_length)) {
+        /* handed over now, before any of the body: the handler's first read
+         * asks for it (fk_body.c), and one that answers without reading never
+         * has the client send it. Not with bytes still to go out before it. */
+        c->continue_due = FK_CONTINUE_DUE;
+    } else if ((req->flags & FK_REQ_EXPECT_CONTINUE) && len - (size_t)r == 0) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         if (fk_buf_append(&c->out, cont, sizeof(cont) - 1) != 0 || conn_flush(l, c) < 0)
             return;

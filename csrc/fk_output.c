@@ -221,6 +221,7 @@ int fk_loop_respond(fk_loop *l, fk_conn *c, const fk_response *r, const char *bo
 {
     if (c->fd < 0)
         return -1;
+    fk_body_no_continue(c);
     count_answer(l, c, r->status);
     if (c->handoff_us != 0) {
         fk_hist_add(l->cfg.slot + FK_SLOT_HANDLER, fk_now_us() - c->handoff_us);

@@ -288,6 +288,28 @@ def test_expect_100_continue(raw):
     assert body == b"5 " + hashlib.sha256(b"hello").hexdigest().encode()
 
 
+def test_expect_100_continue_waits_for_the_first_receive(raw):
+    """A body large enough to stream: the 100 Continue is sent when the
+    application first asks for the body, and never when it answers without
+    reading (the client then need not send the body at all)."""
+    head = (b"POST %s HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n"
+            b"Expect: 100-continue\r\n\r\n")
+    with connect(raw.port) as sock:
+        sock.sendall(head % b"/pid")
+        response = Reader(sock).response()
+    assert response.status_line.startswith("HTTP/1.1 200 ")  # not an interim 100 first
+    data = os.urandom(1000000)
+    with connect(raw.port) as sock:
+        sock.sendall(head % b"/upload")
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            interim += sock.recv(1)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(data)
+        body = Reader(sock).response().body
+    assert body == b"1000000 " + hashlib.sha256(data).hexdigest().encode()
+
+
 def test_curl(raw, tmp_path):
     curl = shutil.which("curl")
     assert curl, "curl is needed by this test"

@@ -3,6 +3,7 @@
  * body left for the next request; stalls, hang-ups, oversize and bad coding.
  * Build with ASan and UBSan (see the Makefile). */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,12 @@
 ssize_t fk_tls_recv(fk_conn *c, char *buf, size_t len)
 {
     (void)c, (void)buf, (void)len;
+    return -1; /* never called: these connections are plain */
+}
+
+ssize_t fk_tls_send(fk_conn *c, const char *buf, size_t len, int flags)
+{
+    (void)c, (void)buf, (void)len, (void)flags;
     return -1; /* never called: these connections are plain */
 }
 
@@ -204,6 +211,32 @@ static void test_own_descriptor(void)
     conn_free(c, peer);
 }
 
+/* Expect: 100-continue deferred to the first read: sent once, before the
+ * body is read; never once the answer has begun. */
+static void test_continue_on_first_read(void)
+{
+    int peer;
+    fk_conn *c = conn_with("", 0, 16, 0, 5, &peer);
+    c->continue_due = FK_CONTINUE_DUE;
+    send_all(peer, "hello");
+    char out[16];
+    CHECK(read_all(c, out, sizeof(out), 2) == 5 && strcmp(out, "hello") == 0);
+    CHECK(c->continue_due == FK_CONTINUE_NONE);
+    char got[64] = {0};
+    CHECK(recv(peer, got, sizeof(got) - 1, MSG_DONTWAIT) == 25);
+    CHECK(strcmp(got, "HTTP/1.1 100 Continue\r\n\r\n") == 0);
+    conn_free(c, peer);
+
+    c = conn_with("", 0, 16, 0, 5, &peer);
+    c->continue_due = FK_CONTINUE_DUE;
+    fk_body_no_continue(c); /* the handler answered without reading */
+    CHECK(c->continue_due == FK_CONTINUE_NONE);
+    send_all(peer, "hello");
+    CHECK(read_all(c, out, sizeof(out), 5) == 5);
+    CHECK(recv(peer, got, sizeof(got) - 1, MSG_DONTWAIT) < 0 && errno == EAGAIN);
+    conn_free(c, peer);
+}
+
 int main(void)
 {
     test_content_length();
@@ -213,6 +246,7 @@ int main(void)
     test_stall_and_deadline();
     test_hang_up();
     test_own_descriptor();
+    test_continue_on_first_read();
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }
