@@ -27,6 +27,8 @@ from binascii import Error as Base64Error
 from hashlib import sha1
 from urllib.parse import unquote_to_bytes
 
+from forker.errors import RequestBodyError
+
 log = logging.getLogger("forker.error")
 
 cdef tuple STREAMED = ()  # the body of a plan whose body follows in pieces
@@ -175,6 +177,7 @@ cdef class Cycle:
     cdef list headers
     cdef BodyStream stream
     cdef object left        # bytes of a streamed body still to come (None: chunked)
+    cdef object reading     # the read under way on a reader thread, None between reads
 
     cdef bint streamed(self) except -1:
         """Whether the request's body is left to read from the client."""
@@ -240,29 +243,44 @@ cdef class Cycle:
         return DISCONNECT
 
     async def read_stream(self):
-        """A body larger than body_buffer_size, read on an executor thread
-        (a BodyStream read waits for the client), a piece at a time."""
+        """A body larger than body_buffer_size, read on a reader thread (a
+        BodyStream read waits for the client), a piece at a time. A receive
+        cancelled while its read runs (asyncio.wait_for) leaves the read to
+        the next receive, which gets its bytes: none is lost."""
         cdef Exchange ex = self.exchange
+        global body_readers
+        import asyncio
         if self.stream is None:
             self.stream = self.request._get_stream()
             self.left = self.stream.length
-        import asyncio
-        loop = asyncio.get_running_loop()
-        want = READ_SIZE if self.left is None else min(READ_SIZE, self.left)
-        global body_readers
-        if body_readers is None:
-            from concurrent.futures import ThreadPoolExecutor
-            body_readers = ThreadPoolExecutor(BODY_READERS, thread_name_prefix="forker-body")
-        read = loop.run_in_executor(body_readers, self.stream.read1, want)
+        if self.reading is None:
+            if body_readers is None:
+                from concurrent.futures import ThreadPoolExecutor
+                body_readers = ThreadPoolExecutor(BODY_READERS, thread_name_prefix="forker-body")
+            want = READ_SIZE if self.left is None else min(READ_SIZE, self.left)
+            self.reading = asyncio.get_running_loop().run_in_executor(
+                body_readers, self.stream.read1, want)
+        read = self.reading
         closed = ex.wait_closed()
         await asyncio.wait((read, closed), return_when=asyncio.FIRST_COMPLETED)
         if not read.done():
             # the client left (or the response ended) during the read: the read
             # ends with the connection, and the request body with it
             read.add_done_callback(lambda fut: fut.exception())
+            self.reading = None
             self.body_done = True
             return DISCONNECT
-        data = read.result()
+        self.reading = None
+        try:
+            data = read.result()
+        except RequestBodyError as exc:
+            # the client left, stalled or sent a bad body: to the application
+            # the client is gone (ASGI has no other word for it), and the
+            # connection closes once the response, if any, is given up
+            log.info("%s %s: request body: %s", self.request.method, self.request.target, exc)
+            self.body_done = True
+            self.gone = True
+            return DISCONNECT
         if self.left is not None:
             self.left -= len(data)
         more = bool(data) and self.left != 0

@@ -275,6 +275,31 @@ def test_a_body_reaches_the_application_as_the_client_sends_it(raw):
         assert bytes(echoed) == first + second
 
 
+def test_a_cancelled_receive_loses_no_body(raw):
+    """asyncio.wait_for(receive(), ...) that times out while a read waits for
+    the client: the next receive gets the bytes that read brings (they were
+    dropped, and the body reported complete, short)."""
+    first, second = os.urandom(100_000), os.urandom(200_000)
+    data = first + second
+    with connect(raw.port, timeout=DEADLINE) as sock:
+        sock.sendall(b"POST /impatient HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n"
+                     % len(data) + first)
+        wait_for_event(raw, "impatient: 100000 bytes, a receive cancelled")
+        sock.sendall(second)
+        body = Reader(sock).response().body
+    assert body == b"%d %s" % (len(data), hashlib.sha256(data).hexdigest().encode())
+
+
+def test_a_client_leaving_mid_upload_is_a_disconnect(raw):
+    """receive() answers http.disconnect (not an exception) when the client
+    leaves in the middle of a streamed body."""
+    with connect(raw.port, timeout=DEADLINE) as sock:
+        sock.sendall(b"POST /upload-disconnect HTTP/1.1\r\nHost: t\r\n"
+                     b"Content-Length: 1000000\r\n\r\n" + b"x" * 100_000)
+        wait_for_event(raw, "upload-disconnect: reading")
+    wait_for_event(raw, "upload-disconnect: http.disconnect")
+
+
 def test_expect_100_continue(raw):
     with connect(raw.port) as sock:
         sock.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"

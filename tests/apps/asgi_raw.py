@@ -68,6 +68,27 @@ async def app(scope, receive, send):
                         "more_body": bool(message.get("more_body"))})
             if not message.get("more_body"):
                 return
+    if path == "/impatient":  # receive() under asyncio.wait_for, cancelled while it waits
+        digest, size, cancelled = hashlib.sha256(), 0, 0
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), 0.01)
+            except asyncio.TimeoutError:
+                cancelled += 1
+                EVENTS.append(f"impatient: {size} bytes, a receive cancelled")
+                continue
+            digest.update(message["body"])
+            size += len(message["body"])
+            if not message.get("more_body"):
+                break
+        return await answer(send, f"{size} {digest.hexdigest()}".encode())
+    if path == "/upload-disconnect":  # reads until the client leaves mid-body
+        EVENTS.append("upload-disconnect: reading")
+        while True:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body"):
+                EVENTS.append(f"upload-disconnect: {message['type']}")
+                return
     if path == "/upload":
         digest, size = hashlib.sha256(), 0
         while True:
