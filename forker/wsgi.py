@@ -201,11 +201,20 @@ class Proxies:
         The client is the rightmost forwarded address that is not itself a
         trusted proxy (the leftmost when all are trusted). With Forwarded, the
         scheme and host come from that same element; X-Forwarded-Proto and
-        -Host are taken from their last value, the one our own proxy set."""
+        -Host are taken from their last value, the one our own proxy set.
+
+        Forwarded is read only when no X-Forwarded-For, -Proto or -Host came:
+        the proxies in front of most servers (nginx's usual configuration,
+        HAProxy's forwardfor, cloud balancers) set the X-Forwarded fields and
+        pass a client's own Forwarded field through untouched, so with both
+        present, Forwarded is the client's word (gunicorn and uvicorn never
+        read it at all)."""
         proto = host = None
         addr = port = None
         forwarded = environ.get("HTTP_FORWARDED")
-        if forwarded is not None:
+        if forwarded is not None and not any(
+                name in environ for name in ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO",
+                                             "HTTP_X_FORWARDED_HOST")):
             elements = [e for e in _forwarded_elements(forwarded) if e]
             chosen = None
             for element in reversed(elements):

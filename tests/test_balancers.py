@@ -9,7 +9,9 @@ id of its request: both must be zero."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -17,7 +19,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from typing import Dict, Iterator, List, Tuple
+from typing import Callable, Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -158,14 +160,16 @@ def _report(name: str, load: Load) -> str:
             f"{load.served_by}\n" + "\n".join(load.failures[:20]))
 
 
-@pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
-def test_nginx_graceful_stop_loses_no_request(instances: Tuple[ForkerProcess, ForkerProcess]) -> None:
-    one, two = instances
+@contextlib.contextmanager
+def nginx_front(one: int, two: int) -> Iterator[Tuple[int, Callable[[], str]]]:
+    """nginx running docs/deploy/nginx.conf in front of the ports one and
+    two, in the main context a packaged nginx provides: (its port, a function
+    reading its error log). Stopped with QUIT at the end."""
+    assert NGINX is not None
     front = free_port()
     with tempfile.TemporaryDirectory(prefix="forker-nginx-") as tmp:
         with open(os.path.join(tmp, "forker.conf"), "w") as f:
-            f.write(recipe("nginx.conf", front, one.port, two.port))
-        # The main context a packaged nginx provides, with every path in tmp.
+            f.write(recipe("nginx.conf", front, one, two))
         main = f"""
 daemon off;
 worker_processes 1;
@@ -185,12 +189,17 @@ http {{
         config = os.path.join(tmp, "nginx.conf")
         with open(config, "w") as f:
             f.write(main)
+
+        def errors() -> str:
+            with open(os.path.join(tmp, "error.log"), errors="replace") as f:
+                return f.read()[-3000:]
+
         nginx = subprocess.Popen([NGINX, "-p", tmp, "-c", config, "-e", f"{tmp}/error.log"],
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.PIPE)
         try:
             wait_answering(front)
-            load = stop_one_under_load(front, one, two)
+            yield front, errors
         finally:
             nginx.send_signal(signal.SIGQUIT)
             try:
@@ -198,10 +207,33 @@ http {{
             except subprocess.TimeoutExpired:
                 nginx.kill()
                 nginx.wait()
-            with open(os.path.join(tmp, "error.log"), errors="replace") as f:
-                errors = f.read()
+
+
+@pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
+def test_nginx_graceful_stop_loses_no_request(instances: Tuple[ForkerProcess, ForkerProcess]) -> None:
+    one, two = instances
+    with nginx_front(one.port, two.port) as (front, errors):
+        load = stop_one_under_load(front, one, two)
         print(_report("nginx", load))
-        assert not load.failures, _report("nginx", load) + "\nnginx error log:\n" + errors[-3000:]
+        assert not load.failures, _report("nginx", load) + "\nnginx error log:\n" + errors()
+
+
+@pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
+def test_a_client_cannot_claim_an_address_through_the_nginx_recipe() -> None:
+    """Behind docs/deploy/nginx.conf (which sets X-Forwarded-For and -Proto
+    and passes other fields through), a client's own Forwarded field claims
+    nothing: the application sees nginx's view of the client (it saw
+    6.6.6.6 and https when Forwarded won over X-Forwarded-For)."""
+    with ForkerProcess("--interface", "wsgi", app="wsgiapps:environ_app") as server:
+        with nginx_front(server.port, server.port) as (front, _):
+            conn = http.client.HTTPConnection("127.0.0.1", front, timeout=10)
+            conn.request("GET", "/", headers={"Forwarded": "for=6.6.6.6;proto=https"})
+            answer = conn.getresponse()
+            env = json.loads(answer.read())
+            conn.close()
+    assert answer.status == 200
+    assert (env["REMOTE_ADDR"], env["wsgi.url_scheme"]) == ("127.0.0.1", "http")
+    assert env["HTTP_FORWARDED"] == "for=6.6.6.6;proto=https"  # passed through, not believed
 
 
 @pytest.mark.skipif(HAPROXY is None, reason="haproxy is not installed")

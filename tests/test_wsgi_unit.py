@@ -275,11 +275,27 @@ def test_x_forwarded_for_skips_trusted_hops_from_the_right():
     assert env["REMOTE_ADDR"] == "198.51.100.1"  # 6.6.6.6 is only a client's claim
 
 
+def test_x_forwarded_fields_win_over_a_forwarded_field():
+    """A proxy that sets X-Forwarded-For (nginx's usual configuration) passes
+    the client's own Forwarded field through: with both, Forwarded is not
+    believed (a client could claim any address and https)."""
+    env = environ_for(Request(headers=[
+        ("Host", "internal"), ("Forwarded", "for=6.6.6.6;proto=https;host=evil"),
+        ("X-Forwarded-For", "198.51.100.1")]), forwarded_host=True)
+    assert env["REMOTE_ADDR"] == "198.51.100.1"
+    assert env["wsgi.url_scheme"] == "http"
+    assert env["HTTP_HOST"] == "internal"
+    env = environ_for(Request(headers=[
+        ("Host", "internal"), ("Forwarded", "for=6.6.6.6;proto=https"),
+        ("X-Forwarded-Proto", "http")]))
+    assert env["REMOTE_ADDR"] == "127.0.0.1" and env["wsgi.url_scheme"] == "http"
+
+
 def test_rfc7239_forwarded():
     env = environ_for(Request(headers=[
         ("Host", "internal"),
-        ("Forwarded", 'for="[2001:db8:cafe::17]:4711";proto=https;host="example.com:8443"'),
-        ("X-Forwarded-For", "9.9.9.9")]), forwarded_host=True)
+        ("Forwarded", 'for="[2001:db8:cafe::17]:4711";proto=https;host="example.com:8443"')]),
+        forwarded_host=True)
     assert env["REMOTE_ADDR"] == "2001:db8:cafe::17"
     assert env["REMOTE_PORT"] == "4711"
     assert env["wsgi.url_scheme"] == "https"
