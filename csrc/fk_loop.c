@@ -707,6 +707,11 @@ static void on_conn_event(fk_loop *l, uint64_t data, uint32_t events)
         c->readable = 1;
     if (events & (EPOLLRDHUP | EPOLLHUP))
         c->peer_shut = 1;
+    if ((events & EPOLLRDHUP) && l->cfg.close_on_fin && c->py_owned && !fk_body_unread(c) &&
+        (c->state == FK_CONN_HANDLING || c->state == FK_CONN_STREAMING)) {
+        conn_close(l, c); /* gone, as far as this application is told (cfg.close_on_fin) */
+        return;
+    }
     if ((events & EPOLLOUT) && conn_unsent(c)) {
         int r = conn_flush(l, c);
         if (r < 0)

@@ -92,6 +92,11 @@
     X(int, shared_listeners, FK_CFG_INT)        /* other workers accept from the same sockets \
                                                    (not reuse_port): take turns at the wake-up\
                                                    queue */                    \
+    X(int, close_on_fin, FK_CFG_INT)            /* a client's FIN after its request was handed\
+                                                   over closes the connection, so that Python \
+                                                   learns it left (ASGI's http.disconnect, as \
+                                                   uvicorn); else the answer still goes to a  \
+                                                   client that half-closed after its request */\
     X(uint64_t, ws_max_size, FK_CFG_U64)        /* bytes of a websocket message, reassembled  \
                                                    (close 1009 beyond); never 0 */            \
     X(uint64_t, ws_ping_interval_ms, FK_CFG_MS) /* a websocket quiet that long is pinged; 0   \

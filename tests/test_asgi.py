@@ -377,6 +377,34 @@ def test_disconnect_while_waiting(raw):
     wait_for_event(raw, "wait-disconnect: http.disconnect")
 
 
+def test_a_client_closing_normally_is_a_disconnect(raw):
+    """A FIN (close(2), not a reset) while the application holds the request:
+    it is told at once, as uvicorn tells it, and the socket does not wait in
+    CLOSE-WAIT for the application to end."""
+    sock = connect(raw.port)
+    sock.sendall(b"POST /wait-disconnect HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi")
+    wait_for_event(raw, "wait-disconnect: waiting")
+    sock.close()
+    wait_for_event(raw, "wait-disconnect: http.disconnect")
+
+
+def test_clients_gone_free_their_slots_while_tasks_run_on():
+    """Six clients send a request whose task never ends and close: with four
+    slots, a seventh client is still served (the slots stayed taken, and new
+    clients waited in the kernel's queue, until the tasks ended)."""
+    with ForkerProcess("--max-connections", "4", app="asgi_raw:app") as server:
+        url = f"http://127.0.0.1:{server.port}"
+        for n in range(6):
+            with connect(server.port) as sock:
+                sock.sendall(b"GET /ignore-disconnect HTTP/1.1\r\nHost: t\r\n\r\n")
+                deadline = time.monotonic() + DEADLINE
+                while json.loads(requests.get(url + "/events", timeout=DEADLINE).text).count(
+                        "ignore-disconnect: started") <= n:
+                    assert time.monotonic() < deadline, "the task did not start"
+                    time.sleep(0.02)
+        assert requests.get(url + "/pid", timeout=DEADLINE).status_code == 200
+
+
 @pytest.mark.parametrize("path, needle", [
     ("/error-before", "boom before the response"),
     ("/no-response", "returned without starting a response"),

@@ -135,7 +135,8 @@ C_OPTIONS = [option for option in OPTIONS if option.c_field]
 SLOT = 512  # bytes of a worker's shared slot
 # What the Engine sets itself: its arguments, and values derived from several options.
 ENGINE_FIELDS = {"max_requests", "wake_fd", "notify_fd", "threaded", "parent_pid", "slot",
-                 "stats", "constant_body", "proxy_allow", "proxy_allow_len", "shared_listeners"}
+                 "stats", "constant_body", "proxy_allow", "proxy_allow_len", "shared_listeners",
+                 "close_on_fin"}
 
 
 def loop_values(config, **engine):

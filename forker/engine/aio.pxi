@@ -422,3 +422,10 @@ cdef void async_closed(Engine engine, fk_conn *c):
     if ex.task_done:  # nothing will call finish(): release now
         ex.task_done = False
         ex.finish()
+    elif not ex.ws and not (c.body_stream and not c.body_done):
+        # No reader thread can be in the slot (no body is left to read): it
+        # is given back now, not when the task ends, so that tasks that
+        # ignore the client's leaving cannot keep the worker's slots.
+        ex.request._end_body()
+        fk_loop_release(engine.loop, c)
+        ex._completed(False)

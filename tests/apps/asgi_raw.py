@@ -82,6 +82,9 @@ async def app(scope, receive, send):
             if not message.get("more_body"):
                 break
         return await answer(send, f"{size} {digest.hexdigest()}".encode())
+    if path == "/ignore-disconnect":  # never answers, never asks: waits until stopped
+        EVENTS.append("ignore-disconnect: started")
+        await asyncio.Event().wait()
     if path == "/upload-disconnect":  # reads until the client leaves mid-body
         EVENTS.append("upload-disconnect: reading")
         while True:
