@@ -343,6 +343,15 @@ def test_header_injection_from_handler_is_a_500(server):
     assert b"Injected" not in data
 
 
+@pytest.mark.parametrize("target", [b"/not-iterable", b"/an-app"])
+def test_an_answer_that_is_not_iterable_is_a_500(server, target):
+    """Refused before the head goes out (the client got an empty reply, the
+    connection closed after the head)."""
+    data = exchange(server.port, b"GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                    % target)
+    assert data.startswith(b"HTTP/1.1 500 ")
+
+
 def test_worker_count_equals_workers():
     with ForkerProcess(app=APP, workers=3) as srv:
         children = srv.worker_pids()

@@ -102,6 +102,12 @@ cdef ResponsePlan make_plan(object result, int minor_version, bint head):
             # Content-Length on such an answer stands: it is the GET's)
             plan.length = FK_BODY_UNSTATED
         return plan
+    if not hasattr(type(body), "__iter__") and not hasattr(type(body), "__getitem__"):
+        # refused before the head goes out, so that the client gets a 500
+        hint = ("; if the application is made by a factory, name the call: "
+                "'module:create_app()'" if callable(body) else "")
+        raise TypeError(f"the handler returned {type(body).__name__!r}, which is neither "
+                        f"bytes, str, a Response nor an iterable of bytes{hint}")
     plan.source = body
     if not find_file(plan, body) and plan.length < 0:
         # HEAD of a body of unknown length: neither a length nor chunked (as gunicorn)

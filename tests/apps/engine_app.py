@@ -54,6 +54,10 @@ def app(request):
         handle = open(os.environ["ENGINE_APP_FILE"], "rb")
         handle.seek(int(request.query or "0"))
         return Response(handle, headers=[("Content-Type", "application/octet-stream")])
+    if path == "/not-iterable":  # neither bytes nor an iterable: a 500
+        return 42
+    if path == "/an-app":  # a factory's product, returned by mistake
+        return lambda environ, start_response: []
     if path == "/bad-header":
         return Response(b"x", headers=[("X-Evil", "a\r\nInjected: yes")])
     return Response(b"not found", status=404)
