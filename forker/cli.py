@@ -417,6 +417,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                  if not path.startswith("python:") else path)
     for warning in compat.take_warnings() + ([ignored] if ignored else []):
         log.warning("%s", warning)
+    if app is greeting:  # said, since a flag that took APP as its value looks the same
+        log.info("no APP given: serving the built-in greeting on every path")
     if extras.get("capture_output"):
         _capture_output(config)
     options = config.as_dict()

@@ -51,6 +51,8 @@ def not_probe(line):
 def test_no_app_serves_the_greeting():
     with ForkerProcess() as server:
         assert request(server.port, "GET", "/anything")[::2] == (200, b"greeting!!!")
+    # said in the log: `--access-log app:app` (a flag that takes a value) looks the same
+    assert "no APP given: serving the built-in greeting" in server.stderr
 
 
 def test_python_m_forker_bind_and_workers():
