@@ -43,7 +43,7 @@ def ext(name, sources, libraries=()):
 
 
 PARSER_C = ["csrc/fk_parse.c", "csrc/fk_chunked.c"]
-ENGINE_C = PARSER_C + ["csrc/fk_write.c", "csrc/fk_buf.c", "csrc/fk_conn.c", "csrc/fk_loop.c",
+ENGINE_C = PARSER_C + ["csrc/fk_write.c", "csrc/fk_buf.c", "csrc/fk_conn.c", "csrc/fk_loop.c", "csrc/fk_accept.c",
                        "csrc/fk_input.c", "csrc/fk_output.c", "csrc/fk_tls.c", "csrc/fk_body.c",
                        "csrc/fk_proxy.c", "csrc/fk_peers.c", "csrc/fk_spares.c",
                        "csrc/fk_ws.c", "csrc/fk_loop_ws.c"]

@@ -1,6 +1,7 @@
-/* The loop's insides, shared by its three files and by nothing else:
+/* The loop's insides, shared by its files and by nothing else:
  *   fk_loop.c    the slab of connections and who owns a slot, the queues,
- *                accepting, timeouts, stopping, and the event loop itself;
+ *                timeouts, stopping, and the event loop itself;
+ *   fk_accept.c  accepting, and a full worker's least-progress slot;
  *   fk_input.c   reading, the PROXY header, parsing heads, request bodies;
  *   fk_output.c  writing, answering (from the loop or the handler), file bodies;
  *   fk_loop_ws.c a connection upgraded to a websocket (FK_CONN_WS).
@@ -100,6 +101,16 @@ FK_INTERNAL void conn_linger(fk_loop *l, fk_conn *c);
 FK_INTERNAL void end_body_stream(fk_conn *c);
 /* Stops accepting (recycle: a max_requests recycle). */
 FK_INTERNAL void stop_accepting(fk_loop *l, int recycle);
+/* Adds (on) or removes the listeners from the epoll set. */
+FK_INTERNAL void set_listening(fk_loop *l, int on);
+
+/* fk_accept.c */
+/* Accepts up to batch connections from listener index; returns how many. */
+FK_INTERNAL int accept_from(fk_loop *l, int index, int batch);
+/* Adds the connections accepted this turn to the epoll set. */
+FK_INTERNAL void watch_new(fk_loop *l);
+/* Whether c is an idle keep-alive connection (nothing in, nothing out). */
+FK_INTERNAL int conn_idle(const fk_conn *c);
 
 /* fk_input.c */
 /* Reads what c's socket holds and parses it, while its state allows. */
