@@ -70,6 +70,11 @@ def run_worker(app: Any, config: Config, listeners: List[Any], worker_id: int,
     if asynchronous:  # before the loop accepts: lifespan startup on the worker's event loop
         import asyncio
 
+        if config.threads != 1 and worker_id == 0:  # said once, not by every worker
+            log.warning("--threads %d does not apply to an ASGI application: its requests "
+                        "run on the worker's event loop (blocking work belongs in "
+                        "run_in_executor)", config.threads)
+
         from .asgi import LifespanFailure
 
         aloop = app.event_loop()

@@ -377,6 +377,12 @@ def test_disconnect_while_waiting(raw):
     wait_for_event(raw, "wait-disconnect: http.disconnect")
 
 
+def test_threads_are_said_not_to_apply():
+    with ForkerProcess("--threads", "4", app="asgi_raw:app") as server:
+        assert requests.get(f"http://127.0.0.1:{server.port}/pid", timeout=DEADLINE).ok
+        server.wait_for("--threads 4 does not apply to an ASGI application")
+
+
 def test_a_client_closing_normally_is_a_disconnect(raw):
     """A FIN (close(2), not a reset) while the application holds the request:
     it is told at once, as uvicorn tells it, and the socket does not wait in
