@@ -451,7 +451,7 @@ cdef class WSCycle:
             if self.state == WS_OPEN or ex.ws:
                 item = ex.ws_take()
                 if item is not None:
-                    opcode, data = item
+                    opcode, data, compressed = item
                     if opcode == FK_WS_TEXT:
                         return {"type": "websocket.receive", "text": data.decode("utf-8")}
                     return {"type": "websocket.receive", "bytes": data}
@@ -474,7 +474,7 @@ cdef class WSCycle:
                 raise ClientDisconnected(f"the client left; {kind!r} was not sent")
             if kind == "websocket.accept":
                 self.state = WS_OPEN
-                rc = ex.ws_accept(self.head(message))
+                rc = ex.ws_accept(self.head(message), False)
                 if rc == 1:
                     await ex.wait_writable()
                 elif rc < 0:

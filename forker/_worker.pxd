@@ -151,10 +151,10 @@ cdef class Exchange:
     cdef int send_file(self, ResponsePlan plan, object fileobj) except -2
     cdef void abort(self)
     cdef void finish(self)
-    cdef int ws_accept(self, bytes head) except -2
+    cdef int ws_accept(self, bytes head, bint deflate) except -2
     cdef object ws_take(self)
     cdef object ws_closing(self)
-    cdef int ws_send(self, int opcode, bytes data) except -2
+    cdef int ws_send(self, int opcode, bytes data, bint compressed=*) except -2
     cdef int ws_close(self, int code, bytes reason) except -2
 
 

@@ -173,9 +173,10 @@ cdef class Exchange:
 
     # -- websockets: the connection after its 101 (csrc/fk_loop_ws.c) --
 
-    cdef int ws_accept(self, bytes head) except -2:
+    cdef int ws_accept(self, bytes head, bint deflate) except -2:
         """Sends head (the 101) and makes the connection a websocket, which
-        this exchange holds until the connection closes."""
+        this exchange holds until the connection closes; deflate: head
+        accepted permessage-deflate (RSV1 marks a compressed message)."""
         cdef Engine engine = self.engine
         cdef int rc
         if not self._mine() or self.started:
@@ -186,24 +187,26 @@ cdef class Exchange:
         self._end_request_body()
         self.ws = True
         rc = fk_loop_ws_accept(engine.loop, self.conn, PyBytes_AS_STRING(head),
-                               PyBytes_GET_SIZE(head))
+                               PyBytes_GET_SIZE(head), deflate)
         engine._schedule_flush()
         if engine.access_log is not None:
             engine._log(self.request, 101, 0, self.started_at)
         return rc
 
     cdef object ws_take(self):
-        """The client's message the loop holds, as (opcode, bytes), taken (the
-        loop reads on); None when none waits."""
+        """The client's message the loop holds, as (opcode, bytes, compressed),
+        taken (the loop reads on); None when none waits. A compressed message
+        (permessage-deflate) is as it came: its inflated text is unchecked."""
         cdef fk_conn *c = self.conn
         if (not self.ws or c == NULL or c.generation != self.generation or c.ws == NULL
                 or not c.ws.msg_ready):
             return None
         data = PyBytes_FromStringAndSize(c.in_.data + c.in_.off, <Py_ssize_t>c.ws.dec.msg_len)
         opcode = c.ws.dec.msg_opcode
+        compressed = c.ws.dec.msg_compressed != 0
         fk_loop_ws_taken(self.engine.loop, c)
         self.engine._schedule_flush()
-        return opcode, data
+        return opcode, data, compressed
 
     cdef object ws_closing(self):
         """(code, reason) once the websocket is over for the application: the
@@ -223,14 +226,15 @@ cdef class Exchange:
             return 1006, ""
         return None
 
-    cdef int ws_send(self, int opcode, bytes data) except -2:
-        """A message; returns as send() (1: wait_writable() first)."""
+    cdef int ws_send(self, int opcode, bytes data, bint compressed=False) except -2:
+        """A message (compressed: deflated, framed with RSV1); returns as
+        send() (1: wait_writable() first)."""
         cdef int rc
         if not self.ws or not self._mine():
             return -1
         self.sent += PyBytes_GET_SIZE(data)
-        rc = fk_loop_ws_send(self.engine.loop, self.conn, opcode, PyBytes_AS_STRING(data),
-                             PyBytes_GET_SIZE(data))
+        rc = fk_loop_ws_send(self.engine.loop, self.conn, opcode, compressed,
+                             PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
         self.engine._schedule_flush()
         return rc
 
