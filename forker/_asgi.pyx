@@ -547,6 +547,7 @@ cdef class WSCycle:
     cdef int client_bits     # the client's window, 15 when it did not bound it
     cdef object deflater     # zlib's, kept between messages (context takeover)
     cdef object inflater
+    cdef int failed          # the close code we failed the websocket with (fail), 0 none
 
     async def run(self):
         cdef Exchange ex = self.exchange
@@ -690,7 +691,7 @@ cdef class WSCycle:
             else:
                 raise RuntimeError(f"unexpected ASGI message {kind!r} on an open websocket")
         else:
-            if ex.closed or ex.ws_closing() is not None:
+            if ex.closed or self.failed or ex.ws_closing() is not None:
                 raise ClientDisconnected(f"the websocket is closed; {kind!r} was not sent")
             raise RuntimeError(f"ASGI message {kind!r} sent after the websocket was closed")
 
@@ -700,6 +701,7 @@ cdef class WSCycle:
         large once inflated): our close frame goes, and the application hears
         of it as the client's leaving."""
         self.state = WS_CLOSED
+        self.failed = code
         self.inflater = self.deflater = None
         self.exchange.ws_close(code, b"")
         return {"type": "websocket.disconnect", "code": code, "reason": ""}
