@@ -746,6 +746,8 @@ cdef class WSCycle:
             return b""
         if headers:
             for name, _ in headers:
+                if type(name) is str:
+                    name = name.encode("latin-1")
                 if bytes(name).lower() == b"sec-websocket-extensions":
                     return b""
         for ext, params in extension_offers(self.scope["headers"]):
