@@ -214,17 +214,21 @@ void fk_loop_release(fk_loop *l, fk_conn *c);
  * made) and turns c into a websocket: the loop then reads, unmasks and
  * reassembles the client's messages (up to cfg.ws_max_size), answers pings,
  * and reports each message with FK_EV_WS; c stays Python's (py_owned, the same
- * request_id) until fk_loop_release after FK_EV_CLOSED. Returns as
- * fk_loop_send. */
-int fk_loop_ws_accept(fk_loop *l, fk_conn *c, const char *head, size_t len);
+ * request_id) until fk_loop_release after FK_EV_CLOSED. deflate: the 101
+ * accepted permessage-deflate, so RSV1 may mark a client's message compressed
+ * (c->ws->dec.msg_compressed; Python inflates it). Returns as fk_loop_send. */
+int fk_loop_ws_accept(fk_loop *l, fk_conn *c, const char *head, size_t len, int deflate);
 
 /* Python copied the message c->ws reported: the loop goes on reading. */
 void fk_loop_ws_taken(fk_loop *l, fk_conn *c);
 
-/* Sends a message (FK_WS_TEXT or FK_WS_BINARY; a text must be UTF-8). Returns
- * 0 to go on, 1 when the caller should wait for FK_EV_WRITABLE (or FK_EV_WS
- * with watermark 0) first, -1 when the connection is gone or closing. */
-int fk_loop_ws_send(fk_loop *l, fk_conn *c, int opcode, const char *data, size_t len);
+/* Sends a message (FK_WS_TEXT or FK_WS_BINARY; a text must be UTF-8);
+ * compressed: data is its deflated form (permessage-deflate, negotiated at
+ * fk_loop_ws_accept), framed with RSV1. Returns 0 to go on, 1 when the caller
+ * should wait for FK_EV_WRITABLE (or FK_EV_WS with watermark 0) first, -1
+ * when the connection is gone or closing. */
+int fk_loop_ws_send(fk_loop *l, fk_conn *c, int opcode, int compressed, const char *data,
+                    size_t len);
 
 /* Sends a close frame (code 0: none; reason UTF-8, at most 123 bytes): the
  * connection closes once the client answers it, or a few seconds later.

@@ -12,11 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Appends a server frame (unmasked, final). Returns 0, or -1 out of memory. */
-static int put_frame(fk_conn *c, int opcode, const char *data, size_t len)
+/* Appends a server frame (unmasked, final; rsv1: a compressed message).
+ * Returns 0, or -1 out of memory. */
+static int put_frame(fk_conn *c, int opcode, int rsv1, const char *data, size_t len)
 {
     unsigned char h[FK_WS_SERVER_HEADER_MAX];
-    size_t hl = fk_ws_frame_header(h, 1, opcode, len);
+    size_t hl = fk_ws_frame_header(h, 1, rsv1, opcode, len);
     if (fk_buf_reserve(&c->out, hl + len, 0) != 0)
         return -1;
     memcpy(c->out.data + c->out.len, h, hl);
@@ -41,7 +42,7 @@ static int put_close(fk_conn *c, int code, const char *reason, size_t len)
         n = 2 + len;
     }
     c->ws->close_sent = 1;
-    return put_frame(c, FK_WS_CLOSE, payload, n);
+    return put_frame(c, FK_WS_CLOSE, 0, payload, n);
 }
 
 /* When c's deadline is next due: the close timeout, the ping timeout, the next
@@ -83,7 +84,7 @@ static void ws_control(fk_loop *l, fk_conn *c)
     fk_ws_decoder *d = &w->dec;
     if (d->ctl_opcode == FK_WS_PING) {
         if (!w->close_sent) {
-            if (put_frame(c, FK_WS_PONG, d->ctl, d->ctl_len) != 0) {
+            if (put_frame(c, FK_WS_PONG, 0, d->ctl, d->ctl_len) != 0) {
                 conn_close(l, c);
                 return;
             }
@@ -187,7 +188,7 @@ void ws_timeout(fk_loop *l, fk_conn *c)
         }
     } else if (l->now >= w->next_ping) {
         static const char payload[] = "fk";
-        if (put_frame(c, FK_WS_PING, payload, sizeof(payload) - 1) != 0) {
+        if (put_frame(c, FK_WS_PING, 0, payload, sizeof(payload) - 1) != 0) {
             conn_close(l, c);
             return;
         }
@@ -214,7 +215,7 @@ static int ws_after_write(fk_loop *l, fk_conn *c)
     return 0;
 }
 
-int fk_loop_ws_accept(fk_loop *l, fk_conn *c, const char *head, size_t len)
+int fk_loop_ws_accept(fk_loop *l, fk_conn *c, const char *head, size_t len, int deflate)
 {
     if (c->fd < 0 || c->state != FK_CONN_HANDLING || c->body_stream)
         return -1;
@@ -229,6 +230,7 @@ int fk_loop_ws_accept(fk_loop *l, fk_conn *c, const char *head, size_t len)
     }
     memset(w, 0, sizeof(*w));
     fk_ws_init(&w->dec, l->cfg.ws_max_size != 0 ? l->cfg.ws_max_size : 1);
+    w->dec.deflate = deflate != 0;
     count_answer(l, c, 101);
     if (c->handoff_us != 0) {
         fk_hist_add(l->cfg.slot + FK_SLOT_HANDLER, fk_now_us() - c->handoff_us);
@@ -268,12 +270,13 @@ void fk_loop_ws_taken(fk_loop *l, fk_conn *c)
         conn_read(l, c);
 }
 
-int fk_loop_ws_send(fk_loop *l, fk_conn *c, int opcode, const char *data, size_t len)
+int fk_loop_ws_send(fk_loop *l, fk_conn *c, int opcode, int compressed, const char *data,
+                    size_t len)
 {
     if (c->fd < 0 || c->state != FK_CONN_WS || c->ws->close_sent ||
         (opcode != FK_WS_TEXT && opcode != FK_WS_BINARY))
         return -1;
-    if (put_frame(c, opcode, data, len) != 0) {
+    if (put_frame(c, opcode, compressed && c->ws->dec.deflate, data, len) != 0) {
         conn_close(l, c);
         return -1;
     }

@@ -76,6 +76,7 @@ void fk_ws_message_taken(fk_ws_decoder *d)
 {
     d->msg_len = 0;
     d->msg_opcode = 0;
+    d->msg_compressed = 0;
     memset(&d->utf8, 0, sizeof(d->utf8));
 }
 
@@ -86,9 +87,9 @@ int fk_ws_close_code_valid(unsigned code)
            (code >= 3000 && code <= 4999);
 }
 
-size_t fk_ws_frame_header(unsigned char *out, int fin, int opcode, uint64_t len)
+size_t fk_ws_frame_header(unsigned char *out, int fin, int rsv1, int opcode, uint64_t len)
 {
-    out[0] = (unsigned char)((fin ? 0x80 : 0) | (opcode & 0x0F));
+    out[0] = (unsigned char)((fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | (opcode & 0x0F));
     if (len < 126) {
         out[1] = (unsigned char)len;
         return 2;
@@ -125,8 +126,10 @@ static int begin_frame(fk_ws_decoder *d)
     uint8_t len7 = b1 & 0x7F;
     uint64_t len = len7;
     size_t at = 2;
-    if (b0 & 0x70)
-        return fail(d, FK_WS_ERR_PROTOCOL); /* RSV1-3: no extension was negotiated */
+    if (b0 & 0x30)
+        return fail(d, FK_WS_ERR_PROTOCOL); /* RSV2-3: no extension uses them */
+    if ((b0 & 0x40) && !d->deflate)
+        return fail(d, FK_WS_ERR_PROTOCOL); /* RSV1 without permessage-deflate */
     if (!(b1 & 0x80))
         return fail(d, FK_WS_ERR_PROTOCOL); /* a client's frame is masked (5.1) */
     if (len7 == 126) {
@@ -149,20 +152,21 @@ static int begin_frame(fk_ws_decoder *d)
     case FK_WS_CLOSE:
     case FK_WS_PING:
     case FK_WS_PONG:
-        if (!d->fin || len > FK_WS_CONTROL_MAX)
-            return fail(d, FK_WS_ERR_PROTOCOL); /* 5.5 */
+        if (!d->fin || len > FK_WS_CONTROL_MAX || (b0 & 0x40))
+            return fail(d, FK_WS_ERR_PROTOCOL); /* 5.5; RSV1 on a control frame (RFC 7692 6) */
         d->ctl_opcode = d->opcode;
         d->ctl_len = 0;
         break;
     case FK_WS_CONT:
-        if (d->msg_opcode == 0)
-            return fail(d, FK_WS_ERR_PROTOCOL); /* nothing to continue */
+        if (d->msg_opcode == 0 || (b0 & 0x40))
+            return fail(d, FK_WS_ERR_PROTOCOL); /* nothing to continue; RSV1 is the first's */
         break;
     case FK_WS_TEXT:
     case FK_WS_BINARY:
         if (d->msg_opcode != 0)
             return fail(d, FK_WS_ERR_PROTOCOL); /* a new message inside one */
         d->msg_opcode = d->opcode;
+        d->msg_compressed = (b0 & 0x40) != 0;
         break;
     default:
         return fail(d, FK_WS_ERR_PROTOCOL); /* reserved opcodes */
@@ -223,7 +227,7 @@ static int end_data(fk_ws_decoder *d)
     d->hdr_len = 0;
     if (!d->fin)
         return FK_WS_MORE;
-    if (d->msg_opcode == FK_WS_TEXT && d->utf8.need != 0)
+    if (d->msg_opcode == FK_WS_TEXT && !d->msg_compressed && d->utf8.need != 0)
         return fail(d, FK_WS_ERR_UTF8); /* ends inside a character */
     return FK_WS_MESSAGE;
 }
@@ -262,7 +266,7 @@ int fk_ws_decode(fk_ws_decoder *d, char *buf, size_t raw_off, size_t raw_len, si
         } else {
             char *dst = buf + d->msg_len;
             unmask_move(dst, raw + i, n, d->mask, d->pos);
-            if (d->msg_opcode == FK_WS_TEXT &&
+            if (d->msg_opcode == FK_WS_TEXT && !d->msg_compressed &&
                 fk_utf8_feed(&d->utf8, (const unsigned char *)dst, n) != 0) {
                 r = fail(d, FK_WS_ERR_UTF8);
                 break;

@@ -53,7 +53,11 @@ typedef struct {
     uint8_t opcode, fin;  /* of the current frame */
     uint8_t mask[4];
     uint8_t msg_opcode;   /* FK_WS_TEXT or FK_WS_BINARY while a message is open, else 0 */
-    fk_utf8 utf8;         /* of the open text message */
+    uint8_t deflate;      /* permessage-deflate was negotiated (RFC 7692): RSV1 may mark a
+                             message compressed (set after init) */
+    uint8_t msg_compressed; /* the open message's first frame had RSV1: its bytes are
+                               compressed, left to the caller to inflate and check */
+    fk_utf8 utf8;         /* of the open text message (not checked when compressed) */
     uint8_t ctl_opcode;   /* the control frame being gathered, then returned */
     size_t ctl_len;
     int close_code;       /* of a close frame returned: its code, 1005 when it had none */
@@ -70,8 +74,9 @@ void fk_ws_init(fk_ws_decoder *d, uint64_t max_size);
  * consumed (a partial header is kept in d, so all of them unless an event
  * returns early). Returns:
  *   FK_WS_MORE      all raw bytes used, no event;
- *   FK_WS_MESSAGE   the message is whole: buf[0 .. d->msg_len), d->msg_opcode
- *                   (text already checked as UTF-8); the caller takes it,
+ *   FK_WS_MESSAGE   the message is whole: buf[0 .. d->msg_len), d->msg_opcode,
+ *                   d->msg_compressed (text already checked as UTF-8 unless
+ *                   compressed: then only once inflated); the caller takes it,
  *                   calls fk_ws_message_taken, and goes on with the raw bytes
  *                   after *used, which it moves to follow the (now empty)
  *                   message, or simply restarts buf there;
@@ -81,7 +86,8 @@ void fk_ws_init(fk_ws_decoder *d, uint64_t max_size);
  *                   *used;
  *   FK_WS_ERR_*     the connection must be failed with that error's close
  *                   code; the decoder stays failed.
- * Refused: reserved bits set (no extension is negotiated), unknown opcodes,
+ * Refused: reserved bits set (RSV1 is allowed only with d->deflate, and then
+ * only on the first frame of a data message), unknown opcodes,
  * unmasked frames, a 64-bit length with its top bit set, fragmented or
  * over-long control frames, a continuation without a message or a new
  * message inside one, close codes RFC 6455 forbids on the wire. */
@@ -94,7 +100,8 @@ void fk_ws_message_taken(fk_ws_decoder *d);
 int fk_ws_close_code_valid(unsigned code);
 
 /* Writes the header of a server frame (unmasked) of len payload bytes into
- * out, which has room for FK_WS_SERVER_HEADER_MAX; returns its length. */
-size_t fk_ws_frame_header(unsigned char *out, int fin, int opcode, uint64_t len);
+ * out, which has room for FK_WS_SERVER_HEADER_MAX; returns its length. rsv1
+ * marks the first frame of a compressed message (permessage-deflate). */
+size_t fk_ws_frame_header(unsigned char *out, int fin, int rsv1, int opcode, uint64_t len);
 
 #endif

@@ -19,6 +19,8 @@ class Core:
     extensions: Dict[str, Any]
     ws_extensions: Dict[str, Any]
     websockets: bool
+    ws_deflate: bool
+    ws_max_size: int
     def __init__(self, app: Any, root_path: str = "") -> None: ...
     def __call__(self, request: Request, exchange: Exchange) -> Any: ...
     def forwarded(self, scope: Dict[str, Any], fields: Dict[bytes, str]) -> None:

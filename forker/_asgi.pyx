@@ -13,7 +13,7 @@ through Exchange.send_file. forker.asgi.ASGIHandler subclasses Core and keeps
 the rest in Python: the constant parts of the scope, and lifespan."""
 
 cimport cython
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memchr
 
 from forker._csrc cimport (fk_conn, fk_header, FK_REQ_CHUNKED, FK_REQ_UPGRADE, FK_WS_BINARY,
@@ -22,6 +22,7 @@ from forker._worker cimport (BodyStream, Exchange, Reply, Request, ResponsePlan,
                              make_plan, server_error_plan)
 
 import logging
+import zlib
 from base64 import b64decode, b64encode
 from binascii import Error as Base64Error
 from hashlib import sha1
@@ -53,6 +54,20 @@ cdef bytes WS_HEAD = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r
 cdef dict WS_SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 cdef frozenset TCHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789"
                                   b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+cdef frozenset TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789"
+                                       "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# permessage-deflate (RFC 7692), as the websockets library's server by default:
+# each side keeps its context between messages (unless the client asks
+# otherwise), the server's window is at most 12 bits (4 KiB) and so is the
+# client's when it lets the server choose (client_max_window_bits), with
+# memLevel 5: about 40 KiB of zlib state per connection beside the inflater's
+# window (32 KiB when the client does not bound its own).
+cdef int DEFLATE_BITS = 12
+cdef int DEFLATE_LEVEL = 6
+cdef int DEFLATE_MEM_LEVEL = 5
+cdef Py_ssize_t DEFLATE_MIN = 32  # shorter messages go uncompressed (RSV1 clear)
+cdef bytes DEFLATE_TAIL = b"\x00\x00\xff\xff"  # the empty block each message ends with
+cdef frozenset WINDOW_BITS = frozenset(["8", "9", "10", "11", "12", "13", "14", "15"])
 # the websocket's life for the application (WSCycle.state)
 cdef enum:
     WS_CONNECTING = 0  # websocket.connect not received yet, or no answer
@@ -74,6 +89,8 @@ cdef class Core:
     cdef public dict extensions    # the scope's "extensions"
     cdef public dict ws_extensions # a websocket scope's "extensions"
     cdef public bint websockets    # upgrades become websocket scopes (else 501)
+    cdef public bint ws_deflate    # a client's offer of permessage-deflate is accepted
+    cdef public long long ws_max_size  # largest message, also once inflated (else 1009)
     cdef dict names                # raw header name -> lowercased bytes
 
     def __init__(self, app, str root_path=""):
@@ -84,6 +101,8 @@ cdef class Core:
         self.extensions = {"http.response.pathsend": {}}
         self.ws_extensions = {"websocket.http.response": {}}
         self.websockets = True
+        self.ws_deflate = True
+        self.ws_max_size = 16 * 1024 * 1024
         self.names = {}
 
     def __call__(self, Request request, Exchange exchange):
@@ -371,6 +390,122 @@ cdef list subprotocols(list headers):
     return offered
 
 
+cdef list split_unquoted(str text, str sep):
+    """text split at each sep outside a quoted string (RFC 9110 5.6.4); None
+    when a quoted string does not end."""
+    cdef list parts = []
+    cdef Py_ssize_t start = 0, i = 0, n = len(text)
+    cdef bint quoted = False
+    while i < n:
+        ch = text[i]
+        if quoted:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == sep:
+            parts.append(text[start:i])
+            start = i + 1
+        i += 1
+    if quoted:
+        return None
+    parts.append(text[start:])
+    return parts
+
+
+cdef str unquote(str text):
+    """The content of a quoted string, its backslash escapes undone."""
+    cdef list out = []
+    cdef Py_ssize_t i = 0, n = len(text)
+    if "\\" not in text:
+        return text
+    while i < n:
+        if text[i] == "\\" and i + 1 < n:
+            i += 1
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
+cdef bint is_token(str text):
+    return bool(text) and all(ch in TOKEN_CHARS for ch in text)
+
+
+cdef list extension_offers(list headers):
+    """The extensions a websocket client offers (Sec-WebSocket-Extensions,
+    RFC 6455 9.1), in order, as (name, [(parameter, value or None)]); an offer
+    that does not parse is left out (declined)."""
+    cdef list offers = []
+    cdef list params
+    for name, value in headers:
+        if name != b"sec-websocket-extensions":
+            continue
+        items = split_unquoted(value.decode("latin-1"), ",")
+        for item in items or ():
+            if not item.strip():
+                continue  # empty list elements are allowed (RFC 9110 5.6.1)
+            parts = split_unquoted(item, ";")
+            ext = parts[0].strip()
+            if not is_token(ext):
+                continue
+            params = []
+            for part in parts[1:]:
+                key, eq, val = part.partition("=")
+                key = key.strip()
+                if not is_token(key):
+                    break
+                if eq:
+                    val = val.strip()
+                    n = len(val)
+                    if n >= 2 and val[0] == '"' and val[n - 1] == '"':
+                        val = unquote(val[1:n - 1])
+                    if not is_token(val):
+                        break  # a quoted value must still be a token (RFC 6455 9.1)
+                    params.append((key, val))
+                else:
+                    params.append((key, None))
+            else:
+                offers.append((ext, params))
+    return offers
+
+
+cdef tuple deflate_agreement(list params):
+    """Our answer to an offer of permessage-deflate with params (RFC 7692 7.1):
+    (server_no_context_takeover, client_no_context_takeover,
+    server_max_window_bits, client_max_window_bits or 0 when not named); None
+    when the offer is declined (a parameter unknown, repeated or invalid)."""
+    cdef set seen = set()
+    cdef bint server_nct = False, client_nct = False
+    cdef int server_bits = DEFLATE_BITS, client_bits = 0
+    for key, val in params:
+        if key in seen:
+            return None
+        seen.add(key)
+        if key == "server_no_context_takeover" or key == "client_no_context_takeover":
+            if val is not None:
+                return None
+            if key[0] == "s":
+                server_nct = True
+            else:
+                client_nct = True
+        elif key == "server_max_window_bits":
+            if val not in WINDOW_BITS:
+                return None
+            server_bits = min(int(val), DEFLATE_BITS)
+        elif key == "client_max_window_bits":
+            if val is None:
+                client_bits = DEFLATE_BITS
+            elif val in WINDOW_BITS:
+                client_bits = min(int(val), DEFLATE_BITS)
+            else:
+                return None
+        else:
+            return None
+    return server_nct, client_nct, server_bits, client_bits
+
+
 cdef object handshake_error(Request req, list headers):
     """Why an upgrade to a websocket is not a valid opening handshake (RFC 6455
     4.2.1), as (status, fields, text), with the client's key; or (None, key)."""
@@ -404,6 +539,15 @@ cdef class WSCycle:
     cdef bytes key
     cdef int state
     cdef bint connected      # websocket.connect went to the application
+    # permessage-deflate, when the 101 accepted it
+    cdef bint deflate
+    cdef bint server_nct     # server_no_context_takeover: a new deflater per message
+    cdef bint client_nct     # client_no_context_takeover: a new inflater per message
+    cdef int server_bits     # our window (8: zlib cannot, so we send uncompressed)
+    cdef int client_bits     # the client's window, 15 when it did not bound it
+    cdef object deflater     # zlib's, kept between messages (context takeover)
+    cdef object inflater
+    cdef int failed          # the close code we failed the websocket with (fail), 0 none
 
     async def run(self):
         cdef Exchange ex = self.exchange
@@ -451,8 +595,18 @@ cdef class WSCycle:
             if self.state == WS_OPEN or ex.ws:
                 item = ex.ws_take()
                 if item is not None:
-                    opcode, data = item
-                    if opcode == FK_WS_TEXT:
+                    opcode, data, compressed = item
+                    if compressed:
+                        data = self.inflate(data)
+                        if type(data) is int:  # 1002 or 1009
+                            return self.fail(data)
+                        if opcode == FK_WS_TEXT:
+                            try:
+                                text = data.decode("utf-8")
+                            except UnicodeDecodeError:
+                                return self.fail(1007)
+                            return {"type": "websocket.receive", "text": text}
+                    elif opcode == FK_WS_TEXT:  # checked as UTF-8 by the loop
                         return {"type": "websocket.receive", "text": data.decode("utf-8")}
                     return {"type": "websocket.receive", "bytes": data}
                 closing = ex.ws_closing()
@@ -474,7 +628,7 @@ cdef class WSCycle:
                 raise ClientDisconnected(f"the client left; {kind!r} was not sent")
             if kind == "websocket.accept":
                 self.state = WS_OPEN
-                rc = ex.ws_accept(self.head(message))
+                rc = ex.ws_accept(self.head(message), self.deflate)
                 if rc == 1:
                     await ex.wait_writable()
                 elif rc < 0:
@@ -514,7 +668,10 @@ cdef class WSCycle:
                         raise RuntimeError("websocket.send without 'bytes' nor 'text'")
                     opcode = FK_WS_TEXT
                     data = text.encode("utf-8")
-                rc = ex.ws_send(opcode, data)
+                if self.deflate and PyBytes_GET_SIZE(data) >= DEFLATE_MIN and self.server_bits > 8:
+                    rc = ex.ws_send(opcode, self.compress(data), True)
+                else:
+                    rc = ex.ws_send(opcode, data, False)
                 if rc == 1:
                     await ex.wait_writable()
                     rc = -1 if ex.closed else 0
@@ -534,9 +691,84 @@ cdef class WSCycle:
             else:
                 raise RuntimeError(f"unexpected ASGI message {kind!r} on an open websocket")
         else:
-            if ex.closed or ex.ws_closing() is not None:
+            if ex.closed or self.failed or ex.ws_closing() is not None:
                 raise ClientDisconnected(f"the websocket is closed; {kind!r} was not sent")
             raise RuntimeError(f"ASGI message {kind!r} sent after the websocket was closed")
+
+    cdef dict fail(self, int code):
+        """Fails the websocket over a message the loop could not check
+        (permessage-deflate: 1002 not inflatable, 1007 not UTF-8, 1009 too
+        large once inflated): our close frame goes, and the application hears
+        of it as the client's leaving."""
+        self.state = WS_CLOSED
+        self.failed = code
+        self.inflater = self.deflater = None
+        self.exchange.ws_close(code, b"")
+        return {"type": "websocket.disconnect", "code": code, "reason": ""}
+
+    cdef object inflate(self, bytes data):
+        """A compressed message inflated (RFC 7692 7.2.2), never past
+        ws_max_size: its bytes, or the close code failing the websocket."""
+        cdef Py_ssize_t limit = <Py_ssize_t>self.http.core.ws_max_size
+        inflater = self.inflater
+        if inflater is None:
+            inflater = zlib.decompressobj(-self.client_bits)
+        try:
+            out = inflater.decompress(data, limit + 1)
+            if len(out) > limit or inflater.unconsumed_tail:
+                return 1009
+            tail = inflater.decompress(DEFLATE_TAIL, limit + 1 - len(out))
+            if tail:
+                if len(out) + len(tail) > limit or inflater.unconsumed_tail:
+                    return 1009
+                out += tail
+        except zlib.error:
+            return 1002
+        self.inflater = None if self.client_nct else inflater
+        return out
+
+    cdef bytes compress(self, bytes data):
+        """A message deflated (RFC 7692 7.2.1): a sync flush, without the
+        empty block that ends it."""
+        deflater = self.deflater
+        if deflater is None:
+            deflater = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -self.server_bits,
+                                        DEFLATE_MEM_LEVEL)
+        out = deflater.compress(data) + deflater.flush(zlib.Z_SYNC_FLUSH)
+        self.deflater = None if self.server_nct else deflater
+        return out[:len(out) - 4]
+
+    cdef bytes extensions(self, headers):
+        """The Sec-WebSocket-Extensions field of the 101: the first offer of
+        permessage-deflate we can take, unless the application named
+        extensions itself (headers of websocket.accept) or deflate is off."""
+        if not self.http.core.ws_deflate:
+            return b""
+        if headers:
+            for name, _ in headers:
+                if type(name) is str:
+                    name = name.encode("latin-1")
+                if bytes(name).lower() == b"sec-websocket-extensions":
+                    return b""
+        for ext, params in extension_offers(self.scope["headers"]):
+            if ext.lower() != "permessage-deflate":
+                continue
+            agreed = deflate_agreement(params)
+            if agreed is None:
+                continue
+            self.server_nct, self.client_nct, self.server_bits, client_bits = agreed
+            self.client_bits = client_bits or 15
+            self.deflate = True
+            answer = "permessage-deflate"
+            if self.server_nct:
+                answer += "; server_no_context_takeover"
+            if self.client_nct:
+                answer += "; client_no_context_takeover"
+            answer += f"; server_max_window_bits={self.server_bits}"
+            if client_bits:
+                answer += f"; client_max_window_bits={client_bits}"
+            return b"Sec-WebSocket-Extensions: " + answer.encode("latin-1") + b"\r\n"
+        return b""
 
     cdef bytes head(self, dict message):
         """The 101 answering websocket.accept."""
@@ -548,6 +780,9 @@ cdef class WSCycle:
                 raise ValueError(f"invalid websocket subprotocol {subprotocol!r}")
             parts += [b"Sec-WebSocket-Protocol: ", value, b"\r\n"]
         headers = message.get("headers")
+        extensions = self.extensions(headers)
+        if extensions:
+            parts.append(extensions)
         if headers:
             fields = make_plan(Reply(b"", 200, list(headers), None), 1, False).fields
             if fields:

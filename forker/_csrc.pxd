@@ -124,6 +124,7 @@ cdef extern from "fk_ws.h" nogil:
     ctypedef struct fk_ws_decoder:
         uint64_t msg_len
         unsigned char msg_opcode
+        unsigned char msg_compressed
         size_t ctl_len
         char ctl[125]
 
@@ -273,9 +274,10 @@ cdef extern from "fk_loop.h" nogil:
     int fk_loop_send_file(fk_loop *l, fk_conn *c, int fd, int64_t offset, int64_t count)
     size_t fk_loop_lent_done(fk_loop *l, uint64_t *tickets, size_t max)
     void fk_loop_release(fk_loop *l, fk_conn *c)
-    int fk_loop_ws_accept(fk_loop *l, fk_conn *c, const char *head, size_t len)
+    int fk_loop_ws_accept(fk_loop *l, fk_conn *c, const char *head, size_t len, int deflate)
     void fk_loop_ws_taken(fk_loop *l, fk_conn *c)
-    int fk_loop_ws_send(fk_loop *l, fk_conn *c, int opcode, const char *data, size_t len)
+    int fk_loop_ws_send(fk_loop *l, fk_conn *c, int opcode, int compressed, const char *data,
+                        size_t len)
     int fk_loop_ws_close(fk_loop *l, fk_conn *c, int code, const char *reason, size_t len)
     void fk_loop_stop(fk_loop *l, int graceful)
     uint64_t fk_loop_served(const fk_loop *l)

@@ -49,6 +49,8 @@ class ASGIHandler(Core, Proxies):
         self.lifespan_mode: str = config.lifespan
         self.loop_kind: str = config.loop
         self.websockets = config.ws != "none"
+        self.ws_deflate = config.ws_per_message_deflate
+        self.ws_max_size = config.ws_max_size
         self._lifespan: Optional[Lifespan] = None
 
     def forwarded(self, scope: Dict[str, Any], fields: Dict[bytes, str]) -> None:

@@ -572,6 +572,11 @@ OPTIONS: List[Option] = [
            "Largest websocket message a client may send, reassembled from its frames; a "
            "larger one closes the websocket with 1009.",
            "--ws-max-size", "BYTES", c_field="ws_max_size"),
+    Option("ws_per_message_deflate", True, _bool,
+           "Accept a websocket client's offer of permessage-deflate compression (RFC 7692), "
+           "with windows of at most 4 KiB (12 bits) for the server's messages and, when the "
+           "client allows it, for the client's.",
+           "--ws-per-message-deflate"),
     Option("ws_ping_interval", 20.0, _float_range(0.0, 86400.0),
            "Seconds after which a quiet websocket is pinged (0: never).",
            "--ws-ping-interval", "SECONDS", c_field="ws_ping_interval_ms"),

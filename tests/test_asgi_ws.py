@@ -15,6 +15,7 @@ import struct
 import sys
 import tempfile
 import time
+import zlib
 
 import pytest
 import requests
@@ -437,3 +438,279 @@ def test_a_graceful_stop_closes_websockets_with_1001():
                 ws.recv()
         assert info.value.rcvd.code == 1001
         assert server.wait(DEADLINE) == 0
+
+
+# -- permessage-deflate (RFC 7692) ---------------------------------------------------------
+
+OFFER = "permessage-deflate; client_max_window_bits"  # what the websockets client offers
+AGREED = "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"
+
+
+def raw_open_offering(where, offer, path="/echo?name=raw"):
+    """raw_open, offering extensions (Sec-WebSocket-Extensions: offer; None:
+    no field): (socket, the 101's Sec-WebSocket-Extensions or None)."""
+    sock = connect(where)
+    field = f"Sec-WebSocket-Extensions: {offer}\r\n" if offer is not None else ""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\n"
+                 f"Sec-WebSocket-Version: 13\r\n{field}\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(1)
+        assert chunk, head
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    agreed = [line.split(b":", 1)[1].strip().decode() for line in head.split(b"\r\n")
+              if line.lower().startswith(b"sec-websocket-extensions:")]
+    assert len(agreed) <= 1, head
+    return sock, agreed[0] if agreed else None
+
+
+def deflated(data, bits=9, chunk=1 << 20):
+    """data (bytes, or an iterable of pieces) compressed as one message (RFC
+    7692 7.2.1: raw deflate, a sync flush, the empty block's four bytes cut)."""
+    z = zlib.compressobj(9, zlib.DEFLATED, -bits)
+    pieces = [data] if isinstance(data, bytes) else data
+    out = b"".join(z.compress(piece) for piece in pieces) + z.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
+
+
+def read_frame_rsv(sock):
+    """The next server frame: (first byte, payload); None at EOF."""
+    sock.settimeout(DEADLINE)
+    head = sock.recv(1)
+    if not head:
+        return None
+    rest = read_frame_after(sock, head[0])
+    return head[0], rest
+
+
+def read_frame_after(sock, b0):
+    def exactly(n):
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            assert chunk, "the server closed inside a frame"
+            data += chunk
+        return data
+    b1 = exactly(1)[0]
+    n = b1 & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", exactly(2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", exactly(8))[0]
+    return exactly(n)
+
+
+def closed_with(sock):
+    """The close code the server ends the websocket with (our close answers
+    its own, as a client does); frames before it are skipped."""
+    while True:
+        got = read_frame_rsv(sock)
+        assert got is not None, "no close frame"
+        if got[0] & 0x0F == 0x8:
+            break
+    try:
+        sock.sendall(frame(0x8, got[1][:2]))
+    except OSError:
+        pass  # the server already closed, as when the loop failed the connection
+    rest, closed = read_until_close(sock)
+    assert closed
+    return close_code(got[1])
+
+
+def test_deflate_is_negotiated_and_messages_go_both_ways_compressed(server):
+    with ws_connect(server.url + "/echo", max_size=4 << 20) as ws:
+        assert ws.response.headers["Sec-WebSocket-Extensions"] == AGREED
+        for message in ("hello, wörld", "", b"\x00\x01\xff", "a" * 300, b"b" * 300,
+                        "compressible " * 1000):
+            ws.send(message)
+            assert ws.recv() == message
+        big = "compressible text, again and again; " * 30000  # about 1 MiB
+        ws.send(big)
+        assert ws.recv() == big
+        blob = bytes(range(256)) * 4096  # 1 MiB
+        ws.send(blob)
+        assert ws.recv() == blob
+        ws.send(os.urandom(1 << 20) * 2)  # 2 MiB, 1 MiB repeating: bigger once inflated
+        assert len(ws.recv()) == 2 << 20
+        ws.send(["frag" * 40, "mén" * 40, "ted"])  # RSV1 on the first frame only
+        assert ws.recv() == "frag" * 40 + "mén" * 40 + "ted"
+        ws.send([b"a" * 70000, b"b", b"c" * 10])
+        assert ws.recv() == b"a" * 70000 + b"b" + b"c" * 10
+
+
+def test_the_server_compresses_and_keeps_its_context(server):
+    sock, agreed = raw_open_offering(server.port, OFFER)
+    assert agreed == AGREED
+    inflater = zlib.decompressobj(-12)
+    message = b"the same words, message after message " * 4
+    sizes = []
+    for _ in range(3):
+        sock.sendall(frame(0x2, deflated(message), rsv=0x40))
+        b0, payload = read_frame_rsv(sock)
+        assert b0 == 0xC2  # FIN, RSV1, binary
+        assert inflater.decompress(payload + b"\x00\x00\xff\xff") == message
+        sizes.append(len(payload))
+    assert sizes[1] < sizes[0] / 2  # the window still held the first message
+    sock.sendall(frame(0x2, b"short", rsv=0))  # uncompressed messages stay allowed
+    assert read_frame_rsv(sock) == (0x82, b"short")  # a short one goes uncompressed
+    sock.sendall(frame(0x1, deflated(b"text"), rsv=0x40))
+    assert read_frame_rsv(sock) == (0x81, b"text")
+    assert closed_with_our_close(sock) == 1000
+
+
+def closed_with_our_close(sock):
+    sock.sendall(frame(0x8, struct.pack("!H", 1000)))
+    return closed_with(sock)
+
+
+@pytest.mark.parametrize("offer, agreed", [
+    (OFFER, AGREED),
+    ("permessage-deflate", "permessage-deflate; server_max_window_bits=12"),
+    ("x-webkit-deflate-frame, permessage-deflate; server_max_window_bits=10; "
+     "client_no_context_takeover, permessage-deflate",
+     "permessage-deflate; client_no_context_takeover; server_max_window_bits=10"),
+    ('permessage-deflate; server_max_window_bits="16", permessage-deflate; '
+     'server_no_context_takeover; client_max_window_bits="9"',
+     "permessage-deflate; server_no_context_takeover; server_max_window_bits=12; "
+     "client_max_window_bits=9"),
+    ("permessage-deflate; client_max_window_bits=15; server_max_window_bits=15",
+     AGREED),
+    ("permessage-deflate; server_max_window_bits=8",
+     "permessage-deflate; server_max_window_bits=8"),
+    ("permessage-deflate; unknown=1", None),
+    ("permessage-deflate; server_max_window_bits", None),
+    ("permessage-deflate; server_max_window_bits=07", None),
+    ("permessage-deflate; server_no_context_takeover=1", None),
+    ("permessage-deflate; server_no_context_takeover; server_no_context_takeover", None),
+    ('permessage-deflate; client_max_window_bits="10', None),
+    ("x-other", None),
+    (None, None),
+])
+def test_negotiation(server, offer, agreed):
+    sock, got = raw_open_offering(server.port, offer)
+    assert got == agreed
+    message = b"negotiated " * 20
+    if got is None:  # no extension: RSV1 is a protocol error
+        sock.sendall(frame(0x2, deflated(message), rsv=0x40))
+        expect_failed(sock, 1002)
+        return
+    sock.sendall(frame(0x2, deflated(message), rsv=0x40))
+    b0, payload = read_frame_rsv(sock)
+    if "server_max_window_bits=8" in got:
+        assert (b0, payload) == (0x82, message)  # zlib cannot deflate in 256 bytes
+    else:
+        assert b0 == 0xC2
+        assert zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff") == message
+    assert closed_with_our_close(sock) == 1000
+
+
+def test_no_ws_per_message_deflate_declines_the_offer():
+    with ForkerProcess("--no-ws-per-message-deflate", app="asgi_ws:app") as server:
+        with ws_connect(f"ws://127.0.0.1:{server.port}/echo") as ws:
+            assert "Sec-WebSocket-Extensions" not in ws.response.headers
+            ws.send("plain " * 100)
+            assert ws.recv() == "plain " * 100
+        sock, agreed = raw_open_offering(server.port, OFFER)
+        assert agreed is None
+        sock.sendall(frame(0x1, deflated(b"x" * 100), rsv=0x40))
+        expect_failed(sock, 1002)
+
+
+@pytest.mark.parametrize("data", [
+    frame(0x1, deflated(b"a" * 40), fin=False) + frame(0x0, b"x", rsv=0x40),  # continuation
+    frame(0x9, b"x", rsv=0x40),                                                # ping
+    frame(0x8, struct.pack("!H", 1000), rsv=0x40),                              # close
+    frame(0x1, b"x", rsv=0x20),                                                # RSV2
+])
+def test_rsv_bits_the_extension_does_not_allow_are_1002(server, data):
+    sock, agreed = raw_open_offering(server.port, OFFER)
+    assert agreed == AGREED
+    sock.sendall(data)
+    expect_failed(sock, 1002)
+
+
+def bomb():
+    """64 MiB of zeros deflated: about 64 KiB."""
+    return deflated(b"\x00" * (1 << 20) for _ in range(64))
+
+
+def worker_peak_kib(http):
+    pid = int(requests.get(http + "/pid", timeout=10).text)
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def deflate_failures(open_raw):
+    """The close codes of messages that only inflating shows bad: a zip bomb
+    (1009 with a 1 MiB limit), invalid UTF-8 (1007), a corrupt stream (1002),
+    and, caught by the framing, RSV1 on a continuation (1002)."""
+    codes = []
+    for data in (frame(0x2, bomb(), rsv=0x40),
+                 frame(0x1, deflated(b"valid, then \xff\xfe invalid"), rsv=0x40),
+                 frame(0x1, deflated(b"ok \xe2\x82"), rsv=0x40),  # ends inside a character
+                 frame(0x2, b"\xff\xff\xff\xff not deflate", rsv=0x40),
+                 frame(0x1, deflated(b"a" * 40), fin=False) + frame(0x0, b"x", rsv=0x40)):
+        sock = open_raw()
+        sock.sendall(frame(0x1, deflated(b"first, fine " * 10), rsv=0x40))
+        b0, payload = read_frame_rsv(sock)
+        assert b0 in (0x81, 0xC1), b0
+        sock.sendall(data)
+        codes.append(closed_with(sock))
+        sock.close()
+    return codes
+
+
+def test_a_zip_bomb_invalid_utf8_and_corrupt_data_as_with_uvicorn():
+    limit = str(1 << 20)
+    with ForkerProcess("--ws-max-size", limit, app="asgi_ws:app") as server:
+        http = f"http://127.0.0.1:{server.port}"
+
+        def open_ours():
+            sock, agreed = raw_open_offering(server.port, OFFER, "/echo?name=deflate")
+            assert agreed == AGREED
+            return sock
+
+        before = worker_peak_kib(http)
+        ours = deflate_failures(open_ours)
+        for _ in range(3):  # bombs again: the peak stays bounded
+            sock = open_ours()
+            sock.sendall(frame(0x2, bomb(), rsv=0x40))
+            assert closed_with(sock) == 1009
+        grown = worker_peak_kib(http) - before
+        assert grown < 24 * 1024, f"the worker's peak grew by {grown} KiB"
+        wait_for_event(http, "deflate disconnect 1009")
+        wait_for_event(http, "deflate disconnect 1007")
+    oracle = Uvicorn("asgi_ws:app", "--ws-max-size", limit)
+    try:
+        def open_theirs():
+            sock, agreed = raw_open_offering("unix:" + oracle.path, OFFER)
+            assert agreed == "permessage-deflate"  # uvicorn bounds no window
+            return sock
+
+        theirs = deflate_failures(open_theirs)
+    finally:
+        oracle.close()
+    assert ours == theirs == [1009, 1007, 1007, 1002, 1002]
+
+
+def test_deflated_messages_as_with_uvicorn():
+    """The conversation of the uvicorn oracle, compressed on both sides (the
+    websockets client's default), gives the same."""
+    with ForkerProcess("--ws-max-size", "1000", app="asgi_ws:app") as server:
+        oracle = Uvicorn("asgi_ws:app", "--ws-max-size", "1000")
+        try:
+            with oracle.connect("/echo") as ws:
+                theirs_agreed = ws.response.headers.get("Sec-WebSocket-Extensions")
+            ours = conversation(lambda path, **kw: ws_connect(
+                f"ws://127.0.0.1:{server.port}" + path, **kw))
+            theirs = conversation(oracle.connect)
+        finally:
+            oracle.close()
+    assert ours == theirs
+    assert theirs_agreed == "permessage-deflate"  # uvicorn: no window bounds

@@ -13,9 +13,13 @@
 
 #define LOG_MAX 8192
 
+/* Whether run() decodes as a connection that negotiated permessage-deflate. */
+static int deflate_mode;
+
 /* Feeds in[0 .. len) in pieces cut at cuts[] (increasing offsets), decoding as
  * the loop does, and writes what happened to log: M<opcode>:<bytes> per
- * message, C<opcode>:<code>:<payload> per control frame, E<error> at the end
+ * message (Z<opcode>:<bytes> when compressed: RSV1 on its first frame),
+ * C<opcode>:<code>:<payload> per control frame, E<error> at the end
  * of a failed stream. */
 static void run(const char *in, size_t len, const size_t *cuts, size_t ncuts, uint64_t max,
                 char *log)
@@ -24,6 +28,7 @@ static void run(const char *in, size_t len, const size_t *cuts, size_t ncuts, ui
     char *buf = malloc(len + 1);
     size_t end = 0, raw_off = 0, at = 0, n = 0;
     fk_ws_init(&d, max);
+    d.deflate = (uint8_t)deflate_mode;
     log[0] = 0;
     for (size_t piece = 0; piece <= ncuts; piece++) {
         size_t stop = piece < ncuts ? cuts[piece] : len;
@@ -42,7 +47,8 @@ static void run(const char *in, size_t len, const size_t *cuts, size_t ncuts, ui
                 break;
             }
             if (r == FK_WS_MESSAGE) {
-                n += (size_t)snprintf(log + n, LOG_MAX - n, "M%d:", d.msg_opcode);
+                n += (size_t)snprintf(log + n, LOG_MAX - n, "%c%d:", d.msg_compressed ? 'Z' : 'M',
+                                      d.msg_opcode);
                 for (size_t i = 0; i < d.msg_len && n < LOG_MAX - 8; i++)
                     log[n++] = buf[i];
                 log[n++] = ';';
@@ -222,6 +228,61 @@ static void test_refusals(void)
     expect(in, n, 1000, "M2:\xff;");
 }
 
+/* permessage-deflate (RFC 7692): RSV1 on a data message's first frame marks
+ * it compressed when negotiated, and is 1002 anywhere else. */
+static void test_deflate(void)
+{
+    char in[512];
+    size_t n;
+    /* not negotiated: RSV1 on any frame is a protocol error */
+    deflate_mode = 0;
+    n = frame(in, 0xC2, "x", 1);
+    expect(in, n, 1000, "E-1");
+    n = frame(in, 0x01, "a", 1);
+    n += frame(in + n, 0xC0, "b", 1);
+    expect(in, n, 1000, "E-1");
+    deflate_mode = 1;
+    /* negotiated: compressed and plain messages side by side; a compressed
+     * text is not checked as UTF-8 (its inflated form is, by the caller) */
+    n = frame(in, 0xC1, "\xff\xfe", 2);
+    n += frame(in + n, 0x81, "plain", 5);
+    n += frame(in + n, 0xC2, "\x01\x02", 2);
+    expect(in, n, 1000, "Z1:\xff\xfe;M1:plain;Z2:\x01\x02;");
+    /* fragmented: RSV1 on the first frame only, a ping between; a compressed
+     * text may end inside a (would-be) character */
+    n = frame(in, 0x41, "ab\xe2", 3);
+    n += frame(in + n, 0x89, "p", 1);
+    n += frame(in + n, 0x80, "\x82", 1);
+    n += frame(in + n, 0x81, "\xc3", 1); /* the next message is plain again: checked */
+    expect(in, n, 1000, "C9:0:p;Z1:ab\xe2\x82;E-3");
+    /* RSV1 on a continuation, on control frames: 1002 */
+    n = frame(in, 0x41, "a", 1);
+    n += frame(in + n, 0xC0, "b", 1);
+    expect(in, n, 1000, "E-1");
+    n = frame(in, 0x01, "a", 1);
+    n += frame(in + n, 0xC0, "b", 1);
+    expect(in, n, 1000, "E-1");
+    n = frame(in, 0xC9, "x", 1);
+    expect(in, n, 1000, "E-1");
+    n = frame(in, 0xC8, "\x03\xe8", 2);
+    expect(in, n, 1000, "E-1");
+    n = frame(in, 0xCA, "", 0);
+    expect(in, n, 1000, "E-1");
+    /* RSV2 and RSV3 stay refused */
+    n = frame(in, 0xA2, "x", 1);
+    expect(in, n, 1000, "E-1");
+    n = frame(in, 0x92, "x", 1);
+    expect(in, n, 1000, "E-1");
+    n = frame(in, 0xE2, "x", 1);
+    expect(in, n, 1000, "E-1");
+    /* the limit bounds the compressed bytes as any message's */
+    char p[200];
+    memset(p, 'p', sizeof(p));
+    n = frame(in, 0xC2, p, 101);
+    expect(in, n, 100, "E-2");
+    deflate_mode = 0;
+}
+
 static void test_utf8(void)
 {
     static const struct {
@@ -251,12 +312,13 @@ static void test_utf8(void)
 static void test_header(void)
 {
     unsigned char h[FK_WS_SERVER_HEADER_MAX];
-    CHECK(fk_ws_frame_header(h, 1, FK_WS_TEXT, 5) == 2 && h[0] == 0x81 && h[1] == 5);
-    CHECK(fk_ws_frame_header(h, 1, FK_WS_BINARY, 125) == 2 && h[1] == 125);
-    CHECK(fk_ws_frame_header(h, 1, FK_WS_BINARY, 126) == 4 && h[1] == 126 && h[2] == 0 &&
+    CHECK(fk_ws_frame_header(h, 1, 0, FK_WS_TEXT, 5) == 2 && h[0] == 0x81 && h[1] == 5);
+    CHECK(fk_ws_frame_header(h, 1, 1, FK_WS_TEXT, 5) == 2 && h[0] == 0xC1 && h[1] == 5);
+    CHECK(fk_ws_frame_header(h, 1, 0, FK_WS_BINARY, 125) == 2 && h[1] == 125);
+    CHECK(fk_ws_frame_header(h, 1, 0, FK_WS_BINARY, 126) == 4 && h[1] == 126 && h[2] == 0 &&
           h[3] == 126);
-    CHECK(fk_ws_frame_header(h, 1, FK_WS_BINARY, 65535) == 4 && h[2] == 0xff && h[3] == 0xff);
-    CHECK(fk_ws_frame_header(h, 0, FK_WS_BINARY, 65536) == 10 && h[0] == 0x02 && h[1] == 127 &&
+    CHECK(fk_ws_frame_header(h, 1, 0, FK_WS_BINARY, 65535) == 4 && h[2] == 0xff && h[3] == 0xff);
+    CHECK(fk_ws_frame_header(h, 0, 0, FK_WS_BINARY, 65536) == 10 && h[0] == 0x02 && h[1] == 127 &&
           h[7] == 1 && h[8] == 0 && h[9] == 0);
     CHECK(fk_ws_close_code_valid(1000) && fk_ws_close_code_valid(4999) &&
           !fk_ws_close_code_valid(1006) && !fk_ws_close_code_valid(1015) &&
@@ -267,6 +329,7 @@ int main(void)
 {
     test_messages();
     test_refusals();
+    test_deflate();
     test_utf8();
     test_header();
     unplace();

@@ -4,7 +4,8 @@
  * from the input, keeping the buffer as the loop keeps c->in (fk_loop_ws.c),
  * and traps if the two disagree on the events, the messages or the error, or
  * if a call reports more bytes used than it was given or a message longer
- * than the limit. */
+ * than the limit. The first byte's bit 2 picks a connection that negotiated
+ * permessage-deflate (RSV1 allowed on a message's first frame). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,7 @@ static void mix(result *res, const void *p, size_t n)
 }
 
 static void decode(const uint8_t *data, size_t size, const uint8_t *steps, size_t nsteps,
-                   result *res)
+                   int deflate, result *res)
 {
     fk_ws_decoder d;
     char *buf = malloc(size + 1);
@@ -35,6 +36,7 @@ static void decode(const uint8_t *data, size_t size, const uint8_t *steps, size_
     if (buf == NULL)
         abort();
     fk_ws_init(&d, MAX_SIZE);
+    d.deflate = (uint8_t)deflate;
     res->error = 0;
     res->hash = 14695981039346656037ULL;
     res->events = 0;
@@ -59,7 +61,10 @@ static void decode(const uint8_t *data, size_t size, const uint8_t *steps, size_
             }
             res->events++;
             if (r == FK_WS_MESSAGE) {
+                if (d.msg_compressed && !deflate)
+                    __builtin_trap();
                 mix(res, &d.msg_opcode, 1);
+                mix(res, &d.msg_compressed, 1);
                 mix(res, buf, (size_t)d.msg_len);
                 memmove(buf, buf + raw_off, end - raw_off);
                 end -= raw_off;
@@ -88,13 +93,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     result a, b;
     size_t nsteps = size > 0 ? data[0] % 4 : 0;
+    int deflate = size > 0 ? (data[0] >> 2) & 1 : 0;
 
     if (size <= nsteps)
         return 0;
     /* the first byte picks how many of the next bytes are piece sizes */
-    decode(data + 1 + nsteps, size - 1 - nsteps, NULL, 0, &a);
+    decode(data + 1 + nsteps, size - 1 - nsteps, NULL, 0, deflate, &a);
     decode(data + 1 + nsteps, size - 1 - nsteps, nsteps ? data + 1 : (const uint8_t *)"\0", 1,
-           &b);
+           deflate, &b);
     if (a.error != b.error || a.hash != b.hash || a.events != b.events)
         __builtin_trap();
     return 0;
