@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -714,3 +715,36 @@ def test_deflated_messages_as_with_uvicorn():
             oracle.close()
     assert ours == theirs
     assert theirs_agreed == "permessage-deflate"  # uvicorn: no window bounds
+
+
+# -- over TLS ----------------------------------------------------------------------------
+
+def test_wss_through_the_websockets_client(tmp_path):
+    """wss: the same loop through OpenSSL; the scope says wss; compressed and
+    large messages both ways; a ping answered; the close handshake."""
+    import ssl
+
+    openssl = shutil.which("openssl")
+    assert openssl, "the openssl command makes the certificate"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "key.pem", "-out",
+                    "cert.pem", "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    context = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    big = os.urandom(1 << 19) * 2  # 1 MiB, half of it compressible
+    with ForkerProcess("--certfile", str(tmp_path / "cert.pem"),
+                       "--keyfile", str(tmp_path / "key.pem"), app="asgi_ws:app",
+                       probe=None) as server:
+        url = f"wss://localhost:{server.port}"
+        with ws_connect(url + "/subprotocol", ssl=context) as ws:
+            assert json.loads(ws.recv())["scheme"] == "wss"
+        with ws_connect(url + "/echo", ssl=context, max_size=None) as ws:
+            assert ws.response.headers["sec-websocket-extensions"].startswith("permessage-deflate")
+            ws.send("hello over tls " * 100)
+            assert ws.recv() == "hello over tls " * 100
+            ws.send(big)
+            assert ws.recv() == big
+            ws.ping(b"p").wait(DEADLINE)
+            ws.close(4000, "bye")
+        assert ws.close_code == 4000
