@@ -734,12 +734,12 @@ def test_wss_through_the_websockets_client(tmp_path):
     context = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
     big = os.urandom(1 << 19) * 2  # 1 MiB, half of it compressible
     with ForkerProcess("--certfile", str(tmp_path / "cert.pem"),
-                       "--keyfile", str(tmp_path / "key.pem"), app="asgi_ws:app",
-                       probe=None) as server:
+                       "--keyfile", str(tmp_path / "key.pem"), app="asgi_ws:app") as server:
+        # (ready once the plain-HTTP probe got the TLS port's 400: the worker serves)
         url = f"wss://localhost:{server.port}"
-        with ws_connect(url + "/subprotocol", ssl=context) as ws:
+        with ws_connect(url + "/subprotocol", ssl=context, open_timeout=DEADLINE) as ws:
             assert json.loads(ws.recv())["scheme"] == "wss"
-        with ws_connect(url + "/echo", ssl=context, max_size=None) as ws:
+        with ws_connect(url + "/echo", ssl=context, max_size=None, open_timeout=DEADLINE) as ws:
             assert ws.response.headers["sec-websocket-extensions"].startswith("permessage-deflate")
             ws.send("hello over tls " * 100)
             assert ws.recv() == "hello over tls " * 100
