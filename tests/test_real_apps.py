@@ -4,9 +4,9 @@ redirects, cookies, basic auth, ranges, HEAD), a Django site (the admin login
 with its CSRF token, static files served by WhiteNoise) and Flask (send_file
 of a large file, a streamed response).
 
-Gunicorn serves the same application side by side as the oracle: for each
-exchange the status, the body and the header fields that carry meaning must
-be the same from both (framing fields aside: forker sends a Content-Length
+Gunicorn serves the same application side by side as the oracle (uvicorn for
+the Django site's ASGI handler): for each exchange the status, the body and
+the header fields that carry meaning must be the same from both (framing fields aside: forker sends a Content-Length
 where gunicorn's sync worker chunks, which `requests` hides)."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import whitenoise  # noqa: F401
 sys.path.insert(0, os.path.dirname(__file__))
 
 from apps.flask_files import stream_line  # noqa: E402
-from harness import APPS, ForkerProcess, ServerProcess  # noqa: E402
+from harness import APPS, ForkerProcess, ServerProcess, free_port  # noqa: E402
 
 TIMEOUT = 30  # seconds for one exchange: a stalled response fails the test, not the run
 
@@ -339,6 +339,48 @@ def test_django_admin_login_errors_as_django_means_them(django_pair):
     # no CSRF token: refused
     assert no_token.status_code == no_token_oracle.status_code == 403
     assert "CSRF verification failed" in no_token.text
+
+
+# -- Django's ASGI handler: the same site under forker's ASGI and under uvicorn -----------
+
+@pytest.fixture(scope="module")
+def django_asgi_pair(django_site):
+    site, _ = django_site
+    env = {"DJANGOSITE_DIR": site}
+    port = free_port()
+    with ForkerProcess("--chdir", DJANGO_DIR, app="djangosite.asgi:application",
+                       env=env) as forker, \
+            ServerProcess([sys.executable, "-m", "uvicorn", "--host", "127.0.0.1",
+                           "--port", str(port), "--log-level", "warning",
+                           "djangosite.asgi:application"], cwd=DJANGO_DIR, env=env,
+                          address=f"127.0.0.1:{port}", start_timeout=60,
+                          probe=b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n") as oracle:
+        yield Pair(forker, oracle)
+
+
+def test_django_asgi_admin_login_with_csrf(django_asgi_pair):
+    ours, theirs = django_asgi_pair.compare("GET", "/admin/", allow_redirects=False)
+    assert ours.status_code == 302 and ours.headers["Location"] == "/admin/login/?next=/admin/"
+    for which, url in enumerate(django_asgi_pair.urls):
+        response, session = admin_login(url, "right-pw")
+        assert response.status_code == 302 and response.headers["Location"] == "/admin/", \
+            (which, response.status_code, response.text[:500])
+        index = session.get(url + "/admin/", timeout=TIMEOUT)
+        assert index.status_code == 200 and "Site administration" in index.text, which
+        wrong, _ = admin_login(url, "wrong-pw")
+        assert wrong.status_code == 200 and "Please enter the correct username" in wrong.text
+        no_token, _ = admin_login(url, "right-pw", with_token=False)
+        assert no_token.status_code == 403, which
+
+
+def test_django_asgi_static_file_whole_and_ranges(django_asgi_pair, django_site):
+    data = django_site[1]
+    ours, theirs = django_asgi_pair.compare("GET", "/static/big.bin", body=False)
+    assert ours.status_code == 200 and int(ours.headers["Content-Length"]) == STATIC_SIZE
+    assert sha256(ours.content) == sha256(theirs.content) == sha256(data)
+    ours, theirs = django_asgi_pair.compare("GET", "/static/big.bin",
+                                            headers={"Range": "bytes=4000000-4999999"})
+    assert ours.status_code == 206 and ours.content == data[4000000:5000000]
 
 
 # -- Flask: send_file of a large file, a streamed response ---------------------------------
