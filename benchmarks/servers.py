@@ -637,18 +637,7 @@ def group_rss_kb(pgid: int) -> dict[int, int]:
 
 def group_cpu_ticks(pgid: int) -> int:
     """User and system time of the live processes of a process group, in ticks."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total
+    return _group_states(pgid)[0]
 
 
 def _group_states(pgid: int) -> tuple[int, str]:

@@ -59,7 +59,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import (Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple,
+from typing import (Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple,
                     Union)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,6 +100,21 @@ def free_port() -> int:
 
 
 # -- processes -------------------------------------------------------------------------------
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 30.0,
+             step: float = 0.02) -> Any:
+    """predicate()'s value once it is true; an AssertionError naming what
+    after timeout seconds, which only bound a hang (the test waits for the
+    event, never for a time)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(step)
+
 
 class ServerProcess:
     """A server command in its own session: started, waited for, stopped and

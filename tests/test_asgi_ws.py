@@ -6,11 +6,9 @@ the oracle for handshakes, messages and close codes."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -26,8 +24,7 @@ from websockets.sync.client import unix_connect
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from harness import (APPS, ForkerProcess, Reader, ServerProcess, connect,  # noqa: E402
-                     read_until_close)
+from harness import APPS, ForkerProcess, ServerProcess, connect, read_until_close  # noqa: E402
 
 DEADLINE = 30.0  # bounds a wait for an event, never a measure
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # the example of RFC 6455 1.3
@@ -71,19 +68,8 @@ def frame(opcode, payload, fin=True, mask=b"\x37\xfa\x21\x3d", rsv=0):
 
 
 def raw_open(port, path="/echo?name=raw"):
-    """A websocket opened by hand on a plain socket: (socket, reader)."""
-    sock = connect(port)
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
-                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\n"
-                 f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(1)
-        assert chunk, head
-        head += chunk
-    assert head.startswith(b"HTTP/1.1 101 "), head
-    assert f"Sec-WebSocket-Accept: {ACCEPT}".encode() in head, head
-    return sock
+    """A websocket opened by hand on a plain socket, offering no extension."""
+    return raw_open_offering(port, None, path)[0]
 
 
 def read_frame(sock):
@@ -461,8 +447,12 @@ def raw_open_offering(where, offer, path="/echo?name=raw"):
         assert chunk, head
         head += chunk
     assert head.startswith(b"HTTP/1.1 101 "), head
-    agreed = [line.split(b":", 1)[1].strip().decode() for line in head.split(b"\r\n")
-              if line.lower().startswith(b"sec-websocket-extensions:")]
+
+    def values(name):
+        return [line.split(b":", 1)[1].strip().decode() for line in head.split(b"\r\n")
+                if line.lower().startswith(name + b":")]
+    assert values(b"sec-websocket-accept") == [ACCEPT], head
+    agreed = values(b"sec-websocket-extensions")
     assert len(agreed) <= 1, head
     return sock, agreed[0] if agreed else None
 

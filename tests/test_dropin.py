@@ -16,29 +16,17 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 import pytest
 
-from harness import PROBE, ServerProcess, free_port, run_cli
+from harness import PROBE, ServerProcess, free_port, run_cli, wait_for
 
-HANG = 30.0  # bounds a hang only
 NO_PYC = {"PYTHONDONTWRITEBYTECODE": "1"}  # an edited module is never read from a stale .pyc
 
 
 def run(*argv: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
     return run_cli(*argv, cwd=str(cwd), env=NO_PYC, timeout=timeout)
-
-
-def wait_for(predicate: Callable[[], object], what: str, timeout: float = HANG):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def get(port: int, path: str = "/") -> str:

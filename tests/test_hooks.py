@@ -13,8 +13,8 @@ from typing import List
 
 import pytest
 
-from harness import run_cli
-from test_master import Server, get, server_pool, wait_for
+from harness import run_cli, wait_for
+from test_master import Server, get, server_pool
 
 HOOKS = '''
 import os
@@ -120,13 +120,13 @@ def test_every_master_and_worker_hook_runs_with_gunicorns_arguments(servers, tmp
     response = conn.getresponse()
     assert (response.status, response.read()) == (201, b"ab")
     conn.close()
-    wait_for(lambda: "post_request True /stream /stream 201_Created" in lines(tmp_path), 10,
-             "post_request of /stream")
+    wait_for(lambda: "post_request True /stream /stream 201_Created" in lines(tmp_path),
+             "post_request of /stream", 10)
     server.signal(signal.SIGTTIN)
     server.wait_workers(3)
     server.signal(signal.SIGHUP)  # the file says 2 workers again
-    wait_for(lambda: count(tmp_path, "on_reload") == 1, 10, "on_reload")
-    wait_for(lambda: count(tmp_path, "post_worker_init") == 5, 10, "the new workers")
+    wait_for(lambda: count(tmp_path, "on_reload") == 1, "on_reload", 10)
+    wait_for(lambda: count(tmp_path, "post_worker_init") == 5, "the new workers", 10)
     server.wait_workers(2)
     server.signal(signal.SIGINT)
     assert server.wait(15) == 0
@@ -159,12 +159,12 @@ def worker_abort(worker):
     victim = server.worker_pids()[0]
     with pytest.raises(OSError):
         get(server.address, "/sleep", timeout=20)
-    wait_for(lambda: "worker_abort True" in lines(tmp_path), 10, "worker_abort")
-    wait_for(lambda: victim not in server.worker_pids() and server.worker_pids(), 10,
-             "a new worker")
+    wait_for(lambda: "worker_abort True" in lines(tmp_path), "worker_abort", 10)
+    wait_for(lambda: victim not in server.worker_pids() and server.worker_pids(),
+             "a new worker", 10)
     # the master calls child_exit once it reaped the victim, which may follow the fork
     # of its replacement
-    wait_for(lambda: "child_exit True True" in lines(tmp_path), 10, "child_exit")
+    wait_for(lambda: "child_exit True True" in lines(tmp_path), "child_exit", 10)
     log = lines(tmp_path)
     assert log.index("worker_abort True") < log.index("worker_exit True True")
 
@@ -175,8 +175,8 @@ def pre_exec(server):
     _note("pre_exec", server.pid == os.getppid(), os.getpid() != server.pid)
 ''').start(1)
     server.signal(signal.SIGUSR2)
-    wait_for(lambda: "pre_exec True True" in lines(tmp_path), 10, "pre_exec")
-    wait_for(lambda: count(tmp_path, "when_ready") == 2, 20, "the new master ready")
+    wait_for(lambda: "pre_exec True True" in lines(tmp_path), "pre_exec", 10)
+    wait_for(lambda: count(tmp_path, "when_ready") == 2, "the new master ready", 20)
 
 
 def test_request_hooks_around_a_native_handler(servers, tmp_path):
@@ -197,7 +197,7 @@ def post_request(worker, req, environ, resp):
     conn.request("POST", "/here?a=b", body=b"", headers={"X-Hook": "native"})
     assert conn.getresponse().status == 200
     conn.close()
-    wait_for(lambda: count(tmp_path, "post_request") >= 2, 10, "post_request")
+    wait_for(lambda: count(tmp_path, "post_request") >= 2, "post_request", 10)
     assert "pre_request POST /here a=b native" in lines(tmp_path)
     assert "post_request /here 200_OK True" in lines(tmp_path)
 
@@ -210,7 +210,7 @@ def post_fork(worker_id):
     with open(os.environ["HOOK_LOG"], "a") as out:
         out.write(f"post_fork {worker_id}\\n")
 ''').start(2)
-    wait_for(lambda: count(tmp_path, "post_fork") == 2, 10, "post_fork")
+    wait_for(lambda: count(tmp_path, "post_fork") == 2, "post_fork", 10)
     assert sorted(lines(tmp_path)) == ["post_fork 0", "post_fork 1"]
     server.signal(signal.SIGTERM)
     assert server.wait(15) == 0

@@ -21,19 +21,11 @@ import pytest
 from apps.lifecycle_app import pattern
 from harness import (
     ForkerProcess, Reader, connect, cpu_seconds, get, open_fds, read_until_close, reset,
+    wait_for,
 )
 
 NATIVE = "lifecycle_app:app"
 WSGI = "lifecycle_app:wsgi_app"
-
-
-def wait_for(condition: Callable[[], bool], what: str, limit: float = 20.0) -> None:
-    """Waits for an event; the limit only bounds a hang."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        time.sleep(0.01)
 
 
 def server(tmp_path, *args: str, app: str = NATIVE, workers: int = 1) -> ForkerProcess:

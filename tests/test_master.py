@@ -15,11 +15,11 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import pytest
 
-from harness import ServerProcess, children, request
+from harness import ServerProcess, children, request, wait_for
 
 TEST_SECONDS = 60  # no test may run longer
 
@@ -33,17 +33,6 @@ def alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str, step: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(step)
 
 
 def get(address: str, path: str = "/", timeout: float = 5.0) -> Tuple[int, str]:
@@ -98,11 +87,11 @@ class Server(ServerProcess):
                 thread.join()
             seen.update(body.split()[0] for body in bodies if body)
             return len(seen) >= count
-        wait_for(more, timeout, f"{count} workers to answer")
+        wait_for(more, f"{count} workers to answer", timeout)
 
     def wait_workers(self, count: int, timeout: float = 10.0) -> List[int]:
-        return wait_for(lambda: len(self.worker_pids()) == count and self.worker_pids(), timeout,
-                        f"{count} workers (have {self.worker_pids()})")
+        return wait_for(lambda: len(self.worker_pids()) == count and self.worker_pids(),
+                        f"{count} workers (have {self.worker_pids()})", timeout)
 
 
 @contextlib.contextmanager
@@ -207,7 +196,7 @@ class Load:
 
     def wait_requests(self, count: int, timeout: float = 20.0) -> None:
         target = self.total + count
-        wait_for(lambda: self.total >= target, timeout, f"{count} more requests")
+        wait_for(lambda: self.total >= target, f"{count} more requests", timeout)
 
 
 def record(name: str, load: Load, extra: str = "") -> None:
@@ -225,7 +214,7 @@ def test_workers_serve_then_term_exits_cleanly_with_per_worker_counts(servers):
         assert server.answers()
     server.signal(signal.SIGTERM)
     assert server.wait() == 0
-    assert wait_for(lambda: group_gone(server.pid), 5, "every process to exit")
+    assert wait_for(lambda: group_gone(server.pid), "every process to exit", 5)
     lines = re.findall(r"worker (\d+) pid (\d+) served (\d+) requests", server.log())
     assert sorted(int(w) for w, _, _ in lines) == [0, 1]
     assert sum(int(n) for _, _, n in lines) >= 20
@@ -244,12 +233,12 @@ def test_sigkill_worker_under_load_is_replaced_and_the_replacement_serves(server
         def replaced() -> Optional[List[int]]:
             now = server.worker_pids()
             return now if len(now) == 2 and victim not in now else None
-        after = wait_for(replaced, 10.0, "a replacement worker")
+        after = wait_for(replaced, "a replacement worker", 10.0)
         assert survivor in after, (before, after)
         (new_pid,) = set(after) - set(before)
         # the new worker itself, not the survivor, answers requests of the load
-        wait_for(lambda: new_pid in load.served_by(since=answered_before), 10.0,
-                 "the replacement to serve")
+        wait_for(lambda: new_pid in load.served_by(since=answered_before),
+                 "the replacement to serve", 10.0)
         serving_after = time.monotonic() - killed_at
         load.wait_requests(200)
     # README's "within a second" is recorded, not asserted: on a shared
@@ -261,7 +250,8 @@ def test_sigkill_worker_under_load_is_replaced_and_the_replacement_serves(server
 
 def sleeping(server: "Server", seconds: str) -> None:
     """Until a handler of server sleeps `seconds` (master_app's /sleep says so)."""
-    wait_for(lambda: f" sleeping {seconds} s" in server.log(), 10, f"a handler sleeping {seconds} s")
+    wait_for(lambda: f" sleeping {seconds} s" in server.log(),
+             f"a handler sleeping {seconds} s", 10)
 
 
 def test_term_lets_a_sleeping_handler_finish(servers):
@@ -286,7 +276,7 @@ def test_term_lets_a_sleeping_handler_finish(servers):
     assert status == 200 and body.split()[1] == str(server.pid)
     assert server.wait(30) == 0
     assert "killing it" not in server.log()
-    assert wait_for(lambda: group_gone(server.pid), 5, "every process to exit")
+    assert wait_for(lambda: group_gone(server.pid), "every process to exit", 5)
 
 
 def test_term_kills_what_outlives_graceful_timeout(servers):
@@ -298,7 +288,7 @@ def test_term_kills_what_outlives_graceful_timeout(servers):
     assert server.wait(30) == 0  # the handler sleeps 50 s: it was killed
     assert "still running after 1 s; killing it" in server.log()
     assert re.search(r"worker 0 pid \d+ served 1 requests", server.log())
-    assert wait_for(lambda: group_gone(server.pid), 5, "every process to exit")
+    assert wait_for(lambda: group_gone(server.pid), "every process to exit", 5)
 
 
 def test_int_stops_fast(servers):
@@ -308,7 +298,7 @@ def test_int_stops_fast(servers):
     sleeping(server, "50")
     server.signal(signal.SIGINT)
     assert server.wait(30) == 0  # neither the 50 s handler nor the graceful timeout
-    assert wait_for(lambda: group_gone(server.pid), 5, "every process to exit")
+    assert wait_for(lambda: group_gone(server.pid), "every process to exit", 5)
 
 
 def _ignore(function, *args):
@@ -323,7 +313,7 @@ def test_master_sigkill_leaves_no_worker_behind(servers):
     workers = server.worker_pids()
     server.signal(signal.SIGKILL)
     server.wait(5)
-    wait_for(lambda: not any(alive(pid) for pid in workers), 5, "the orphaned workers to exit")
+    wait_for(lambda: not any(alive(pid) for pid in workers), "the orphaned workers to exit", 5)
 
 
 # -- scaling, reload, upgrade ----------------------------------------------------------
@@ -338,7 +328,7 @@ def test_ttin_ttou_change_the_worker_count(servers):
         server.signal(signal.SIGTTOU)
         server.wait_workers(count, 5)
     server.signal(signal.SIGTTOU)  # never below one
-    wait_for(lambda: "TTOU: already at one worker" in server.log(), 5, "the last TTOU")
+    wait_for(lambda: "TTOU: already at one worker" in server.log(), "the last TTOU", 5)
     assert len(server.worker_pids()) == 1 and "TTOU: 0 workers" not in server.log()
     assert server.answers()
 
@@ -364,8 +354,8 @@ def test_hup_under_load_replaces_every_worker_with_new_code(servers, tmp_path, p
         load.wait_requests(150)
         module.write_text(RELOADABLE.format(version="two, longer"))
         server.signal(signal.SIGHUP)
-        wait_for(lambda: len(server.worker_pids()) == 2 and not old & set(server.worker_pids()), 10,
-                 "every worker replaced")
+        wait_for(lambda: len(server.worker_pids()) == 2 and not old & set(server.worker_pids()),
+                 "every worker replaced", 10)
         load.wait_requests(300)
     record(f"HUP under load (preload={preload})", load)
     assert load.failures == []
@@ -392,8 +382,8 @@ def test_hup_rereads_the_configuration(servers, tmp_path):
     old = set(server.worker_pids())
     options.write_text(json.dumps({"bind": "127.0.0.1:1", "workers": 3, "timeout": 5}))
     server.signal(signal.SIGHUP)
-    wait_for(lambda: len(server.worker_pids()) == 3 and not old & set(server.worker_pids()), 10,
-             "three new workers")
+    wait_for(lambda: len(server.worker_pids()) == 3 and not old & set(server.worker_pids()),
+             "three new workers", 10)
     log = server.log()
     assert "HUP: bind changed; that takes an upgrade (USR2) or a restart" in log
     assert "HUP: reloading; starting 3 new workers" in log
@@ -408,7 +398,7 @@ def test_hup_with_a_broken_application_keeps_the_old_workers(servers, tmp_path):
     old = set(server.worker_pids())
     module.write_text("raise ImportError('broken on purpose')\n")
     server.signal(signal.SIGHUP)
-    wait_for(lambda: "keeping the old workers" in server.log(), 10, "the reload to fail")
+    wait_for(lambda: "keeping the old workers" in server.log(), "the reload to fail", 10)
     time.sleep(0.5)
     assert set(server.worker_pids()) == old, server.log()
     assert server.answers().split()[2] == "one"
@@ -424,9 +414,9 @@ def test_usr2_then_term_old_master_serves_throughout(servers, tmp_path, reuse_po
         load.wait_requests(100)
         server.signal(signal.SIGUSR2)
         new_master = wait_for(lambda: _read_pid(pidfile) not in (None, server.pid)
-                              and _read_pid(pidfile), 10, "the new master's pidfile")
+                              and _read_pid(pidfile), "the new master's pidfile", 10)
         assert _read_pid(Path(f"{pidfile}.oldbin")) == server.pid
-        wait_for(lambda: len(children(new_master)) == 2, 10, "the new master's workers")
+        wait_for(lambda: len(children(new_master)) == 2, "the new master's workers", 10)
         load.wait_requests(100)
         server.signal(signal.SIGTERM)
         assert server.wait(10) == 0
@@ -439,7 +429,7 @@ def test_usr2_then_term_old_master_serves_throughout(servers, tmp_path, reuse_po
     assert load.failures == []
     assert get(server.address)[1].split()[1] == str(new_master)
     os.kill(new_master, signal.SIGTERM)
-    wait_for(lambda: not alive(new_master), 10, "the new master to stop")
+    wait_for(lambda: not alive(new_master), "the new master to stop", 10)
     assert not pidfile.exists()
 
 
@@ -452,7 +442,7 @@ def test_usr2_whose_new_master_cannot_start_keeps_the_old_one(servers, tmp_path)
     workers = server.worker_pids()
     module.write_text("raise ImportError('broken on purpose')\n")
     server.signal(signal.SIGUSR2)
-    wait_for(lambda: "this master goes on serving" in server.log(), 10, "the upgrade to fail")
+    wait_for(lambda: "this master goes on serving" in server.log(), "the upgrade to fail", 10)
     assert re.search(r"USR2: the new master pid \d+ exited \(exit status 1\)", server.log())
     assert _read_pid(pidfile) == server.pid
     assert not Path(f"{pidfile}.oldbin").exists()
@@ -477,10 +467,10 @@ def test_handler_in_an_endless_loop_is_killed_after_timeout(servers, threads):
                       "threads": threads}).start(2)
     before = set(server.worker_pids())
     threading.Thread(target=lambda: _ignore(get, server.address, "/loop", 10), daemon=True).start()
-    wait_for(lambda: "killing it" in server.log(), 5, "the timeout to fire")
+    wait_for(lambda: "killing it" in server.log(), "the timeout to fire", 5)
     wait_for(lambda: len(set(server.worker_pids()) - before) == 1
-             and len(server.worker_pids()) == 2, 3,
-             "the stuck worker replaced")
+             and len(server.worker_pids()) == 2, "the stuck worker replaced",
+             3)
     log = server.log()
     assert re.search(r"handler running for [\d.]+ s > timeout 1 s on request #\d+ "
                      r"\(GET /loop\); killing it", log), log
@@ -492,7 +482,7 @@ def test_max_requests_recycles_workers(servers):
     server = servers({"bind": "127.0.0.1:0", "workers": 2, "max_requests": 20,
                       "max_requests_jitter": 5}).start(2)
     with Load(server.address, threads=2, limit=300) as load:
-        wait_for(lambda: load.total >= 300, 30, "300 requests")
+        wait_for(lambda: load.total >= 300, "300 requests", 30)
     record("max_requests=20 recycling", load, f"({len(load.served_by())} worker pids)")
     assert load.failures == []
     assert len(load.served_by()) >= 300 // 25
@@ -504,8 +494,8 @@ def test_max_worker_memory_recycles_a_growing_worker(servers):
     first = server.worker_pids()[0]
     for _ in range(4):
         get(server.address, "/grow?20")
-    wait_for(lambda: first not in server.worker_pids() and len(server.worker_pids()) == 1, 5,
-             "the grown worker recycled")
+    wait_for(lambda: first not in server.worker_pids() and len(server.worker_pids()) == 1,
+             "the grown worker recycled", 5)
     assert "max_worker_memory 60 MiB; recycling it" in server.log()
     assert server.answers()
 
@@ -513,7 +503,7 @@ def test_max_worker_memory_recycles_a_growing_worker(servers):
 def test_max_worker_memory_below_a_fresh_worker_does_not_churn(servers):
     server = servers({"bind": "127.0.0.1:0", "workers": 1, "max_worker_memory": 1}).start(1)
     # The worker that answered start() is recycled; its successor, idle, is not.
-    wait_for(lambda: "is below the" in server.log(), 5, "the warning")
+    wait_for(lambda: "is below the" in server.log(), "the warning", 5)
     idle = server.worker_pids()
     time.sleep(2.5)
     assert server.worker_pids() == idle
@@ -582,7 +572,7 @@ def test_hooks_pidfile_and_process_titles(servers, tmp_path):
     assert int(pidfile.read_text()) == server.pid
     victim = server.worker_pids()[0]
     os.kill(victim, signal.SIGKILL)
-    wait_for(lambda: hook_log.read_text().count("post_fork") == 3, 5, "the respawn's post_fork")
+    wait_for(lambda: hook_log.read_text().count("post_fork") == 3, "the respawn's post_fork", 5)
     assert "child_exit" in hook_log.read_text()
     try:
         import setproctitle  # noqa: F401
@@ -639,13 +629,13 @@ def test_forker_object_keeps_worker_pids_true(servers, tmp_path):
         return (state and state["pids"] == server.worker_pids()
                 and len(state["pids"]) == state["num"])
 
-    wait_for(agrees, 5, "worker_pids to match the live workers")
+    wait_for(agrees, "worker_pids to match the live workers", 5)
     victim = server.worker_pids()[0]
     os.kill(victim, signal.SIGKILL)
-    wait_for(lambda: agrees() and victim not in reported()["pids"], 5,
-             "worker_pids to follow the respawn")
+    wait_for(lambda: agrees() and victim not in reported()["pids"],
+             "worker_pids to follow the respawn", 5)
     server.signal(signal.SIGTTIN)
-    wait_for(lambda: agrees() and reported()["num"] == 3, 5, "worker_pids to follow TTIN")
+    wait_for(lambda: agrees() and reported()["num"] == 3, "worker_pids to follow TTIN", 5)
     server.signal(signal.SIGTERM)
     assert server.wait() == 0
 
@@ -671,7 +661,7 @@ def test_workers_switch_user_and_group_after_binding(servers):
     workers = server.worker_pids()
     server.signal(signal.SIGKILL)
     server.wait(5)
-    wait_for(lambda: not any(alive(pid) for pid in workers), 0.9, "the orphaned worker to exit")
+    wait_for(lambda: not any(alive(pid) for pid in workers), "the orphaned worker to exit", 0.9)
 
 
 def test_bad_options_name_the_option():
@@ -692,11 +682,11 @@ def test_bad_options_name_the_option():
 def test_usr1_reopens_the_log_file(servers, tmp_path):
     error_log = tmp_path / "error.log"
     server = servers({"bind": "127.0.0.1:0", "workers": 1, "error_log": str(error_log)})
-    wait_for(lambda: error_log.exists() and "listening on" in error_log.read_text(), 10,
-             "the error log")
+    wait_for(lambda: error_log.exists() and "listening on" in error_log.read_text(),
+             "the error log", 10)
     error_log.rename(tmp_path / "error.log.1")
     server.signal(signal.SIGUSR1)
-    wait_for(lambda: error_log.exists(), 5, "a new error log")
+    wait_for(lambda: error_log.exists(), "a new error log", 5)
     server.signal(signal.SIGTERM)
     assert server.wait() == 0
     assert "served" in error_log.read_text()

@@ -14,7 +14,8 @@ import threading
 import time
 
 import pytest
-from test_master import Load, get, record, server_pool, wait_for
+from harness import wait_for
+from test_master import Load, get, record, server_pool
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def test_reuse_port_recycling_resets_no_connection(servers):
     assert "one SO_REUSEPORT socket per worker" in log
     assert "tcp_migrate_req" in log  # detected, set or reported
     with Load(server.address, threads=3, pause=0.0, limit=900) as load:
-        wait_for(lambda: load.total >= 900, 40, "900 requests")
+        wait_for(lambda: load.total >= 900, "900 requests", 40)
     record("reuse_port, max_requests=25 recycling, connection per request", load,
            f"({len(load.served_by())} worker pids)")
     assert load.failures == []
@@ -157,7 +158,7 @@ def test_systemd_socket_activation(servers):
     assert server.address == f"127.0.0.1:{port}"
     assert "(shared by the workers, systemd)" in server.log()
     with Load(server.address, threads=2, limit=200) as load:
-        wait_for(lambda: load.total >= 200, 20, "200 requests")
+        wait_for(lambda: load.total >= 200, "200 requests", 20)
     assert load.failures == []
     server.signal(signal.SIGTERM)
     assert server.wait() == 0
