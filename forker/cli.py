@@ -224,13 +224,7 @@ def collect_all(args: argparse.Namespace, settings: Optional[Dict[str, Any]] = N
         else:
             continue  # a helper of the file's own (import multiprocessing), as gunicorn
         for name, item in values.items():
-            if name in compat.EXTRAS:
-                extras[name] = item
-                continue
-            try:
-                config.update({name: item})
-            except ConfigError as exc:
-                raise ConfigError(f"{source}: {key}: {_message(name, exc)}") from None
+            _set(config, extras, name, item, f"{source}: {key}")
     for variable, namespace in cmd_args(environ):
         _apply_flags(namespace, config, extras, f"environment variable {variable}: ")
     _apply_flags(args, config, extras, "")
@@ -252,21 +246,23 @@ def _apply_flags(args: argparse.Namespace, config: Config, extras: Dict[str, Any
         flag = compat.gunicorn_flag(name)
         for option_name, item in compat.translate(name, value,
                                                   f"{where}argument {flag}: ").items():
-            if option_name in compat.EXTRAS:
-                extras[option_name] = item
-                continue
-            try:
-                config.update({option_name: item})
-            except ConfigError as exc:
-                raise ConfigError(f"{where}argument {flag}: "
-                                  f"{_message(option_name, exc)}") from None
+            _set(config, extras, option_name, item, f"{where}argument {flag}")
     for option in OPTIONS:
         if option.flag is not None and option.name in given:
-            try:
-                config.update({option.name: given[option.name]})
-            except ConfigError as exc:
-                raise ConfigError(f"{where}argument {option.flag}: "
-                                  f"{_message(option.name, exc)}") from None
+            _set(config, extras, option.name, given[option.name],
+                 f"{where}argument {option.flag}")
+
+
+def _set(config: Config, extras: Dict[str, Any], name: str, value: Any, source: str) -> None:
+    """One setting onto extras (what the command line does itself) or config;
+    source names where it came from in the message of a bad value."""
+    if name in compat.EXTRAS:
+        extras[name] = value
+        return
+    try:
+        config.update({name: value})
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {_message(name, exc)}") from None
 
 
 def configure(args: argparse.Namespace, parser: argparse.ArgumentParser,
