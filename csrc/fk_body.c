@@ -126,6 +126,8 @@ static void send_continue(fk_conn *c)
 
 void fk_body_no_continue(fk_conn *c)
 {
+    if (__atomic_load_n(&c->continue_due, __ATOMIC_ACQUIRE) == FK_CONTINUE_NONE)
+        return; /* every answer passes here: no locked instruction for the common case */
     int due = FK_CONTINUE_DUE;
     if (__atomic_compare_exchange_n(&c->continue_due, &due, FK_CONTINUE_NONE, 0,
                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
