@@ -9,22 +9,28 @@
 #include <poll.h>
 #include <string.h>
 
+/* The time (CLOCK_MONOTONIC ms) by which c's next bytes must come under lim,
+ * the stall counted from since; UINT64_MAX when nothing limits the wait. */
+static uint64_t next_bytes_by(const fk_conn *c, const fk_body_limits *lim, uint64_t since)
+{
+    uint64_t by = fk_rate_deadline(lim->rate_base_ms, c->body_bytes_in, lim->min_rate);
+    if (lim->deadline_ms != 0 && lim->deadline_ms < by)
+        by = lim->deadline_ms;
+    if (lim->stall_ms > 0 && since + (uint64_t)lim->stall_ms < by)
+        by = since + (uint64_t)lim->stall_ms;
+    return by;
+}
+
 /* Waits until c's socket has bytes for us (or OpenSSL can go on). Returns 0,
  * or FK_ERR_TIMEOUT / FK_ERR_CLOSED. */
 static int wait_input(fk_conn *c, const fk_body_limits *lim)
 {
     for (;;) {
-        int wait = lim->stall_ms > 0 ? lim->stall_ms : -1;
-        uint64_t deadline = fk_rate_deadline(lim->rate_base_ms, c->body_bytes_in, lim->min_rate);
-        if (lim->deadline_ms != 0 && lim->deadline_ms < deadline)
-            deadline = lim->deadline_ms;
-        if (deadline != UINT64_MAX) {
-            uint64_t now = fk_now_ms();
-            if (now >= deadline)
-                return FK_ERR_TIMEOUT;
-            if (wait < 0 || deadline - now < (uint64_t)wait)
-                wait = deadline - now > INT_MAX ? INT_MAX : (int)(deadline - now);
-        }
+        uint64_t now = fk_now_ms();
+        uint64_t by = next_bytes_by(c, lim, now);
+        if (now >= by)
+            return FK_ERR_TIMEOUT;
+        int wait = by == UINT64_MAX ? -1 : by - now > INT_MAX ? INT_MAX : (int)(by - now);
         int fd = c->body_fd >= 0 ? c->body_fd : c->fd;
         struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
         if (c->tls & FK_TLS_READ_WANTS_WRITE)
@@ -40,6 +46,17 @@ static int wait_input(fk_conn *c, const fk_body_limits *lim)
     }
 }
 
+int fk_body_wait_ms(const fk_conn *c, const fk_body_limits *lim)
+{
+    uint64_t by = next_bytes_by(c, lim, c->body_heard_ms);
+    if (by == UINT64_MAX)
+        return -1;
+    uint64_t now = fk_now_ms();
+    if (now >= by)
+        return 0;
+    return by - now > INT_MAX ? INT_MAX : (int)(by - now);
+}
+
 /* Receives between 1 and len bytes into buf, waiting for them. */
 static ssize_t recv_some(fk_conn *c, char *buf, size_t len, const fk_body_limits *lim)
 {
@@ -47,12 +64,17 @@ static ssize_t recv_some(fk_conn *c, char *buf, size_t len, const fk_body_limits
         ssize_t n = c->body_fd >= 0 ? recv(c->body_fd, buf, len, 0) : fk_conn_recv(c, buf, len);
         if (n > 0) {
             c->body_bytes_in += (uint64_t)n;
+            if (lim->nowait)
+                c->body_heard_ms = fk_now_ms();
             return n;
         }
         if (n < 0 && errno == EINTR)
             continue;
         if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
             return FK_ERR_CLOSED;
+        if (lim->nowait)
+            return fk_now_ms() >= next_bytes_by(c, lim, c->body_heard_ms) ? FK_ERR_TIMEOUT
+                                                                          : FK_NEED_MORE;
         int r = wait_input(c, lim);
         if (r < 0)
             return r;
@@ -165,7 +187,8 @@ ssize_t fk_body_read(fk_conn *c, char *dst, size_t max, const fk_body_limits *li
             if (r > 0)
                 return r;
         }
-        c->body_error = (int)r;
+        if (r != FK_NEED_MORE) /* no bytes yet (lim->nowait) is not an error */
+            c->body_error = (int)r;
         return r;
     }
 }

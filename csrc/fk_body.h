@@ -7,7 +7,14 @@
  * the thread that runs the handler. The loop leaves a connection in
  * FK_CONN_HANDLING or FK_CONN_STREAMING alone on the input side, so the
  * handler's thread is the only reader of its socket and of its input buffer
- * until the request is answered. */
+ * until the request is answered.
+ *
+ * With the loop's body_events (the ASGI worker: one thread for the loop and
+ * the application), reads never wait: a read with nothing in the socket
+ * returns FK_NEED_MORE, the loop reports FK_EV_BODY when the socket has news,
+ * and fk_body_wait_ms says how long the caller may wait for it before the
+ * next read times the body out. Reading on the loop's thread is what lets a
+ * TLS body stream too: OpenSSL's connection is never used by two threads. */
 #ifndef FK_BODY_H
 #define FK_BODY_H
 
@@ -21,6 +28,7 @@ typedef struct {
     uint64_t max_body_size; /* decoded bytes of a chunked body; 0 unlimited */
     uint64_t rate_base_ms;  /* min_rate: the body must have come at min_rate bytes/s... */
     uint64_t min_rate;      /* ...since rate_base_ms (bytes/s; 0 no minimum) */
+    int nowait;             /* FK_NEED_MORE instead of waiting (the loop's body_events) */
 } fk_body_limits;
 
 /* The latest time (CLOCK_MONOTONIC ms) by which a body that received got bytes
@@ -42,6 +50,11 @@ static inline uint64_t fk_rate_deadline(uint64_t base_ms, uint64_t got, uint64_t
  * After an error every later call returns the same error; the connection is
  * closed once the request is answered. */
 ssize_t fk_body_read(fk_conn *c, char *dst, size_t max, const fk_body_limits *lim);
+
+/* With lim->nowait, after a read gave FK_NEED_MORE: how long (ms) the caller
+ * may wait for FK_EV_BODY before reading again, after which that read fails
+ * with FK_ERR_TIMEOUT unless bytes came; -1 no limit. */
+int fk_body_wait_ms(const fk_conn *c, const fk_body_limits *lim);
 
 /* continue_due: none due; due; being written by the handler's thread. */
 enum { FK_CONTINUE_NONE = 0, FK_CONTINUE_DUE, FK_CONTINUE_WRITING };

@@ -98,6 +98,8 @@ typedef struct fk_conn {
     uint64_t body_rest;  /* streamed Content-Length body: bytes still in the socket */
     uint64_t body_total; /* streamed chunked body: bytes decoded so far */
     uint64_t body_bytes_in; /* bytes the handler's reads received (for the counters) */
+    uint64_t body_heard_ms; /* streamed body read without waiting: when bytes last came
+                               (the stall limit counts from it) */
     fk_request req;     /* current request; slices point into in.data */
     fk_header *headers; /* the current request's fields (copied from the loop's scratch) */
     size_t headers_cap;

@@ -192,18 +192,20 @@ static void parse_head(fk_loop *l, fk_conn *c)
 }
 
 /* Whether a body of size bytes (known so far) is left to the handler to
- * read. Not with TLS when handlers run on threads: OpenSSL's connection must
- * not be used by the loop's thread and a handler's at once. */
+ * read. Not with TLS when handlers run on threads that read it themselves:
+ * OpenSSL's connection must not be used by the loop's thread and a handler's
+ * at once. */
 static int streams_body(const fk_loop *l, const fk_conn *c, uint64_t size)
 {
     return l->cfg.body_buffer_size != 0 && size > l->cfg.body_buffer_size &&
-           (c->ssl == NULL || !l->cfg.threaded) && l->cfg.constant_body == NULL;
+           (c->ssl == NULL || !l->cfg.threaded || l->cfg.body_events) &&
+           l->cfg.constant_body == NULL;
 }
 
 /* Hands the request over before its body is in: the handler reads the rest
  * (fk_body.h). A handler thread reads through its own descriptor, so that
  * the loop closing the connection meanwhile cannot hand it another socket
- * that reuses the number. */
+ * that reuses the number; with body_events the reads are the loop thread's. */
 static void begin_body_stream(fk_loop *l, fk_conn *c)
 {
     if ((c->req.flags & FK_REQ_CHUNKED) && reserve_input(l, c, READ_CHUNK) != 0) {
@@ -211,7 +213,8 @@ static void begin_body_stream(fk_loop *l, fk_conn *c)
         return;
     }
     c->body_fd = -1;
-    if (l->cfg.threaded && (c->body_fd = fcntl(c->fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+    if (l->cfg.threaded && !l->cfg.body_events &&
+        (c->body_fd = fcntl(c->fd, F_DUPFD_CLOEXEC, 0)) < 0) {
         fail_request(l, c, 503);
         return;
     }
@@ -222,6 +225,7 @@ static void begin_body_stream(fk_loop *l, fk_conn *c)
     c->body_total = c->body_len;
     c->body_rest = (uint64_t)c->req.content_length - c->body_len; /* unused when chunked */
     c->body_bytes_in = 0;
+    c->body_heard_ms = l->now;
     push_ready(l, c);
 }
 

@@ -149,7 +149,8 @@ void push_notify(fk_loop *l, fk_conn *c, int type)
 {
     if (c->notify_linked) {
         /* closing supersedes the others, a websocket's news writable (Python
-         * looks at the watermark on either) */
+         * looks at the watermark on either); a body's news and writable
+         * supersede each other (Python acts on both for either) */
         if (c->notify != FK_EV_CLOSED && !(c->notify == FK_EV_WS && type == FK_EV_WRITABLE))
             c->notify = type;
         return;
@@ -472,6 +473,7 @@ void fk_loop_body_limits(const fk_loop *l, const fk_conn *c, fk_body_limits *lim
     lim->max_body_size = l->cfg.max_body_size;
     lim->rate_base_ms = c->started + l->cfg.header_timeout_ms;
     lim->min_rate = l->cfg.min_rate;
+    lim->nowait = l->cfg.body_events;
 }
 
 uint64_t fk_loop_served(const fk_loop *l) { return l->served; }
@@ -535,6 +537,9 @@ static void on_conn_event(fk_loop *l, uint64_t data, uint32_t events)
                 return;
         }
     }
+    if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && l->cfg.body_events &&
+        c->py_owned && fk_body_unread(c))
+        push_notify(l, c, FK_EV_BODY); /* the reader on this thread reads on */
     if (c->readable && (events & (EPOLLHUP | EPOLLERR)) && c->state != FK_CONN_HEAD &&
         c->state != FK_CONN_BODY && c->state != FK_CONN_LINGER && c->state != FK_CONN_WS &&
         !fk_body_unread(c)) {

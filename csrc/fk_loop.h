@@ -64,6 +64,9 @@
     X(int, threaded, FK_CFG_INT)                /* handlers run on threads: the caller, not   \
                                                    the loop, keeps busy_since and the request \
                                                    text in the slot */                        \
+    X(int, body_events, FK_CFG_INT)             /* streamed bodies are read on the loop's     \
+                                                   thread without waiting, when FK_EV_BODY    \
+                                                   says (fk_body.h); no dup, TLS too */       \
     X(pid_t, parent_pid, FK_CFG_INT)            /* stop gracefully when getppid() changes;    \
                                                    0 no check */                              \
     X(volatile uint64_t *, slot, FK_CFG_ADDR)   /* the shared worker slot (FK_SLOT_BYTES,     \
@@ -128,6 +131,8 @@ enum fk_event_type {
     FK_EV_CLOSED,      /* conn that Python holds was closed: drop its state, release it */
     FK_EV_TICK,        /* about once a second: periodic duties */
     FK_EV_DONE,        /* stopped: every connection finished (or the grace time ran out) */
+    FK_EV_BODY,        /* conn's streamed body may be read on (cfg.body_events): bytes, its
+                          end or an error came; supersedes FK_EV_WRITABLE, and the reverse */
     FK_EV_WS,          /* websocket conn has news: a message (ws->msg_ready), its close
                           (ws->close_code, ws->fail_code); Python also looks whether a
                           send waiting for the socket may go on (watermark 0) */

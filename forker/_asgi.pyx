@@ -34,12 +34,6 @@ log = logging.getLogger("forker.error")
 
 cdef tuple STREAMED = ()  # the body of a plan whose body follows in pieces
 cdef Py_ssize_t READ_SIZE = 65536  # bytes per read of a streamed request body
-# Threads reading streamed request bodies (a read waits for the client, up to
-# the loop's stall and rate limits): a pool of their own, so that a few slow
-# uploads cannot take the event loop's default executor (6 threads on 2 CPUs)
-# from the others, nor the application's own run_in_executor calls.
-cdef int BODY_READERS = 64
-cdef object body_readers = None
 cdef str HTTP11 = "1.1"
 cdef str HTTP10 = "1.0"
 cdef dict DISCONNECT = {"type": "http.disconnect"}
@@ -196,7 +190,6 @@ cdef class Cycle:
     cdef list headers
     cdef BodyStream stream
     cdef object left        # bytes of a streamed body still to come (None: chunked)
-    cdef object reading     # the read under way on a reader thread, None between reads
 
     cdef bint streamed(self) except -1:
         """Whether the request's body is left to read from the client."""
@@ -262,44 +255,38 @@ cdef class Cycle:
         return DISCONNECT
 
     async def read_stream(self):
-        """A body larger than body_buffer_size, read on a reader thread (a
-        BodyStream read waits for the client), a piece at a time. A receive
-        cancelled while its read runs (asyncio.wait_for) leaves the read to
-        the next receive, which gets its bytes: none is lost."""
+        """A body larger than body_buffer_size, a piece at a time as the
+        client sends it: read on this thread without waiting (the loop's
+        body_events, which lets TLS bodies stream too), waiting between reads
+        for the loop's word that more came (FK_EV_BODY). A receive cancelled
+        while it waits (asyncio.wait_for) loses nothing: no read is under way."""
         cdef Exchange ex = self.exchange
-        global body_readers
-        import asyncio
+        cdef BodyStream stream
         if self.stream is None:
             self.stream = self.request._get_stream()
             self.left = self.stream.length
-        if self.reading is None:
-            if body_readers is None:
-                from concurrent.futures import ThreadPoolExecutor
-                body_readers = ThreadPoolExecutor(BODY_READERS, thread_name_prefix="forker-body")
-            want = READ_SIZE if self.left is None else min(READ_SIZE, self.left)
-            self.reading = asyncio.get_running_loop().run_in_executor(
-                body_readers, self.stream.read1, want)
-        read = self.reading
-        closed = ex.wait_closed()
-        await asyncio.wait((read, closed), return_when=asyncio.FIRST_COMPLETED)
-        if not read.done():
-            # the client left (or the response ended) during the read: the read
-            # ends with the connection, and the request body with it
-            read.add_done_callback(lambda fut: fut.exception())
-            self.reading = None
-            self.body_done = True
-            return DISCONNECT
-        self.reading = None
-        try:
-            data = read.result()
-        except RequestBodyError as exc:
-            # the client left, stalled or sent a bad body: to the application
-            # the client is gone (ASGI has no other word for it), and the
-            # connection closes once the response, if any, is given up
-            log.info("%s %s: request body: %s", self.request.method, self.request.target, exc)
-            self.body_done = True
-            self.gone = True
-            return DISCONNECT
+        stream = self.stream
+        want = READ_SIZE if self.left is None else min(READ_SIZE, self.left)
+        while True:
+            if ex.closed or ex.complete:
+                # the client left (or the response ended): the body ends with it
+                self.body_done = True
+                return DISCONNECT
+            try:
+                data = stream.read_ready(want)
+            except RequestBodyError as exc:
+                # the client left, stalled or sent a bad body: to the
+                # application the client is gone (ASGI has no other word for
+                # it), and the connection closes once the response, if any,
+                # is given up
+                log.info("%s %s: request body: %s", self.request.method, self.request.target,
+                         exc)
+                self.body_done = True
+                self.gone = True
+                return DISCONNECT
+            if data is not None:
+                break
+            await ex.wait_body(stream.wait_ms())
         if self.left is not None:
             self.left -= len(data)
         more = bool(data) and self.left != 0

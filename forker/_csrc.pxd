@@ -179,7 +179,9 @@ cdef extern from "fk_body.h" nogil:
         int stall_ms
         uint64_t deadline_ms
         uint64_t max_body_size
+        int nowait
     ssize_t fk_body_read(fk_conn *c, char *dst, size_t max, const fk_body_limits *lim)
+    int fk_body_wait_ms(const fk_conn *c, const fk_body_limits *lim)
 
 cdef extern from "fk_tls.h" nogil:
     ctypedef struct fk_tls_ctx:
@@ -249,6 +251,7 @@ cdef extern from "fk_loop.h" nogil:
         FK_EV_TICK
         FK_EV_DONE
         FK_EV_WS
+        FK_EV_BODY
 
     ctypedef struct fk_event:
         int type

@@ -64,6 +64,8 @@ cdef class BodyStream:
     cdef bytes _take_ahead(self, Py_ssize_t size)
     cdef bytes _read_some(self, Py_ssize_t size)
     cdef bytes _read_exactly(self, Py_ssize_t size)
+    cdef object read_ready(self, Py_ssize_t size)
+    cdef int wait_ms(self) except -2
 
 
 # -- the response side (engine/response.pxi) --------------------------------------
@@ -136,6 +138,7 @@ cdef class Exchange:
     cdef object file         # sent with sendfile(2), closed once sent
     cdef readonly bint ws    # the connection became a websocket (ws_accept)
     cdef object on_message   # future of wait_message()
+    cdef object on_body      # future of wait_body()
     cdef int status
     cdef Py_ssize_t sent
     cdef double started_at
@@ -144,6 +147,7 @@ cdef class Exchange:
     cdef void _completed(self, bint logged)
     cdef void _wake(self)
     cdef void _wake_message(self)
+    cdef void _wake_body(self)
     cdef void _close_file(self)
     cdef void _end_request_body(self)
     cdef int respond(self, ResponsePlan plan) except -2

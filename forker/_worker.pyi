@@ -161,6 +161,9 @@ class Exchange:
     @property
     def ws(self) -> bool:
         """The connection became a websocket."""
+    def wait_body(self, ms: int) -> Any:
+        """A future resumed when the loop has news of the request's streamed
+        body, the client left, the response ended, or after ms (-1: no limit)."""
     def wait_writable(self) -> Any:
         """A future resumed once the connection took what was held, the response
         ended, or the client left."""

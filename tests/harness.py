@@ -507,6 +507,20 @@ def connect(where: Address, timeout: float = TIMEOUT, rcvbuf: int = 0) -> socket
     return sock
 
 
+def self_signed(folder: str) -> Tuple[str, str]:
+    """A certificate for localhost and 127.0.0.1 and its key, made in folder
+    by the openssl command: (certfile, keyfile)."""
+    import shutil
+    openssl = shutil.which("openssl")
+    assert openssl, "the openssl command makes the certificate"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "key.pem", "-out",
+                    "cert.pem", "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   cwd=folder, check=True, capture_output=True)
+    return os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
+
+
 def host_of(where: Address) -> str:
     """The Host field http.client would send to where."""
     if isinstance(where, int):

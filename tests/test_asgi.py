@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -21,7 +22,7 @@ import requests
 sys.path.insert(0, os.path.dirname(__file__))
 
 from harness import (APPS, ForkerProcess, Reader, ServerProcess, connect, exchange,  # noqa: E402
-                     read_until_close, reset)
+                     read_until_close, reset, self_signed)
 
 from forker.config import Config  # noqa: E402
 from forker.errors import WORKER_BOOT_ERROR, AppImportError  # noqa: E402
@@ -34,13 +35,31 @@ def raw(request):
     # no --interface: the coroutine function of three arguments says ASGI
     with ForkerProcess("--loop", request.param, app="asgi_raw:app") as server:
         server.url = f"http://127.0.0.1:{server.port}"
+        server.verify = True
+        server.open = lambda: connect(server.port, timeout=DEADLINE)
+        yield server
+
+
+@pytest.fixture(scope="module")
+def tls_raw(tmp_path_factory):
+    """The raw app over TLS: the loop reads a TLS body on the event loop's
+    thread, as it does a plain one."""
+    certfile, keyfile = self_signed(str(tmp_path_factory.mktemp("tls")))
+    context = ssl.create_default_context(cafile=certfile)
+    with ForkerProcess("--certfile", certfile, "--keyfile", keyfile,
+                       app="asgi_raw:app") as server:
+        server.url = f"https://localhost:{server.port}"
+        server.verify = certfile
+        server.open = lambda: context.wrap_socket(connect(server.port, timeout=DEADLINE),
+                                                  server_hostname="localhost")
         yield server
 
 
 def wait_for_event(server, text):
     deadline = time.monotonic() + DEADLINE
     while True:
-        events = json.loads(requests.get(server.url + "/events", timeout=10).text)
+        events = json.loads(requests.get(server.url + "/events", timeout=10,
+                                         verify=server.verify).text)
         if any(text in event for event in events):
             return events
         assert time.monotonic() < deadline, f"{text!r} not in {events}"
@@ -251,12 +270,20 @@ def test_uploads_whole_and_streamed(raw):
 
 
 def test_a_body_reaches_the_application_as_the_client_sends_it(raw):
+    echo_as_sent(raw)
+
+
+def test_a_tls_body_reaches_the_application_as_the_client_sends_it(tls_raw):
+    echo_as_sent(tls_raw)
+
+
+def echo_as_sent(server):
     """A body larger than 64 KiB is read from the client as the application
     asks for it (not received whole first): the client here sends its second
     piece only once the first came back echoed, which never happens when the
     server waits for the whole body before calling the application."""
     first, second = os.urandom(100_000), os.urandom(50_000)
-    with connect(raw.port, timeout=DEADLINE) as sock:
+    with server.open() as sock:
         sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n"
                      % (len(first) + len(second)) + first)
         reader = Reader(sock)  # read a piece at a time: the response never ends otherwise
@@ -276,28 +303,44 @@ def test_a_body_reaches_the_application_as_the_client_sends_it(raw):
 
 
 def test_a_cancelled_receive_loses_no_body(raw):
-    """asyncio.wait_for(receive(), ...) that times out while a read waits for
-    the client: the next receive gets the bytes that read brings (they were
+    cancelled_receive(raw)
+
+
+def test_a_cancelled_receive_loses_no_tls_body(tls_raw):
+    cancelled_receive(tls_raw)
+
+
+def cancelled_receive(server):
+    """asyncio.wait_for(receive(), ...) that times out while it waits for
+    the client: the next receive gets the bytes that come (they were
     dropped, and the body reported complete, short)."""
     first, second = os.urandom(100_000), os.urandom(200_000)
     data = first + second
-    with connect(raw.port, timeout=DEADLINE) as sock:
+    with server.open() as sock:
         sock.sendall(b"POST /impatient HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n"
                      % len(data) + first)
-        wait_for_event(raw, "impatient: 100000 bytes, a receive cancelled")
+        wait_for_event(server, "impatient: 100000 bytes, a receive cancelled")
         sock.sendall(second)
         body = Reader(sock).response().body
     assert body == b"%d %s" % (len(data), hashlib.sha256(data).hexdigest().encode())
 
 
 def test_a_client_leaving_mid_upload_is_a_disconnect(raw):
+    leaving_mid_upload(raw)
+
+
+def test_a_client_leaving_mid_tls_upload_is_a_disconnect(tls_raw):
+    leaving_mid_upload(tls_raw)
+
+
+def leaving_mid_upload(server):
     """receive() answers http.disconnect (not an exception) when the client
     leaves in the middle of a streamed body."""
-    with connect(raw.port, timeout=DEADLINE) as sock:
+    with server.open() as sock:
         sock.sendall(b"POST /upload-disconnect HTTP/1.1\r\nHost: t\r\n"
                      b"Content-Length: 1000000\r\n\r\n" + b"x" * 100_000)
-        wait_for_event(raw, "upload-disconnect: reading")
-    wait_for_event(raw, "upload-disconnect: http.disconnect")
+        wait_for_event(server, "upload-disconnect: reading")
+    wait_for_event(server, "upload-disconnect: http.disconnect")
 
 
 def test_expect_100_continue(raw):
@@ -314,17 +357,25 @@ def test_expect_100_continue(raw):
 
 
 def test_expect_100_continue_waits_for_the_first_receive(raw):
+    continue_on_first_receive(raw)
+
+
+def test_expect_100_continue_over_tls_waits_for_the_first_receive(tls_raw):
+    continue_on_first_receive(tls_raw)
+
+
+def continue_on_first_receive(server):
     """A body large enough to stream: the 100 Continue is sent when the
     application first asks for the body, and never when it answers without
     reading (the client then need not send the body at all)."""
     head = (b"POST %s HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n"
             b"Expect: 100-continue\r\n\r\n")
-    with connect(raw.port) as sock:
+    with server.open() as sock:
         sock.sendall(head % b"/pid")
         response = Reader(sock).response()
     assert response.status_line.startswith("HTTP/1.1 200 ")  # not an interim 100 first
     data = os.urandom(1000000)
-    with connect(raw.port) as sock:
+    with server.open() as sock:
         sock.sendall(head % b"/upload")
         interim = b""
         while b"\r\n\r\n" not in interim:

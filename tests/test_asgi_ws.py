@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +23,8 @@ from websockets.sync.client import unix_connect
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from harness import APPS, ForkerProcess, ServerProcess, connect, read_until_close  # noqa: E402
+from harness import (APPS, ForkerProcess, ServerProcess, connect, read_until_close,  # noqa: E402
+                     self_signed)
 
 DEADLINE = 30.0  # bounds a wait for an event, never a measure
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # the example of RFC 6455 1.3
@@ -714,17 +714,11 @@ def test_wss_through_the_websockets_client(tmp_path):
     large messages both ways; a ping answered; the close handshake."""
     import ssl
 
-    openssl = shutil.which("openssl")
-    assert openssl, "the openssl command makes the certificate"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "key.pem", "-out",
-                    "cert.pem", "-days", "2", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                   cwd=tmp_path, check=True, capture_output=True)
-    context = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    certfile, keyfile = self_signed(str(tmp_path))
+    context = ssl.create_default_context(cafile=certfile)
     big = os.urandom(1 << 19) * 2  # 1 MiB, half of it compressible
-    with ForkerProcess("--certfile", str(tmp_path / "cert.pem"),
-                       "--keyfile", str(tmp_path / "key.pem"), app="asgi_ws:app") as server:
+    with ForkerProcess("--certfile", certfile, "--keyfile", keyfile,
+                       app="asgi_ws:app") as server:
         # (ready once the plain-HTTP probe got the TLS port's 400: the worker serves)
         url = f"wss://localhost:{server.port}"
         with ws_connect(url + "/subprotocol", ssl=context, open_timeout=DEADLINE) as ws:

@@ -136,7 +136,7 @@ SLOT = 512  # bytes of a worker's shared slot
 # What the Engine sets itself: its arguments, and values derived from several options.
 ENGINE_FIELDS = {"max_requests", "wake_fd", "notify_fd", "threaded", "parent_pid", "slot",
                  "stats", "constant_body", "proxy_allow", "proxy_allow_len", "shared_listeners",
-                 "close_on_fin"}
+                 "close_on_fin", "body_events"}
 
 
 def loop_values(config, **engine):

@@ -62,6 +62,13 @@ cdef class Exchange:
         if self.on_close is not None and not self.on_close.done():
             self.on_close.set_result(None)
         self._wake_message()
+        self._wake_body()
+
+    cdef void _wake_body(self):
+        if self.on_body is not None:
+            if not self.on_body.done():
+                self.on_body.set_result(None)
+            self.on_body = None
 
     cdef void _wake_message(self):
         if self.on_message is not None:
@@ -261,6 +268,23 @@ cdef class Exchange:
             self.on_message = fut
         return fut
 
+    def wait_body(self, int ms):
+        """A future resumed when the loop has news of the request's streamed
+        body (FK_EV_BODY), the client left, the response ended, or after ms
+        (-1: no limit), when the next read finds the body timed out unless
+        bytes came. The body's reads are this thread's and never wait
+        (BodyStream.read_ready), so a receive cancelled here loses nothing."""
+        fut = self.engine.aloop.create_future()
+        if self.complete or self.closed:
+            fut.set_result(None)
+            return fut
+        self._wake_body()
+        self.on_body = fut
+        if ms >= 0:
+            timer = self.engine.aloop.call_later(ms / 1000.0 + 0.001, _resolve, fut)
+            fut.add_done_callback(lambda _: timer.cancel())
+        return fut
+
     def wait_writable(self):
         """A future resumed once the connection took what was held (after a call
         returned 1), the response ended, or the client left."""
@@ -278,6 +302,11 @@ cdef class Exchange:
             if self.complete or self.closed:
                 self.on_close.set_result(None)
         return self.on_close
+
+
+def _resolve(fut):
+    if not fut.done():
+        fut.set_result(None)
 
 
 async def _answer(Exchange ex, object awaitable):
@@ -347,6 +376,8 @@ cdef int async_drain(Engine engine, int io) except -1:
             async_closed(engine, ev.conn)
         elif kind == FK_EV_WS:
             async_ws(engine, ev.conn)
+        elif kind == FK_EV_BODY:
+            async_body(engine, ev.conn)
         elif kind == FK_EV_WAKE:
             PyErr_CheckSignals()
         elif kind == FK_EV_TICK:
@@ -391,6 +422,7 @@ cdef void async_writable(Engine engine, fk_conn *c):
     cdef Exchange ex = exchange_of(engine, c)
     if ex is None or ex.request_id != c.request_id:
         return
+    ex._wake_body()  # FK_EV_WRITABLE may have superseded FK_EV_BODY
     if ex.file is not None:
         if c.file_left == 0:  # the loop sent the whole file
             ex._close_file()
@@ -400,6 +432,19 @@ cdef void async_writable(Engine engine, fk_conn *c):
         if not ex.waiter.done():
             ex.waiter.set_result(None)
         ex.waiter = None
+
+
+cdef void async_body(Engine engine, fk_conn *c):
+    """The request's streamed body has news (bytes, its end, an error); it
+    may have superseded FK_EV_WRITABLE, which is acted on as well when out
+    drained."""
+    cdef Exchange ex = exchange_of(engine, c)
+    if ex is None or ex.request_id != c.request_id:
+        return
+    if ex.file is not None or not c.watermark:
+        async_writable(engine, c)
+    else:
+        ex._wake_body()
 
 
 cdef void async_ws(Engine engine, fk_conn *c):
@@ -426,10 +471,10 @@ cdef void async_closed(Engine engine, fk_conn *c):
     if ex.task_done:  # nothing will call finish(): release now
         ex.task_done = False
         ex.finish()
-    elif not ex.ws and not (c.body_stream and not c.body_done):
-        # No reader thread can be in the slot (no body is left to read): it
-        # is given back now, not when the task ends, so that tasks that
-        # ignore the client's leaving cannot keep the worker's slots.
+    elif not ex.ws:
+        # Given back now, not when the task ends, so that tasks that ignore
+        # the client's leaving cannot keep the worker's slots. No other thread
+        # can be in the slot: the body is read on this one (body_events).
         ex.request._end_body()
         fk_loop_release(engine.loop, c)
         ex._completed(False)

@@ -59,7 +59,7 @@ cdef class Engine:
         engine = {"max_requests": max_requests_of(config), "wake_fd": wake_fd,
                   "parent_pid": parent_pid,
                   "threaded": threads > 1 or asynchronous, "notify_fd": -1, "slot": None,
-                  "close_on_fin": asynchronous,
+                  "close_on_fin": asynchronous, "body_events": asynchronous,
                   "stats": None,
                   "constant_body": None, "proxy_allow": None, "proxy_allow_len": 0,
                   "shared_listeners": not config.reuse_port}

@@ -139,7 +139,8 @@ cdef class BodyStream:
             self._conn = NULL
 
     cdef Py_ssize_t _read_into(self, char *dst, Py_ssize_t size) except -1:
-        """One read of up to size bytes into dst; 0 at the end of the body."""
+        """One read of up to size bytes into dst; 0 at the end of the body;
+        -2 when the loop's reads do not wait (body_events) and none came yet."""
         cdef fk_conn *c
         cdef fk_body_limits lim
         cdef ssize_t n = 0
@@ -150,6 +151,8 @@ cdef class BodyStream:
             fk_loop_body_limits(self._engine.loop, c, &lim)
             with nogil:
                 n = fk_body_read(c, dst, <size_t>size, &lim)
+        if n == FK_NEED_MORE:
+            return -2
         if n < 0:
             status = fk_status_http_code(<int>n)
             raise RequestBodyError(status, BODY_ERRORS.get(<int>n, "bad request body"))
@@ -190,6 +193,30 @@ cdef class BodyStream:
         buf = PyBytes_FromStringAndSize(NULL, size)
         n = self._read_into(PyBytes_AS_STRING(buf), size)
         return buf if n == size else buf[:n]
+
+    cdef object read_ready(self, Py_ssize_t size):
+        """With the loop's body_events (reads on its thread that never wait):
+        what one read gives, at most size bytes (b"" at the end of the body),
+        or None when nothing came yet: FK_EV_BODY says when to try again,
+        and wait_ms() how long to wait for it."""
+        cdef bytes buf
+        cdef Py_ssize_t n
+        if self._ahead:
+            return self._take_ahead(size)
+        buf = PyBytes_FromStringAndSize(NULL, size)
+        n = self._read_into(PyBytes_AS_STRING(buf), size)
+        if n == -2:
+            return None
+        return buf if n == size else buf[:n]
+
+    cdef int wait_ms(self) except -2:
+        """After read_ready() gave None: the ms to wait for FK_EV_BODY before
+        reading again, when that read times the body out; -1 no limit."""
+        cdef fk_body_limits lim
+        with self._lock:
+            c = self._live()
+            fk_loop_body_limits(self._engine.loop, c, &lim)
+            return fk_body_wait_ms(c, &lim)
 
     cdef bytes _read_exactly(self, Py_ssize_t size):
         """size bytes, fewer only at the end of the body; one allocation."""

@@ -237,6 +237,57 @@ static void test_continue_on_first_read(void)
     conn_free(c, peer);
 }
 
+/* Reads that never wait (the loop's body_events): FK_NEED_MORE when nothing
+ * came, which is not an error; the stall counts from the last bytes, and
+ * fk_body_wait_ms says how long is left of it. */
+static void test_nowait(void)
+{
+    int peer;
+    fk_conn *c = conn_with("ab", 2, 0, 0, 10, &peer);
+    fk_body_limits lim = LIMITS;
+    lim.nowait = 1;
+    lim.stall_ms = 60;
+    c->body_heard_ms = fk_now_ms();
+    char out[16];
+    CHECK(fk_body_read(c, out, sizeof(out), &lim) == 2);
+    CHECK(fk_body_read(c, out, sizeof(out), &lim) == FK_NEED_MORE);
+    CHECK(c->body_error == 0);
+    int left = fk_body_wait_ms(c, &lim);
+    CHECK(left >= 0 && left <= 60);
+    send_all(peer, "cdef");
+    CHECK(fk_body_read(c, out, sizeof(out), &lim) == 4 && memcmp(out, "cdef", 4) == 0);
+    CHECK(fk_body_read(c, out, sizeof(out), &lim) == FK_NEED_MORE);
+    struct timespec pause = {0, 80 * 1000000L};
+    nanosleep(&pause, NULL);
+    CHECK(fk_body_wait_ms(c, &lim) == 0);
+    CHECK(fk_body_read(c, out, sizeof(out), &lim) == FK_ERR_TIMEOUT);
+    CHECK(fk_body_read(c, out, sizeof(out), &lim) == FK_ERR_TIMEOUT); /* sticky */
+    conn_free(c, peer);
+
+    /* chunked, a chunk in two pieces */
+    c = conn_with("", 0, 64, 1, 0, &peer);
+    lim = LIMITS;
+    lim.nowait = 1;
+    lim.stall_ms = 0;
+    CHECK(fk_body_wait_ms(c, &lim) == -1); /* nothing limits the wait */
+    CHECK(fk_body_read(c, out, sizeof(out), &lim) == FK_NEED_MORE);
+    send_all(peer, "5\r\nhe");
+    CHECK(fk_body_read(c, out, sizeof(out), &lim) == 2 && memcmp(out, "he", 2) == 0);
+    CHECK(fk_body_read(c, out, sizeof(out), &lim) == FK_NEED_MORE);
+    send_all(peer, "llo\r\n0\r\n\r\n");
+    CHECK(fk_body_read(c, out, sizeof(out), &lim) == 3 && memcmp(out, "llo", 3) == 0);
+    CHECK(fk_body_read(c, out, sizeof(out), &lim) == 0);
+    conn_free(c, peer);
+
+    /* a hang-up is told as in a waiting read */
+    c = conn_with("", 0, 0, 0, 10, &peer);
+    lim = LIMITS;
+    lim.nowait = 1;
+    close(peer);
+    CHECK(fk_body_read(c, out, sizeof(out), &lim) == FK_ERR_CLOSED);
+    conn_free(c, -1);
+}
+
 int main(void)
 {
     test_content_length();
@@ -247,6 +298,7 @@ int main(void)
     test_hang_up();
     test_own_descriptor();
     test_continue_on_first_read();
+    test_nowait();
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }
