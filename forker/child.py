@@ -80,11 +80,7 @@ def _main(arbiter: Any, worker: Any, listeners: List[Any]) -> int:
             app = arbiter.load_app(config, fresh=False)
         from .worker import run_worker
     except (AppImportError, ImportError) as exc:
-        try:
-            told = os.read(arbiter.boot_report[0], 1)
-        except (BlockingIOError, AttributeError):
-            told = b""
-        if told:  # the first to fail says why; the others would repeat it
+        if _first_to_fail(arbiter):  # the others would repeat it
             log.error("worker %d: cannot load the application: %s", worker.id, exc)
         return WORKER_BOOT_ERROR
     if config.pre_request is not None or config.post_request is not None:
@@ -102,7 +98,17 @@ def _main(arbiter: Any, worker: Any, listeners: List[Any]) -> int:
 
     return run_worker(app, config, listeners, worker.id, arbiter.slots.view(worker.slot),
                       schemes=listener_schemes(config, listeners, arbiter.listeners.source),
-                      worker=worker, stats=stats)
+                      worker=worker, stats=stats,
+                      first_to_fail=lambda: _first_to_fail(arbiter))
+
+
+def _first_to_fail(arbiter: Any) -> bool:
+    """Whether this worker is the first to fail to boot since the master last
+    heard of a failure (it takes the master's token): the one that says why."""
+    try:
+        return os.read(arbiter.boot_report[0], 1) != b""
+    except (BlockingIOError, AttributeError):
+        return False
 
 
 RELOAD_POLL_SECONDS = 1.0

@@ -29,7 +29,7 @@ import signal
 
 TYPE_CHECKING = False  # not typing's: a worker process does not import typing
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional
+    from typing import Any, Callable, Dict, List, Optional
 
     from .config import Config
 
@@ -56,11 +56,14 @@ def _tls_inputs(config: Config, schemes: Optional[List[str]]) -> Dict[str, Any]:
 
 def run_worker(app: Any, config: Config, listeners: List[Any], worker_id: int,
                slot: Optional[memoryview] = None, schemes: Optional[List[str]] = None,
-               worker: Any = None, stats: Optional[memoryview] = None) -> int:
+               worker: Any = None, stats: Optional[memoryview] = None,
+               first_to_fail: Optional[Callable[[], bool]] = None) -> int:
     """Serve on the inherited listeners until told to stop; returns the exit status.
     schemes: "http" or "https" per listener (default: all plain). worker: what the
     worker_int hook gets (the master's record of this worker). stats: the
-    worker's statsd area (forker/statsd.py), None when statsd is off."""
+    worker's statsd area (forker/statsd.py), None when statsd is off.
+    first_to_fail: whether a failure to boot is this worker's to tell (the
+    others would repeat it); None: always."""
     from ._worker import Engine
     from .app import greeting
     from .errors import WORKER_BOOT_ERROR, ConfigError
@@ -82,7 +85,8 @@ def run_worker(app: Any, config: Config, listeners: List[Any], worker_id: int,
         try:
             aloop.run_until_complete(app.startup())
         except LifespanFailure as exc:
-            log.error("worker %d: %s", worker_id, exc)
+            if first_to_fail is None or first_to_fail():
+                log.error("worker %d: %s", worker_id, exc)
             aloop.close()
             return WORKER_BOOT_ERROR
     access_log = _access_logger(config, worker_id)
