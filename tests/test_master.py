@@ -214,7 +214,7 @@ def test_workers_serve_then_term_exits_cleanly_with_per_worker_counts(servers):
         assert server.answers()
     server.signal(signal.SIGTERM)
     assert server.wait() == 0
-    assert wait_for(lambda: group_gone(server.pid), "every process to exit", 5)
+    assert wait_for(lambda: group_gone(server.pid), "every process to exit", 30)
     lines = re.findall(r"worker (\d+) pid (\d+) served (\d+) requests", server.log())
     assert sorted(int(w) for w, _, _ in lines) == [0, 1]
     assert sum(int(n) for _, _, n in lines) >= 20
@@ -276,7 +276,7 @@ def test_term_lets_a_sleeping_handler_finish(servers):
     assert status == 200 and body.split()[1] == str(server.pid)
     assert server.wait(30) == 0
     assert "killing it" not in server.log()
-    assert wait_for(lambda: group_gone(server.pid), "every process to exit", 5)
+    assert wait_for(lambda: group_gone(server.pid), "every process to exit", 30)
 
 
 def test_term_kills_what_outlives_graceful_timeout(servers):
@@ -288,7 +288,7 @@ def test_term_kills_what_outlives_graceful_timeout(servers):
     assert server.wait(30) == 0  # the handler sleeps 50 s: it was killed
     assert "still running after 1 s; killing it" in server.log()
     assert re.search(r"worker 0 pid \d+ served 1 requests", server.log())
-    assert wait_for(lambda: group_gone(server.pid), "every process to exit", 5)
+    assert wait_for(lambda: group_gone(server.pid), "every process to exit", 30)
 
 
 def test_int_stops_fast(servers):
@@ -298,7 +298,7 @@ def test_int_stops_fast(servers):
     sleeping(server, "50")
     server.signal(signal.SIGINT)
     assert server.wait(30) == 0  # neither the 50 s handler nor the graceful timeout
-    assert wait_for(lambda: group_gone(server.pid), "every process to exit", 5)
+    assert wait_for(lambda: group_gone(server.pid), "every process to exit", 30)
 
 
 def _ignore(function, *args):
@@ -313,7 +313,7 @@ def test_master_sigkill_leaves_no_worker_behind(servers):
     workers = server.worker_pids()
     server.signal(signal.SIGKILL)
     server.wait(5)
-    wait_for(lambda: not any(alive(pid) for pid in workers), "the orphaned workers to exit", 5)
+    wait_for(lambda: not any(alive(pid) for pid in workers), "the orphaned workers to exit", 30)
 
 
 # -- scaling, reload, upgrade ----------------------------------------------------------
@@ -328,7 +328,7 @@ def test_ttin_ttou_change_the_worker_count(servers):
         server.signal(signal.SIGTTOU)
         server.wait_workers(count, 5)
     server.signal(signal.SIGTTOU)  # never below one
-    wait_for(lambda: "TTOU: already at one worker" in server.log(), "the last TTOU", 5)
+    wait_for(lambda: "TTOU: already at one worker" in server.log(), "the last TTOU", 30)
     assert len(server.worker_pids()) == 1 and "TTOU: 0 workers" not in server.log()
     assert server.answers()
 
@@ -467,10 +467,10 @@ def test_handler_in_an_endless_loop_is_killed_after_timeout(servers, threads):
                       "threads": threads}).start(2)
     before = set(server.worker_pids())
     threading.Thread(target=lambda: _ignore(get, server.address, "/loop", 10), daemon=True).start()
-    wait_for(lambda: "killing it" in server.log(), "the timeout to fire", 5)
+    wait_for(lambda: "killing it" in server.log(), "the timeout to fire", 30)
     wait_for(lambda: len(set(server.worker_pids()) - before) == 1
              and len(server.worker_pids()) == 2, "the stuck worker replaced",
-             3)
+             30)
     log = server.log()
     assert re.search(r"handler running for [\d.]+ s > timeout 1 s on request #\d+ "
                      r"\(GET /loop\); killing it", log), log
@@ -495,7 +495,7 @@ def test_max_worker_memory_recycles_a_growing_worker(servers):
     for _ in range(4):
         get(server.address, "/grow?20")
     wait_for(lambda: first not in server.worker_pids() and len(server.worker_pids()) == 1,
-             "the grown worker recycled", 5)
+             "the grown worker recycled", 30)
     assert "max_worker_memory 60 MiB; recycling it" in server.log()
     assert server.answers()
 
@@ -503,7 +503,7 @@ def test_max_worker_memory_recycles_a_growing_worker(servers):
 def test_max_worker_memory_below_a_fresh_worker_does_not_churn(servers):
     server = servers({"bind": "127.0.0.1:0", "workers": 1, "max_worker_memory": 1}).start(1)
     # The worker that answered start() is recycled; its successor, idle, is not.
-    wait_for(lambda: "is below the" in server.log(), "the warning", 5)
+    wait_for(lambda: "is below the" in server.log(), "the warning", 30)
     idle = server.worker_pids()
     time.sleep(2.5)
     assert server.worker_pids() == idle
@@ -572,7 +572,7 @@ def test_hooks_pidfile_and_process_titles(servers, tmp_path):
     assert int(pidfile.read_text()) == server.pid
     victim = server.worker_pids()[0]
     os.kill(victim, signal.SIGKILL)
-    wait_for(lambda: hook_log.read_text().count("post_fork") == 3, "the respawn's post_fork", 5)
+    wait_for(lambda: hook_log.read_text().count("post_fork") == 3, "the respawn's post_fork", 30)
     assert "child_exit" in hook_log.read_text()
     try:
         import setproctitle  # noqa: F401
@@ -629,13 +629,13 @@ def test_forker_object_keeps_worker_pids_true(servers, tmp_path):
         return (state and state["pids"] == server.worker_pids()
                 and len(state["pids"]) == state["num"])
 
-    wait_for(agrees, "worker_pids to match the live workers", 5)
+    wait_for(agrees, "worker_pids to match the live workers", 30)
     victim = server.worker_pids()[0]
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: agrees() and victim not in reported()["pids"],
-             "worker_pids to follow the respawn", 5)
+             "worker_pids to follow the respawn", 30)
     server.signal(signal.SIGTTIN)
-    wait_for(lambda: agrees() and reported()["num"] == 3, "worker_pids to follow TTIN", 5)
+    wait_for(lambda: agrees() and reported()["num"] == 3, "worker_pids to follow TTIN", 30)
     server.signal(signal.SIGTERM)
     assert server.wait() == 0
 
@@ -661,7 +661,7 @@ def test_workers_switch_user_and_group_after_binding(servers):
     workers = server.worker_pids()
     server.signal(signal.SIGKILL)
     server.wait(5)
-    wait_for(lambda: not any(alive(pid) for pid in workers), "the orphaned worker to exit", 0.9)
+    wait_for(lambda: not any(alive(pid) for pid in workers), "the orphaned worker to exit", 30)
 
 
 def test_bad_options_name_the_option():
@@ -686,7 +686,7 @@ def test_usr1_reopens_the_log_file(servers, tmp_path):
              "the error log", 10)
     error_log.rename(tmp_path / "error.log.1")
     server.signal(signal.SIGUSR1)
-    wait_for(lambda: error_log.exists(), "a new error log", 5)
+    wait_for(lambda: error_log.exists(), "a new error log", 30)
     server.signal(signal.SIGTERM)
     assert server.wait() == 0
     assert "served" in error_log.read_text()

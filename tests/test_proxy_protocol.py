@@ -319,7 +319,7 @@ def test_peers_outside_the_allow_list_are_closed():
                 time.sleep(0.05)
             assert body_of(data) == b"203.0.113.7 56324 /x"
             # the master said whom it listens to, since refusals are silent
-            server.wait_for(r"proxy_protocol: .*accepted from 10\.0\.0\.0/8,192\.0\.2\.1", 5)
+            server.wait_for(r"proxy_protocol: .*accepted from 10\.0\.0\.0/8,192\.0\.2\.1", 30)
             # 127.0.0.1 is not in the list: refused, valid header or not
             port = int(server.wait_for(r"listening on 127\.0\.0\.1:(\d+)").group(1))
             for raw in (v1() + GET, GET):
