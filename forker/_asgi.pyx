@@ -553,7 +553,7 @@ cdef class WSCycle:
                 log.exception("error in ASGI websocket application for %s; closing it (1011)",
                               scope["path"])
                 ex.ws_close(1011, b"")
-            elif self.state == WS_CONNECTING and not ex.started:
+            elif not ex.started and not ex.closed:  # nothing went: not accepted, not denied
                 log.exception("error in ASGI websocket application for %s before its "
                               "handshake", scope["path"])
                 ex.respond(server_error_plan())
@@ -563,9 +563,9 @@ cdef class WSCycle:
         if result is not None:
             log.error("ASGI application returned %r rather than None, for websocket %s",
                       result, scope["path"])
-        if self.state == WS_CONNECTING and not ex.started:
-            log.error("ASGI application returned without accepting or closing the websocket "
-                      "%s", scope["path"])
+        if (self.state == WS_CONNECTING or self.state == WS_DENYING) and not ex.started:
+            log.error("ASGI application returned without accepting, denying or closing the "
+                      "websocket %s", scope["path"])
             ex.respond(server_error_plan())
         elif self.state == WS_DENYING and not ex.complete:
             log.error("ASGI application returned without completing the denial response, "
@@ -614,8 +614,9 @@ cdef class WSCycle:
             if ex.closed:
                 raise ClientDisconnected(f"the client left; {kind!r} was not sent")
             if kind == "websocket.accept":
+                head = self.head(message)  # raises on a field we refuse: nothing accepted
                 self.state = WS_OPEN
-                rc = ex.ws_accept(self.head(message), self.deflate)
+                rc = ex.ws_accept(head, self.deflate)
                 if rc == 1:
                     await ex.wait_writable()
                 elif rc < 0:

@@ -238,6 +238,16 @@ def test_the_denial_response_extension(server):
     assert response.headers["x-denied"] == "yes" and response.body == b"not you"
 
 
+@pytest.mark.parametrize("path", ["/bad-accept/x", "/bad-accept/x?catch", "/bad-denial/x"])
+def test_a_handshake_answer_the_server_refuses_is_a_500(server, path):
+    """websocket.accept (or a denial) with a field that would inject a line
+    raises in send, and nothing of it goes out; the client then gets a 500,
+    not a silent close, whether the application lets the error go or not."""
+    with pytest.raises(InvalidStatus) as info:
+        ws_connect(server.url + path)
+    assert info.value.response.status_code == 500
+
+
 @pytest.mark.parametrize("fields, status", [
     ({"Sec-WebSocket-Version": "8", "Sec-WebSocket-Key": KEY}, 426),
     ({"Sec-WebSocket-Version": "13"}, 400),

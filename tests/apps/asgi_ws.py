@@ -88,6 +88,25 @@ async def deny_raw(scope, receive, send):
     await send({"type": "websocket.http.response.body", "body": b"you"})
 
 
+async def bad_accept(scope, receive, send):
+    """websocket.accept with a field the server refuses: send raises, and
+    the application may catch it (?catch) or not."""
+    await receive()
+    try:
+        await send({"type": "websocket.accept", "headers": [(b"x-bad", b"a\r\nb: c")]})
+    except ValueError:
+        if scope["query_string"] != b"catch":
+            raise
+
+
+async def bad_denial(scope, receive, send):
+    """A denial response whose field the server refuses."""
+    await receive()
+    await send({"type": "websocket.http.response.start", "status": 401,
+                "headers": [(b"bad name", b"v")]})
+    await send({"type": "websocket.http.response.body", "body": b"no"})
+
+
 async def push(websocket: WebSocket):
     """Sends n messages of size bytes without reading: the writer's backpressure."""
     await websocket.accept()
@@ -113,6 +132,8 @@ app = Starlette(routes=[
     WebSocketRoute("/returns", returns),
     WebSocketRoute("/push", push),
     Mount("/raw", app=deny_raw),
+    Mount("/bad-accept", app=bad_accept),
+    Mount("/bad-denial", app=bad_denial),
 ])
 
 
