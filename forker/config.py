@@ -551,8 +551,8 @@ OPTIONS: List[Option] = [
     Option("interface", "auto", _choice("auto", "native", "wsgi", "asgi"),
            "How to call the application: native (handler(request)), wsgi (PEP 3333: "
            "app(environ, start_response)), asgi (ASGI 3: await app(scope, receive, send), "
-           "on an asyncio event loop), or auto: asgi for a coroutine function of three "
-           "arguments, wsgi when the application takes two arguments, native when it takes one.",
+           "on an asyncio event loop), or auto: asgi when the application takes three "
+           "arguments, wsgi when it takes two, native when it takes one.",
            "--interface", "{auto,native,wsgi,asgi}"),
     Option("loop", "auto", _event_loop,
            "Event loop of an ASGI application's workers: uvloop, asyncio (the standard "

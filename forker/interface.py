@@ -1,6 +1,6 @@
 """Which interface an application speaks, told from its signature (the
-interface option's "auto"): a coroutine function of three positional
-arguments is ASGI 3's scope, receive and send, two positional arguments are
+interface option's "auto"): three positional arguments are ASGI 3's scope,
+receive and send (a coroutine function's, or a wrapper's), two are
 PEP 3333's environ and start_response, one is a native handler's request.
 
 Read from code objects rather than through inspect, which a native worker
@@ -23,8 +23,11 @@ CO_ASYNC = 0x80 | 0x200  # inspect.CO_COROUTINE | CO_ASYNC_GENERATOR
 
 def is_async(app: Any) -> bool:
     """Whether calling app gives a coroutine (an ASGI application, an async
-    handler) rather than an answer. The function itself, or its class's
-    __call__, decides: a synchronous wrapper of a coroutine is synchronous."""
+    handler) rather than an answer. The function itself (under any
+    functools.partial), or its class's __call__, decides: a synchronous
+    wrapper of a coroutine is synchronous."""
+    while isinstance(app, functools.partial):
+        app = app.func
     function = app.__func__ if isinstance(app, types.MethodType) else app
     if not isinstance(function, (types.FunctionType, type)):
         function = getattr(type(app), "__call__", None)
@@ -40,17 +43,21 @@ def is_asgi2(app: Any) -> bool:
 
 def detect(app: Any) -> str:
     """"asgi" for a coroutine function of three positional arguments (scope,
-    receive, send; or an object whose __call__ is one), "wsgi" for a callable
-    taking two positional arguments (a Flask or Django application, a WSGI
-    function, class or middleware), "native" for one taking one. A signature
-    that says neither (only *args, or none readable) is served as native, with
-    a warning naming --interface."""
+    receive, send; or an object whose __call__ is one, or a partial of one),
+    and for any callable that needs three (a synchronous wrapper returning
+    the coroutine, as asgiref's: neither of the others takes three); "wsgi"
+    for a callable taking two positional arguments (a Flask or Django
+    application, a WSGI function, class or middleware), "native" for one
+    taking one. A signature that says neither (only *args, or none readable)
+    is served as native, with a warning naming --interface."""
     wsgi = sys.modules.get("forker.wsgi")
     if wsgi is not None and isinstance(app, wsgi.WSGIHandler):
         return "native"  # a WSGI application wrapped already
     count = positional_arguments(app)
     if is_async(app):
         return "asgi" if count in (3, None) else "native"
+    if count == 3:
+        return "asgi"
     if count == 2:
         return "wsgi"
     if count == 1:

@@ -5,6 +5,7 @@ uvicorn as the oracle for the same FastAPI application."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -89,9 +90,18 @@ def test_detection_and_refusals():
     async def async_handler(request):
         pass
 
+    async def configured(scope, receive, send, greeting=b"hi"):
+        pass
+
+    def sync_wrapper(scope, receive, send):  # returns the coroutine, as asgiref's wrappers
+        return asgi3(scope, receive, send)
+
     auto, asgi, native = Config(), Config(interface="asgi"), Config(interface="native")
     assert isinstance(as_handler(asgi3, auto), ASGIHandler)
     assert isinstance(as_handler(Asgi3Object(), auto), ASGIHandler)
+    assert isinstance(as_handler(functools.partial(configured, greeting=b"x"), auto),
+                      ASGIHandler)
+    assert isinstance(as_handler(sync_wrapper, auto), ASGIHandler)
     assert isinstance(as_handler(lambda *args: None, asgi), ASGIHandler)  # said outright
     handler = as_handler(asgi3, auto)
     assert as_handler(handler, auto) is handler
