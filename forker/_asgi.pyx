@@ -16,8 +16,8 @@ cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memchr
 
-from forker._csrc cimport (fk_conn, fk_header, FK_REQ_CHUNKED, FK_REQ_UPGRADE, FK_WS_BINARY,
-                           FK_WS_TEXT)
+from forker._csrc cimport (fk_conn, fk_header, FK_REQ_ABSOLUTE_FORM, FK_REQ_CHUNKED,
+                           FK_REQ_UPGRADE, FK_WS_BINARY, FK_WS_TEXT)
 from forker._worker cimport (BodyStream, Exchange, Reply, Request, ResponsePlan, failure_plan,
                              make_plan, server_error_plan)
 
@@ -117,7 +117,10 @@ cdef class Core:
         cdef list headers = []
         cdef dict proxied = None
         cdef bint websocket = False
+        cdef bint absolute = (req._flags & FK_REQ_ABSOLUTE_FORM) != 0
         raw_path = PyBytes_FromStringAndSize(c.req.path, c.req.path_len)
+        if absolute and c.req.path_len == 0:
+            raw_path = b"/"  # "http://host": its path is empty (RFC 9112 3.2.4)
         if memchr(c.req.path, b"%", c.req.path_len) != NULL:
             path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
         else:
@@ -132,7 +135,11 @@ cdef class Core:
                 name = raw.lower()
                 if len(names) < 1024:
                     names[raw] = name
-            value = PyBytes_FromStringAndSize(h.value, h.value_len)
+            if absolute and name == b"host":
+                # the absolute-form target's authority wins over Host (RFC 9112 3.2.2)
+                value = PyBytes_FromStringAndSize(c.req.host, c.req.host_len)
+            else:
+                value = PyBytes_FromStringAndSize(h.value, h.value_len)
             if name == b"upgrade" and b"websocket" in value.lower():
                 if not self.websockets:
                     return None  # refused before the application sees it

@@ -190,6 +190,20 @@ def test_lifespan_state_is_copied_per_request():
 
 # -- responses ---------------------------------------------------------------------------
 
+@pytest.mark.parametrize("target, path", [(b"http://example.com?scope", "/"),
+                                          (b"http://example.com/a%20b?scope", "/a b")])
+def test_an_absolute_form_target(raw, target, path):
+    """The target's authority wins over Host (RFC 9112 3.2.2), and an empty
+    path is "/", as in the WSGI environ (the scope had path "" and Host x)."""
+    with connect(raw.port) as sock:
+        sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target)
+        response = Reader(sock).response()
+    scope = json.loads(response.body)
+    assert scope["path"] == path
+    assert scope["raw_path"] == target[len(b"http://example.com"):-len(b"?scope")].decode() or "/"
+    assert [value for name, value in scope["headers"] if name == "host"] == ["example.com"]
+
+
 def test_streamed_bodies_and_framing(raw):
     response = requests.get(raw.url + "/stream?n=4", timeout=10)
     assert response.headers["transfer-encoding"] == "chunked"

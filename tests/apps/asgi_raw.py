@@ -47,7 +47,7 @@ async def app(scope, receive, send):
         return await answer(send, str(os.getpid()).encode())
     if path == "/events":
         return await answer(send, json.dumps(EVENTS).encode())
-    if path.startswith("/scope"):
+    if path.startswith("/scope") or scope["query_string"] == b"scope":  # any path: ?scope
         body = await body_of(receive)
         shown = {key: value for key, value in scope.items() if key not in ("state", "extensions")}
         shown["raw_path"] = scope["raw_path"].decode("latin-1")
