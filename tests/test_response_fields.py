@@ -18,7 +18,8 @@ from typing import Dict, Iterator
 
 import pytest
 
-from harness import ForkerProcess, Response, exchange, parse_response
+from harness import (ClosedEarly, ForkerProcess, Reader, Response, connect, exchange,
+                     parse_response)
 
 SERVER = "fields-check/1.0"
 # A self-signed certificate for the TLS listener (no client verifies it here:
@@ -145,3 +146,23 @@ def test_response_carries_the_common_fields(servers, server, request_bytes, stat
     raw = exchange(servers[server], request_bytes)
     got, _, _ = check_response(raw, head=request_bytes.startswith(b"HEAD "))
     assert got == status, raw[:300]
+
+
+@pytest.mark.parametrize("app", ["wsgiapps:misc_app", "asgi_raw:app"])
+def test_the_applications_content_length_stands(app):
+    """A whole body whose length is not the application's Content-Length:
+    its word stands, as for a streamed body. A longer body is cut at it (the
+    connection stays in step); a shorter one goes out under it and the
+    connection closes, so that the client sees the answer truncated. It was
+    rewritten to the body's length: a truncated answer looked complete."""
+    with ForkerProcess(app=app) as server:
+        with connect(server.port) as sock:
+            sock.sendall(b"GET /declared?declared=5&send=10 HTTP/1.1\r\nHost: t\r\n\r\n"
+                         b"GET /declared?declared=10&send=4 HTTP/1.1\r\nHost: t\r\n\r\n")
+            reader = Reader(sock)
+            cut = reader.response()
+            assert (cut.status, cut.fields["content-length"], cut.body) == (200, "5", b"xxxxx")
+            assert "close" not in cut.fields.get("connection", "")
+            with pytest.raises(ClosedEarly, match="4 of 10"):
+                reader.response()
+        server.wait_for(r"Content-Length is 10 but its body is 4 bytes")

@@ -94,6 +94,10 @@ cdef ResponsePlan make_plan(object result, int minor_version, bint head):
         body = b""
     if isinstance(body, (bytes, str, bytearray, memoryview)):
         plan.body = as_bytes(body)
+        if (plan.length >= 0 and plan.length != len(plan.body) and not head
+                and fk_status_has_body(plan.status)):
+            body_length_differs(plan)
+            return plan
         if not head or len(plan.body) != 0:
             plan.length = len(plan.body)
         elif plan.length < 0:
@@ -114,6 +118,22 @@ cdef ResponsePlan make_plan(object result, int minor_version, bint head):
         plan.length = (FK_BODY_UNSTATED if head else
                        FK_BODY_CHUNKED if minor_version == 1 else FK_BODY_UNTIL_CLOSE)
     return plan
+
+
+cdef void body_length_differs(ResponsePlan plan):
+    """The application's Content-Length is not its body's length. Its word
+    stands, as in a streamed body: a longer body is cut at it (PEP 3333), and
+    a shorter one goes out under it, the connection closing after it, so that
+    the client sees a truncated answer as one rather than a complete answer
+    it may cache (or, kept alive, waits for bytes that never come)."""
+    log.error("the application's Content-Length is %d but its body is %d bytes; %s",
+              plan.length, len(plan.body),
+              "sending the first %d" % plan.length if len(plan.body) > plan.length
+              else "closing the connection after it")
+    if len(plan.body) > plan.length:
+        plan.body = plan.body[:plan.length]
+    else:
+        plan.flags |= FK_RESP_CLOSE
 
 
 cdef void answer(ResponsePlan plan, int status, object reason, object headers) except *:

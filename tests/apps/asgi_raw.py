@@ -109,6 +109,10 @@ async def app(scope, receive, send):
             await send({"type": "http.response.body", "body": b"chunk %d\n" % i, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
         return
+    if path == "/declared":  # a Content-Length that is not the body's: ?declared=N&send=M
+        query = dict(urllib.parse.parse_qsl(scope["query_string"].decode()))
+        return await answer(send, b"x" * int(query["send"]),
+                            headers=[(b"content-length", query["declared"].encode())])
     if path == "/stream-length":  # identity framing: the application's Content-Length
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", b"10")]})

@@ -6,6 +6,7 @@ import os
 import sys
 import threading
 import time
+import urllib.parse
 import wsgiref.validate
 
 SAFE_KEYS = (
@@ -90,6 +91,10 @@ def misc_app(environ, start_response):
     if path == "/head":
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
         return [] if environ["REQUEST_METHOD"] == "HEAD" else [b"hello"]
+    if path == "/declared":  # a Content-Length that is not the body's: ?declared=N&send=M
+        query = dict(urllib.parse.parse_qsl(environ["QUERY_STRING"]))
+        start_response("200 OK", [("Content-Length", query["declared"])])
+        return [b"x" * int(query["send"])]
     if path == "/sleep":
         time.sleep(0.1)
         start_response("200 OK", [("Content-Type", "text/plain")])
