@@ -107,8 +107,16 @@ def _shown_default(default: Any) -> str:
     return shown
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's, with a mistake told in one line: its usage, which lists
+    every option, would bury the line that names it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="forker", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

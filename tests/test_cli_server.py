@@ -319,11 +319,14 @@ def test_bad_flags_exit_2_naming_them(args, fragment):
     result = run_cli(*args)
     assert result.returncode == 2, result
     assert fragment in result.stderr
+    # one line, not argparse's usage of every option before it, nor a traceback
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_bad_environment_variable_exits_2():
     result = run_cli(env={"FORKER_KEEPALIVE": "forever"})
     assert result.returncode == 2 and "FORKER_KEEPALIVE" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_bad_config_file_value_exits_2(tmp_path):
@@ -331,6 +334,7 @@ def test_bad_config_file_value_exits_2(tmp_path):
     config.write_text("workers = -1\n")
     result = run_cli("--config", str(config))
     assert result.returncode == 2 and "settings.py: workers: must be at least 1" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_preload_reports_a_failing_factory(tmp_path):
