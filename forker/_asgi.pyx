@@ -163,7 +163,7 @@ cdef class Core:
             "root_path": self.root_path,
             "headers": headers,
             "client": (remote, req.remote_port) if remote else None,
-            "server": (req.server_addr, req.server_port),
+            "server": (req.server_addr, req.server_port or None),  # a unix socket: no port
             "extensions": self.extensions,
         }
         if self.state is not None:

@@ -190,6 +190,18 @@ def test_lifespan_state_is_copied_per_request():
 
 # -- responses ---------------------------------------------------------------------------
 
+def test_the_scope_on_a_unix_socket(tmp_path):
+    """server is (path, None) there (ASGI spec: no port), as uvicorn's; it was
+    (path, 0)."""
+    path = str(tmp_path / "asgi.sock")
+    with ForkerProcess(app="asgi_raw:app", bind=f"unix:{path}"):
+        with connect(f"unix:{path}") as sock:
+            sock.sendall(b"GET /scope HTTP/1.1\r\nHost: t\r\n\r\n")
+            scope = json.loads(Reader(sock).response().body)
+    assert scope["server"] == [path, None]
+    assert scope["client"] is None
+
+
 @pytest.mark.parametrize("target, path", [(b"http://example.com?scope", "/"),
                                           (b"http://example.com/a%20b?scope", "/a b")])
 def test_an_absolute_form_target(raw, target, path):
