@@ -20,12 +20,16 @@ void fk_date_update(fk_date *d, time_t now)
     d->second = now;
 }
 
+/* The IANA registry's reason phrases (RFC 9110 15 and the WebDAV, 103,
+ * 425 and 6585 codes), as Python's http.HTTPStatus has them. */
 const char *fk_status_reason(int status, size_t *len)
 {
     const char *r;
     switch (status) {
     case 100: r = "Continue"; break;
     case 101: r = "Switching Protocols"; break;
+    case 102: r = "Processing"; break;
+    case 103: r = "Early Hints"; break;
     case 200: r = "OK"; break;
     case 201: r = "Created"; break;
     case 202: r = "Accepted"; break;
@@ -33,11 +37,15 @@ const char *fk_status_reason(int status, size_t *len)
     case 204: r = "No Content"; break;
     case 205: r = "Reset Content"; break;
     case 206: r = "Partial Content"; break;
+    case 207: r = "Multi-Status"; break;
+    case 208: r = "Already Reported"; break;
+    case 226: r = "IM Used"; break;
     case 300: r = "Multiple Choices"; break;
     case 301: r = "Moved Permanently"; break;
     case 302: r = "Found"; break;
     case 303: r = "See Other"; break;
     case 304: r = "Not Modified"; break;
+    case 305: r = "Use Proxy"; break;
     case 307: r = "Temporary Redirect"; break;
     case 308: r = "Permanent Redirect"; break;
     case 400: r = "Bad Request"; break;
@@ -58,8 +66,12 @@ const char *fk_status_reason(int status, size_t *len)
     case 415: r = "Unsupported Media Type"; break;
     case 416: r = "Range Not Satisfiable"; break;
     case 417: r = "Expectation Failed"; break;
+    case 418: r = "I'm a Teapot"; break;
     case 421: r = "Misdirected Request"; break;
     case 422: r = "Unprocessable Content"; break;
+    case 423: r = "Locked"; break;
+    case 424: r = "Failed Dependency"; break;
+    case 425: r = "Too Early"; break;
     case 426: r = "Upgrade Required"; break;
     case 428: r = "Precondition Required"; break;
     case 429: r = "Too Many Requests"; break;
@@ -71,6 +83,11 @@ const char *fk_status_reason(int status, size_t *len)
     case 503: r = "Service Unavailable"; break;
     case 504: r = "Gateway Timeout"; break;
     case 505: r = "HTTP Version Not Supported"; break;
+    case 506: r = "Variant Also Negotiates"; break;
+    case 507: r = "Insufficient Storage"; break;
+    case 508: r = "Loop Detected"; break;
+    case 510: r = "Not Extended"; break;
+    case 511: r = "Network Authentication Required"; break;
     default: r = "Unknown"; break;
     }
     *len = strlen(r);

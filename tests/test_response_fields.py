@@ -166,3 +166,15 @@ def test_the_applications_content_length_stands(app):
             with pytest.raises(ClosedEarly, match="4 of 10"):
                 reader.response()
         server.wait_for(r"Content-Length is 10 but its body is 4 bytes")
+
+
+def test_every_registered_status_has_its_reason_phrase():
+    """The IANA registry's codes, as http.HTTPStatus lists them (418, the
+    WebDAV and RFC 6585 codes went out as "Unknown")."""
+    from http import HTTPStatus
+
+    from forker._worker import standard_reason
+
+    for status in HTTPStatus:
+        assert standard_reason(status.value) != "Unknown", status
+    assert standard_reason(599) == "Unknown"
