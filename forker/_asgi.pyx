@@ -23,6 +23,7 @@ from forker._worker cimport (BodyStream, Exchange, Reply, Request, ResponsePlan,
 
 import logging
 import zlib
+from asyncio import CancelledError
 from base64 import b64decode, b64encode
 from binascii import Error as Base64Error
 from hashlib import sha1
@@ -227,6 +228,8 @@ cdef class Cycle:
         except BaseException as exc:
             if ex.closed or self.gone:
                 log.debug("%s %s: the client left (%r)", scope["method"], scope["path"], exc)
+            elif isinstance(exc, CancelledError):  # the worker stops (fast, or out of time)
+                log.debug("%s %s: cancelled, the worker stops", scope["method"], scope["path"])
             elif not ex.started:  # nothing is on the wire yet: the 500 can go
                 ex.respond(failure_plan(exc, self.request))
             else:
@@ -556,7 +559,11 @@ cdef class WSCycle:
         try:
             result = await http.core.app(scope, self.receive, self.send)
         except BaseException as exc:
-            if self.state == WS_OPEN and not ex.closed:
+            if isinstance(exc, CancelledError):  # the worker stops (fast, or out of time)
+                log.debug("websocket %s: cancelled, the worker stops", scope["path"])
+                if self.state == WS_OPEN and not ex.closed:
+                    ex.ws_close(1001, b"")  # going away
+            elif self.state == WS_OPEN and not ex.closed:
                 log.exception("error in ASGI websocket application for %s; closing it (1011)",
                               scope["path"])
                 ex.ws_close(1011, b"")

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -479,6 +480,22 @@ def test_a_client_closing_normally_is_a_disconnect(raw):
     wait_for_event(raw, "wait-disconnect: waiting")
     sock.close()
     wait_for_event(raw, "wait-disconnect: http.disconnect")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGQUIT])
+def test_a_fast_stop_cancels_tasks_without_an_error(signum):
+    """A fast stop cancels the tasks still running: an expected end, logged
+    at debug, not an ERROR with a CancelledError traceback per request."""
+    server = ForkerProcess(app="asgi_raw:app")
+    with server:
+        server.url, server.verify = f"http://127.0.0.1:{server.port}", True
+        with connect(server.port) as sock:
+            sock.sendall(b"GET /ignore-disconnect HTTP/1.1\r\nHost: t\r\n\r\n")
+            wait_for_event(server, "ignore-disconnect: started")
+            os.kill(server.pid, signum)
+            assert server.wait(DEADLINE) == 0
+    assert "CancelledError" not in server.stderr and "[ERROR]" not in server.stderr, \
+        server.stderr
 
 
 def test_clients_gone_free_their_slots_while_tasks_run_on():
