@@ -30,12 +30,15 @@ def group_cpu_seconds(pgid: int) -> float:
     return servers.group_cpu_ticks(pgid) / CLK_TCK
 
 
-def load(port: int, seconds: float, connections: int, close: bool = False) -> int:
+def load(port: int, seconds: float, connections: int, close: bool = False,
+         taskset: str | None = None) -> int:
     """Requests wrk completed against GET / on port (with close, each on a
-    connection of its own)."""
+    connection of its own; with taskset, wrk pinned to those CPUs)."""
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", f"http://127.0.0.1:{port}/"]
     if close:
         argv[1:1] = ["-H", "Connection: close"]
+    if taskset:
+        argv[:0] = ["taskset", "-c", taskset]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     for line in out.splitlines():
         parts = line.split()
