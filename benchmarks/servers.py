@@ -668,6 +668,22 @@ def group_cpu_ticks(pgid: int) -> int:
     return _group_states(pgid)[0]
 
 
+def group_user_ticks(pgid: int) -> int:
+    """User time alone of the live processes of a process group, in ticks."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            ticks += int(fields[11])
+    return ticks
+
+
 def _group_states(pgid: int) -> tuple[int, str]:
     """CPU ticks and the run states of the live processes of a process group."""
     ticks, states = 0, ""
