@@ -9,7 +9,7 @@ harness starts it; wrk (1 thread, --connections keep-alive connections) loads
 GET / for --duration seconds (keep-alive, or with --close a connection per
 request), interleaved over the rounds. The CPU is user
 plus system time of every process in the server's process group, from /proc,
-before and after the load."""
+before and after the load; the user time alone is given beside it."""
 
 from __future__ import annotations
 
@@ -30,12 +30,15 @@ def group_cpu_seconds(pgid: int) -> float:
     return servers.group_cpu_ticks(pgid) / CLK_TCK
 
 
-def load(port: int, seconds: float, connections: int, close: bool = False) -> int:
+def load(port: int, seconds: float, connections: int, close: bool = False,
+         taskset: str | None = None) -> int:
     """Requests wrk completed against GET / on port (with close, each on a
-    connection of its own)."""
+    connection of its own; with taskset, wrk pinned to those CPUs)."""
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", f"http://127.0.0.1:{port}/"]
     if close:
         argv[1:1] = ["-H", "Connection: close"]
+    if taskset:
+        argv[:0] = ["taskset", "-c", taskset]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     for line in out.splitlines():
         parts = line.split()
@@ -60,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--servers: unknown server {name!r}")
     opts = servers.Options(workers=1, threads=1)
     results: dict[str, list[tuple[float, int]]] = {name: [] for name in names}
+    users: dict[str, list[float]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory(prefix="forker-cpu-") as tmp:
         running = {}
         try:
@@ -69,11 +73,15 @@ def main(argv: list[str] | None = None) -> int:
                 for name in names:
                     run = running[name]
                     before = group_cpu_seconds(run.proc.pid)
+                    user_before = servers.group_user_ticks(run.proc.pid)
                     count = load(run.port, args.duration, args.connections, args.close)
                     spent = group_cpu_seconds(run.proc.pid) - before
+                    user = (servers.group_user_ticks(run.proc.pid) - user_before) / CLK_TCK
                     results[name].append((spent / count * 1e6, count))
+                    users[name].append(user / count * 1e6)
                     print(f"{name:14} {count / args.duration:>10,.0f} req/s "
-                          f"{spent / count * 1e6:6.2f} µs CPU per request", flush=True)
+                          f"{spent / count * 1e6:6.2f} µs CPU per request "
+                          f"({user / count * 1e6:4.2f} in user space)", flush=True)
         finally:
             for run in running.values():
                 servers.stop(run)
@@ -83,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     first = statistics.median(us for us, _ in results[names[0]])
     for name in names:
         us = statistics.median(u for u, _ in results[name])
-        print(f"  {name:14} {us:6.2f} µs CPU per request   {us / first:5.2f}x {names[0]}")
+        print(f"  {name:14} {us:6.2f} µs CPU per request   {us / first:5.2f}x {names[0]}   "
+              f"user space {statistics.median(users[name]):4.2f} µs")
     return 0
 
 

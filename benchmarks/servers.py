@@ -75,6 +75,8 @@ class Server:
             return out.strip().split("/")[-1]
         if self.name.startswith("forker"):
             return _forker_version()
+        if self.name.startswith("floor"):
+            return "-"
         try:
             return importlib.metadata.version(self.package or self.name)
         except importlib.metadata.PackageNotFoundError:
@@ -268,6 +270,23 @@ def _prefork(kind: str, pinned: bool = False):
     return command
 
 
+FLOOR_SOURCE = os.path.join(ROOT, "benchmarks", "floor", "floor.c")
+
+
+def _floor(pinned: bool):
+    """benchmarks/floor/floor.c, built into the run's temporary directory."""
+
+    def command(port: int, opts: Options, tmp: str) -> list[str]:
+        binary = os.path.join(tmp, "floor")
+        if not os.path.exists(binary):
+            subprocess.run(
+                ["cc", "-O2", "-Wall", "-Wextra", "-o", binary, FLOOR_SOURCE], check=True
+            )
+        return [binary, "127.0.0.1", str(port), str(opts.workers), *(["--pin"] if pinned else [])]
+
+    return command
+
+
 def _socketify(port: int, opts: Options, tmp: str) -> list[str]:
     return _python(
         "-m",
@@ -366,6 +385,15 @@ SERVERS: dict[str, Server] = {
             _nginx(pinned=True),
             unsupported=("sleep1ms",),
             note="nginx with worker_cpu_affinity auto (forker pins a worker per CPU by default)",
+        ),
+        Server(
+            "floor-pinned",
+            "native",
+            ("bin:cc",),
+            _floor(pinned=True),
+            unsupported=("100k", "upload", "sleep1ms"),
+            note="benchmarks/floor/floor.c: not a server, the least any server can do per "
+            "request (one recv, one send, forker's exact 129 bytes); workers pinned",
         ),
         Server(
             "gunicorn-sync",
@@ -638,6 +666,22 @@ def group_rss_kb(pgid: int) -> dict[int, int]:
 def group_cpu_ticks(pgid: int) -> int:
     """User and system time of the live processes of a process group, in ticks."""
     return _group_states(pgid)[0]
+
+
+def group_user_ticks(pgid: int) -> int:
+    """User time alone of the live processes of a process group, in ticks."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            ticks += int(fields[11])
+    return ticks
 
 
 def _group_states(pgid: int) -> tuple[int, str]:

@@ -343,6 +343,49 @@ def test_header_injection_from_handler_is_a_500(server):
     assert b"Injected" not in data
 
 
+def test_fields_of_a_response_answered_again_follow_its_changes():
+    """The engine joins a list of the same (name, value) tuples once and
+    reuses the bytes: a Response changed in place, a new list of the same
+    tuples, a value that is not a str, a Date, a Connection: close and a
+    refused field after remembered ones all still answer what they say. One
+    worker: every connection meets the same memo."""
+    with ForkerProcess(app=APP, workers=1) as srv:
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+
+        def get(target):
+            conn.request("GET", target)
+            response = conn.getresponse()
+            return response, response.read()
+
+        for _ in range(3):
+            response, body = get("/memo")
+            assert (response.status, body, response.getheader("X-Memo")) == (200, b"memo", "one")
+            assert response.getheader("Content-Length") == "4"
+        response, body = get("/memo/set?two")
+        assert response.getheader("X-Memo") == "two"
+        response, body = get("/memo")
+        assert response.getheader("X-Memo") == "two" and response.getheader("X-Added") is None
+        response, body = get("/memo/append?yes")
+        assert (response.getheader("X-Memo"), response.getheader("X-Added")) == ("two", "yes")
+        response, body = get("/memo/same-tuples")
+        assert (response.getheader("X-Memo"), response.getheader("X-Added"), body) == (
+            "two", "yes", b"memo")
+        counts = [int(get("/memo/counted")[0].getheader("X-Count")) for _ in range(3)]
+        assert counts[1] == counts[0] + 1 and counts[2] == counts[1] + 1
+        for _ in range(2):
+            response, body = get("/memo/dated")
+            dates = [v for n, v in response.getheaders() if n.lower() == "date"]
+            assert (dates, body) == (["Thu, 01 Jan 1970 00:00:00 GMT"], b"dated")
+        response, body = get("/memo")
+        assert (response.getheader("X-Memo"), response.getheader("X-Added")) == ("two", "yes")
+        conn.close()
+        data = exchange(srv.port, b"GET /memo/bad HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert data.startswith(b"HTTP/1.1 500") and b"Injected" not in data
+        for _ in range(2):
+            data = exchange(srv.port, b"GET /memo/close HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert data.startswith(b"HTTP/1.1 200 ") and b"\r\nConnection: close\r\n" in data
+
+
 @pytest.mark.parametrize("target", [b"/not-iterable", b"/an-app"])
 def test_an_answer_that_is_not_iterable_is_a_500(server, target):
     """Refused before the head goes out (the client got an empty reply, the

@@ -241,13 +241,64 @@ cdef int put(char *stack, size_t *used, fk_buf *out, const char *p, size_t n) no
     return fk_buf_append(out, p, n)
 
 
+@cython.final
+cdef class FieldsMemo:
+    """What build_fields made of a list of header fields it joined, by the
+    identity of the list's items: a handler that answers with the same
+    Response object again and again has its fields checked and joined once
+    (well, twice: a list is remembered the second time in a row it comes, so
+    that the new list of every answer of a WSGI app costs no copy). Only
+    tuples of two str or bytes objects are remembered: their content cannot
+    change while the memo holds them, so the same items give the same bytes.
+    The list may be changed in place: its items are compared one by one."""
+    cdef tuple items
+    cdef bytes fields
+    cdef unsigned flags
+    cdef int64_t length
+
+
+cdef FieldsMemo FIELDS_MEMO = None
+cdef object LAST_FIELDS_LIST = None  # the list build_fields last joined without the memo
+
+
+cdef inline bint memo_hit(ResponsePlan plan, object headers):
+    """Sets the plan's fields from the memo when headers is a list of the very
+    items it remembers."""
+    cdef FieldsMemo memo = FIELDS_MEMO
+    cdef Py_ssize_t i, count
+    if memo is None or type(headers) is not list:
+        return False
+    count = PyList_GET_SIZE(headers)
+    if count != PyTuple_GET_SIZE(memo.items):
+        return False
+    for i in range(count):
+        if PyList_GET_ITEM(headers, i) != PyTuple_GET_ITEM(memo.items, i):
+            return False
+    plan.fields = memo.fields
+    plan.flags = memo.flags
+    plan.length = memo.length
+    return True
+
+
+cdef inline bint immutable_pair(object item):
+    """Whether item is a (name, value) tuple whose joined bytes cannot change."""
+    if type(item) is not tuple or PyTuple_GET_SIZE(item) != 2:
+        return False
+    name = <object>PyTuple_GET_ITEM(item, 0)
+    value = <object>PyTuple_GET_ITEM(item, 1)
+    return ((type(name) is str or type(name) is bytes) and
+            (type(value) is str or type(value) is bytes))
+
+
 cdef void build_fields(ResponsePlan plan, object headers) except *:
     """Validates the handler's header fields and joins them as the plan's field
     lines. Framing fields are the loop's business: Content-Length becomes the
-    plan's length, Transfer-Encoding is dropped, Connection: close a flag."""
+    plan's length, Transfer-Encoding is dropped, Connection: close a flag.
+    A list of the same items as the last one is not checked again (FieldsMemo)."""
+    global FIELDS_MEMO, LAST_FIELDS_LIST
     cdef unsigned flags = 0
     cdef int64_t length = -1
-    cdef list keep = []
+    cdef list keep
     cdef char stack[FIELDS_STACK]
     cdef size_t used = 0
     cdef fk_buf out
@@ -255,9 +306,27 @@ cdef void build_fields(ResponsePlan plan, object headers) except *:
     cdef const char *v
     cdef Py_ssize_t nlen = 0, vlen = 0
     cdef int kind, failed = 0
+    cdef bint memorable = False
+    cdef FieldsMemo memo
+    cdef tuple items = None
+    if memo_hit(plan, headers):
+        return
+    if type(headers) is list:
+        if headers is LAST_FIELDS_LIST:
+            # the very items joined are the ones remembered, whatever the
+            # list becomes meanwhile
+            memorable = True
+            items = tuple(<list>headers)
+            headers = items
+        else:
+            LAST_FIELDS_LIST = headers
+    keep = []
     memset(&out, 0, sizeof(out))
     try:
-        for name, value in headers:
+        for item in headers:
+            if memorable and not immutable_pair(item):
+                memorable = False
+            name, value = item
             n = field_text(name, &nlen, keep)
             v = field_text(value, &vlen, keep)
             if fk_field_check(n, nlen, v, vlen) != 0:
@@ -292,3 +361,10 @@ cdef void build_fields(ResponsePlan plan, object headers) except *:
         fk_buf_free(&out)
     plan.flags = flags
     plan.length = length
+    if memorable:
+        memo = FieldsMemo.__new__(FieldsMemo)
+        memo.items = items
+        memo.fields = plan.fields
+        memo.flags = flags
+        memo.length = length
+        FIELDS_MEMO = memo

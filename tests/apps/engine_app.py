@@ -7,8 +7,47 @@ from forker import Response
 from wsgiapps import together as _together  # tests/apps is on the path of these servers
 
 
+class _Counter:
+    """A header value whose text changes every time it is read."""
+
+    def __init__(self):
+        self.n = 0
+
+    def __str__(self):
+        self.n += 1
+        return str(self.n)
+
+
+# One Response answered again and again, changed in place between answers
+# (/memo...): the engine joins a list of the same field tuples only once.
+_MEMO = Response(b"memo", headers=[("X-Memo", "one"), ("Content-Length", "4")])
+_COUNTED = Response(b"counted", headers=[("X-Count", _Counter())])
+_CLOSING = Response(b"closing", headers=[("Connection", "close")])
+_DATED = Response(b"dated", headers=[("Date", "Thu, 01 Jan 1970 00:00:00 GMT")])
+
+
+def _memo(path, query):
+    if path == "/memo/set":
+        _MEMO.headers[0] = ("X-Memo", query)
+    elif path == "/memo/append":
+        _MEMO.headers.append(("X-Added", query))
+    elif path == "/memo/bad":  # the memo's tuples but the last, which is refused
+        return Response(b"x", headers=[*_MEMO.headers[:-1], ("X-Evil", "a\r\nInjected: yes")])
+    elif path == "/memo/dated":
+        return _DATED
+    elif path == "/memo/counted":
+        return _COUNTED
+    elif path == "/memo/close":
+        return _CLOSING
+    elif path == "/memo/same-tuples":  # a new list of the memo's own tuples
+        return Response(b"memo", headers=list(_MEMO.headers))
+    return _MEMO
+
+
 def app(request):
     path = request.path
+    if path.startswith("/memo"):
+        return _memo(path, request.query)
     if path == "/":
         return b"greeting!!!"
     if path == "/text":
