@@ -67,13 +67,24 @@ _SYNC = ("sync", "gthread", "gunicorn.workers.sync.SyncWorker",
          "gunicorn.workers.gthread.ThreadWorker", "egg:gunicorn#sync", "egg:gunicorn#gthread")
 
 
+# gunicorn's own ASGI worker, and uvicorn's worker classes for gunicorn (in uvicorn
+# until 0.30, then in the uvicorn-worker package)
+_ASGI = ("asgi", "egg:gunicorn#asgi", "uvicorn.workers.UvicornWorker",
+         "uvicorn.workers.UvicornH11Worker", "uvicorn_worker.UvicornWorker",
+         "uvicorn_worker.UvicornH11Worker")
+
+
 def check_worker_class(name: str, value: Any) -> Dict[str, Any]:
-    """-k: sync and gthread are forker's workers (threads from --threads); any
-    other worker class is refused, saying what forker has instead."""
+    """-k: sync and gthread are forker's workers (threads from --threads); an
+    ASGI worker class (gunicorn's asgi, uvicorn's) is forker's ASGI interface,
+    on the same workers; any other worker class is refused, saying what forker
+    has instead."""
     text = value if isinstance(value, str) else getattr(value, "__module__", "") + "." + \
         getattr(value, "__qualname__", repr(value))
     if text in _SYNC or text.endswith((".SyncWorker", ".ThreadWorker")) and "gunicorn" in text:
         return {"worker_class": text}
+    if text in _ASGI or text.endswith((".UvicornWorker", ".UvicornH11Worker", ".ASGIWorker")):
+        return {"worker_class": text, "interface": "asgi"}
     if "uvicorn" in text.lower() or "asgi" in text.lower():
         what = ("an ASGI application needs no worker class: forker serves it on each "
                 "worker's event loop (detected, or --interface asgi)")
@@ -157,7 +168,8 @@ class _GunicornSSLContext:
 
 _dirty = "forker has no dirty arbiters (gunicorn's pool of workers for long tasks)"
 _h2 = "forker serves HTTP/1.1 only"
-_asgi = "forker's ASGI settings are its own (--interface asgi, --lifespan)"
+_asgi = ("forker never cancels an ASGI task whose client left: the task runs to its end "
+         "and learns of the leaving from http.disconnect and send raising")
 _strict = "forker parses requests strictly (RFC 9112) and relaxes nothing"
 _syslog = ("forker does not log to syslog; the error log goes to --error-logfile, or "
            "anywhere with --log-config")
@@ -290,12 +302,12 @@ SETTINGS: Dict[str, Setting] = {
                                      "underscore, from any peer"),
     "header_map": Setting(("--header-map",), neutral=("drop",),
                           why="forker drops every header field whose name has an underscore"),
-    "asgi_loop": Setting(("--asgi-loop",), neutral=("auto",), why=_asgi),
-    "asgi_lifespan": Setting(("--asgi-lifespan",), neutral=("auto",), why=_asgi),
+    "asgi_loop": Setting(("--asgi-loop",), to="loop"),
+    "asgi_lifespan": Setting(("--asgi-lifespan",), to="lifespan"),
     "asgi_disconnect_grace_period": Setting(("--asgi-disconnect-grace-period",),
                                             neutral=(3,), why=_asgi),
     "websocket_max_message_size": Setting(("--websocket-max-message-size",),
-                                          neutral=(16777216,), why=_asgi),
+                                          to="ws_max_size"),
     "http_parser": Setting(("--http-parser",), neutral=("auto",),
                            why="forker has one request parser, in C"),
     "root_path": Setting(("--root-path",), to="root_path"),

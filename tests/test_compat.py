@@ -73,7 +73,7 @@ def test_gunicorns_default_value_passes_in_silence(name):
 
 @pytest.mark.parametrize("name, value, fragment", [
     ("worker_class", "gevent", "worker class 'gevent' is not supported; sync and gthread are"),
-    ("worker_class", "uvicorn.workers.UvicornWorker", "needs no worker class"),
+    ("worker_class", "uvicorn.workers.UvicornWebSocketWorker", "needs no worker class"),
     ("protocol", "uwsgi", "protocol = 'uwsgi': forker speaks HTTP/1.1 only"),
     ("dirty_apps", ["app:Task"], "dirty_apps = ['app:Task']: forker has no dirty arbiters"),
 ])
@@ -115,6 +115,23 @@ def test_gunicorn_names_and_values_map_to_forkers_options():
     assert config.unix_socket_mode == 0o770
     assert config.ciphers == OPTIONS_BY_NAME["ciphers"].default
     assert extras == {"worker_class": "gthread", "raw_env": ["A=1"]}
+
+
+@pytest.mark.parametrize("worker_class", ["asgi", "uvicorn.workers.UvicornWorker",
+                                          "uvicorn_worker.UvicornWorker",
+                                          "uvicorn.workers.UvicornH11Worker"])
+def test_an_asgi_worker_class_is_the_asgi_interface(worker_class):
+    """gunicorn's own ASGI worker and uvicorn's worker classes, as FastAPI's
+    deployment guides use them, are forker's ASGI interface on its workers;
+    gunicorn's ASGI settings map to forker's."""
+    compat.take_warnings()
+    config, extras = collect_all(argparse.Namespace(), {
+        "worker_class": worker_class, "asgi_loop": "asyncio", "asgi_lifespan": "off",
+        "websocket_max_message_size": 1 << 20}, {})
+    assert (config.interface, config.loop, config.lifespan) == ("asgi", "asyncio", "off")
+    assert config.ws_max_size == 1 << 20
+    assert extras == {"worker_class": worker_class}
+    assert compat.take_warnings() == []
 
 
 SHORT_FLAGS = [
