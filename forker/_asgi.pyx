@@ -192,7 +192,8 @@ cdef class Cycle:
     cdef Exchange exchange
     cdef bint body_done     # the last http.request went to the application
     cdef bint start_seen    # http.response.start was sent
-    cdef bint gone          # the connection was lost under a send
+    cdef bint gone          # the connection was lost under a send, or its body failed
+    cdef object body_error  # the RequestBodyError of a body that failed (a stall, too large)
     cdef bint sent_all      # the last message of the response was sent
     cdef int status
     cdef list headers
@@ -228,6 +229,7 @@ cdef class Cycle:
         except BaseException as exc:
             if ex.closed or self.gone:
                 log.debug("%s %s: the client left (%r)", scope["method"], scope["path"], exc)
+                self.answer_body_error()
             elif isinstance(exc, CancelledError):  # the worker stops (fast, or out of time)
                 log.debug("%s %s: cancelled, the worker stops", scope["method"], scope["path"])
             elif not ex.started:  # nothing is on the wire yet: the 500 can go
@@ -241,6 +243,7 @@ cdef class Cycle:
             log.error("ASGI application returned %r rather than None, for %s %s",
                       result, scope["method"], scope["path"])
         if ex.closed or self.gone or ex.complete or self.sent_all:
+            self.answer_body_error()
             return
         if not ex.started:
             log.error("ASGI application returned without %s a response, for %s %s",
@@ -251,6 +254,15 @@ cdef class Cycle:
             log.error("ASGI application returned without completing the response, for %s %s; "
                       "closing the connection", scope["method"], scope["path"])
             ex.abort()
+
+    cdef void answer_body_error(self):
+        """The application ended, after receive told it of the client's leaving,
+        without an answer: when the body failed while the client is still
+        there (it stalled, sent too much, broke the chunked coding), the
+        client gets the status that names it (408, 413, 400), and the
+        connection closes."""
+        if self.body_error is not None and not self.exchange.started and not self.exchange.closed:
+            self.exchange.respond(failure_plan(self.body_error, self.request))
 
     async def receive(self):
         cdef Exchange ex = self.exchange
@@ -293,6 +305,7 @@ cdef class Cycle:
                          exc)
                 self.body_done = True
                 self.gone = True
+                self.body_error = exc
                 return DISCONNECT
             if data is not None:
                 break

@@ -380,6 +380,18 @@ def leaving_mid_upload(server):
     wait_for_event(server, "upload-disconnect: http.disconnect")
 
 
+def test_a_stalled_upload_is_a_408():
+    """The client stops sending its body: the application hears of it as a
+    disconnect, and the client, still there, gets the 408 that names it
+    (it got a close without an answer)."""
+    with ForkerProcess("--header-timeout", "1", app="asgi_raw:app") as server:
+        with connect(server.port, timeout=DEADLINE) as sock:
+            sock.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n"
+                         + b"x" * 100_000)
+            data, closed = read_until_close(sock, DEADLINE)
+    assert data.startswith(b"HTTP/1.1 408 ") and closed, data
+
+
 def test_expect_100_continue(raw):
     with connect(raw.port) as sock:
         sock.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
