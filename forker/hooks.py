@@ -34,10 +34,12 @@ def call(name: str, hook: Optional[Callable[..., Any]], *args: Any) -> None:
 
 class Request:
     """What pre_request and post_request get as `req` for a WSGI application:
-    gunicorn's request attributes, read from the environ."""
+    gunicorn's request attributes, read from the environ. A hook may set its
+    own attributes on it (req.start_time = ...), and a field it appends to
+    req.headers in pre_request reaches the environ, as in gunicorn."""
 
     __slots__ = ("environ", "method", "uri", "path", "query", "scheme", "remote_addr",
-                 "_headers")
+                 "_headers", "_given", "__dict__")
 
     def __init__(self, environ: Dict[str, Any]) -> None:
         self.environ = environ
@@ -49,6 +51,32 @@ class Request:
         self.scheme: str = environ.get("wsgi.url_scheme", "http")
         self.remote_addr: str = environ.get("REMOTE_ADDR", "")
         self._headers: Optional[List[Tuple[str, str]]] = None
+        self._given = 0
+
+    @property
+    def peer_addr(self) -> Tuple[str, int]:
+        try:
+            port = int(self.environ.get("REMOTE_PORT") or 0)
+        except ValueError:
+            port = 0
+        return self.remote_addr, port
+
+    @property
+    def body(self) -> Any:
+        return self.environ.get("wsgi.input")
+
+    def _apply_new_fields(self) -> None:
+        """The fields a hook appended to headers, into the environ (a repeated
+        name joined with a comma, as the environ keeps repeats)."""
+        if self._headers is None:
+            return
+        for name, value in self._headers[self._given:]:
+            key = name.upper().replace("-", "_")
+            if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                key = "HTTP_" + key
+            old = self.environ.get(key)
+            self.environ[key] = value if old is None else f"{old},{value}"
+        self._given = len(self._headers)
 
     @property
     def version(self) -> Tuple[int, int]:
@@ -66,6 +94,7 @@ class Request:
                 elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
                     pairs.append((key.replace("_", "-"), value))
             self._headers = pairs
+            self._given = len(pairs)
         return self._headers
 
 
@@ -73,11 +102,22 @@ class Response:
     """What post_request gets as `resp`: `status` ("200 OK"), `status_code`
     (200) and `headers`, once the application answered (a 500 if it raised)."""
 
-    __slots__ = ("status", "headers")
+    __slots__ = ("status", "headers", "__dict__")  # a hook may add its own attributes
 
     def __init__(self) -> None:
         self.status: Optional[str] = None
         self.headers: List[Tuple[str, str]] = []
+
+    @property
+    def response_length(self) -> Optional[int]:
+        """The Content-Length the application gave, None without one."""
+        for name, value in self.headers:
+            if name.lower() == "content-length":
+                try:
+                    return int(value)
+                except ValueError:
+                    return None
+        return None
 
     @property
     def status_code(self) -> Optional[int]:
@@ -133,6 +173,7 @@ def _wsgi(app: Any, pre: Any, post: Any, worker: Any) -> Callable[..., Any]:
         req = Request(environ)
         if pre is not None:
             pre(worker, req)  # raising answers 500, as in gunicorn
+            req._apply_new_fields()
         if post is None:
             return app(environ, start_response)
         resp = Response()

@@ -202,6 +202,36 @@ def post_request(worker, req, environ, resp):
     assert "post_request /here 200_OK True" in lines(tmp_path)
 
 
+def test_request_hooks_keep_their_own_attributes_and_add_fields(servers, tmp_path):
+    """The idioms of gunicorn configs: pre_request stamps req (req.start_time,
+    which was an AttributeError: every request a 500) and appends a field the
+    application then reads; post_request reads the stamp, req.peer_addr and
+    resp.response_length."""
+    (tmp_path / "echo_app.py").write_text(
+        "def app(environ, start_response):\n"
+        "    body = environ.get('HTTP_X_ADDED', 'none').encode()\n"
+        "    start_response('200 OK', [('Content-Length', str(len(body)))])\n"
+        "    return [body]\n")
+    server = cli(servers, tmp_path, "--workers", "1", "echo_app:app", config='''
+import os
+import time
+
+def _note(*words):
+    with open(os.environ["HOOK_LOG"], "a") as out:
+        out.write(" ".join(map(str, words)) + "\\n")
+
+def pre_request(worker, req):
+    req.start_time = time.monotonic()
+    req.headers.append(("X-ADDED", "by-the-hook"))
+
+def post_request(worker, req, environ, resp):
+    _note("post_request", req.start_time > 0, req.peer_addr[0], resp.response_length)
+''').start(1)
+    assert get(server.address, "/") == (200, "by-the-hook")
+    wait_for(lambda: count(tmp_path, "post_request"), "post_request")
+    assert "post_request True 127.0.0.1 11" in lines(tmp_path)
+
+
 def test_forkers_one_argument_post_fork_is_still_called_with_the_worker_id(servers, tmp_path):
     server = cli(servers, tmp_path, "--workers", "2", "hooks_app:app", config='''
 import os
