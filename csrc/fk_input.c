@@ -161,7 +161,8 @@ static void parse_head(fk_loop *l, fk_conn *c)
     c->body_len = 0;
     c->raw_len = 0;
     c->head_only = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
-    c->keep_alive = (req->flags & FK_REQ_KEEP_ALIVE) && l->cfg.keepalive_ms != 0 && !l->stopping;
+    c->keep_alive = (req->flags & FK_REQ_KEEP_ALIVE) && l->cfg.keepalive_ms != 0 &&
+                    !l->stopping && !recycle_due(l);
     if (!(req->flags & FK_REQ_HAS_BODY)) {
         request_complete(l, c);
         return;

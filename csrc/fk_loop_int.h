@@ -89,6 +89,15 @@ static inline int conn_unsent(const fk_conn *c)
 }
 
 /* fk_loop.c */
+/* Whether the request being answered is the last before a max_requests
+ * recycle: its answer says "Connection: close", so that a client (a
+ * balancer's pooled connection) does not send its next request into a
+ * socket the worker is about to close. */
+static inline int recycle_due(const fk_loop *l)
+{
+    return l->cfg.max_requests != 0 && l->served + 1 >= l->cfg.max_requests;
+}
+
 FK_INTERNAL void push_ready(fk_loop *l, fk_conn *c);
 FK_INTERNAL void push_dirty(fk_loop *l, fk_conn *c);
 FK_INTERNAL void push_notify(fk_loop *l, fk_conn *c, int type);

@@ -231,7 +231,7 @@ int fk_loop_respond(fk_loop *l, fk_conn *c, const fk_response *r, const char *bo
         c->keep_alive = 0;
     if (r->content_length == FK_BODY_UNTIL_CLOSE)
         c->keep_alive = 0;
-    if (l->stopping)
+    if (l->stopping || recycle_due(l))
         c->keep_alive = 0;
     if (FK_UNLIKELY(fk_body_unread(c))) {
         c->keep_alive = 0; /* the rest of the body is drained by the lingering close */

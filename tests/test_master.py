@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 
-from harness import ServerProcess, children, request, wait_for
+from harness import ForkerProcess, Reader, ServerProcess, children, connect, request, wait_for
 
 TEST_SECONDS = 60  # no test may run longer
 
@@ -487,6 +487,43 @@ def test_max_requests_recycles_workers(servers):
     assert load.failures == []
     assert len(load.served_by()) >= 300 // 25
     assert len(server.worker_pids()) == 2
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_the_last_answer_before_a_recycle_says_close(threads):
+    """max_requests: the answer that completes a worker's share says
+    Connection: close, so that a client keeping the connection (a balancer's
+    pool) does not send its next request into a socket about to close (it
+    got EOF, and nginx a 502). The kernel keeps later connections for the
+    worker's successor."""
+    with ForkerProcess("--max-requests", "3", "--threads", str(threads),
+                       app="wsgiapps:misc_app") as server:
+        with connect(server.port) as sock:
+            reader = Reader(sock)
+            for n in range(3):  # (the harness's readiness probe may have been one)
+                sock.sendall(b"GET /cookies HTTP/1.1\r\nHost: t\r\n\r\n")
+                response = reader.response()  # ClosedEarly: closed without saying so
+                assert response.status == 200
+                if response.fields.get("connection", "").lower() == "close":
+                    break
+            else:
+                raise AssertionError("no answer of the worker's three said close")
+            assert sock.recv(1) == b""  # closed after it, as it said
+        assert get(f"127.0.0.1:{server.port}", "/cookies")[0] == 200  # the successor serves
+
+
+def test_an_answer_given_as_a_graceful_stop_arrives_says_close():
+    """TERM while the handler runs on the loop's thread: the stop is applied at
+    the loop's next turn, but the answer already says Connection: close (it
+    kept the connection alive, and the client's next request met a closed
+    socket)."""
+    with ForkerProcess(app="wsgiapps:misc_app") as server:
+        with connect(server.port) as sock:
+            sock.sendall(b"GET /stop-me HTTP/1.1\r\nHost: t\r\n\r\n")
+            response = Reader(sock).response()
+            assert response.body == b"stopping"
+            assert response.fields.get("connection", "").lower() == "close", response
+            assert sock.recv(1) == b""
 
 
 def test_max_worker_memory_recycles_a_growing_worker(servers):

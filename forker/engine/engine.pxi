@@ -307,7 +307,9 @@ cdef class Engine:
             self.resp.fields = PyBytes_AS_STRING(fields)
             self.resp.fields_len = PyBytes_GET_SIZE(fields)
         self.resp.content_length = length
-        self.resp.flags = flags
+        # a stop asked for while the handler ran (a signal on its thread) is
+        # applied at the loop's next turn: this answer already says close
+        self.resp.flags = flags | (FK_RESP_CLOSE if self.stop_requested else 0)
 
     cdef object _deliver(self, fk_conn *c, ResponsePlan plan, HandlerJob job, Request req,
                          double started):

@@ -3,6 +3,7 @@ or, with --chdir tests/apps, as wsgiapps:NAME)."""
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -95,6 +96,10 @@ def misc_app(environ, start_response):
         query = dict(urllib.parse.parse_qsl(environ["QUERY_STRING"]))
         start_response("200 OK", [("Content-Length", query["declared"])])
         return [b"x" * int(query["send"])]
+    if path == "/stop-me":  # a graceful stop (TERM) arrives while the handler runs
+        os.kill(os.getpid(), signal.SIGTERM)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"stopping"]
     if path == "/sleep":
         time.sleep(0.1)
         start_response("200 OK", [("Content-Type", "text/plain")])
