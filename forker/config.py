@@ -598,7 +598,8 @@ OPTIONS: List[Option] = [
            "Write the error log to FILE ('-': standard error).", "--error-log", "FILE"),
     Option("forwarded_allow_ips", ["127.0.0.1"], _ip_list,
            "Peers trusted to set X-Forwarded-For/-Proto/-Host and Forwarded: comma-separated "
-           "IPs or networks, or '*' for all.", "--forwarded-allow-ips", "IPS"),
+           "IPs or networks, or '*' for all (then the client is the address the peer saw, "
+           "the last in X-Forwarded-For).", "--forwarded-allow-ips", "IPS"),
     Option("forwarded_host", False, _bool,
            "Also take the host and port (HTTP_HOST, SERVER_NAME, SERVER_PORT) from the "
            "X-Forwarded-Host or Forwarded host= of peers in forwarded_allow_ips. Off by "

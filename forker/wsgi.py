@@ -174,8 +174,11 @@ class Proxies:
 
     # -- proxies (called by Core for requests with forwarded header fields) ----------
 
-    def _is_trusted(self, addr: str) -> bool:
-        if self._trust_all or addr in self._trusted:
+    def _is_trusted(self, addr: str, hop: bool = False) -> bool:
+        """Whether addr is a trusted proxy: the peer, or (hop) an address a
+        forwarded field names, which "*" does not make trusted: "*" trusts
+        whichever peer comes, not the addresses a client may write."""
+        if (self._trust_all and not hop) or addr in self._trusted:
             return True
         if not self._trusted_nets:
             return False
@@ -199,7 +202,10 @@ class Proxies:
         the host with forwarded_host.
 
         The client is the rightmost forwarded address that is not itself a
-        trusted proxy (the leftmost when all are trusted). With Forwarded, the
+        listed proxy (the leftmost when all are listed). With "*", the rightmost:
+        the address the peer saw, as gunicorn leaves REMOTE_ADDR to be the peer
+        whatever forwarded_allow_ips says; the leftmost would be any client's
+        say (X-Forwarded-For: 6.6.6.6 sent to a proxy that appends). With Forwarded, the
         scheme and host come from that same element; X-Forwarded-Proto and
         -Host are taken from their last value, the one our own proxy set.
 
@@ -222,7 +228,7 @@ class Proxies:
                 node = element.get("for")
                 if node is not None:
                     parsed = _node_address(node)
-                    if parsed is None or not self._is_trusted(parsed[0]):
+                    if parsed is None or not self._is_trusted(parsed[0], hop=True):
                         break
             if chosen is not None:
                 node = chosen.get("for")
@@ -238,7 +244,7 @@ class Proxies:
                 chosen_hop = None
                 for hop in reversed(hops):
                     chosen_hop = hop
-                    if not self._is_trusted(hop):
+                    if not self._is_trusted(hop, hop=True):
                         break
                 parsed = _node_address(chosen_hop) if chosen_hop is not None else None
                 if parsed is not None:

@@ -262,10 +262,17 @@ def test_forwarded_headers_from_an_untrusted_peer_are_ignored():
     assert env["HTTP_X_FORWARDED_FOR"] == "203.0.113.7"
 
 
-def test_forwarded_allow_ips_star_trusts_everyone():
-    env = environ_for(Request(headers=[("Host", "h"), ("X-Forwarded-For", "198.51.100.1, 192.0.2.9")],
+def test_forwarded_allow_ips_star_trusts_every_peer_for_one_hop():
+    """"*" trusts whichever peer comes, not the addresses in its fields: the
+    client is the address the peer saw (the rightmost), not the leftmost, which
+    a client writes itself (a proxy appends to the X-Forwarded-For it got)."""
+    env = environ_for(Request(headers=[("Host", "h"), ("X-Forwarded-For", "6.6.6.6, 192.0.2.9"),
+                                       ("X-Forwarded-Proto", "https")],
                               remote_addr="192.0.2.1"), forwarded_allow_ips="*")
-    assert env["REMOTE_ADDR"] == "198.51.100.1"
+    assert env["REMOTE_ADDR"] == "192.0.2.9" and env["wsgi.url_scheme"] == "https"
+    env = environ_for(Request(headers=[("Host", "h"), ("Forwarded", "for=6.6.6.6, for=192.0.2.9")],
+                              remote_addr="192.0.2.1"), forwarded_allow_ips="*")
+    assert env["REMOTE_ADDR"] == "192.0.2.9"
 
 
 def test_x_forwarded_for_skips_trusted_hops_from_the_right():
