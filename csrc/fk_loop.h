@@ -196,6 +196,13 @@ int fk_loop_respond(fk_loop *l, fk_conn *c, const fk_response *r, const char *bo
  * Returns as fk_loop_respond(). */
 int fk_loop_send(fk_loop *l, fk_conn *c, const char *data, size_t len, int last);
 
+/* Writes what c holds now, as far as the socket takes it without waiting,
+ * rather than at the loop's next turn: for a body produced on the loop's
+ * thread, whose next piece may be long in coming (PEP 3333: a block is not
+ * delayed while the application makes the next). Returns 0, or -1 when the
+ * connection is gone (FK_EV_CLOSED follows). */
+int fk_loop_flush(fk_loop *l, fk_conn *c);
+
 /* Sends bytes [offset, offset + count) of the regular file fd as the body of a
  * streamed response whose head announced count bytes of Content-Length, with
  * sendfile(2) once the head is out. The caller keeps fd open until the loop

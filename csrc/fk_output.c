@@ -366,6 +366,13 @@ int fk_loop_send_file(fk_loop *l, fk_conn *c, int fd, int64_t offset, int64_t co
     return 0;
 }
 
+int fk_loop_flush(fk_loop *l, fk_conn *c)
+{
+    if (c->fd < 0)
+        return -1;
+    return conn_flush(l, c) < 0 ? -1 : 0;
+}
+
 int fk_loop_send(fk_loop *l, fk_conn *c, const char *data, size_t len, int last)
 {
     if (c->fd < 0 || c->state != FK_CONN_STREAMING || c->file_left > 0)

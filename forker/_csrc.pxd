@@ -274,6 +274,7 @@ cdef extern from "fk_loop.h" nogil:
     int fk_loop_respond(fk_loop *l, fk_conn *c, const fk_response *r, const char *body,
                         size_t len, int complete)
     int fk_loop_send(fk_loop *l, fk_conn *c, const char *data, size_t len, int last)
+    int fk_loop_flush(fk_loop *l, fk_conn *c)
     int fk_loop_send_file(fk_loop *l, fk_conn *c, int fd, int64_t offset, int64_t count)
     size_t fk_loop_lent_done(fk_loop *l, uint64_t *tickets, size_t max)
     void fk_loop_release(fk_loop *l, fk_conn *c)

@@ -9,6 +9,7 @@ import os
 import socket
 import sys
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 from harness import (  # noqa: E402
-    APPS, ForkerProcess, Reader, exchange, parse_response, request,
+    APPS, ForkerProcess, Reader, connect, exchange, parse_response, request, wait_for,
 )
 
 
@@ -237,6 +238,25 @@ def test_file_wrapper(misc_server):
     status, _, body = request(misc_server.port, "GET", "/file")
     with open(os.path.join(APPS, "wsgiapps.py"), "rb") as f:
         assert (status, body) == (200, f.read())
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_a_slow_body_goes_out_piece_by_piece_and_stops_when_the_client_leaves(tmp_path,
+                                                                               threads):
+    """PEP 3333: a block is not held back while the application makes the
+    next. With the handler on the loop's thread, the pieces waited until the
+    generator ended; and the iterable ran on, unclosed, once the client left."""
+    with ForkerProcess("--threads", str(threads), app="wsgiapps:misc_app") as server:
+        with connect(server.port, timeout=30) as sock:
+            sock.sendall(b"GET /slow-stream?%s HTTP/1.1\r\nHost: t\r\n\r\n"
+                         % urllib.parse.quote(str(tmp_path)).encode())
+            seen = b""
+            while b"first;" not in seen:  # it never came before the generator ended
+                seen += sock.recv(4096)
+            (tmp_path / "go").touch()
+            while b"second;" not in seen:
+                seen += sock.recv(4096)
+        wait_for(lambda: (tmp_path / "closed").exists(), "the iterable closed")
 
 
 def test_head_keeps_the_applications_content_length(misc_server):

@@ -423,6 +423,11 @@ cdef class Engine:
             rc = fk_loop_send(self.loop, c, PyBytes_AS_STRING(chunk), PyBytes_GET_SIZE(chunk), 0)
             if rc == 1:
                 return  # resumed on FK_EV_WRITABLE
+            if rc == 0:
+                # out now, not once the iterable's next piece came: this thread
+                # makes it, and may wait long for it (a slow generator, events);
+                # a client gone is found here, and the iterable closed
+                rc = fk_loop_flush(self.loop, c)
             if rc < 0:
                 break  # closed: FK_EV_CLOSED follows, and finds no stream
         self.streams.pop(c.index, None)

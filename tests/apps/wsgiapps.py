@@ -60,6 +60,29 @@ class Tracked:
         sys.stderr.flush()
 
 
+class SlowStream:
+    """A body whose second piece waits for the client to have read the first
+    (the file "go" in folder, bounded at 30 s), then pieces every 10 ms; close()
+    leaves the file "closed"."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def __iter__(self):
+        yield b"first;"
+        for _ in range(3000):
+            if os.path.exists(os.path.join(self.folder, "go")):
+                break
+            time.sleep(0.01)
+        yield b"second;"
+        for _ in range(3000):
+            time.sleep(0.01)
+            yield b"more;"
+
+    def close(self):
+        open(os.path.join(self.folder, "closed"), "w").close()
+
+
 def misc_app(environ, start_response):
     """Routes exercising the response side of PEP 3333."""
     path = environ["PATH_INFO"]
@@ -96,6 +119,9 @@ def misc_app(environ, start_response):
         query = dict(urllib.parse.parse_qsl(environ["QUERY_STRING"]))
         start_response("200 OK", [("Content-Length", query["declared"])])
         return [b"x" * int(query["send"])]
+    if path == "/slow-stream":  # ?FOLDER
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return SlowStream(urllib.parse.unquote(environ["QUERY_STRING"]))
     if path == "/stop-me":  # a graceful stop (TERM) arrives while the handler runs
         os.kill(os.getpid(), signal.SIGTERM)
         start_response("200 OK", [("Content-Type", "text/plain")])
