@@ -27,7 +27,9 @@ TYPE_CHECKING = False  # not typing's: a worker process does not import typing
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Mapping, NoReturn, Optional, Tuple
 
-DEFAULT_CONFIG = "forker.conf.py"  # read from the working directory when there is no -c
+# read from the working directory when there is no -c: forker's own, else
+# gunicorn's, which gunicorn reads by default and a project moving over has
+DEFAULT_CONFIGS = ("forker.conf.py", "gunicorn.conf.py")
 # Variables holding more command-line arguments, as gunicorn reads GUNICORN_CMD_ARGS:
 # above the --config file, below the command line; forker's own name last, so it
 # wins over gunicorn's. (No option is named cmd_args: tests/test_gunicorn_env.py.)
@@ -47,9 +49,10 @@ GUNICORN_DEST = "gunicorn."  # argparse dest prefix of the flags compat.SETTINGS
 EXTRA_HELP = {
     "config": "A Python file of settings (a gunicorn.conf.py works): module-level names "
               "such as workers = 4; python:MODULE for a module's. Default: "
-              f"./{DEFAULT_CONFIG} when it exists.",
+              "./forker.conf.py when it exists, else ./gunicorn.conf.py.",
     "worker_class": "gunicorn's worker class: sync and gthread are forker's worker (handler "
-                    "threads from --threads); any other is refused.",
+                    "threads from --threads), asgi and uvicorn's workers its ASGI interface; "
+                    "any other is refused.",
     "daemon": "Detach from the terminal and run in the background (standard streams to "
               "/dev/null unless -R).",
     "raw_env": "Set the environment variable KEY=VALUE in the master and the workers. "
@@ -178,7 +181,8 @@ def _message(option_name: str, exc: ConfigError) -> str:
 
 def collect(args: argparse.Namespace, settings: Optional[Dict[str, Any]] = None,
             environ: Optional[Dict[str, str]] = None) -> Config:
-    """Defaults < FORKER_* environment < settings (of the --config file) <
+    """Defaults < gunicorn's PORT, WEB_CONCURRENCY, FORWARDED_ALLOW_IPS and
+    SCRIPT_NAME < FORKER_* environment < settings (of the --config file) <
     GUNICORN_CMD_ARGS < FORKER_CMD_ARGS < flags. A bad value raises
     ConfigError naming where it came from."""
     return collect_all(args, settings, environ)[0]
@@ -208,6 +212,14 @@ def cmd_args(environ: Mapping[str, str]) -> List[Tuple[str, argparse.Namespace]]
     return found
 
 
+# The environment variables gunicorn takes defaults from, below every other
+# source: PORT (as platforms that route to it set it: bind 0.0.0.0:PORT),
+# WEB_CONCURRENCY (the workers), FORWARDED_ALLOW_IPS and SCRIPT_NAME.
+GUNICORN_ENVIRONMENT = (("PORT", "bind"), ("WEB_CONCURRENCY", "workers"),
+                        ("FORWARDED_ALLOW_IPS", "forwarded_allow_ips"),
+                        ("SCRIPT_NAME", "root_path"))
+
+
 def collect_all(args: argparse.Namespace, settings: Optional[Dict[str, Any]] = None,
                 environ: Optional[Mapping[str, str]] = None) -> Tuple[Config, Dict[str, Any]]:
     """collect(), and the compat.EXTRAS given, which the command line does itself."""
@@ -216,6 +228,14 @@ def collect_all(args: argparse.Namespace, settings: Optional[Dict[str, Any]] = N
         or "the configuration file"
     extras: Dict[str, Any] = {}
     config = Config()
+    for variable, name in GUNICORN_ENVIRONMENT:
+        if environ.get(variable, "").strip():
+            value = environ[variable].strip()
+            try:
+                config.update({name: f"0.0.0.0:{value}" if variable == "PORT" else value})
+            except ConfigError as exc:
+                raise ConfigError(f"environment variable {variable}: "
+                                  f"{_message(name, exc)}") from None
     for option in OPTIONS:
         variable = ENV_PREFIX + option.name.upper()
         if variable in environ:
@@ -293,7 +313,7 @@ def config_path(args: argparse.Namespace,
                 environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
     """-c FILE (or python:MODULE) of the command line, else of FORKER_CMD_ARGS
     or GUNICORN_CMD_ARGS (gunicorn: the command line's -c wins), else
-    ./forker.conf.py when it exists."""
+    ./forker.conf.py when it exists, else ./gunicorn.conf.py."""
     given = getattr(args, GUNICORN_DEST + "config", None)
     if given is None:
         for _, namespace in reversed(cmd_args(os.environ if environ is None else environ)):
@@ -302,7 +322,10 @@ def config_path(args: argparse.Namespace,
                 break
     if given is not None:
         return str(given)
-    return DEFAULT_CONFIG if os.path.isfile(DEFAULT_CONFIG) else None
+    for default in DEFAULT_CONFIGS:
+        if os.path.isfile(default):
+            return default
+    return None
 
 
 def read_config_file(path: str) -> Dict[str, Any]:

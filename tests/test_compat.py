@@ -233,3 +233,34 @@ def test_the_default_bind_is_this_host_only(tmp_path):
     from forker.sockets import parse_address
 
     assert parse_address(":8080").target == ("0.0.0.0", 8080)  # all interfaces
+
+
+def test_a_gunicorn_conf_py_is_read_by_default_after_forkers_own(tmp_path):
+    """gunicorn reads ./gunicorn.conf.py without -c: a project moving over
+    keeps its settings (they were ignored without a word); forker.conf.py,
+    when both exist, is forker's own and wins."""
+    (tmp_path / "gunicorn.conf.py").write_text("workers = 3\nbind = '127.0.0.1:9'\n")
+    out = run("--print-config", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert any(line.split() == ["workers", "=", "3"] for line in out.stdout.splitlines())
+    (tmp_path / "forker.conf.py").write_text("workers = 4\n")
+    out = run("--print-config", cwd=tmp_path)
+    assert any(line.split() == ["workers", "=", "4"] for line in out.stdout.splitlines())
+
+
+def test_gunicorns_environment_defaults():
+    """PORT (platforms that route to it: 0.0.0.0:PORT), WEB_CONCURRENCY,
+    FORWARDED_ALLOW_IPS and SCRIPT_NAME, below every explicit source, as in
+    gunicorn; a bad one is named."""
+    from forker.errors import ConfigError
+
+    environ = {"PORT": "9000", "WEB_CONCURRENCY": "3", "FORWARDED_ALLOW_IPS": "10.0.0.0/8",
+               "SCRIPT_NAME": "/app"}
+    config, _ = collect_all(argparse.Namespace(), {}, environ)
+    assert (config.bind, config.workers) == (["0.0.0.0:9000"], 3)
+    assert (config.forwarded_allow_ips, config.root_path) == (["10.0.0.0/8"], "/app")
+    config, _ = collect_all(argparse.Namespace(), {"bind": "127.0.0.1:1", "workers": 2},
+                            dict(environ, FORKER_WORKERS="5"))
+    assert (config.bind, config.workers) == (["127.0.0.1:1"], 2)
+    with pytest.raises(ConfigError, match="environment variable WEB_CONCURRENCY"):
+        collect_all(argparse.Namespace(), {}, {"WEB_CONCURRENCY": "many"})
