@@ -22,6 +22,7 @@ from . import compat
 from ._version import __version__
 from .config import ENV_PREFIX, OPTIONS, OPTIONS_BY_NAME, Config
 from .errors import AppImportError, BindError, ConfigError
+from .hooks import HookError
 
 TYPE_CHECKING = False  # not typing's: a worker process does not import typing
 if TYPE_CHECKING:
@@ -469,6 +470,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         _fail(str(exc))
     except BindError as exc:  # a port in use, an address not on this host
         _fail(exc.strerror or str(exc), 1)
+    except HookError as exc:  # on_starting (its traceback is logged)
+        _fail(str(exc), 1)
     return status if isinstance(status, int) else 0
 
 

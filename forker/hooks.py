@@ -22,14 +22,23 @@ if TYPE_CHECKING:
 log = logging.getLogger("forker.master")
 
 
-def call(name: str, hook: Optional[Callable[..., Any]], *args: Any) -> None:
-    """Call a hook if set; an exception in it is logged, never raised."""
+class HookError(Exception):
+    """A hook whose failure stops the server (on_starting, when_ready, on_exit:
+    gunicorn exits with status 1) raised."""
+
+
+def call(name: str, hook: Optional[Callable[..., Any]], *args: Any,
+         fatal: bool = False) -> None:
+    """Call a hook if set; an exception in it is logged, and with fatal raised
+    again as a HookError."""
     if hook is None:
         return
     try:
         hook(*args)
-    except Exception:
+    except Exception as exc:
         log.exception("the %s hook raised", name)
+        if fatal:
+            raise HookError(f"the {name} hook raised {exc!r}") from None
 
 
 class Request:

@@ -198,14 +198,17 @@ class Arbiter:
             raise
         finally:
             self._cleanup()
-            hooks.call("on_exit", self.config.on_exit, self)
+            try:
+                hooks.call("on_exit", self.config.on_exit, self, fatal=True)
+            except hooks.HookError:
+                self._exit_status = self._exit_status or 1  # as gunicorn's
         return self._exit_status
 
     def _start(self) -> None:
         """Starting: hooks, logging, preload, bind, pidfile, slots, signals."""
         config = self.config
         _setup_logging(config)
-        hooks.call("on_starting", config.on_starting, self)
+        hooks.call("on_starting", config.on_starting, self, fatal=True)  # nothing to undo yet
         if config.preload:
             self.app = self.load_app(config, fresh=False)  # fails fast, before binding
         elif not isinstance(self.app_spec, str):
@@ -237,7 +240,10 @@ class Arbiter:
                      ",".join(map(str, self.cpus)),
                      "" if config.cpu_affinity else " (a worker per CPU; --no-cpu-affinity to "
                      "let them move)")
-        hooks.call("when_ready", config.when_ready, self)
+        try:
+            hooks.call("when_ready", config.when_ready, self, fatal=True)
+        except hooks.HookError:  # stop before any worker, as gunicorn does (status 1)
+            self._stopping, self._exit_status = "fast", 1
 
     def _start_listeners(self) -> None:
         """Starting: per-worker sockets, request migration and CPU steering."""
@@ -278,6 +284,9 @@ class Arbiter:
                 log.info("cpu_affinity: %s", attach_cpu_steering(group[: self.num_workers], self.cpus))
 
     def _loop(self) -> None:
+        if self._stopping is not None:  # when_ready failed: no worker is started
+            self._stop()
+            return
         self._manage_workers()  # at once: a client connecting right after start is not kept waiting
         while True:
             self._wait(self._timeout())

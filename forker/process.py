@@ -122,13 +122,18 @@ class Pidfile:
         self.path = path
 
     def create(self, pid: int) -> None:
+        from .errors import ConfigError  # told in one line by the command line
+
         other = self.read()
         if other is not None and other not in (pid, os.getppid()) and _alive(other):
-            raise RuntimeError(f"pidfile: {self.path} names process {other}, which is running")
+            raise ConfigError(f"pidfile: {self.path} names process {other}, which is running")
         tmp = f"{self.path}.{pid}.tmp"
-        with open(tmp, "w") as out:
-            out.write(f"{pid}\n")
-        os.rename(tmp, self.path)  # readers never see a half-written file
+        try:
+            with open(tmp, "w") as out:
+                out.write(f"{pid}\n")
+            os.rename(tmp, self.path)  # readers never see a half-written file
+        except OSError as exc:
+            raise ConfigError(f"pidfile: cannot write {self.path}: {exc.strerror}") from None
 
     def read(self, path: Optional[str] = None) -> Optional[int]:
         try:

@@ -5,7 +5,9 @@ named by HOOK_LOG, and the tests read what ran, where and with what."""
 from __future__ import annotations
 
 import http.client
+import os
 import signal
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -259,3 +261,38 @@ def test_a_hook_that_cannot_take_gunicorns_arguments_is_refused_at_start(tmp_pat
     assert out.returncode == 2, out.stderr
     assert f"{hook}: the hook must take gunicorn's arguments, {hook}(" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("hooks, before_workers", [
+    ("def on_starting(server):\n    raise RuntimeError('no database')\n", True),
+    ("def when_ready(server):\n    raise RuntimeError('no database')\n", True),
+    # the server stops at once (TERM from when_ready), then on_exit fails
+    ("import os, signal\n\ndef when_ready(server):\n    os.kill(server.pid, signal.SIGTERM)\n\n"
+     "def on_exit(server):\n    raise RuntimeError('no database')\n", False),
+])
+def test_a_failing_start_or_exit_hook_is_exit_status_1(tmp_path, hooks, before_workers):
+    """As in gunicorn: on_starting or when_ready raising stops the server
+    before any worker serves, on_exit raising makes the exit status 1 (the
+    server served on with 0)."""
+    (tmp_path / "failing_conf.py").write_text(hooks)
+    out = run_cli("-c", "failing_conf.py", "-b", "127.0.0.1:0", cwd=str(tmp_path))
+    assert out.returncode == 1, out.stderr
+    assert "RuntimeError: no database" in out.stderr  # the hook's traceback, logged
+    assert ("worker 0 pid" not in out.stderr) == before_workers, out.stderr
+
+
+def test_a_pidfile_problem_is_one_line(tmp_path):
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "taken.pid").write_text(f"{other.pid}\n")  # a running process
+        out = run_cli("-p", str(tmp_path / "taken.pid"), "-b", "127.0.0.1:0",
+                      cwd=str(tmp_path))
+    finally:
+        other.kill()
+        other.wait()
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"names process {other.pid}, which is running" in out.stderr
+    out = run_cli("-p", str(tmp_path / "no" / "dir.pid"), "-b", "127.0.0.1:0",
+                  cwd=str(tmp_path))
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "pidfile: cannot write" in out.stderr
