@@ -116,6 +116,7 @@ cdef class HandlerJob:
     cdef double started
     cdef int status
     cdef uint64_t started_ms  # when the loop handed it over (CLOCK_MONOTONIC ms)
+    cdef uint64_t progress_ms # when its streamed body last gave a piece, or resumed; 0 never
     cdef bint paused     # the client's buffer is full: the window is held until writable
     cdef object window   # semaphore bounding the chunks in flight
 

@@ -460,6 +460,17 @@ def _read_pid(path: Path) -> Optional[int]:
 # -- liveness and recycling --------------------------------------------------------
 
 
+def test_a_handler_streaming_steadily_is_not_stuck(servers):
+    """With threads, timeout counts from a streamed body's last piece, as from
+    an upload's last bytes: a stream of events longer than timeout is not a
+    stuck handler (the worker was killed, and the stream cut, at timeout)."""
+    server = servers({"bind": "127.0.0.1:0", "workers": 1, "timeout": 1,
+                      "threads": 4}).start(1)
+    status, body = get(server.address, "/drip?12", timeout=30)  # 3 s, a piece every 0.25 s
+    assert (status, body) == (200, "drop;" * 12)
+    assert "killing it" not in server.log()
+
+
 @pytest.mark.parametrize("threads", [1, 4])
 def test_handler_in_an_endless_loop_is_killed_after_timeout(servers, threads):
     # with threads the loop keeps turning: the slot must show the stuck call

@@ -446,7 +446,9 @@ cdef class Engine:
         job = self.jobs.get(c.index)
         if job is not None and (<HandlerJob>job).paused:
             (<HandlerJob>job).paused = False
+            (<HandlerJob>job).progress_ms = fk_now_ms()  # the wait was the client's
             (<HandlerJob>job).window.release()
+            pool_mark_busy(self)
 
     cdef void _closed(self, fk_conn *c):
         cdef ResponseStream stream = self._stream_of(c)

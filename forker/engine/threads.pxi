@@ -75,8 +75,11 @@ cdef void pool_mark_busy(Engine engine):
     """Threads: the shared worker slot shows the oldest handler call still running
     without progress (since when, and which request), so that the master's
     timeout catches a stuck thread although the loop itself keeps turning.
-    A call receiving its request body counts from the last bytes received:
-    a slow but steady upload is not a stuck handler."""
+    A call receiving its request body counts from the last bytes received,
+    one streaming its response from the last piece it gave: a slow but
+    steady upload, a stream of events, are not stuck handlers; nor is one
+    waiting for its client to read (paused: the loop's write timeout is the
+    client's)."""
     cdef HandlerJob oldest = None
     cdef HandlerJob job
     cdef uint64_t since, oldest_since = 0
@@ -86,7 +89,9 @@ cdef void pool_mark_busy(Engine engine):
         return
     for item in engine.jobs.values():
         job = <HandlerJob>item
-        since = job.started_ms
+        if job.paused:
+            continue
+        since = job.started_ms if job.started_ms > job.progress_ms else job.progress_ms
         stream = job.req._stream
         if stream is not None and (<BodyStream>stream).progress_ms > since:
             since = (<BodyStream>stream).progress_ms
@@ -205,6 +210,7 @@ cdef void pool_collect(Engine engine):
         elif kind == DONE_CHUNK:
             chunk = <bytes>payload
             job.sent += PyBytes_GET_SIZE(chunk)
+            job.progress_ms = fk_now_ms()
             rc = fk_loop_send(engine.loop, c, PyBytes_AS_STRING(chunk), PyBytes_GET_SIZE(chunk), 0)
             if rc == 1:
                 job.paused = True
