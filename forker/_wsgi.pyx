@@ -34,10 +34,13 @@ from .response import Response
 log = logging.getLogger("forker.wsgi")
 
 # RFC 7230 6.1 and RFC 2616 13.5.1: meaningful for one connection only, so a
-# WSGI application must not set them (PEP 3333, "Other HTTP Features").
+# WSGI application must not set them (PEP 3333, "Other HTTP Features"). As
+# gunicorn does, they are dropped (with a warning, once per name) rather than
+# refused; Connection and Transfer-Encoding go on to the engine, which frames
+# the answer itself and closes the connection after it on Connection: close.
 cdef frozenset HOP_BY_HOP = frozenset((
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
-    "te", "trailer", "trailers", "transfer-encoding", "upgrade",
+    "keep-alive", "proxy-authenticate", "proxy-authorization",
+    "te", "trailer", "trailers", "upgrade",
 ))
 
 cdef bytes ERROR_BODY = error_body(500)
@@ -226,9 +229,8 @@ cdef class StartResponse:
         parsed = self.core._statuses.get(status_text)
         if parsed is None:
             parsed = self.core._parse_status(status_text)
-        self.core._check_headers(response_headers)
+        self.headers = self.core._check_headers(response_headers)
         self.status = parsed
-        self.headers = response_headers
         cdef Write write = Write.__new__(Write)
         write.start = self
         return write
@@ -329,6 +331,7 @@ cdef class Core:
     cdef list _recent         # (name, key) pairs by the name object's address, 2 per set
     cdef dict _hosts          # Host -> (SERVER_NAME, SERVER_PORT), default port 80
     cdef set _names           # response header names found valid
+    cdef set _dropped         # hop-by-hop names warned about once
     cdef dict _statuses       # status line -> (code, reason or None)
     cdef tuple _port          # (REMOTE_PORT as int, as str) of the last request
     cdef tuple _host          # (Host, SERVER_NAME, SERVER_PORT) of the last request on port 80
@@ -342,6 +345,7 @@ cdef class Core:
         self._recent = [None] * KEY_CACHE_SIZE
         self._hosts = {}
         self._names = set()
+        self._dropped = set()
         self._statuses = {}
         self._port = (None, None)
         self._host = (None, None, None)
@@ -585,16 +589,23 @@ cdef class Core:
             self._statuses[text] = parsed
         return parsed
 
-    cdef void _check_headers(self, headers) except *:
+    cdef list _check_headers(self, headers):
         """Validates the application's header list (PEP 3333: when start_response
-        is called, so the application sees the error). Names already seen valid
-        are remembered: most are constants of the application, whose str hash
-        is computed once. Values are scanned each time, which costs less than
-        hashing the many made afresh (a Content-Length)."""
+        is called, so the application sees the error) and returns the fields to
+        send: the list itself, or without its hop-by-hop fields (HOP_BY_HOP).
+        Names already seen valid are remembered: most are constants of the
+        application, whose str hash is computed once. Values are scanned each
+        time, which costs less than hashing the many made afresh (a
+        Content-Length). A tuple is taken as gunicorn takes it."""
         cdef set names = self._names
-        if type(headers) is not list:
+        cdef list kept = None
+        cdef Py_ssize_t i
+        if type(headers) is tuple:
+            headers = list(<tuple>headers)
+        elif type(headers) is not list:
             raise TypeError(f"response headers must be a list, got {type(headers).__name__}")
-        for pair in <list>headers:
+        for i in range(len(<list>headers)):
+            pair = (<list>headers)[i]
             if type(pair) is not tuple or len(<tuple>pair) != 2:
                 raise TypeError(f"response header must be a (name, value) tuple, got {pair!r}")
             name, value = <tuple>pair
@@ -602,11 +613,21 @@ cdef class Core:
                 if type(name) is not str or not is_token(name):
                     raise ValueError(f"invalid response header name {name!r}")
                 if name.lower() in HOP_BY_HOP:
-                    raise WSGIError(f"hop-by-hop header {name!r} is not allowed in a WSGI response")
+                    if kept is None:
+                        kept = (<list>headers)[:i]
+                    if name.lower() not in self._dropped and len(self._dropped) < CACHE_LIMIT:
+                        self._dropped.add(name.lower())
+                        log.warning("dropped the hop-by-hop header %r of a WSGI response (PEP "
+                                    "3333 forbids them; the server manages the connection)",
+                                    name)
+                    continue
                 if len(names) < CACHE_LIMIT:
                     names.add(name)
             if type(value) is not str or bad_value(value):
                 raise ValueError(f"invalid value for response header {name!r}: {value!r}")
+            if kept is not None:
+                kept.append(pair)
+        return headers if kept is None else kept
 
     cdef object _error(self, dict environ, str what, bint engine):
         exc = sys.exc_info()[1]

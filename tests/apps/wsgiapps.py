@@ -95,7 +95,7 @@ def misc_app(environ, start_response):
         return [b"should not be seen"]
     if path == "/hop":
         start_response("200 OK", [("Connection", "close")])
-        return [b"should not be seen"]
+        return [b"closing after this"]
     if path == "/cookies":
         start_response("200 OK", [("Set-Cookie", "a=1; Path=/"), ("X-Between", "x"),
                                   ("Set-Cookie", "b=2")])
