@@ -161,8 +161,10 @@ class Arbiter:
 
     # -- configuration and application ---------------------------------------
 
-    def _read_config(self) -> Config:
-        options = self.options if self.reload_options is None else self.reload_options()
+    def _read_config(self, reloading: bool = False) -> Config:
+        """The configuration: the options given, or on a reload (HUP) those
+        reload_options reads afresh (the config file and the environment)."""
+        options = self.reload_options() if reloading and self.reload_options else self.options
         config = Config()
         config.update_from_env()
         config.update(options)
@@ -387,7 +389,7 @@ class Arbiter:
             log.warning("HUP: a reload is already under way")
             return
         try:
-            config = self._read_config()
+            config = self._read_config(reloading=True)
         except Exception as exc:  # a reload must never take the server down
             log.error("HUP: bad configuration, keeping the current one: %s", exc)
             return
