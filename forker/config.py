@@ -596,7 +596,7 @@ OPTIONS: List[Option] = [
            "--access-log-format", "FORMAT"),
     Option("error_log", "-", _str_or_none,
            "Write the error log to FILE ('-': standard error).", "--error-log", "FILE"),
-    Option("forwarded_allow_ips", ["127.0.0.1"], _ip_list,
+    Option("forwarded_allow_ips", ["127.0.0.1", "::1"], _ip_list,
            "Peers trusted to set X-Forwarded-For/-Proto/-Host and Forwarded: comma-separated "
            "IPs or networks, or '*' for all (then the client is the address the peer saw, "
            "the last in X-Forwarded-For).", "--forwarded-allow-ips", "IPS"),

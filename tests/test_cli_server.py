@@ -140,6 +140,16 @@ def test_forwarded_allow_ips_default_trusts_localhost():
         assert env["SERVER_PORT"] == str(server.port)
 
 
+def test_forwarded_allow_ips_default_trusts_localhost_over_ipv6():
+    """::1 is trusted by default too, as in gunicorn: a proxy on the same host
+    over IPv6 is believed."""
+    with ForkerProcess("--interface", "wsgi", app=ENVIRON_APP, bind="[::1]:0") as server:
+        status, _, body = request(server.address, "GET", "/", headers=PROXIED)
+        assert status == 200
+        env = json.loads(body)
+        assert (env["REMOTE_ADDR"], env["wsgi.url_scheme"]) == ("203.0.113.50", "https")
+
+
 def test_forwarded_host_takes_the_host_from_trusted_proxies():
     with ForkerProcess("--interface", "wsgi", "--forwarded-host", app=ENVIRON_APP) as server:
         env = environ(server, headers=PROXIED)
