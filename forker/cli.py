@@ -504,7 +504,7 @@ def _check_config(app: Any, config: Config) -> int:
 def _load_paste(path: str, global_conf: Any) -> Any:
     """--paste FILE[#NAME]: the WSGI application of a PasteDeploy file."""
     try:
-        from paste.deploy import loadapp  # type: ignore[import-not-found,unused-ignore]
+        from paste.deploy import loadapp  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except ImportError:
         _fail(f"--paste {path}: PasteDeploy is not installed (pip install PasteDeploy)")
     name = None

@@ -148,7 +148,7 @@ def test_pidfile_refuses_a_running_owner_and_is_removed_only_by_its_own(tmp_path
     pidfile.create(os.getpid())
     assert path.read_text() == f"{os.getpid()}\n"
     other = process.Pidfile(str(path))
-    with pytest.raises(RuntimeError, match="names process"):
+    with pytest.raises(ConfigError, match="names process"):
         other.create(1)  # pid 1 is alive, and it is not us
     pidfile.unlink(12345678)
     assert path.exists()
