@@ -280,6 +280,38 @@ void process_input(fk_loop *l, fk_conn *c)
     } while (c->again); /* answered in the loop (health): parse the next one */
 }
 
+/* Bodies received whole are bounded per worker, not only per request
+ * (max_body_size): when what the connections receiving one hold passes
+ * max_input, the connection holding most is answered 503 and its buffer
+ * freed, as the readers furthest behind are closed for output. Called when a
+ * body's buffer is past INPUT_CHECK, so that the walk over the slots is rare
+ * for small bodies. */
+#define INPUT_CHECK (1u << 20)
+
+static void bound_input(fk_loop *l)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < l->high_slot; i++) {
+        const fk_conn *o = &l->conns[i];
+        if (o->fd >= 0 && o->state == FK_CONN_BODY)
+            total += o->in.cap;
+    }
+    while (total > l->cfg.max_input) {
+        fk_conn *most = NULL;
+        for (size_t i = 0; i < l->high_slot; i++) {
+            fk_conn *o = &l->conns[i];
+            if (o->fd >= 0 && o->state == FK_CONN_BODY && (most == NULL || o->in.cap > most->in.cap))
+                most = o;
+        }
+        if (most == NULL)
+            return;
+        total -= most->in.cap;
+        l->cfg.slot[FK_SLOT_SHED]++;
+        fail_request(l, most, 503); /* leaves FK_CONN_BODY */
+        fk_spares_release(&l->spares, &most->in);
+    }
+}
+
 /* Room wanted before the next read: enough for the rest of a known body (in
  * steps, so a large Content-Length is not allocated before the bytes arrive). */
 static size_t read_room(const fk_conn *c)
@@ -462,8 +494,14 @@ void conn_read(fk_loop *l, fk_conn *c)
              * only the next read (0) tells EOF. */
             if ((size_t)n < room && c->ssl == NULL && !c->peer_shut)
                 c->readable = 0;
-            if (c->state == FK_CONN_BODY)
+            if (c->state == FK_CONN_BODY) {
                 c->deadline = body_deadline(l, c);
+                if (l->cfg.max_input != 0 && c->in.cap >= INPUT_CHECK) {
+                    bound_input(l);
+                    if (c->fd < 0 || c->state != FK_CONN_BODY)
+                        return; /* this one held most: answered 503 */
+                }
+            }
             process_input(l, c);
             continue;
         }

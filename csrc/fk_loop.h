@@ -53,6 +53,9 @@
     X(uint64_t, min_rate, FK_CFG_U64)           /* bytes/s a request body must keep up, on    \
                                                    average, past its first header_timeout_ms  \
                                                    (Apache's MinRate); 0 none */              \
+    X(uint64_t, max_input, FK_CFG_U64)          /* bytes of request bodies the worker holds    \
+                                                   while receiving them whole; beyond, the    \
+                                                   connection holding most gets 503; 0 none */ \
     X(uint64_t, max_output, FK_CFG_U64)         /* bytes of responses waiting in the worker's \
                                                    buffers for slow readers; beyond, the      \
                                                    connections holding most are closed; 0 no  \

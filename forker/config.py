@@ -491,6 +491,10 @@ OPTIONS: List[Option] = [
            "Bytes of responses a worker may hold for clients that read slowly (0: no "
            "bound); beyond, the connections holding most are closed.",
            "--max-output-buffer", "BYTES", c_field="max_output"),
+    Option("max_input_buffer", 256 * MiB, _int_range(0, 1 << 50),
+           "Bytes of request bodies a worker may hold while receiving them whole (0: no "
+           "bound; max-body-size bounds each); beyond, the connection holding most is "
+           "answered 503 and closed.", "--max-input-buffer", "BYTES", c_field="max_input"),
     Option("min_request_rate", 500, _int_range(0, 1 << 40),
            "Bytes per second a request body must keep up on average once its first "
            "header_timeout has passed (0: no minimum); a client trickling its body "

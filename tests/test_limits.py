@@ -633,3 +633,40 @@ def test_pipelined_requests_held_back_are_all_answered(strict):
         status, _, body = reader.response()
         assert (status, body) == (200, b"path=/last")
         assert read_until_close(sock, 3) == (b"", True)
+
+
+def test_bodies_received_whole_are_bounded_per_worker():
+    """--threads 1 receives a body whole before the application runs, each up to
+    --max-body-size; their sum is bounded too (--max-input-buffer): past it the
+    connection holding most is answered 503, and the worker's memory stays
+    near the bound (four 90 MiB uploads took a worker to 390 MiB)."""
+    import threading
+
+    with ForkerProcess("--threads", "1", "--max-input-buffer", str(16 * MiB), app=APP) as server:
+        socks = [connect(server.port, timeout=30) for _ in range(2)]
+        head = b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 40000000\r\n\r\n"
+
+        def upload(sock):
+            try:
+                sock.sendall(head + b"x" * (12 * MiB))  # and then holds the rest back
+            except OSError:
+                pass  # refused (503) and closed while sending
+
+        senders = [threading.Thread(target=upload, args=(sock,), daemon=True) for sock in socks]
+        for sender in senders:
+            sender.start()
+        answered = None
+        deadline = time.monotonic() + 30
+        while answered is None:
+            assert time.monotonic() < deadline, "no connection was refused"
+            ready, _, _ = select.select(socks, [], [], 1.0)
+            for sock in ready:
+                data = sock.recv(4096)
+                if data:
+                    answered = data
+                    break
+        assert answered.startswith(b"HTTP/1.1 503 "), answered[:100]
+        for sock in socks:
+            sock.close()
+        for sender in senders:
+            sender.join(30)
