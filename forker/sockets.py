@@ -147,8 +147,9 @@ def _reason(address: Address, exc: OSError) -> str:
         return f"{reason} (no interface of this host has that address)"
     if exc.errno == errno.EACCES and address.family != socket.AF_UNIX:
         return f"{reason} (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
-    if address.family == socket.AF_UNIX and exc.errno == errno.ENOENT:
-        return f"the directory {os.path.dirname(str(address.target)) or '.'} does not exist"
+    folder = os.path.dirname(str(address.target)) or "."
+    if address.family == socket.AF_UNIX and exc.errno == errno.ENOENT and not os.path.isdir(folder):
+        return f"the directory {folder} does not exist"
     return reason
 
 
@@ -348,9 +349,15 @@ class Listeners:
             groups = list(by_key.values())
         else:
             groups, source = [], "bind"
+            seen: Dict[str, str] = {}
             try:
                 for text in config.bind:  # type: ignore[attr-defined]
                     address = parse_address(text)
+                    ephemeral = isinstance(address.target, tuple) and address.target[1] == 0
+                    if str(address) in seen and not ephemeral:  # not "another process"
+                        raise BindError(errno.EADDRINUSE, f"cannot listen on {address}: it is "
+                                        f"given twice (--bind {seen[str(address)]} and {text})")
+                    seen[str(address)] = text
                     groups.append([create_listener(
                         address, backlog, reuse_port and address.family != socket.AF_UNIX,
                         config.unix_socket_mode, config.unix_socket_owner)])  # type: ignore[attr-defined]

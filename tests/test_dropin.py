@@ -96,6 +96,24 @@ def test_a_unix_socket_in_a_missing_directory_is_one_line_naming_it(tmp_path):
     assert "Traceback" not in out.stderr
 
 
+def test_an_address_given_twice_is_one_line_saying_so(tmp_path):
+    """Not "another process listens there": the same --bind twice (two
+    ephemeral ports, :0, are two addresses and fine)."""
+    port = free_port()
+    out = run("-b", f"127.0.0.1:{port}", "-b", f"127.0.0.1:{port}", cwd=tmp_path)
+    assert out.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: it is given twice" in out.stderr, out.stderr
+    assert "another process" not in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_unix_socket_where_none_can_be_made_names_the_reason(tmp_path):
+    """/proc exists: "does not exist" would mislead."""
+    out = run("-b", "unix:/proc/forker-test.sock", cwd=tmp_path)
+    assert out.returncode == 1
+    assert "cannot listen on unix:/proc/forker-test.sock: " in out.stderr
+    assert "does not exist" not in out.stderr and "Traceback" not in out.stderr
+
+
 @pytest.mark.parametrize("source, what", [
     ("import no_such_module_anywhere\n", "ModuleNotFoundError"),
     ("def app(environ, start_response:\n    pass\n", "SyntaxError"),
