@@ -216,8 +216,12 @@ def test_check_config_loads_the_application(tmp_path):
 
 
 def test_paste_without_pastedeploy_is_refused_with_a_message(tmp_path):
-    (tmp_path / "paste").mkdir()  # a paste package without paste.deploy, whatever is installed
-    (tmp_path / "paste" / "__init__.py").write_text("")
+    # paste.deploy as a missing install makes it, whatever is installed: a
+    # namespace portion first on the path (PasteDeploy's own paste is one,
+    # set up by a .pth file at start, which a regular package cannot shadow)
+    (tmp_path / "paste" / "deploy").mkdir(parents=True)
+    (tmp_path / "paste" / "deploy" / "__init__.py").write_text(
+        "raise ImportError('No module named paste.deploy')\n")
     out = run("--paste", "development.ini", cwd=tmp_path)
     assert out.returncode == 2
     assert "PasteDeploy is not installed" in out.stderr and "Traceback" not in out.stderr
