@@ -5,7 +5,6 @@ named by HOOK_LOG, and the tests read what ran, where and with what."""
 from __future__ import annotations
 
 import http.client
-import os
 import signal
 import subprocess
 import sys
