@@ -20,6 +20,8 @@ less than req/s when wrk and the server share the machine.
 
 Each checkout must be built in place (python setup.py build_ext --inplace)."""
 import os, re, socket, subprocess, sys, time
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.servers import group_cpu_ticks  # noqa: E402
 TREES = {"before": os.path.abspath(sys.argv[1]), "after": os.path.abspath(sys.argv[2])}
 WSGI_THREADS = ["--interface", "wsgi", "--threads", "4", "benchmarks.apps.wsgi_app:app"]
 if "--bodies" in sys.argv[3:]:
@@ -48,25 +50,12 @@ def start(tree, port, args):
         except OSError: time.sleep(0.05)
     time.sleep(0.5)
     return p
-def group_ticks(pgid):
-    """User plus system ticks of the live processes of a process group."""
-    ticks = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid:
-                ticks += int(fields[11]) + int(fields[12])
-    return ticks
 def wrk(port, close, path, pgid):
     args = ["taskset", "-c", "1", "wrk", "-t1", "-c50", "-d4s", f"http://127.0.0.1:{port}{path}"]
     if close: args[4:4] = ["-H", "Connection: close"]
-    before = group_ticks(pgid)
+    before = group_cpu_ticks(pgid)
     out = subprocess.run(args, capture_output=True, text=True).stdout
-    cpu = (group_ticks(pgid) - before) / os.sysconf("SC_CLK_TCK")
+    cpu = (group_cpu_ticks(pgid) - before) / os.sysconf("SC_CLK_TCK")
     count = int(re.search(r"(\d+) requests in", out).group(1))
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), cpu / count * 1e6
 ROUNDS = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 4

@@ -57,10 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--close", action="store_true",
                    help="a connection per request (Connection: close) instead of keep-alive")
     args = p.parse_args(argv)
-    names = args.servers.split(",")
-    for name in names:
-        if name not in servers.SERVERS:
-            p.error(f"--servers: unknown server {name!r}")
+    names = servers.choose(args.servers, servers.SERVERS, "server")
     opts = servers.Options(workers=1, threads=1)
     results: dict[str, list[tuple[float, int]]] = {name: [] for name in names}
     users: dict[str, list[float]] = {name: [] for name in names}

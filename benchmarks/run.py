@@ -29,7 +29,7 @@ import time
 
 from benchmarks import loadtools, servers
 from benchmarks.loadtools import SCENARIOS, LoadSpec
-from benchmarks.servers import SERVERS
+from benchmarks.servers import SERVERS, choose
 
 QUICK_SCENARIOS = ["keepalive", "nokeepalive", "pipelined"]
 # The reference each group of servers is compared with.
@@ -155,18 +155,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not 1 <= args.rounds <= 20:
         p.error("--rounds must be between 1 and 20")
     return args
-
-
-def _choose(spec: str, known: dict, what: str) -> list[str]:
-    if spec == "all":
-        return list(known)
-    names = [name.strip() for name in spec.split(",") if name.strip()]
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise SystemExit(
-            f"unknown {what}: {', '.join(unknown)} (known: {', '.join(known)})"
-        )
-    return names
 
 
 def _cmd_version(argv: list[str]) -> str:
@@ -852,8 +840,8 @@ def main(argv: list[str] | None = None) -> int:
         data["summary"] = summarize(data["runs"])
         report(data, args)
         return 0
-    scenarios = _choose(args.scenarios, SCENARIOS, "scenario")
-    wanted = _choose(args.servers, SERVERS, "server")
+    scenarios = choose(args.scenarios, SCENARIOS, "scenario")
+    wanted = choose(args.servers, SERVERS, "server")
     names, skipped = [], {}
     for name in wanted:
         reason = SERVERS[name].missing()

@@ -663,14 +663,35 @@ def group_rss_kb(pgid: int) -> dict[int, int]:
     return out
 
 
+def choose(spec: str, known: dict, what: str) -> list[str]:
+    """The names a comma-separated option lists ("all": every known one); an
+    unknown one stops the run, naming the known ones."""
+    if spec == "all":
+        return list(known)
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise SystemExit(
+            f"unknown {what}: {', '.join(unknown)} (known: {', '.join(known)})"
+        )
+    return names
+
+
 def group_cpu_ticks(pgid: int) -> int:
     """User and system time of the live processes of a process group, in ticks."""
-    return _group_states(pgid)[0]
+    user, system, _ = _group_stats(pgid)
+    return user + system
 
 
 def group_user_ticks(pgid: int) -> int:
     """User time alone of the live processes of a process group, in ticks."""
-    ticks = 0
+    return _group_stats(pgid)[0]
+
+
+def _group_stats(pgid: int) -> tuple[int, int, str]:
+    """User ticks, system ticks and the run states of the live processes of a
+    process group."""
+    user, system, states = 0, 0, ""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -680,25 +701,10 @@ def group_user_ticks(pgid: int) -> int:
         except OSError:
             continue
         if int(fields[2]) == pgid:
-            ticks += int(fields[11])
-    return ticks
-
-
-def _group_states(pgid: int) -> tuple[int, str]:
-    """CPU ticks and the run states of the live processes of a process group."""
-    ticks, states = 0, ""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:
-            ticks += int(fields[11]) + int(fields[12])
+            user += int(fields[11])
+            system += int(fields[12])
             states += fields[0]
-    return ticks, states
+    return user, system, states
 
 
 def wait_settled(pgid: int, window: float = 0.1, timeout: float = 5.0) -> bool:
@@ -711,7 +717,8 @@ def wait_settled(pgid: int, window: float = 0.1, timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     last, since = None, time.monotonic()
     while time.monotonic() < deadline:
-        ticks, states = _group_states(pgid)
+        user, system, states = _group_stats(pgid)
+        ticks = user + system
         now = time.monotonic()
         if "R" in states or ticks != last:
             last, since = ticks, now

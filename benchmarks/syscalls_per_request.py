@@ -77,10 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=3.0)
     p.add_argument("--connections", type=int, default=50)
     args = p.parse_args(argv)
-    names = args.servers.split(",")
-    for name in names:
-        if name not in servers.SERVERS:
-            p.error(f"--servers: unknown server {name!r}")
+    names = servers.choose(args.servers, servers.SERVERS, "server")
     opts = servers.Options(workers=1, threads=1)
     table: dict[str, tuple[int, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="forker-sys-") as tmp:
