@@ -397,12 +397,15 @@ def conversation(connect_to):
 
 
 def test_the_same_conversation_as_with_uvicorn():
+    """Uncompressed (compression=None); test_deflated_messages_as_with_uvicorn
+    has the client's default, permessage-deflate."""
     with ForkerProcess("--ws-max-size", "1000", app="asgi_ws:app") as server:
         oracle = Uvicorn("asgi_ws:app", "--ws-max-size", "1000")
         try:
             ours = conversation(lambda path, **kw: ws_connect(
-                f"ws://127.0.0.1:{server.port}" + path, **kw))
-            theirs = conversation(oracle.connect)
+                f"ws://127.0.0.1:{server.port}" + path, compression=None, **kw))
+            theirs = conversation(lambda path, **kw: oracle.connect(path, compression=None,
+                                                                    **kw))
         finally:
             oracle.close()
     assert ours == theirs
