@@ -88,3 +88,23 @@ def test_a_server_started_from_gunicorn_cmd_args(tmp_path):
         status, headers, body = request(server.port, "GET", "/")
         assert (status, body, headers["Server"]) == (200, b"env-app!", "from-conf")
         assert "1 workers" in server.wait_for(r"forker master pid \d+: \d+ workers").group(0)
+
+
+def test_a_server_on_a_platforms_port_and_concurrency():
+    """PORT and WEB_CONCURRENCY, as a platform that routes to $PORT sets them:
+    the server listens on 0.0.0.0:PORT (reached here over the loopback) with
+    that many workers."""
+    port = free_port()
+    with ForkerProcess(bind=None, workers=None, address=f"0.0.0.0:{port}",
+                       env={"PORT": str(port), "WEB_CONCURRENCY": "2"},
+                       app="wsgiapps:native") as server:
+        assert request(port, "GET", "/")[0] == 200
+        assert "2 workers" in server.wait_for(r"forker master pid \d+: \d+ workers").group(0)
+
+
+def test_an_application_served_with_uvicorns_worker_class():
+    """gunicorn -k uvicorn.workers.UvicornWorker main:app, as FastAPI's guides
+    deploy: the ASGI interface, through a real socket."""
+    with ForkerProcess("-k", "uvicorn.workers.UvicornWorker", app="asgi_raw:app") as server:
+        status, _, body = request(server.port, "GET", "/scope")
+    assert status == 200 and b'"type": "http"' in body
